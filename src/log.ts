@@ -1,0 +1,41 @@
+// One line per event: "<ISO time> <LEVEL> <component>: <message> key=value ...".
+// Levels let a student turn on detail (MINIVPN_LOG=debug) without drowning in it.
+// Never pass secrets (keys, passwords) to the logger.
+
+export type Level = 'debug' | 'info' | 'warn' | 'error';
+const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+let threshold: number = ORDER[(process.env.MINIVPN_LOG as Level) ?? 'info'] ?? ORDER.info;
+
+export function setLevel(level: Level): void {
+  threshold = ORDER[level];
+}
+
+function fmt(v: unknown): string {
+  if (typeof v === 'string') return /[\s"=]/.test(v) ? JSON.stringify(v) : v;
+  if (v instanceof Error) return JSON.stringify(v.message);
+  return String(v);
+}
+
+export interface Logger {
+  debug(msg: string, fields?: Record<string, unknown>): void;
+  info(msg: string, fields?: Record<string, unknown>): void;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+  error(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export function logger(component: string): Logger {
+  const emit = (level: Level, msg: string, fields?: Record<string, unknown>) => {
+    if (ORDER[level] < threshold) return;
+    let line = `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${component}: ${msg}`;
+    if (fields) for (const [k, v] of Object.entries(fields)) if (v !== undefined) line += ` ${k}=${fmt(v)}`;
+    // stderr for warnings and errors, stdout for the rest, so readiness lines can be awaited on stdout.
+    (ORDER[level] >= ORDER.warn ? process.stderr : process.stdout).write(line + '\n');
+  };
+  return {
+    debug: (m, f) => emit('debug', m, f),
+    info: (m, f) => emit('info', m, f),
+    warn: (m, f) => emit('warn', m, f),
+    error: (m, f) => emit('error', m, f),
+  };
+}
