@@ -1,0 +1,724 @@
+// DTLS 1.2 through the OpenSSL that the node binary itself exports.
+//
+// JavaScript owns the one UDP socket. A connection object takes datagrams in and gives
+// datagrams and decrypted records out; OpenSSL does everything else: the handshake, the
+// stateless cookie exchange (DTLSv1_listen), retransmission timers, the replay window,
+// alerts and close_notify. This file only moves bytes between JS buffers and OpenSSL.
+//
+// Why a small BIO of our own instead of BIO_s_mem: a memory BIO is a byte stream, so a
+// handshake flight written as several records would come out as one blob larger than the
+// path MTU. Our BIO keeps datagram boundaries: one BIO_write is one datagram, one BIO_read
+// hands over one whole datagram, as a UDP socket would (OpenSSL 3.2 has BIO_s_dgram_mem;
+// Node 20 and 22 ship OpenSSL 3.0).
+#include <napi.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <cstring>
+#include <ctime>
+#include <string>
+#include <vector>
+
+namespace {
+
+// ---------------------------------------------------------------------------------------
+// The datagram BIO
+
+struct Sink {  // where sealed records go: straight into a JS buffer, for the data path
+  uint8_t* buf = nullptr;
+  size_t cap = 0, used = 0;
+  uint32_t* offs = nullptr;
+  uint32_t* lens = nullptr;
+  size_t max = 0, count = 0;
+};
+
+struct DgramState {
+  const uint8_t* in = nullptr;  // the datagram being fed, consumed by one read
+  size_t inLen = 0;
+  Sink* sink = nullptr;         // when set, writes land here; otherwise in `queue`
+  std::vector<std::string> queue;
+};
+
+BIO_METHOD* g_method = nullptr;
+
+int DgramWrite(BIO* b, const char* data, int len) {
+  auto* st = static_cast<DgramState*>(BIO_get_data(b));
+  BIO_clear_retry_flags(b);
+  Sink* s = st->sink;
+  if (s && s->count < s->max && s->used + len <= s->cap) {
+    memcpy(s->buf + s->used, data, len);
+    s->offs[s->count] = static_cast<uint32_t>(s->used);
+    s->lens[s->count] = static_cast<uint32_t>(len);
+    s->count++;
+    s->used += (static_cast<size_t>(len) + 7) & ~static_cast<size_t>(7);
+  } else {
+    st->queue.emplace_back(data, len);
+  }
+  return len;
+}
+
+int DgramRead(BIO* b, char* out, int len) {
+  auto* st = static_cast<DgramState*>(BIO_get_data(b));
+  BIO_clear_retry_flags(b);
+  if (!st->in) {
+    BIO_set_retry_read(b);
+    return -1;
+  }
+  // A datagram is read whole or truncated, never split across reads.
+  int n = static_cast<int>(st->inLen) < len ? static_cast<int>(st->inLen) : len;
+  memcpy(out, st->in, n);
+  st->in = nullptr;
+  st->inLen = 0;
+  return n;
+}
+
+long DgramCtrl(BIO* b, int cmd, long num, void* ptr) {
+  auto* st = static_cast<DgramState*>(BIO_get_data(b));
+  switch (cmd) {
+    case BIO_CTRL_FLUSH: return 1;
+    case BIO_CTRL_PENDING: return st && st->in ? static_cast<long>(st->inLen) : 0;
+    case BIO_CTRL_WPENDING: return 0;
+    case BIO_CTRL_DGRAM_QUERY_MTU: return 0;              // we set the MTU explicitly
+    case BIO_CTRL_DGRAM_GET_FALLBACK_MTU: return 1200;
+    case BIO_CTRL_DGRAM_GET_MTU_OVERHEAD: return 28;      // IPv4 + UDP
+    case BIO_CTRL_DGRAM_MTU_EXCEEDED: return 0;
+    case BIO_CTRL_DGRAM_SET_NEXT_TIMEOUT: return 1;
+    case BIO_CTRL_DGRAM_GET_PEER: return 0;               // JS knows the peer, not us
+    case BIO_CTRL_DGRAM_SET_PEER: return 1;
+    case BIO_CTRL_DGRAM_SET_CONNECTED: return 1;
+    case BIO_CTRL_PUSH:
+    case BIO_CTRL_POP: return 0;
+    default: return 0;
+  }
+}
+
+int DgramCreate(BIO* b) {
+  BIO_set_data(b, new DgramState());
+  BIO_set_init(b, 1);
+  return 1;
+}
+
+int DgramDestroy(BIO* b) {
+  delete static_cast<DgramState*>(BIO_get_data(b));
+  BIO_set_data(b, nullptr);
+  return 1;
+}
+
+BIO* NewDgramBio() {
+  if (!g_method) {
+    g_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "minivpn datagram");
+    BIO_meth_set_write(g_method, DgramWrite);
+    BIO_meth_set_read(g_method, DgramRead);
+    BIO_meth_set_ctrl(g_method, DgramCtrl);
+    BIO_meth_set_create(g_method, DgramCreate);
+    BIO_meth_set_destroy(g_method, DgramDestroy);
+  }
+  return BIO_new(g_method);
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-SSL state reachable from OpenSSL callbacks (SSL app data)
+
+struct SslState {
+  std::string peerKey;   // "address:port", the input to the cookie HMAC
+  std::string alertIn;   // last alert the peer sent us
+  std::string alertOut;  // last alert we sent
+};
+
+DgramState* StateOf(SSL* ssl) { return static_cast<DgramState*>(BIO_get_data(SSL_get_rbio(ssl))); }
+
+// Drains OpenSSL's error queue into one readable line.
+std::string TakeErrors() {
+  std::string out;
+  unsigned long e;
+  while ((e = ERR_get_error()) != 0) {
+    const char* r = ERR_reason_error_string(e);
+    std::string s = r ? r : ("error " + std::to_string(e));
+    if (out.find(s) == std::string::npos) {
+      if (!out.empty()) out += "; ";
+      out += s;
+    }
+  }
+  return out;
+}
+
+void InfoCallback(const SSL* ssl, int where, int ret) {
+  if (!(where & SSL_CB_ALERT)) return;
+  auto* st = static_cast<SslState*>(SSL_get_app_data(ssl));
+  if (!st) return;
+  std::string desc = SSL_alert_desc_string_long(ret);
+  if (where & SSL_CB_READ) st->alertIn = desc;
+  else st->alertOut = desc;
+}
+
+// ---------------------------------------------------------------------------------------
+// Context: certificates, verification policy, cookie secret, key log
+
+class Context;
+
+class Connection : public Napi::ObjectWrap<Connection> {
+ public:
+  static Napi::Object Make(Napi::Env env) { return env.GetInstanceData<Napi::FunctionReference>()->New({}); }
+  static Napi::Function Define(Napi::Env env);
+  explicit Connection(const Napi::CallbackInfo& info);
+  ~Connection() override { Free(); }
+  void Adopt(SSL* ssl, Napi::Object ctxObj, bool server);
+
+ private:
+  Napi::Value Handshake(const Napi::CallbackInfo& info);
+  Napi::Value Open(const Napi::CallbackInfo& info);
+  Napi::Value Seal(const Napi::CallbackInfo& info);
+  Napi::Value TakeOutput(const Napi::CallbackInfo& info);
+  Napi::Value Timeout(const Napi::CallbackInfo& info);
+  Napi::Value HandleTimeout(const Napi::CallbackInfo& info);
+  Napi::Value Shutdown(const Napi::CallbackInfo& info);
+  Napi::Value Peer(const Napi::CallbackInfo& info);
+  Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value SetMtu(const Napi::CallbackInfo& info);
+  Napi::Value Destroy(const Napi::CallbackInfo& info);
+  Napi::Value StateGetter(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), state_); }
+  Napi::Value ErrorGetter(const Napi::CallbackInfo& info) {
+    return error_.empty() ? info.Env().Null() : Napi::String::New(info.Env(), error_).As<Napi::Value>();
+  }
+  Napi::Value DroppedGetter(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), dropped_); }
+
+  int Step();  // drive the handshake; returns state_
+  void Fail(const std::string& why);
+  void Free() {
+    if (ssl_) {
+      delete static_cast<SslState*>(SSL_get_app_data(ssl_));
+      SSL_free(ssl_);
+      ssl_ = nullptr;
+    }
+    ctxRef_.Reset();
+  }
+
+  enum { HANDSHAKING = 0, OPEN = 1, CLOSED = 2, FAILED = 3 };
+  SSL* ssl_ = nullptr;
+  bool server_ = false;
+  int state_ = HANDSHAKING;
+  double dropped_ = 0;  // datagrams OpenSSL discarded: replayed, forged, or garbage
+  std::string error_;
+  Napi::ObjectReference ctxRef_;  // the context must outlive its connections
+};
+
+
+class Context : public Napi::ObjectWrap<Context> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "DtlsContext", {
+      InstanceMethod<&Context::Listen>("listen"),
+      InstanceMethod<&Context::Connect>("connect"),
+      InstanceMethod<&Context::TakeKeylog>("takeKeylog"),
+    });
+  }
+
+  // new DtlsContext({ server, ca, cert, key, verifyPeer = true, ciphers?, cookieSecret?, mtu?, keylog? })
+  explicit Context(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Context>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) {
+      Napi::TypeError::New(env, "DtlsContext(options)").ThrowAsJavaScriptException();
+      return;
+    }
+    Napi::Object o = info[0].As<Napi::Object>();
+    server_ = o.Get("server").ToBoolean();
+    bool verify = !o.Has("verifyPeer") || o.Get("verifyPeer").ToBoolean();
+    keylog_ = o.Get("keylog").ToBoolean();
+    if (o.Get("mtu").IsNumber()) mtu_ = o.Get("mtu").As<Napi::Number>().Int32Value();
+
+    ctx_ = SSL_CTX_new(server_ ? DTLS_server_method() : DTLS_client_method());
+    if (!ctx_) { Throw(env, "cannot create DTLS context: " + TakeErrors()); return; }
+    SSL_CTX_set_app_data(ctx_, this);
+    SSL_CTX_set_min_proto_version(ctx_, DTLS1_2_VERSION);
+    SSL_CTX_set_max_proto_version(ctx_, DTLS1_2_VERSION);
+    // No renegotiation (a classic DoS and confusion source); we set the MTU ourselves.
+    SSL_CTX_set_options(ctx_, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_QUERY_MTU | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    // A VPN session is one long handshake-then-data stream: no session cache to grow.
+    SSL_CTX_set_session_cache_mode(ctx_, SSL_SESS_CACHE_OFF);
+    // ECDHE only (forward secrecy), AEAD only.
+    std::string ciphers = o.Get("ciphers").IsString() ? o.Get("ciphers").As<Napi::String>().Utf8Value()
+        : "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+          "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+    if (SSL_CTX_set_cipher_list(ctx_, ciphers.c_str()) != 1) { Throw(env, "ciphers: " + TakeErrors()); return; }
+    SSL_CTX_set1_groups_list(ctx_, "X25519:P-256:P-384");
+
+    if (!LoadCa(env, o.Get("ca"))) return;
+    if (!LoadCertAndKey(env, o.Get("cert"), o.Get("key"))) return;
+
+    if (verify) {
+      int mode = SSL_VERIFY_PEER | (server_ ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
+      SSL_CTX_set_verify(ctx_, mode, nullptr);
+      SSL_CTX_set_verify_depth(ctx_, 4);
+    }
+    if (server_) {
+      if (o.Get("cookieSecret").IsBuffer()) {
+        auto s = o.Get("cookieSecret").As<Napi::Buffer<uint8_t>>();
+        secret_.assign(s.Data(), s.Data() + s.Length());
+      } else {
+        secret_.resize(32);
+        RAND_bytes(secret_.data(), 32);
+      }
+      SSL_CTX_set_cookie_generate_cb(ctx_, GenCookie);
+      SSL_CTX_set_cookie_verify_cb(ctx_, VerifyCookie);
+    }
+    if (keylog_) SSL_CTX_set_keylog_callback(ctx_, KeylogCallback);
+  }
+
+  ~Context() override {
+    if (listener_) { delete static_cast<SslState*>(SSL_get_app_data(listener_)); SSL_free(listener_); }
+    if (ctx_) SSL_CTX_free(ctx_);
+  }
+
+  SSL_CTX* ctx() { return ctx_; }
+  int mtu() const { return mtu_; }
+
+  SSL* NewSsl() {
+    SSL* ssl = SSL_new(ctx_);
+    BIO* rb = NewDgramBio();
+    // One BIO for both directions: its state holds the input datagram and the output sink.
+    // (With rbio == wbio, SSL_set_bio takes the one reference we have.)
+    SSL_set_bio(ssl, rb, rb);
+    SSL_set_app_data(ssl, new SslState());
+    SSL_set_info_callback(ssl, InfoCallback);
+    SSL_set_mtu(ssl, mtu_);
+    return ssl;
+  }
+
+ private:
+  static void Throw(Napi::Env env, const std::string& msg) { Napi::Error::New(env, msg).ThrowAsJavaScriptException(); }
+
+  bool LoadCa(Napi::Env env, Napi::Value v) {
+    if (!v.IsString() && !v.IsBuffer()) { Throw(env, "ca: a PEM CA certificate is required"); return false; }
+    std::string pem = v.IsString() ? v.As<Napi::String>().Utf8Value()
+                                   : std::string(reinterpret_cast<char*>(v.As<Napi::Buffer<char>>().Data()), v.As<Napi::Buffer<char>>().Length());
+    BIO* b = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+    X509_STORE* store = SSL_CTX_get_cert_store(ctx_);
+    int n = 0;
+    while (X509* x = PEM_read_bio_X509(b, nullptr, nullptr, nullptr)) {
+      X509_STORE_add_cert(store, x);
+      X509_free(x);
+      n++;
+    }
+    BIO_free(b);
+    ERR_clear_error();  // the loop ends on a "no start line" error
+    if (n == 0) { Throw(env, "ca: no PEM certificate found"); return false; }
+    return true;
+  }
+
+  bool LoadCertAndKey(Napi::Env env, Napi::Value cert, Napi::Value key) {
+    if (!cert.IsString() || !key.IsString()) { Throw(env, "cert and key: PEM strings are required"); return false; }
+    std::string cpem = cert.As<Napi::String>().Utf8Value(), kpem = key.As<Napi::String>().Utf8Value();
+    BIO* b = BIO_new_mem_buf(cpem.data(), static_cast<int>(cpem.size()));
+    X509* x = PEM_read_bio_X509(b, nullptr, nullptr, nullptr);
+    if (!x) { BIO_free(b); ERR_clear_error(); Throw(env, "cert: no PEM certificate found"); return false; }
+    bool ok = SSL_CTX_use_certificate(ctx_, x) == 1;
+    X509_free(x);
+    // Any further certificates in the file are the chain up to the CA.
+    while (ok) {
+      X509* extra = PEM_read_bio_X509(b, nullptr, nullptr, nullptr);
+      if (!extra) break;
+      SSL_CTX_add0_chain_cert(ctx_, extra);
+    }
+    BIO_free(b);
+    ERR_clear_error();
+    if (!ok) { Throw(env, "cert: " + TakeErrors()); return false; }
+    b = BIO_new_mem_buf(kpem.data(), static_cast<int>(kpem.size()));
+    EVP_PKEY* k = PEM_read_bio_PrivateKey(b, nullptr, nullptr, nullptr);
+    BIO_free(b);
+    if (!k) { ERR_clear_error(); Throw(env, "key: no PEM private key found (or it is encrypted)"); return false; }
+    ok = SSL_CTX_use_PrivateKey(ctx_, k) == 1;
+    EVP_PKEY_free(k);
+    if (!ok || SSL_CTX_check_private_key(ctx_) != 1) {
+      ERR_clear_error();
+      Throw(env, "key: does not match the certificate");
+      return false;
+    }
+    return true;
+  }
+
+  // Stateless cookies: HMAC-SHA256(secret, peer address). A spoofed source never sees the
+  // cookie, so it never gets past DTLSv1_listen, and nothing is allocated for it.
+  static bool CookieFor(SSL* ssl, unsigned char* out, size_t* outLen) {
+    auto* self = static_cast<Context*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+    auto* st = static_cast<SslState*>(SSL_get_app_data(ssl));
+    if (!self || !st) return false;
+    return EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, self->secret_.data(), self->secret_.size(),
+                     reinterpret_cast<const unsigned char*>(st->peerKey.data()), st->peerKey.size(), out, 32, outLen) != nullptr;
+  }
+  static int GenCookie(SSL* ssl, unsigned char* cookie, unsigned int* len) {
+    size_t n = 0;
+    if (!CookieFor(ssl, cookie, &n)) return 0;
+    *len = static_cast<unsigned int>(n);
+    return 1;
+  }
+  static int VerifyCookie(SSL* ssl, const unsigned char* cookie, unsigned int len) {
+    unsigned char want[32];
+    size_t n = 0;
+    if (!CookieFor(ssl, want, &n) || n != len) return 0;
+    return CRYPTO_memcmp(want, cookie, n) == 0 ? 1 : 0;
+  }
+
+  static void KeylogCallback(const SSL* ssl, const char* line) {
+    auto* self = static_cast<Context*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+    if (self && self->keylogLines_.size() < 10000) self->keylogLines_.emplace_back(line);
+  }
+
+  // listen(datagram, peerKey) -> DtlsConnection | Buffer[] (send these back) | null (dropped)
+  Napi::Value Listen(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!server_) { Throw(env, "listen() is for server contexts"); return env.Undefined(); }
+    auto buf = info[0].As<Napi::Buffer<uint8_t>>();
+    if (!listener_) listener_ = NewSsl();
+    auto* st = static_cast<SslState*>(SSL_get_app_data(listener_));
+    st->peerKey = info[1].As<Napi::String>().Utf8Value();
+    DgramState* ds = StateOf(listener_);
+    ds->in = buf.Data();
+    ds->inLen = buf.Length();
+    ds->queue.clear();
+    BIO_ADDR* addr = BIO_ADDR_new();
+    int r = DTLSv1_listen(listener_, addr);
+    BIO_ADDR_free(addr);
+    ds->in = nullptr;
+    ERR_clear_error();
+    if (r == 1) {
+      // The ClientHello carried a valid cookie: this SSL object becomes the connection.
+      SSL* ssl = listener_;
+      listener_ = nullptr;
+      Napi::Object conn = Connection::Make(env);
+      Connection::Unwrap(conn)->Adopt(ssl, Value(), true);
+      return conn;
+    }
+    if (ds->queue.empty()) return env.Null();
+    Napi::Array out = Napi::Array::New(env, ds->queue.size());
+    for (size_t i = 0; i < ds->queue.size(); i++)
+      out.Set(i, Napi::Buffer<char>::Copy(env, ds->queue[i].data(), ds->queue[i].size()));
+    ds->queue.clear();
+    return out;
+  }
+
+  // connect(serverName) -> DtlsConnection; the name is checked against the certificate.
+  Napi::Value Connect(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (server_) { Throw(env, "connect() is for client contexts"); return env.Undefined(); }
+    SSL* ssl = NewSsl();
+    SSL_set_connect_state(ssl);
+    if (info.Length() > 0 && info[0].IsString()) {
+      std::string name = info[0].As<Napi::String>().Utf8Value();
+      if (!name.empty()) {
+        SSL_set_tlsext_host_name(ssl, name.c_str());
+        SSL_set1_host(ssl, name.c_str());  // OpenSSL checks the SAN (or CN) during verification
+      }
+    }
+    Napi::Object conn = Connection::Make(env);
+    Connection::Unwrap(conn)->Adopt(ssl, Value(), false);
+    return conn;
+  }
+
+  Napi::Value TakeKeylog(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Array out = Napi::Array::New(env, keylogLines_.size());
+    for (size_t i = 0; i < keylogLines_.size(); i++) out.Set(i, Napi::String::New(env, keylogLines_[i]));
+    keylogLines_.clear();
+    return out;
+  }
+
+  SSL_CTX* ctx_ = nullptr;
+  SSL* listener_ = nullptr;
+  bool server_ = false;
+  bool keylog_ = false;
+  int mtu_ = 1400;  // datagram payload size for handshake fragmentation
+  std::vector<unsigned char> secret_;
+  std::vector<std::string> keylogLines_;
+};
+
+// ---------------------------------------------------------------------------------------
+// Connection
+
+Napi::Function Connection::Define(Napi::Env env) {
+  return DefineClass(env, "DtlsConnection", {
+    InstanceMethod<&Connection::Handshake>("handshake"),
+    InstanceMethod<&Connection::Open>("open"),
+    InstanceMethod<&Connection::Seal>("seal"),
+    InstanceMethod<&Connection::TakeOutput>("takeOutput"),
+    InstanceMethod<&Connection::Timeout>("timeout"),
+    InstanceMethod<&Connection::HandleTimeout>("handleTimeout"),
+    InstanceMethod<&Connection::Shutdown>("shutdown"),
+    InstanceMethod<&Connection::Peer>("peer"),
+    InstanceMethod<&Connection::Info>("info"),
+    InstanceMethod<&Connection::SetMtu>("setMtu"),
+    InstanceMethod<&Connection::Destroy>("destroy"),
+    InstanceAccessor<&Connection::StateGetter>("state"),
+    InstanceAccessor<&Connection::ErrorGetter>("error"),
+    InstanceAccessor<&Connection::DroppedGetter>("dropped"),
+  });
+}
+
+Connection::Connection(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Connection>(info) {}
+
+void Connection::Adopt(SSL* ssl, Napi::Object ctxObj, bool server) {
+  ssl_ = ssl;
+  server_ = server;
+  ctxRef_ = Napi::Persistent(ctxObj);
+}
+
+void Connection::Fail(const std::string& why) {
+  state_ = FAILED;
+  if (error_.empty()) error_ = why;
+}
+
+// Runs the handshake as far as the input allows. Error text names the reason a person can act on.
+int Connection::Step() {
+  if (state_ != HANDSHAKING || !ssl_) return state_;
+  int r = SSL_do_handshake(ssl_);
+  if (r == 1) {
+    state_ = OPEN;
+    return state_;
+  }
+  int err = SSL_get_error(ssl_, r);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+    ERR_clear_error();
+    return state_;
+  }
+  auto* st = static_cast<SslState*>(SSL_get_app_data(ssl_));
+  long vr = SSL_get_verify_result(ssl_);
+  std::string errs = TakeErrors();
+  std::string why;
+  if (vr != X509_V_OK && errs.find("certificate verify failed") != std::string::npos) {
+    why = std::string("peer certificate rejected: ") + X509_verify_cert_error_string(vr);
+  } else if (!st->alertIn.empty()) {
+    why = "peer refused the handshake (alert: " + st->alertIn + ")";
+  } else if (!errs.empty()) {
+    why = errs;
+  } else {
+    why = "handshake failed (error " + std::to_string(err) + ")";
+  }
+  Fail(why);
+  return state_;
+}
+
+Napi::Value Connection::Handshake(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), Step());
+}
+
+// open(inBuf, inOffs, inLens, inCount, outBuf, outOffs, outLens) -> records written to out.
+// Feeds each datagram to OpenSSL and reads every application record it yields straight into
+// outBuf (one SSL_read per record, no copies in between). Handshake progress, alerts and
+// close_notify are handled on the way; check `state` afterwards.
+Napi::Value Connection::Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!ssl_) return Napi::Number::New(env, 0);
+  auto in = info[0].As<Napi::Buffer<uint8_t>>();
+  auto inOffs = info[1].As<Napi::Uint32Array>();
+  auto inLens = info[2].As<Napi::Uint32Array>();
+  uint32_t inCount = info[3].As<Napi::Number>().Uint32Value();
+  auto out = info[4].As<Napi::Buffer<uint8_t>>();
+  auto outOffs = info[5].As<Napi::Uint32Array>();
+  auto outLens = info[6].As<Napi::Uint32Array>();
+  size_t outMax = std::min(outOffs.ElementLength(), outLens.ElementLength());
+  inCount = std::min<uint32_t>(inCount, std::min(inOffs.ElementLength(), inLens.ElementLength()));
+  DgramState* ds = StateOf(ssl_);
+  size_t used = 0, count = 0;
+  for (uint32_t i = 0; i < inCount && state_ <= OPEN; i++) {
+    if (static_cast<size_t>(inOffs[i]) + inLens[i] > in.Length()) continue;
+    ds->in = in.Data() + inOffs[i];
+    ds->inLen = inLens[i];
+    bool handshakeDatagram = state_ == HANDSHAKING;
+    if (handshakeDatagram) {
+      Step();
+      if (state_ != OPEN) { ds->in = nullptr; continue; }
+    }
+    size_t before = count;
+    // A datagram may carry several records; keep reading until OpenSSL wants more input.
+    while (count < outMax && out.Length() - used >= 2048) {
+      int r = SSL_read(ssl_, out.Data() + used, static_cast<int>(out.Length() - used));
+      if (r > 0) {
+        outOffs[count] = static_cast<uint32_t>(used);
+        outLens[count] = static_cast<uint32_t>(r);
+        count++;
+        used += (static_cast<size_t>(r) + 7) & ~static_cast<size_t>(7);
+        continue;
+      }
+      int err = SSL_get_error(ssl_, r);
+      if (err == SSL_ERROR_ZERO_RETURN) {
+        state_ = CLOSED;  // close_notify from the peer
+        if (error_.empty()) error_ = "peer closed the connection (close_notify)";
+      } else if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+        auto* st = static_cast<SslState*>(SSL_get_app_data(ssl_));
+        std::string errs = TakeErrors();
+        Fail(!st->alertIn.empty() ? "peer sent alert: " + st->alertIn : errs.empty() ? "read failed" : errs);
+      }
+      ERR_clear_error();
+      break;
+    }
+    // Nothing came out of a datagram that was consumed: OpenSSL discarded it as a replay,
+    // a forgery or garbage (RFC 6347: invalid records are dropped silently).
+    if (count == before && !handshakeDatagram && ds->in == nullptr && state_ == OPEN) dropped_++;
+    ds->in = nullptr;
+  }
+  return Napi::Number::New(env, static_cast<double>(count));
+}
+
+// seal(inBuf, inOffs, inLens, inCount, outBuf, outOffs, outLens) -> records written to out.
+// One record per input; records that do not fit in out go to the output queue (takeOutput).
+Napi::Value Connection::Seal(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!ssl_ || state_ != OPEN) {
+    Napi::Error::New(env, "seal: the connection is not open").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto in = info[0].As<Napi::Buffer<uint8_t>>();
+  auto inOffs = info[1].As<Napi::Uint32Array>();
+  auto inLens = info[2].As<Napi::Uint32Array>();
+  uint32_t inCount = info[3].As<Napi::Number>().Uint32Value();
+  auto out = info[4].As<Napi::Buffer<uint8_t>>();
+  auto outOffs = info[5].As<Napi::Uint32Array>();
+  auto outLens = info[6].As<Napi::Uint32Array>();
+  inCount = std::min<uint32_t>(inCount, std::min(inOffs.ElementLength(), inLens.ElementLength()));
+  Sink sink;
+  sink.buf = out.Data();
+  sink.cap = out.Length();
+  sink.offs = outOffs.Data();
+  sink.lens = outLens.Data();
+  sink.max = std::min(outOffs.ElementLength(), outLens.ElementLength());
+  DgramState* ds = StateOf(ssl_);
+  ds->sink = &sink;
+  for (uint32_t i = 0; i < inCount; i++) {
+    if (static_cast<size_t>(inOffs[i]) + inLens[i] > in.Length() || inLens[i] == 0) continue;
+    int r = SSL_write(ssl_, in.Data() + inOffs[i], static_cast<int>(inLens[i]));
+    if (r <= 0) {
+      Fail("write failed: " + TakeErrors());
+      break;
+    }
+  }
+  ds->sink = nullptr;
+  return Napi::Number::New(env, static_cast<double>(sink.count));
+}
+
+// takeOutput() -> Buffer[] | null: datagrams OpenSSL wants sent (handshake flights,
+// retransmissions, alerts, close_notify, sealed records that did not fit).
+Napi::Value Connection::TakeOutput(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!ssl_) return env.Null();
+  DgramState* ds = StateOf(ssl_);
+  if (ds->queue.empty()) return env.Null();
+  Napi::Array out = Napi::Array::New(env, ds->queue.size());
+  for (size_t i = 0; i < ds->queue.size(); i++)
+    out.Set(i, Napi::Buffer<char>::Copy(env, ds->queue[i].data(), ds->queue[i].size()));
+  ds->queue.clear();
+  return out;
+}
+
+// timeout() -> ms until OpenSSL's retransmission timer fires, or -1 if none is running.
+Napi::Value Connection::Timeout(const Napi::CallbackInfo& info) {
+  struct timeval tv;
+  if (!ssl_ || DTLSv1_get_timeout(ssl_, &tv) != 1) return Napi::Number::New(info.Env(), -1);
+  return Napi::Number::New(info.Env(), tv.tv_sec * 1000.0 + tv.tv_usec / 1000.0);
+}
+
+// handleTimeout(): retransmits the last flight when due; after too many, the handshake fails.
+Napi::Value Connection::HandleTimeout(const Napi::CallbackInfo& info) {
+  if (!ssl_) return Napi::Number::New(info.Env(), state_);
+  if (DTLSv1_handle_timeout(ssl_) < 0) Fail("handshake timed out: no answer from the peer");
+  ERR_clear_error();
+  return Napi::Number::New(info.Env(), state_);
+}
+
+Napi::Value Connection::Shutdown(const Napi::CallbackInfo& info) {
+  if (ssl_ && state_ == OPEN) {
+    SSL_shutdown(ssl_);  // queues close_notify
+    ERR_clear_error();
+    state_ = CLOSED;
+  }
+  return info.Env().Undefined();
+}
+
+static double AsnTimeMs(const ASN1_TIME* t) {
+  struct tm tm;
+  if (!t || ASN1_TIME_to_tm(t, &tm) != 1) return 0;
+  return static_cast<double>(timegm(&tm)) * 1000.0;
+}
+
+static std::string NameLine(X509_NAME* n) {
+  BIO* b = BIO_new(BIO_s_mem());
+  X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253);
+  char* p;
+  long len = BIO_get_mem_data(b, &p);
+  std::string s(p, len);
+  BIO_free(b);
+  return s;
+}
+
+// peer() -> { cn, subject, issuer, fingerprint256, validFrom, validTo, serial } | null
+Napi::Value Connection::Peer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!ssl_) return env.Null();
+  X509* x = SSL_get1_peer_certificate(ssl_);
+  if (!x) return env.Null();
+  Napi::Object o = Napi::Object::New(env);
+  char cn[256] = {0};
+  X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof cn);
+  o.Set("cn", cn);
+  o.Set("subject", NameLine(X509_get_subject_name(x)));
+  o.Set("issuer", NameLine(X509_get_issuer_name(x)));
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  X509_digest(x, EVP_sha256(), md, &n);
+  std::string fp;
+  static const char* hex = "0123456789ABCDEF";
+  for (unsigned int i = 0; i < n; i++) {
+    if (i) fp += ':';
+    fp += hex[md[i] >> 4];
+    fp += hex[md[i] & 15];
+  }
+  o.Set("fingerprint256", fp);
+  o.Set("validFrom", AsnTimeMs(X509_get0_notBefore(x)));
+  o.Set("validTo", AsnTimeMs(X509_get0_notAfter(x)));
+  BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), nullptr);
+  char* s = BN_bn2hex(bn);
+  o.Set("serial", s);
+  OPENSSL_free(s);
+  BN_free(bn);
+  X509_free(x);
+  return o;
+}
+
+Napi::Value Connection::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  if (!ssl_) return o;
+  o.Set("version", SSL_get_version(ssl_));
+  const SSL_CIPHER* c = SSL_get_current_cipher(ssl_);
+  o.Set("cipher", c ? SSL_CIPHER_get_name(c) : "");
+  o.Set("dataMtu", Napi::Number::New(env, static_cast<double>(DTLS_get_data_mtu(ssl_))));
+  return o;
+}
+
+Napi::Value Connection::SetMtu(const Napi::CallbackInfo& info) {
+  if (ssl_) SSL_set_mtu(ssl_, info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
+
+Napi::Value Connection::Destroy(const Napi::CallbackInfo& info) {
+  Free();
+  if (state_ < CLOSED) state_ = CLOSED;
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
+Napi::Object InitDtls(Napi::Env env, Napi::Object exports) {
+  Napi::Function conn = Connection::Define(env);
+  // Per-environment (main thread or worker) reference, so native code can create connections.
+  env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(conn)));
+  exports.Set("DtlsConnection", conn);
+  exports.Set("DtlsContext", Context::Define(env));
+  exports.Set("opensslVersion", Napi::String::New(env, OpenSSL_version(OPENSSL_VERSION)));
+  return exports;
+}

@@ -1,0 +1,36 @@
+// A batch of packets in one reusable buffer: packet i is buf[offs[i] .. offs[i] + lens[i]).
+// The data path moves batches, not single packets, so the cost of crossing between
+// JavaScript and native code (and of any per-call bookkeeping) is paid once per batch.
+
+export class PacketBatch {
+  readonly buf: Buffer;
+  readonly offs: Uint32Array;
+  readonly lens: Uint32Array;
+  count = 0;
+
+  constructor(readonly capacity: number, readonly slotSize: number) {
+    this.buf = Buffer.allocUnsafe(capacity * slotSize);
+    this.offs = new Uint32Array(capacity);
+    this.lens = new Uint32Array(capacity);
+  }
+
+  /** Copies one packet in (slow path and tests); returns false when the batch is full. */
+  push(src: Buffer, off = 0, len = src.length - off): boolean {
+    if (this.count >= this.capacity || len > this.slotSize) return false;
+    const at = this.count * this.slotSize;
+    src.copy(this.buf, at, off, off + len);
+    this.offs[this.count] = at;
+    this.lens[this.count] = len;
+    this.count++;
+    return true;
+  }
+
+  /** A view of packet i (no copy: valid until the batch is reused). */
+  packet(i: number): Buffer {
+    return this.buf.subarray(this.offs[i], this.offs[i] + this.lens[i]);
+  }
+
+  clear(): void {
+    this.count = 0;
+  }
+}

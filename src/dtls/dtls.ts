@@ -1,0 +1,155 @@
+// DTLS contexts and connections: a thin, typed layer over OpenSSL (native/dtls.cc).
+//
+// Sans-IO: a connection never touches a socket or a clock. You give it datagrams
+// (`open`), it gives back decrypted records and datagrams to send (`takeOutput`), and it
+// tells you when OpenSSL wants its retransmission timer run (`timeoutMs`, `onTimeout`).
+// The event loop (server/client) does the actual I/O.
+import fs from 'node:fs';
+import { addon, NativeDtlsConnection, NativeDtlsContext, PeerIdentity } from '../native';
+import { PacketBatch } from '../batch';
+import { logger } from '../log';
+
+const log = logger('dtls');
+
+export type ConnState = 'handshaking' | 'open' | 'closed' | 'failed';
+const STATES: ConnState[] = ['handshaking', 'open', 'closed', 'failed'];
+
+export interface DtlsContextOptions {
+  role: 'server' | 'client';
+  /** PEM text of the CA that signs the peers' certificates. */
+  ca: string;
+  cert: string;
+  key: string;
+  /** Mutual authentication is the default; turning it off is for experiments only. */
+  verifyPeer?: boolean;
+  /** Largest UDP payload for handshake messages (path MTU minus IP and UDP headers). */
+  mtu?: number;
+  /** Append session secrets in NSS key log format, so a capture can be decrypted. */
+  keylogFile?: string | null;
+  ciphers?: string;
+}
+
+export class DtlsContext {
+  readonly role: 'server' | 'client';
+  private readonly ctx: NativeDtlsContext;
+  private readonly keylogFile: string | null;
+
+  constructor(opts: DtlsContextOptions) {
+    this.role = opts.role;
+    this.keylogFile = opts.keylogFile ?? null;
+    this.ctx = new addon.DtlsContext({
+      server: opts.role === 'server',
+      ca: opts.ca,
+      cert: opts.cert,
+      key: opts.key,
+      verifyPeer: opts.verifyPeer ?? true,
+      mtu: opts.mtu ?? 1400,
+      keylog: this.keylogFile !== null,
+      ciphers: opts.ciphers,
+    });
+    if (this.keylogFile) {
+      log.warn('KEY LOG IS ON: session secrets are written to a file; anyone with it and a capture can read the traffic', { file: this.keylogFile });
+    }
+  }
+
+  /** Loads PEM files from paths, with errors that name the file. */
+  static fromFiles(opts: Omit<DtlsContextOptions, 'ca' | 'cert' | 'key'> & { caFile: string; certFile: string; keyFile: string }): DtlsContext {
+    const read = (what: string, file: string) => {
+      try {
+        return fs.readFileSync(file, 'utf8');
+      } catch (err) {
+        throw new Error(`${what}: cannot read ${file}: ${(err as Error).message}`);
+      }
+    };
+    return new DtlsContext({ ...opts, ca: read('ca', opts.caFile), cert: read('cert', opts.certFile), key: read('key', opts.keyFile) });
+  }
+
+  /**
+   * Server side, for a datagram from a peer with no connection yet. OpenSSL answers a
+   * ClientHello without a valid cookie with a HelloVerifyRequest (returned as datagrams to
+   * send) and keeps no state; a ClientHello with a valid cookie becomes a connection.
+   */
+  listen(datagram: Buffer, peerKey: string): { conn: DtlsConnection } | { reply: Buffer[] } | null {
+    const r = this.ctx.listen(datagram, peerKey);
+    if (r === null) return null;
+    if (Array.isArray(r)) return { reply: r };
+    const conn = new DtlsConnection(r, this);
+    conn.handshake();
+    return { conn };
+  }
+
+  /** Client side: a new connection; call handshake() and send takeOutput(). */
+  connect(serverName: string): DtlsConnection {
+    return new DtlsConnection(this.ctx.connect(serverName), this);
+  }
+
+  /** Writes any new key log lines (called after handshake progress). */
+  flushKeylog(): void {
+    if (!this.keylogFile) return;
+    const lines = this.ctx.takeKeylog();
+    if (lines.length) fs.appendFileSync(this.keylogFile, lines.join('\n') + '\n', { mode: 0o600 });
+  }
+}
+
+// One shared single-datagram batch for open() calls fed from a socket 'message' event.
+const ONE_OFF = new Uint32Array(1);
+const ONE_LEN = new Uint32Array(1);
+
+export class DtlsConnection {
+  constructor(private readonly n: NativeDtlsConnection, private readonly ctx: DtlsContext) {}
+
+  get state(): ConnState { return STATES[this.n.state]; }
+  get error(): string | null { return this.n.error; }
+  /** Datagrams dropped by OpenSSL after the handshake (replays, bad MACs, garbage). */
+  get dropped(): number { return this.n.dropped; }
+
+  /** Drives the handshake; output (if any) is in takeOutput(). */
+  handshake(): ConnState {
+    const s = STATES[this.n.handshake()];
+    this.ctx.flushKeylog();
+    return s;
+  }
+
+  /** Feeds one datagram; decrypted records land in `out` (count returned, out.count set). */
+  openOne(datagram: Buffer, out: PacketBatch): number {
+    ONE_OFF[0] = 0;
+    ONE_LEN[0] = datagram.length;
+    const wasOpen = this.n.state === 1;
+    const n = this.n.open(datagram, ONE_OFF, ONE_LEN, 1, out.buf, out.offs, out.lens);
+    out.count = n;
+    if (!wasOpen) this.ctx.flushKeylog();
+    return n;
+  }
+
+  /** Feeds a batch of datagrams; decrypted records land in `out`. */
+  open(batch: PacketBatch, out: PacketBatch): number {
+    const n = this.n.open(batch.buf, batch.offs, batch.lens, batch.count, out.buf, out.offs, out.lens);
+    out.count = n;
+    return n;
+  }
+
+  /** Seals `count` packets of `buf` (offs/lens) into records in `out`. */
+  seal(buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number, out: PacketBatch): number {
+    const n = this.n.seal(buf, offs, lens, count, out.buf, out.offs, out.lens);
+    out.count = n;
+    return n;
+  }
+
+  /** Datagrams to send: handshake flights, retransmissions, alerts, close_notify. */
+  takeOutput(): Buffer[] | null { return this.n.takeOutput(); }
+
+  /** Milliseconds until onTimeout() should run, or -1 for no timer. */
+  timeoutMs(): number { return this.n.timeout(); }
+
+  /** Lets OpenSSL retransmit (or give up on) the current flight. */
+  onTimeout(): ConnState { return STATES[this.n.handleTimeout()]; }
+
+  /** Queues close_notify; send takeOutput() afterwards. */
+  shutdown(): void { this.n.shutdown(); }
+
+  peer(): PeerIdentity | null { return this.n.peer(); }
+  info(): { version: string; cipher: string; dataMtu: number } { return this.n.info(); }
+  destroy(): void { this.n.destroy(); }
+}
+
+export { PeerIdentity };

@@ -1,0 +1,86 @@
+// Loads the native addon (native/*.cc) and describes it in TypeScript.
+// Everything here is mechanism; policy (who may connect, what to route) lives in TypeScript.
+import path from 'node:path';
+
+export interface NativeTun {
+  readonly name: string;
+  readonly fd: number;
+  start(buf: Buffer, offs: Uint32Array, lens: Uint32Array, maxPacket: number, headroom: number, onPackets: (count: number) => void): void;
+  /** Bytes written, or -errno (e.g. -11 EAGAIN when the kernel queue is full: packet dropped). */
+  write(buf: Buffer, off?: number, len?: number): number;
+  writeBatch(buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number): number;
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
+/** 0 handshaking, 1 open, 2 closed, 3 failed */
+export type NativeState = 0 | 1 | 2 | 3;
+
+export interface PeerIdentity {
+  cn: string;
+  subject: string;
+  issuer: string;
+  fingerprint256: string;
+  validFrom: number;
+  validTo: number;
+  serial: string;
+}
+
+export interface NativeDtlsConnection {
+  readonly state: NativeState;
+  readonly error: string | null;
+  /** Datagrams OpenSSL discarded after the handshake: replays, forgeries, garbage. */
+  readonly dropped: number;
+  handshake(): NativeState;
+  open(inBuf: Buffer, inOffs: Uint32Array, inLens: Uint32Array, inCount: number,
+       outBuf: Buffer, outOffs: Uint32Array, outLens: Uint32Array): number;
+  seal(inBuf: Buffer, inOffs: Uint32Array, inLens: Uint32Array, inCount: number,
+       outBuf: Buffer, outOffs: Uint32Array, outLens: Uint32Array): number;
+  takeOutput(): Buffer[] | null;
+  timeout(): number;
+  handleTimeout(): NativeState;
+  shutdown(): void;
+  peer(): PeerIdentity | null;
+  info(): { version: string; cipher: string; dataMtu: number };
+  setMtu(mtu: number): void;
+  destroy(): void;
+}
+
+export interface NativeDtlsContextOptions {
+  server: boolean;
+  ca: string;
+  cert: string;
+  key: string;
+  verifyPeer?: boolean;
+  ciphers?: string;
+  cookieSecret?: Buffer;
+  mtu?: number;
+  keylog?: boolean;
+}
+
+export interface NativeDtlsContext {
+  listen(datagram: Buffer, peerKey: string): NativeDtlsConnection | Buffer[] | null;
+  connect(serverName: string): NativeDtlsConnection;
+  takeKeylog(): string[];
+}
+
+interface Addon {
+  Tun: new (name: string) => NativeTun;
+  DtlsContext: new (opts: NativeDtlsContextOptions) => NativeDtlsContext;
+  DtlsConnection: new () => NativeDtlsConnection;
+  opensslVersion: string;
+}
+
+function load(): Addon {
+  const file = path.join(__dirname, '..', '..', 'build', 'Release', 'minivpn.node');
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    return require(file) as Addon;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(`cannot load the native addon ${file}: ${e.message} (build it with: npm ci, or npm run build)`);
+  }
+}
+
+export const addon: Addon = load();

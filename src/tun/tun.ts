@@ -1,0 +1,75 @@
+// A TUN device: the kernel hands us IP packets that were routed into the interface, and
+// injects the packets we write as if they had arrived on it.
+import { addon, NativeTun } from '../native';
+import { PacketBatch } from '../batch';
+
+export interface TunOptions {
+  /** Interface name; '' lets the kernel choose (tun0, tun1, ...). */
+  name?: string;
+  /** Packets read per wakeup at most. */
+  batchSize?: number;
+  /** Largest packet we accept (the interface MTU must not exceed it). */
+  maxPacket?: number;
+  /** Free bytes left before each packet read, for a header written in place. */
+  headroom?: number;
+}
+
+export class Tun {
+  readonly name: string;
+  /** The batch every read fills; valid only during the onPackets callback. */
+  readonly rx: PacketBatch;
+  private readonly dev: NativeTun;
+  private readonly maxPacket: number;
+  private readonly headroom: number;
+  private closed = false;
+
+  private constructor(dev: NativeTun, opts: Required<TunOptions>) {
+    this.dev = dev;
+    this.name = dev.name;
+    this.maxPacket = opts.maxPacket;
+    this.headroom = opts.headroom;
+    const slot = (opts.headroom + opts.maxPacket + 7) & ~7;
+    this.rx = new PacketBatch(opts.batchSize, slot);
+  }
+
+  /** Opens (creates) the interface. Throws with err.code EPERM/EACCES/ENOENT/EBUSY/EINVAL and a hint. */
+  static open(opts: TunOptions = {}): Tun {
+    const o: Required<TunOptions> = {
+      name: opts.name ?? '',
+      batchSize: opts.batchSize ?? 64,
+      maxPacket: opts.maxPacket ?? 65535,
+      headroom: opts.headroom ?? 0,
+    };
+    return new Tun(new addon.Tun(o.name), o);
+  }
+
+  /** Starts reading: cb runs once per batch with this.rx filled (count = this.rx.count). */
+  onPackets(cb: (batch: PacketBatch) => void): void {
+    const rx = this.rx;
+    this.dev.start(rx.buf, rx.offs, rx.lens, this.maxPacket, this.headroom, (count: number) => {
+      rx.count = count;
+      cb(rx);
+    });
+  }
+
+  /** Writes one IP packet; false if the kernel dropped it (queue full) or it was refused. */
+  write(buf: Buffer, off = 0, len = buf.length - off): boolean {
+    return this.dev.write(buf, off, len) >= 0;
+  }
+
+  /** Writes packets batch.offs[i], batch.lens[i] for i < count; returns how many were taken. */
+  writeBatch(buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number): number {
+    return this.dev.writeBatch(buf, offs, lens, count);
+  }
+
+  /** Keeps (or stops keeping) the process alive while the device is open. */
+  ref(): void { this.dev.ref(); }
+  unref(): void { this.dev.unref(); }
+
+  /** Closes the fd; the kernel removes the interface with it. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.dev.close();
+  }
+}
