@@ -57,6 +57,7 @@ export interface NativeDtlsContextOptions {
   cookieSecret?: Buffer;
   mtu?: number;
   keylog?: boolean;
+  retransmitMs?: number;
 }
 
 export interface NativeDtlsContext {

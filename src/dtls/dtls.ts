@@ -27,6 +27,8 @@ export interface DtlsContextOptions {
   /** Append session secrets in NSS key log format, so a capture can be decrypted. */
   keylogFile?: string | null;
   ciphers?: string;
+  /** First retransmission timeout of a handshake flight (doubles on each loss); default 1000. */
+  retransmitMs?: number;
 }
 
 export class DtlsContext {
@@ -46,6 +48,7 @@ export class DtlsContext {
       mtu: opts.mtu ?? 1400,
       keylog: this.keylogFile !== null,
       ciphers: opts.ciphers,
+      retransmitMs: opts.retransmitMs,
     });
     if (this.keylogFile) {
       log.warn('KEY LOG IS ON: session secrets are written to a file; anyone with it and a capture can read the traffic', { file: this.keylogFile });

@@ -1,0 +1,165 @@
+// DTLS over OpenSSL through the addon, in memory (no sockets): handshake, identity,
+// refusals with reasons, replay and garbage handling, cookie flood, loss, key log.
+import t from 'tap';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { DtlsContext, DtlsConnection } from '../src/dtls/dtls';
+import { PacketBatch } from '../src/batch';
+import { testPki } from './helpers/certs';
+import { handshake } from './helpers/dtls-link';
+import { Issued } from '../src/pki/pki';
+
+const server = (ca: Issued, id: Issued, extra = {}) =>
+  new DtlsContext({ role: 'server', ca: ca.certPem, cert: id.certPem, key: id.keyPem, retransmitMs: 50, ...extra });
+const client = (ca: Issued, id: Issued, extra = {}) =>
+  new DtlsContext({ role: 'client', ca: ca.certPem, cert: id.certPem, key: id.keyPem, retransmitMs: 50, ...extra });
+
+function sealOne(conn: DtlsConnection, text: string): Buffer {
+  const inb = new PacketBatch(1, 2048);
+  inb.push(Buffer.from(text));
+  const out = new PacketBatch(1, 2048);
+  t.equal(conn.seal(inb.buf, inb.offs, inb.lens, inb.count, out), 1, 'one record sealed');
+  return Buffer.from(out.packet(0));
+}
+
+t.test('mutual authentication: handshake, peer identity, cipher, data both ways', async (t) => {
+  const p = await testPki();
+  const r = await handshake(server(p.ca, p.server), client(p.ca, p.client));
+  t.equal(r.client.state, 'open');
+  t.equal(r.server?.state, 'open');
+  const peer = r.server!.peer()!;
+  t.equal(peer.cn, 'alice', 'server sees the client CN');
+  t.match(peer.fingerprint256, /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
+  t.ok(peer.validTo > Date.now() && peer.validFrom < Date.now(), 'validity is reported');
+  t.equal(r.client.peer()!.cn, 'server');
+  const info = r.client.info();
+  t.equal(info.version, 'DTLSv1.2');
+  t.match(info.cipher, /^ECDHE-ECDSA-(AES256-GCM-SHA384|CHACHA20-POLY1305)$/);
+
+  const out = new PacketBatch(8, 2048);
+  const rec = sealOne(r.client, 'ping through the tunnel');
+  t.equal(rec[0], 23, 'an application_data record (content type 23)');
+  t.notOk(rec.includes(Buffer.from('ping through')), 'the plaintext is not in the record');
+  t.equal(r.server!.openOne(rec, out), 1);
+  t.equal(out.packet(0).toString(), 'ping through the tunnel');
+  t.equal(r.client.openOne(sealOne(r.server!, 'pong'), out), 1);
+  t.equal(out.packet(0).toString(), 'pong');
+});
+
+t.test('refusals name the reason', async (t) => {
+  const p = await testPki();
+  const cases: Array<[string, DtlsContext, DtlsContext, 'client' | 'server', RegExp, string?]> = [
+    ['server certificate from an unknown CA', server(p.otherCa, p.rogueServer), client(p.ca, p.client), 'client', /unable to get local issuer certificate|self.signed/],
+    ['expired client certificate', server(p.ca, p.server), client(p.ca, p.expiredClient), 'server', /certificate has expired/],
+    ['expired server certificate', server(p.ca, p.expiredServer), client(p.ca, p.client), 'client', /certificate has expired/],
+    ['client without a certificate', server(p.ca, p.server),
+      new DtlsContext({ role: 'client', ca: p.ca.certPem, cert: '', key: '', retransmitMs: 50 } as any), 'server', /did not return a certificate/],
+    ['client certificate from another CA', server(p.ca, p.server), client(p.ca, p.rogueClient), 'server', /unable to get local issuer certificate/],
+    ['server name mismatch', server(p.ca, p.server), client(p.ca, p.client), 'client', /hostname mismatch/i, 'vpn.example.test'],
+  ];
+  for (const [name, s, c, side, re, serverName] of cases) {
+    const r = await handshake(s, c, { serverName, timeoutMs: 5000 });
+    const failed = side === 'client' ? r.client : r.server;
+    t.equal(failed?.state, 'failed', `${name}: ${side} refuses`);
+    t.match(failed?.error ?? '', re, `${name}: reason is "${failed?.error}"`);
+    t.not(r.client.state === 'open' && r.server?.state === 'open', true, `${name}: no tunnel`);
+  }
+});
+
+t.test('a client context without a certificate cannot even be built silently', async (t) => {
+  const p = await testPki();
+  t.throws(() => new DtlsContext({ role: 'client', ca: p.ca.certPem, cert: p.client.certPem, key: p.server.keyPem }), /key: does not match the certificate/);
+  t.throws(() => new DtlsContext({ role: 'client', ca: 'not a pem', cert: p.client.certPem, key: p.client.keyPem }), /ca: no PEM certificate found/);
+});
+
+t.test('replays, garbage and truncated datagrams are dropped and counted', async (t) => {
+  const p = await testPki();
+  const r = await handshake(server(p.ca, p.server), client(p.ca, p.client));
+  const srv = r.server!;
+  const out = new PacketBatch(8, 2048);
+  const rec = sealOne(r.client, 'once');
+  t.equal(srv.openOne(rec, out), 1, 'first copy delivered');
+  t.equal(srv.openOne(rec, out), 0, 'replayed copy not delivered');
+  t.equal(srv.dropped, 1, 'replay counted');
+  const forged = Buffer.from(sealOne(r.client, 'tamper me'));
+  forged[forged.length - 1] ^= 1;
+  t.equal(srv.openOne(forged, out), 0, 'a record with a bad tag is not delivered');
+  t.equal(srv.openOne(Buffer.from('garbage that is not DTLS at all'), out), 0);
+  t.equal(srv.openOne(rec.subarray(0, 20), out), 0, 'truncated');
+  t.equal(srv.openOne(Buffer.alloc(0), out), 0, 'empty');
+  t.equal(srv.dropped, 5, 'every bad datagram counted');
+  t.equal(srv.state, 'open', 'the connection survives');
+  t.equal(srv.openOne(sealOne(r.client, 'still alive'), out), 1);
+  t.equal(out.packet(0).toString(), 'still alive');
+});
+
+t.test('spoofed ClientHellos create no state and do not disturb a live connection', async (t) => {
+  const p = await testPki();
+  const sctx = server(p.ca, p.server);
+  const r = await handshake(sctx, client(p.ca, p.client));
+  const out = new PacketBatch(8, 2048);
+  // A real ClientHello, replayed from many spoofed source addresses.
+  const spoofer = client(p.ca, p.client).connect('server.minivpn.test');
+  spoofer.handshake();
+  const hello = spoofer.takeOutput()![0];
+  const flood = (n: number, base: number) => {
+    let replies = 0, conns = 0;
+    for (let i = 0; i < n; i++) {
+      const res = sctx.listen(hello, `198.51.100.${i % 250}:${base + i}`);
+      if (res && 'reply' in res) replies++;
+      if (res && 'conn' in res) conns++;
+    }
+    return { replies, conns };
+  };
+  flood(20000, 1); // warm up allocators
+  global.gc?.();
+  const before = process.memoryUsage().rss;
+  const f = flood(100000, 30000);
+  global.gc?.();
+  const grown = process.memoryUsage().rss - before;
+  t.equal(f.conns, 0, 'no ClientHello without a valid cookie becomes a connection');
+  t.equal(f.replies, 100000, 'each got a stateless HelloVerifyRequest');
+  t.ok(grown < 8 * 1024 * 1024, `memory stays flat (grew ${(grown / 1024).toFixed(0)} KiB over 100k hellos)`);
+  // The same ClientHello fed into the established connection (spoofing the client's address).
+  r.server!.openOne(hello, out);
+  t.equal(r.server!.state, 'open', 'a ClientHello aimed at a live session does not kill it');
+  t.equal(r.server!.openOne(sealOne(r.client, 'after the flood'), out), 1);
+  t.equal(out.packet(0).toString(), 'after the flood');
+});
+
+t.test('the handshake completes with 30% of datagrams dropped', async (t) => {
+  const p = await testPki();
+  let totalDropped = 0;
+  for (const seed of [7, 11, 23]) {
+    const r = await handshake(server(p.ca, p.server), client(p.ca, p.client), { loss: 0.3, seed, timeoutMs: 60000 });
+    t.equal(r.client.state, 'open', `seed ${seed}: client open after ${r.dropped}/${r.datagrams} datagrams lost`);
+    t.equal(r.server?.state, 'open', `seed ${seed}: server open`);
+    totalDropped += r.dropped;
+  }
+  t.ok(totalDropped > 0, 'the lossy path really dropped datagrams');
+});
+
+t.test('key log: NSS format lines, file mode 0600', async (t) => {
+  const p = await testPki();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'minivpn-keylog-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'keys.log');
+  const r = await handshake(server(p.ca, p.server, { keylogFile: file }), client(p.ca, p.client));
+  t.equal(r.client.state, 'open');
+  const text = fs.readFileSync(file, 'utf8');
+  t.match(text, /^CLIENT_RANDOM [0-9a-f]{64} [0-9a-f]{96}$/m);
+  t.equal(fs.statSync(file).mode & 0o777, 0o600);
+});
+
+t.test('close_notify: the peer sees the connection closed', async (t) => {
+  const p = await testPki();
+  const r = await handshake(server(p.ca, p.server), client(p.ca, p.client));
+  const out = new PacketBatch(8, 2048);
+  r.client.shutdown();
+  const notify = r.client.takeOutput();
+  t.ok(notify && notify.length === 1, 'close_notify queued');
+  r.server!.openOne(notify![0], out);
+  t.equal(r.server!.state, 'closed');
+  t.match(r.server!.error ?? '', /close_notify/);
+});

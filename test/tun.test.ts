@@ -1,0 +1,54 @@
+// The TUN device, for real, inside a network namespace this test creates and removes.
+import t from 'tap';
+import { execFileSync, spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { Tun } from '../src/tun/tun';
+
+const NS = `mvtun-${process.pid}`;
+const fixture = (name: string) => path.join(__dirname, 'fixtures', name);
+
+function inNs(args: string[], timeout = 30000) {
+  return spawnSync('ip', ['netns', 'exec', NS, process.execPath, ...args], { encoding: 'utf8', timeout });
+}
+const events = (stdout: string) => stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+
+t.before(() => {
+  execFileSync('ip', ['netns', 'add', NS]);
+  execFileSync('ip', ['netns', 'exec', NS, 'ip', 'link', 'set', 'lo', 'up']);
+});
+t.teardown(() => {
+  spawnSync('ip', ['netns', 'del', NS]);
+});
+
+t.test('ping routed into a TUN is answered from JavaScript; close removes the interface; the process exits', async (t) => {
+  const r = inNs([fixture('tun-echo.js')]);
+  t.equal(r.status, 0, `fixture exits 0 by itself (stderr: ${r.stderr})`);
+  const ev = events(r.stdout);
+  t.same(ev[0], { event: 'opened', name: 'mvtest0' }, 'the real interface name is returned');
+  const ping = ev.find((e) => e.event === 'ping');
+  t.equal(ping?.code, 0, `ping succeeded: ${ping?.summary}`);
+  t.equal(ping?.requests, 3, 'three echo requests read from the TUN');
+  t.ok(ev.filter((e) => e.event === 'echo-request').every((e) => e.len === 84 && e.written), 'replies written');
+  t.same(ev.find((e) => e.event === 'closed'), { event: 'closed', interfaceRemoved: true });
+  t.equal(ev[ev.length - 1].event, 'exit', 'nothing kept the event loop alive after close');
+});
+
+t.test('a worker thread that ends with a live reader does not abort the process', async (t) => {
+  for (const mode of ['terminate', 'exit']) {
+    const r = inNs([fixture('tun-worker.js'), mode]);
+    t.equal(r.status, 0, `${mode}: process exits 0 (signal ${r.signal}, stderr ${r.stderr.slice(0, 300)})`);
+    const ev = events(r.stdout);
+    t.ok(ev.some((e) => e.event === 'worker-exit'), `${mode}: worker ended`);
+    t.ok(ev.some((e) => e.event === 'reopened'), `${mode}: the name is free again (fd closed by the cleanup hook)`);
+  }
+});
+
+t.test('errors carry the errno code and say what to do', async (t) => {
+  t.throws(() => Tun.open({ name: 'this-name-is-too-long-for-linux' }), { code: 'EINVAL', message: /at most 15 characters/ });
+  // Without privileges: same binary, run as nobody.
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e',
+    `try { require(${JSON.stringify(path.join(__dirname, '..', 'src', 'tun', 'tun.js'))}).Tun.open({name:'x'}) } catch (e) { console.log(JSON.stringify({code: e.code, message: e.message})) }`], { encoding: 'utf8' });
+  const e = JSON.parse(r.stdout.trim());
+  t.match(e.code, /^(EACCES|EPERM)$/);
+  t.match(e.message, /run as root or give the process CAP_NET_ADMIN/);
+});
