@@ -16,6 +16,8 @@ need iptables iptables
 need tcpdump tcpdump
 need openssl openssl
 need curl curl
+need ping iputils-ping
+need sysctl procps
 need make make
 need g++ g++
 need python3 python3

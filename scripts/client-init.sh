@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# client-init.sh up|down - what the VPN client's machine needs around the tunnel.
+#
+# The VPN client program opens the TUN device, learns its address and routes from the
+# server, then runs "client-init.sh up"; when it disconnects it runs "client-init.sh down".
+# Every action is printed as one line, so the VPN log shows what was changed.
+#
+# Configured by environment variables:
+#   TUN               the TUN device, e.g. tun0 (must exist already: the VPN creates it)
+#   ADDR              the client's tunnel address, e.g. 10.8.0.2/24
+#   MTU               MTU of the TUN device, e.g. 1400 (empty: leave it)
+#   ROUTES            space-separated networks to send through the tunnel ("split tunnel"),
+#                     e.g. "10.9.0.0/24"
+#   REDIRECT_GATEWAY  1: send ALL traffic through the tunnel ("full tunnel"); 0 (default): don't
+#   SERVER_IP         the VPN server's real (underlay) address; needed when REDIRECT_GATEWAY=1
+#   DNS               optional DNS servers pushed by the server, e.g. "10.8.0.1"; only printed
+#   DNS_APPLY         1: really write them to /etc/resolv.conf (restored at down)
+#   STATE_DIR         where up records what it did, so down undoes exactly that
+#                     (default /run/minivpn/client-<namespace>-<TUN>)
+#
+# up:   MTU, address, link up; routes through the tunnel; records each change in STATE_DIR.
+# down: undoes the recorded changes, newest first, and nothing else. Idempotent.
+set -euo pipefail
+
+say() { echo "client-init: $*"; }
+die() { echo "client-init: error: $*" >&2; exit 1; }
+# Print a command, then run it; stop with a clear message if it fails.
+run() {
+  say "$*"
+  "$@" || die "command failed (exit $?): $*"
+}
+
+ACTION=${1:-}
+TUN=${TUN:-}
+ADDR=${ADDR:-}
+MTU=${MTU:-}
+ROUTES=${ROUTES:-}
+REDIRECT_GATEWAY=${REDIRECT_GATEWAY:-0}
+SERVER_IP=${SERVER_IP:-}
+DNS=${DNS:-}
+DNS_APPLY=${DNS_APPLY:-0}
+
+IP_RE='^([0-9]{1,3}\.){3}[0-9]{1,3}$'
+CIDR_RE='^([0-9]{1,3}\.){3}[0-9]{1,3}/([0-9]|[12][0-9]|3[0-2])$'
+
+[[ $ACTION == up || $ACTION == down ]] || die "usage: TUN=tun0 ADDR=10.8.0.2/24 ... $0 up|down"
+[[ $TUN =~ ^[A-Za-z0-9_.-]{1,15}$ ]] || die "TUN must be an interface name of 1-15 letters, digits, '_', '.', '-' (got '$TUN')"
+
+# Named after the network namespace too: in the lab several clients each have a "tun0".
+netns=$(ip netns identify 2>/dev/null || true)
+STATE_DIR=${STATE_DIR:-/run/minivpn/client-${netns:-root}-$TUN}
+STATE=$STATE_DIR/undo # one line per change: "route <ip route args>", "addr <cidr>", "dns"
+
+# ---------------------------------------------------------------------------------------
+# down: undo what the state file lists, newest first. Things that are gone already (the
+# TUN device disappears when the VPN closes it, taking its routes along) are fine.
+do_down() {
+  local kind rest out failed=0
+  if [[ ! -s $STATE ]]; then
+    say "nothing recorded in $STATE (already down)"
+    rm -f "$STATE"
+    return 0
+  fi
+  while read -r kind rest; do
+    case $kind in
+      route)
+        say "ip route del $rest"
+        # shellcheck disable=SC2086 # $rest is the route spec we wrote ourselves, split on purpose
+        if ! out=$(ip route del $rest 2>&1); then
+          if [[ $out == *"No such process"* || $out == *"Cannot find device"* ]]; then
+            say "  (already gone)"
+          else
+            echo "client-init: error: could not remove route $rest: $out" >&2; failed=1
+          fi
+        fi ;;
+      addr)
+        if ip -4 -o addr show dev "$TUN" 2>/dev/null | grep -qF " inet $rest "; then
+          say "ip addr del $rest dev $TUN"
+          ip addr del "$rest" dev "$TUN" || failed=1
+        else
+          say "address $rest already gone from $TUN"
+        fi ;;
+      dns)
+        say "restoring /etc/resolv.conf from $STATE_DIR/resolv.conf.orig"
+        # "cat >" rather than "mv": keeps /etc/resolv.conf's inode (it may be a symlink or
+        # bind mount that other programs watch).
+        cat "$STATE_DIR/resolv.conf.orig" >/etc/resolv.conf || failed=1 ;;
+    esac
+  done < <(tac "$STATE")
+  [[ $failed -eq 0 ]] || die "some changes could not be undone; $STATE kept for another try"
+  rm -f "$STATE" "$STATE_DIR/resolv.conf.orig"
+  rmdir "$STATE_DIR" 2>/dev/null || true
+}
+
+if [[ $ACTION == down ]]; then
+  do_down
+  say "down done for $TUN"
+  exit 0
+fi
+
+# ---------------------------------------------------------------------------------------
+# up: check everything first, so a typo does not leave a half-configured machine.
+[[ $ADDR =~ $CIDR_RE ]] || die "ADDR must be an IPv4 address with prefix length, e.g. 10.8.0.2/24 (got '$ADDR')"
+[[ -z $MTU || ($MTU =~ ^[0-9]+$ && $MTU -ge 576 && $MTU -le 65535) ]] ||
+  die "MTU must be a number from 576 to 65535 (got '$MTU')"
+for r in $ROUTES; do
+  [[ $r =~ $CIDR_RE ]] || die "ROUTES: '$r' is not an IPv4 network like 10.9.0.0/24"
+done
+[[ $REDIRECT_GATEWAY == 0 || $REDIRECT_GATEWAY == 1 ]] || die "REDIRECT_GATEWAY must be 0 or 1 (got '$REDIRECT_GATEWAY')"
+if [[ $REDIRECT_GATEWAY == 1 ]]; then
+  [[ $SERVER_IP =~ $IP_RE ]] || die "SERVER_IP must be the VPN server's IPv4 address when REDIRECT_GATEWAY=1 (got '$SERVER_IP')"
+fi
+for d in $DNS; do
+  [[ $d =~ $IP_RE ]] || die "DNS: '$d' is not an IPv4 address"
+done
+ip link show dev "$TUN" >/dev/null 2>&1 ||
+  die "device '$TUN' does not exist (the VPN client creates it before running this script)"
+
+# Up twice in a row: undo the first one, then do it again, so nothing is recorded twice.
+if [[ -s $STATE ]]; then
+  say "found an earlier up in $STATE; undoing it first"
+  do_down
+fi
+mkdir -p "$STATE_DIR"
+: >"$STATE"
+
+# add_route ROUTE...: add a route and record it for down. A route that is already there
+# and was not added by us is not ours to change: say so and stop.
+add_route() {
+  local out
+  say "ip route add $*"
+  if out=$(ip route add "$@" 2>&1); then
+    echo "route $*" >>"$STATE"
+  else
+    die "could not add route $*: $out (existing: $(ip route show exact "$1" | head -1))"
+  fi
+}
+
+# The tunnel interface. A smaller MTU than the wire's leaves room for the UDP + DTLS +
+# framing bytes each tunnelled packet gains on the way.
+[[ -n $MTU ]] && run ip link set dev "$TUN" mtu "$MTU"
+if ip -4 -o addr show dev "$TUN" | grep -qF " inet $ADDR "; then
+  say "address $ADDR already on $TUN"
+else
+  run ip addr add "$ADDR" dev "$TUN"
+  echo "addr $ADDR" >>"$STATE"
+fi
+run ip link set dev "$TUN" up
+
+if [[ $REDIRECT_GATEWAY == 1 ]]; then
+  # 1. Pin the route to the VPN server to the path it takes now (normally the default
+  #    gateway). Otherwise, once "everything goes into the tunnel", the tunnel's own
+  #    encrypted UDP packets to the server would be sent into the tunnel too: a loop that
+  #    kills the connection.
+  read -r gw dev < <(ip -4 -o route get "$SERVER_IP" |
+    awk '{ for (i = 1; i < NF; i++) { if ($i == "via") g = $(i+1); if ($i == "dev") d = $(i+1) } }
+         END { print (g == "" ? "-" : g), d }')
+  [[ -n ${dev:-} ]] || die "no route to SERVER_IP $SERVER_IP"
+  [[ $dev != "$TUN" ]] || die "the route to SERVER_IP $SERVER_IP already goes through $TUN"
+  if ip route show exact "$SERVER_IP/32" | grep -q .; then
+    say "route to server $SERVER_IP/32 exists already: $(ip route show exact "$SERVER_IP/32") (leaving it)"
+  elif [[ $gw == - ]]; then
+    add_route "$SERVER_IP/32" dev "$dev"                 # server is on our own link
+  else
+    add_route "$SERVER_IP/32" via "$gw" dev "$dev"
+  fi
+  # 2. Everything else into the tunnel, as two halves: 0.0.0.0/1 and 128.0.0.0/1.
+  #    Together they cover every address, and each is more specific than the default
+  #    route (0.0.0.0/0), so they win without the default route being touched.
+  #    Replacing the default route instead would mean saving and restoring it exactly,
+  #    and a crash in between would leave the machine with no way out; with the halves,
+  #    removing two routes (or the TUN vanishing) brings the old state back by itself.
+  add_route 0.0.0.0/1 dev "$TUN"
+  add_route 128.0.0.0/1 dev "$TUN"
+fi
+
+# Split tunnel: only these networks go through the tunnel.
+for r in $ROUTES; do
+  add_route "$r" dev "$TUN"
+done
+
+if [[ -n $DNS ]]; then
+  if [[ $DNS_APPLY == 1 ]]; then
+    # Careful: inside "ip netns exec", /etc/resolv.conf is the machine's own file unless
+    # /etc/netns/<name>/resolv.conf exists. That is why this is off by default.
+    cp /etc/resolv.conf "$STATE_DIR/resolv.conf.orig"
+    echo dns >>"$STATE"
+    say "writing nameserver(s) $DNS to /etc/resolv.conf"
+    # shellcheck disable=SC2086 # unquoted on purpose: one "nameserver" line per address
+    printf 'nameserver %s\n' $DNS >/etc/resolv.conf
+  else
+    say "DNS pushed by the server: $DNS (not applied; DNS_APPLY=1 would write /etc/resolv.conf)"
+  fi
+fi
+say "up done for $TUN (undo list: $STATE)"

@@ -1,0 +1,328 @@
+#!/usr/bin/env bash
+# lab.sh - a small "internet" on one machine, built from Linux network namespaces.
+#
+# Each host below is a network namespace named "<prefix>-<host>" (prefix "mv" unless
+# LAB_PREFIX says otherwise). A namespace has its own interfaces, addresses, routes,
+# iptables rules and sysctls, so the hosts behave like separate machines. Cables are veth
+# pairs; the client side is a switch (a Linux bridge) inside "inet".
+#
+#   client1 eth0 192.0.2.11 ---+
+#   client2 eth0 192.0.2.12 ---+   (--clients N: up to 8, 192.0.2.(10+i), default via .1)
+#   ...                        |
+#                 +------------+---------------------------+
+#                 | inet: the "internet", a plain router   |
+#                 |   br0 192.0.2.1/24   (switch for the   |
+#                 |                       client ports)    |
+#                 |   ip_forward=1, NO NAT, and no route   |
+#                 |   to 10.9.0.0/24                       |
+#                 +-----+-----------------------------+----+
+#    to-server 198.51.100.1/24           to-web 203.0.113.1/24
+#                       |                             |
+#         eth0 198.51.100.2/24            eth0 203.0.113.80/24
+#                 +-----+------+               +------+------+
+#                 |   server   |               |     web     |
+#                 | (the VPN   |               | whatsmyip.js|
+#                 |  server)   |               |   port 80   |
+#                 +-----+------+               +-------------+
+#         eth1 10.9.0.1/24
+#                       |      private LAN: reachable only through the VPN
+#         eth0 10.9.0.10/24    (the server does not forward until server-init.sh says so)
+#                 +-----+------+
+#                 |    lan     |
+#                 | whatsmyip.js port 80
+#                 +------------+
+#
+# Usage (as root):
+#   lab.sh up [--clients N]   build the lab (does nothing if it is already up)
+#   lab.sh down               remove everything the lab made, even after a crash
+#   lab.sh status             hosts, addresses and running services
+#   lab.sh exec HOST CMD...   run CMD inside HOST, e.g.: lab.sh exec client1 curl http://203.0.113.80/
+#   lab.sh hosts              print the host names
+#
+# State (pid files, service logs) lives in /run/minivpn-lab/<prefix>/.
+# LAB_PREFIX=t1234 gives an independent copy of the lab (the tests use this).
+set -euo pipefail
+
+PREFIX=${LAB_PREFIX:-mv}
+RUN_DIR=/run/minivpn-lab
+STATE=$RUN_DIR/$PREFIX
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+MAX_CLIENTS=8
+
+say() { echo "[lab $PREFIX] $*"; }
+die() { echo "lab.sh: error: $*" >&2; exit 1; }
+
+ns() { echo "$PREFIX-$1"; }                                  # host name -> namespace name
+in_ns() { local host=$1; shift; ip netns exec "$(ns "$host")" "$@"; }
+
+# The namespaces of this lab that exist right now. Only exact host names match, so prefix
+# "t1" never touches a lab with prefix "t12" or anything else on the machine.
+lab_namespaces() {
+  ip netns list 2>/dev/null | awk '{print $1}' |
+    grep -E "^${PREFIX}-(inet|server|web|lan|client[1-9][0-9]*)\$" || true
+}
+
+# Host names of this lab in a fixed, readable order.
+lab_hosts() {
+  local names
+  names=$(lab_namespaces | sed "s/^${PREFIX}-//")
+  for h in inet server web lan; do grep -qx "$h" <<<"$names" && echo "$h"; done
+  grep -E '^client' <<<"$names" | sort -V || true
+}
+
+# Is PID a live process? (A zombie has exited already; it only waits to be reaped.)
+alive() {
+  [[ -r /proc/$1/stat ]] || return 1
+  [[ $(sed -E 's/.*\) (.).*/\1/' "/proc/$1/stat" 2>/dev/null) != Z ]]
+}
+
+# One lock per prefix so two "up"/"down" runs on the same lab do not interleave.
+# fd 9 holds it; services started later close fd 9 so they do not keep the lock.
+take_lock() {
+  mkdir -p "$RUN_DIR"
+  exec 9>"$RUN_DIR/$PREFIX.lock"
+  flock -w 60 9 || say "warning: another lab.sh run holds the lock; going on anyway"
+}
+
+# ---------------------------------------------------------------------------------------
+# Building blocks
+
+# A namespace that behaves like a fresh, simple host.
+make_host() {
+  local host=$1 forward=${2:-0}
+  ip netns add "$(ns "$host")"
+  ip -n "$(ns "$host")" link set lo up
+  # Set every sysctl we rely on, so the host machine's own settings never leak in.
+  # IPv6 off: the lab is IPv4 only, and no duplicate-address-detection delays.
+  in_ns "$host" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  # Only inet routes between its interfaces. The server starts as a plain host:
+  # server-init.sh turns forwarding on when the VPN starts.
+  in_ns "$host" sysctl -qw net.ipv4.ip_forward="$forward"
+  # No reverse-path filtering: the lab should never drop a packet silently.
+  in_ns "$host" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+}
+
+# cable HOST_A IF_A HOST_B IF_B: a veth pair with one end in each namespace. It is created
+# inside HOST_A with its peer placed straight into HOST_B, so it never exists in the
+# machine's own (root) namespace, even if we are killed half way.
+cable() {
+  ip -n "$(ns "$1")" link add "$2" type veth peer name "$4" netns "$(ns "$3")"
+}
+
+# addr HOST IF CIDR: give an interface an address and bring it up.
+addr() {
+  ip -n "$(ns "$1")" addr add "$3" dev "$2"
+  ip -n "$(ns "$1")" link set "$2" up
+}
+
+# Start whatsmyip.js on HOST, port 80, and wait until it listens.
+start_web() {
+  local host=$1 node log=$STATE/$1.log
+  node=${NODE:-$(command -v node)} || die "node not found in PATH (set NODE=/path/to/node)"
+  say "starting whatsmyip.js on $host (port 80, log $log)"
+  # setsid: its own session, so it outlives this script and the terminal it ran in.
+  # ip netns exec and setsid both exec, so $! is the PID of node itself.
+  setsid ip netns exec "$(ns "$host")" "$node" "$HERE/whatsmyip.js" --port 80 \
+    </dev/null >>"$log" 2>&1 9>&- &
+  echo $! >"$STATE/$host.pid"
+  for _ in $(seq 100); do
+    grep -q 'listening' "$log" 2>/dev/null && return 0
+    alive "$(cat "$STATE/$host.pid")" || break
+    sleep 0.05
+  done
+  die "whatsmyip.js on $host did not start; its log says: $(tail -3 "$log" 2>/dev/null)"
+}
+
+# ---------------------------------------------------------------------------------------
+# Tear down: works from any state (complete, half-built, crashed, killed).
+teardown() {
+  local pids=() f pid host n
+  # 1. The services we started, by the PIDs we saved. A PID is only trusted while that
+  #    process is still inside our namespace (after a reboot the number may be reused).
+  for f in "$STATE"/*.pid; do
+    [[ -f $f ]] || continue
+    pid=$(cat "$f"); host=$(basename "$f" .pid)
+    if [[ $pid =~ ^[0-9]+$ ]] && ip netns identify "$pid" 2>/dev/null | grep -qx "$(ns "$host")"; then
+      say "stopping $host service (pid $pid)"
+      pids+=("$pid")
+    fi
+  done
+  # 2. Anything else still running inside our namespaces (a VPN, tcpdump, a shell...).
+  for n in $(lab_namespaces); do
+    for pid in $(ip netns pids "$n" 2>/dev/null); do
+      [[ " ${pids[*]} " == *" $pid "* ]] || { say "stopping pid $pid in $n"; pids+=("$pid"); }
+    done
+  done
+  if [[ ${#pids[@]} -gt 0 ]]; then
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    for _ in $(seq 40); do               # up to 2 s to exit cleanly
+      local left=0
+      for pid in "${pids[@]}"; do alive "$pid" && left=1; done
+      [[ $left -eq 0 ]] && break
+      sleep 0.05
+    done
+    for pid in "${pids[@]}"; do
+      alive "$pid" && { say "pid $pid ignored SIGTERM; sending SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; }
+    done
+  fi
+  # 3. The namespaces. Deleting one deletes its interfaces; a veth dies with either end.
+  for n in $(lab_namespaces); do
+    say "deleting namespace $n"
+    ip netns del "$n" 2>/dev/null || true
+  done
+  rm -rf "$STATE"
+}
+
+# Is the lab completely up: every namespace there, both web services alive?
+complete() {
+  [[ -f $STATE/ready ]] || return 1
+  local h want
+  want=$(cat "$STATE/clients" 2>/dev/null) || return 1
+  for h in inet server web lan $(seq -f 'client%g' 1 "$want"); do
+    [[ -e /run/netns/$(ns "$h") ]] || return 1
+  done
+  for h in web lan; do alive "$(cat "$STATE/$h.pid" 2>/dev/null || echo x)" || return 1; done
+}
+
+# ---------------------------------------------------------------------------------------
+# Commands
+
+cmd_up() {
+  local clients=1 i
+  while [[ $# -gt 0 ]]; do
+    case $1 in
+      --clients) [[ $# -ge 2 ]] || die "--clients needs a number"; clients=$2; shift 2 ;;
+      --clients=*) clients=${1#*=}; shift ;;
+      *) die "up: unknown option '$1' (usage: lab.sh up [--clients N])" ;;
+    esac
+  done
+  if ! [[ $clients =~ ^[1-9][0-9]*$ ]] || ((clients > MAX_CLIENTS)); then
+    die "--clients must be a number from 1 to $MAX_CLIENTS (got '$clients')"
+  fi
+
+  take_lock
+  if complete; then
+    say "already up with $(cat "$STATE/clients") client(s); nothing to do (lab.sh down to rebuild)"
+    [[ $(cat "$STATE/clients") == "$clients" ]] ||
+      say "note: you asked for $clients client(s); run 'lab.sh down' first to change that"
+    return 0
+  fi
+  if [[ -n $(lab_namespaces) || -d $STATE ]]; then
+    say "found a half-built lab (crashed or interrupted); cleaning it first"
+    teardown
+  fi
+  mkdir -p "$STATE"
+  echo "$clients" >"$STATE/clients"
+
+  say "creating hosts: inet server web lan and $clients client(s)"
+  make_host inet 1
+  for h in server web lan; do make_host "$h" 0; done
+  for ((i = 1; i <= clients; i++)); do make_host "client$i" 0; done
+
+  say "wiring the client side: switch br0 in inet, 192.0.2.0/24"
+  ip -n "$(ns inet)" link add br0 type bridge
+  addr inet br0 192.0.2.1/24
+  for ((i = 1; i <= clients; i++)); do
+    cable inet "to-client$i" "client$i" eth0
+    ip -n "$(ns inet)" link set "to-client$i" master br0 up
+    addr "client$i" eth0 "192.0.2.$((10 + i))/24"
+    ip -n "$(ns "client$i")" route add default via 192.0.2.1
+  done
+
+  say "wiring the server side: 198.51.100.0/24"
+  cable inet to-server server eth0
+  addr inet to-server 198.51.100.1/24
+  addr server eth0 198.51.100.2/24
+  ip -n "$(ns server)" route add default via 198.51.100.1
+
+  say "wiring the web side: 203.0.113.0/24"
+  cable inet to-web web eth0
+  addr inet to-web 203.0.113.1/24
+  addr web eth0 203.0.113.80/24
+  ip -n "$(ns web)" route add default via 203.0.113.1
+
+  say "wiring the private LAN behind the server: 10.9.0.0/24"
+  cable server eth1 lan eth0
+  addr server eth1 10.9.0.1/24
+  addr lan eth0 10.9.0.10/24
+  ip -n "$(ns lan)" route add default via 10.9.0.1
+
+  start_web web
+  start_web lan
+
+  touch "$STATE/ready"
+  say "up: $clients client(s); try: $0 exec client1 curl -s http://203.0.113.80/"
+}
+
+cmd_down() {
+  take_lock
+  if [[ -z $(lab_namespaces) && ! -d $STATE ]]; then
+    say "nothing to remove"
+  else
+    teardown
+    say "down"
+  fi
+  rm -f "$RUN_DIR/$PREFIX.lock"
+}
+
+cmd_status() {
+  local hosts h pid f
+  hosts=$(lab_hosts)
+  if [[ -z $hosts ]]; then
+    say "not up"
+    return 1
+  fi
+  if complete; then say "up, $(cat "$STATE/clients") client(s), state in $STATE"
+  else say "INCOMPLETE (crashed or still building?): run 'lab.sh down' then 'lab.sh up'"; fi
+  printf '%-9s %-16s %s\n' HOST NAMESPACE ADDRESSES
+  for h in $hosts; do
+    printf '%-9s %-16s %s\n' "$h" "$(ns "$h")" \
+      "$(ip -n "$(ns "$h")" -4 -o addr show | awk '$2 != "lo" {printf "%s %s  ", $2, $4}')"
+  done
+  echo "processes:"
+  for h in $hosts; do
+    for pid in $(ip netns pids "$(ns "$h")" 2>/dev/null); do
+      printf '  %-9s pid %-7s %s\n' "$h" "$pid" "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"
+    done
+  done
+  for f in "$STATE"/*.pid; do
+    [[ -f $f ]] || continue
+    alive "$(cat "$f")" || echo "  WARNING: $(basename "$f" .pid) service (pid $(cat "$f")) is not running"
+  done
+  return 0
+}
+
+cmd_exec() {
+  [[ $# -ge 2 ]] || die "usage: lab.sh exec HOST CMD..."
+  local host=$1; shift
+  [[ -e /run/netns/$(ns "$host") ]] || die "no host '$host' in lab '$PREFIX' (lab.sh hosts lists them)"
+  exec ip netns exec "$(ns "$host")" "$@"
+}
+
+cmd_hosts() {
+  local hosts
+  hosts=$(lab_hosts)
+  [[ -n $hosts ]] || die "lab '$PREFIX' is not up"
+  echo "$hosts"
+}
+
+usage() {
+  sed -n '/^# Usage/,/^# LAB_PREFIX/p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+# ---------------------------------------------------------------------------------------
+[[ $PREFIX =~ ^[A-Za-z0-9]{1,12}$ ]] || die "LAB_PREFIX must be 1-12 letters or digits (got '$PREFIX')"
+cmd=${1:-help}
+[[ $# -gt 0 ]] && shift
+if [[ $cmd != help && $cmd != -h && $cmd != --help && $(id -u) -ne 0 ]]; then
+  die "must run as root (network namespaces need it)"
+fi
+case $cmd in
+  up) cmd_up "$@" ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  exec) cmd_exec "$@" ;;
+  hosts) cmd_hosts ;;
+  help | -h | --help) usage ;;
+  *) usage >&2; die "unknown command '$cmd'" ;;
+esac

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# server-init.sh up|down - what the VPN server's machine needs around the tunnel.
+#
+# The VPN server program opens the TUN device, then runs "server-init.sh up"; when it
+# stops it runs "server-init.sh down". Every action is printed as one line, so the VPN log
+# shows exactly what was changed on the machine.
+#
+# Configured by environment variables:
+#   TUN        the TUN device, e.g. tun0 (must exist already: the VPN creates it)
+#   ADDR       the server's tunnel address with prefix length, e.g. 10.8.0.1/24
+#   MTU        MTU of the TUN device, e.g. 1400 (empty: leave it)
+#   POOL       the clients' address pool, e.g. 10.8.0.0/24 (needed for NAT)
+#   NAT_OUT    interface to masquerade out of, e.g. eth0 (empty: no NAT)
+#   MSS_CLAMP  1 (default): clamp TCP MSS on the tunnel; 0: don't
+#   IPTABLES   the iptables command (default: iptables; Debian's is the nftables backend)
+#
+# up:   MTU, address, link up; IP forwarding on; NAT and MSS clamping rules.
+# down: removes the iptables rules that up added, and nothing else. Each rule carries the
+#       comment "minivpn:$TUN", so down finds exactly those (and never another tunnel's).
+#       The TUN device and its address vanish by themselves when the VPN closes it.
+# Both are idempotent: running them twice does no harm.
+set -euo pipefail
+
+say() { echo "server-init: $*"; }
+die() { echo "server-init: error: $*" >&2; exit 1; }
+# Print a command, then run it; stop with a clear message if it fails.
+run() {
+  say "$*"
+  "$@" || die "command failed (exit $?): $*"
+}
+
+ACTION=${1:-}
+TUN=${TUN:-}
+ADDR=${ADDR:-}
+MTU=${MTU:-}
+POOL=${POOL:-}
+NAT_OUT=${NAT_OUT:-}
+MSS_CLAMP=${MSS_CLAMP:-1}
+IPT=${IPTABLES:-iptables}
+
+CIDR_RE='^([0-9]{1,3}\.){3}[0-9]{1,3}/([0-9]|[12][0-9]|3[0-2])$'
+IFNAME_RE='^[A-Za-z0-9_.-]{1,15}$'
+
+[[ $ACTION == up || $ACTION == down ]] || die "usage: TUN=tun0 ADDR=10.8.0.1/24 ... $0 up|down"
+[[ $TUN =~ $IFNAME_RE ]] || die "TUN must be an interface name of 1-15 letters, digits, '_', '.', '-' (got '$TUN')"
+command -v "$IPT" >/dev/null || die "'$IPT' not found: install the iptables package (apt-get install iptables)"
+
+# All rules of this tunnel carry this comment; it is how down finds them.
+COMMENT="minivpn:$TUN"
+
+# add_rule TABLE CHAIN RULE...: append the rule unless it is already there (-C checks).
+add_rule() {
+  local table=$1 chain=$2
+  shift 2
+  if "$IPT" -w -t "$table" -C "$chain" "$@" 2>/dev/null; then
+    say "already present: $IPT -t $table -A $chain $*"
+  else
+    run "$IPT" -w -t "$table" -A "$chain" "$@"
+  fi
+}
+
+# Delete every rule tagged with our comment, in every table we use.
+remove_tagged_rules() {
+  local table line found=0
+  local -a rules args
+  for table in nat mangle filter; do
+    # "iptables -S" prints rules as the -A commands that would recreate them, e.g.
+    #   -A POSTROUTING -s 10.8.0.0/24 -o eth0 -m comment --comment "minivpn:tun0" -j MASQUERADE
+    # The closing quote in the pattern keeps "minivpn:tun0" from matching "minivpn:tun01".
+    mapfile -t rules < <("$IPT" -w -t "$table" -S 2>/dev/null | grep -F -- "--comment \"$COMMENT\"" || true)
+    for line in "${rules[@]}"; do
+      # Our comment has no spaces, so dropping the quotes and splitting on spaces is safe.
+      read -ra args <<<"${line//\"/}"
+      args[0]=-D # turn "-A CHAIN ..." into "-D CHAIN ..."
+      run "$IPT" -w -t "$table" "${args[@]}"
+      found=1
+    done
+  done
+  [[ $found -eq 1 ]] || say "no iptables rules tagged $COMMENT (nothing to remove)"
+}
+
+if [[ $ACTION == down ]]; then
+  remove_tagged_rules
+  # Forwarding stays on: other services on this machine may route too, and turning it off
+  # under them would be a surprise. (In the lab, lab.sh down removes the whole host.)
+  say "leaving net.ipv4.ip_forward as it is"
+  exit 0
+fi
+
+# ---- up: check everything first, so a typo does not leave a half-configured machine ----
+[[ $ADDR =~ $CIDR_RE ]] || die "ADDR must be an IPv4 address with prefix length, e.g. 10.8.0.1/24 (got '$ADDR')"
+[[ -z $MTU || ($MTU =~ ^[0-9]+$ && $MTU -ge 576 && $MTU -le 65535) ]] ||
+  die "MTU must be a number from 576 to 65535 (got '$MTU')"
+[[ $MSS_CLAMP == 0 || $MSS_CLAMP == 1 ]] || die "MSS_CLAMP must be 0 or 1 (got '$MSS_CLAMP')"
+ip link show dev "$TUN" >/dev/null 2>&1 ||
+  die "device '$TUN' does not exist (the VPN server creates it before running this script)"
+if [[ -n $NAT_OUT ]]; then
+  [[ $NAT_OUT =~ $IFNAME_RE ]] || die "NAT_OUT must be an interface name (got '$NAT_OUT')"
+  ip link show dev "$NAT_OUT" >/dev/null 2>&1 || die "NAT_OUT interface '$NAT_OUT' does not exist"
+  [[ $POOL =~ $CIDR_RE ]] || die "POOL must be the client pool, e.g. 10.8.0.0/24, when NAT_OUT is set (got '$POOL')"
+fi
+
+# The tunnel interface itself. A smaller MTU than the wire's leaves room for the
+# UDP + DTLS + framing bytes each tunnelled packet gains on the way.
+[[ -n $MTU ]] && run ip link set dev "$TUN" mtu "$MTU"
+if ip -4 -o addr show dev "$TUN" | grep -qF " inet $ADDR "; then
+  say "address $ADDR already on $TUN"
+else
+  run ip addr add "$ADDR" dev "$TUN"
+fi
+run ip link set dev "$TUN" up
+
+# Routing between the tunnel and the other interfaces (the LAN, the internet).
+run sysctl -qw net.ipv4.ip_forward=1
+
+# NAT: packets from the pool leave with this machine's address on NAT_OUT, so hosts out
+# there can answer without knowing a route back to 10.8.0.0/24.
+if [[ -n $NAT_OUT ]]; then
+  add_rule nat POSTROUTING -s "$POOL" -o "$NAT_OUT" -m comment --comment "$COMMENT" -j MASQUERADE
+else
+  say "NAT_OUT empty: no NAT (the other side needs a route back to the pool)"
+fi
+
+# MSS clamping: a TCP SYN announces the largest segment its sender accepts (MSS), based on
+# its own link, usually 1500. Through the tunnel the path MTU is smaller; if a full-sized
+# segment then needs fragmenting and ICMP "fragmentation needed" is blocked somewhere,
+# the connection hangs after the handshake. Rewriting the MSS in SYNs crossing the
+# tunnel (both directions) to fit the route's MTU avoids that.
+if [[ $MSS_CLAMP == 1 ]]; then
+  for dir in -i -o; do
+    add_rule mangle FORWARD "$dir" "$TUN" -p tcp --tcp-flags SYN,RST SYN \
+      -m comment --comment "$COMMENT" -j TCPMSS --clamp-mss-to-pmtu
+  done
+fi
+say "up done for $TUN"
