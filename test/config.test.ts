@@ -1,0 +1,240 @@
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {
+  parseServerArgs, parseClientArgs, computeTunnelMtu, usage, ConfigError, HelpRequested,
+} from '../src/config';
+
+const NOENV = {};
+
+function tmpFile(t: { teardown(fn: () => void): unknown }, content: string): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'minivpn-config-'));
+  t.teardown(() => fs.rmSync(d, { recursive: true, force: true }));
+  const f = path.join(d, 'config.json');
+  fs.writeFileSync(f, content);
+  return f;
+}
+
+type Asserts = Pick<typeof t, 'ok' | 'equal' | 'match' | 'fail'>;
+
+/** Asserts that `fn` throws a ConfigError for `field` whose message matches `re`. */
+function throwsField(t: Asserts, fn: () => unknown, field: string, re: RegExp, what: string): void {
+  try {
+    fn();
+    t.fail(`${what}: expected a ConfigError for "${field}"`);
+  } catch (err) {
+    t.ok(err instanceof ConfigError, `${what}: is a ConfigError`);
+    t.equal((err as ConfigError).field, field, `${what}: names field ${field}`);
+    t.match((err as Error).message, re, `${what}: message`);
+  }
+}
+
+t.test('MTU arithmetic', async (t) => {
+  t.equal(computeTunnelMtu(1500, false, false), 1434, 'DTLS over IPv4: 1500-20-8-37-1');
+  t.equal(computeTunnelMtu(1500, true, false), 1471, 'plaintext over IPv4: 1500-20-8-1');
+  t.equal(computeTunnelMtu(1500, false, true), 1414, 'DTLS over IPv6: 1500-40-8-37-1');
+  t.equal(computeTunnelMtu(1500, true, true), 1451, 'plaintext over IPv6');
+  t.equal(computeTunnelMtu(9000, false, false), 8934);
+});
+
+t.test('server defaults', async (t) => {
+  const c = parseServerArgs([], NOENV);
+  t.same(c, {
+    listen: { host: '::', port: 1194 },
+    pool: { network: '10.8.0.0', prefix: 24 },
+    tunName: 'mvpn0',
+    underlayMtu: 1500,
+    mtu: 1434,
+    ca: 'pki/ca.crt', cert: 'pki/server.crt', key: 'pki/server.key',
+    authorizedDir: 'pki/authorized',
+    leasesFile: 'run/leases.json',
+    clientToClient: true,
+    routes: [],
+    redirectGateway: false,
+    dns: [],
+    natOut: null,
+    keepaliveSec: 10,
+    timeoutSec: 60,
+    onConnect: null, onDisconnect: null,
+    statusSocket: 'run/minivpn.sock',
+    plaintext: false,
+    keylog: null,
+    user: null, group: null,
+    logLevel: 'info',
+  });
+  t.equal(parseServerArgs(['--insecure-plaintext'], NOENV).mtu, 1471, 'plaintext default MTU');
+  t.equal(parseServerArgs(['--underlay-mtu', '9000'], NOENV).mtu, 8934, 'MTU follows the underlay');
+  t.equal(parseServerArgs(['--mtu', '1300'], NOENV).mtu, 1300, 'explicit MTU wins');
+  t.equal(parseServerArgs([], { MINIVPN_LOG: 'debug' }).logLevel, 'debug', 'MINIVPN_LOG sets the level');
+  t.equal(parseServerArgs(['--log-level', 'warn'], { MINIVPN_LOG: 'debug' }).logLevel, 'warn', 'flag beats env');
+});
+
+t.test('server flags', async (t) => {
+  const c = parseServerArgs([
+    '--listen', '192.0.2.1:1195', '--pool=10.9.0.0/16', '--tun-name', 'vpn0', '--no-client-to-client',
+    '--routes', '10.20.0.0/24,10.21.0.0/24', '--route', '10.22.0.0/16', '--redirect-gateway', '--dns', '10.9.0.1',
+    '--nat-out', 'eth0', '--keepalive-sec', '5', '--timeout-sec', '20', '--on-connect', '/bin/true',
+    '--status-socket', '/tmp/x.sock', '--keylog', 'keys.log', '--user', 'nobody', '--group', 'nogroup',
+  ], NOENV);
+  t.same(c.listen, { host: '192.0.2.1', port: 1195 });
+  t.same(c.pool, { network: '10.9.0.0', prefix: 16 });
+  t.equal(c.tunName, 'vpn0');
+  t.equal(c.clientToClient, false);
+  t.same(c.routes, ['10.20.0.0/24', '10.21.0.0/24', '10.22.0.0/16']);
+  t.equal(c.redirectGateway, true);
+  t.same(c.dns, ['10.9.0.1']);
+  t.equal(c.natOut, 'eth0');
+  t.equal(c.keepaliveSec, 5);
+  t.equal(c.timeoutSec, 20);
+  t.equal(c.onConnect, '/bin/true');
+  t.equal(c.onDisconnect, null);
+  t.equal(c.statusSocket, '/tmp/x.sock');
+  t.equal(c.keylog, 'keys.log');
+  t.equal(c.user, 'nobody');
+  t.equal(c.group, 'nogroup');
+
+  // The listen address forms.
+  t.same(parseServerArgs(['--listen', ':1200'], NOENV).listen, { host: '::', port: 1200 });
+  t.same(parseServerArgs(['--listen', '1201'], NOENV).listen, { host: '::', port: 1201 });
+  t.same(parseServerArgs(['--listen', '[2001:db8::1]:1202'], NOENV).listen, { host: '2001:db8::1', port: 1202 });
+  t.same(parseServerArgs(['--listen', '[::]:0'], NOENV).listen, { host: '::', port: 0 }, 'port 0: the OS picks');
+  t.same(parseServerArgs(['--listen', '0.0.0.0:1194'], NOENV).listen, { host: '0.0.0.0', port: 1194 });
+});
+
+t.test('the config file, and flags overriding it', async (t) => {
+  const f = tmpFile(t, JSON.stringify({
+    listen: '198.51.100.1:1300', pool: '10.50.0.0/24', clientToClient: false, routes: ['10.60.0.0/24'],
+    natOut: 'eth1', mtu: 1400, logLevel: 'debug',
+  }));
+  const fromFile = parseServerArgs(['--config', f], NOENV);
+  t.same(fromFile.listen, { host: '198.51.100.1', port: 1300 });
+  t.same(fromFile.pool, { network: '10.50.0.0', prefix: 24 });
+  t.equal(fromFile.clientToClient, false);
+  t.same(fromFile.routes, ['10.60.0.0/24']);
+  t.equal(fromFile.natOut, 'eth1');
+  t.equal(fromFile.mtu, 1400);
+  t.equal(fromFile.logLevel, 'debug');
+  t.equal(fromFile.tunName, 'mvpn0', 'fields not in the file keep their defaults');
+
+  // Flags win, wherever --config appears.
+  const both = parseServerArgs(['--pool', '10.70.0.0/24', '--config', f, '--client-to-client', '--route', '10.80.0.0/24', '--no-nat-out'], { MINIVPN_LOG: 'error' });
+  t.same(both.pool, { network: '10.70.0.0', prefix: 24 });
+  t.equal(both.clientToClient, true);
+  t.same(both.routes, ['10.80.0.0/24'], 'a list flag replaces the file\'s list');
+  t.equal(both.natOut, null, '--no-nat-out clears the file value');
+  t.same(both.listen, { host: '198.51.100.1', port: 1300 });
+  t.equal(both.logLevel, 'debug', 'file beats the environment');
+
+  const client = tmpFile(t, JSON.stringify({ server: '192.0.2.10:1194', name: 'bob', tunName: 'tun7' }));
+  const c = parseClientArgs(['--config', client, '--tun-name', 'tun8'], NOENV);
+  t.same(c.server, { host: '192.0.2.10', port: 1194 });
+  t.equal(c.name, 'bob');
+  t.equal(c.cert, 'pki/clients/bob.crt');
+  t.equal(c.tunName, 'tun8');
+});
+
+t.test('bad values name their field and say what is expected', async (t) => {
+  const S = (args: string[]) => () => parseServerArgs(args, NOENV);
+  throwsField(t, S(['--pool', '10.8.0/24']), 'pool', /^config: "pool": expected an IPv4 CIDR like 10\.8\.0\.0\/24, got "10\.8\.0\/24"/, 'pool shape');
+  throwsField(t, S(['--pool', '10.8.0.1/24']), 'pool', /network address .* like 10\.8\.0\.0\/24/, 'pool host bits');
+  throwsField(t, S(['--pool', '10.0.0.0/4']), 'pool', /prefix length from 8 to 30/, 'pool prefix');
+  throwsField(t, S(['--pool', '10.8.0.0/31']), 'pool', /prefix length from 8 to 30/, 'pool /31');
+  throwsField(t, S(['--listen', '1.2.3.4']), 'listen', /"listen": expected an address like .*got "1\.2\.3\.4"/, 'listen without port');
+  throwsField(t, S(['--listen', 'example.org:1194']), 'listen', /"listen"/, 'listen on a name');
+  throwsField(t, S(['--listen', ':70000']), 'listen', /port 0-65535/, 'listen port range');
+  throwsField(t, S(['--listen', '[zz::1]:5']), 'listen', /"listen"/, 'listen bad v6');
+  throwsField(t, S(['--tun-name', 'a-very-long-name-x']), 'tunName', /"tunName": expected an interface name of 1-15/, 'tun name length');
+  throwsField(t, S(['--tun-name', 'bad/name']), 'tunName', /"tunName"/, 'tun name chars');
+  throwsField(t, S(['--underlay-mtu', '500']), 'underlayMtu', /"underlayMtu": expected an integer from 576 to 9000, got 500/, 'underlay MTU range');
+  throwsField(t, S(['--mtu', '1400.5']), 'mtu', /"mtu": expected an integer/, 'fractional MTU');
+  throwsField(t, S(['--mtu', 'big']), 'mtu', /got "big"/, 'non-numeric MTU');
+  throwsField(t, S(['--routes', '10.9.0.0/24,10.9.1.0']), 'routes', /"routes": expected .*got "10\.9\.1\.0"/, 'bad route names the element');
+  throwsField(t, S(['--dns', '10.8.0.300']), 'dns', /"dns": expected IPv4 addresses/, 'bad dns');
+  throwsField(t, S(['--nat-out', 'eth 0']), 'natOut', /"natOut"/, 'nat-out');
+  throwsField(t, S(['--keepalive-sec', '0']), 'keepaliveSec', /"keepaliveSec": expected a number of seconds/, 'keepalive');
+  throwsField(t, S(['--timeout-sec', '10']), 'timeoutSec', /"timeoutSec": expected more than keepaliveSec \(10\), got 10/, 'timeout <= keepalive');
+  throwsField(t, S(['--log-level', 'loud']), 'logLevel', /"logLevel": expected one of debug, info, warn, error, got "loud"/, 'log level');
+  throwsField(t, () => parseServerArgs([], { MINIVPN_LOG: 'loud' }), 'logLevel', /environment MINIVPN_LOG/, 'env level');
+  throwsField(t, S(['--user', 'no body']), 'user', /"user"/, 'user');
+  throwsField(t, S(['--status-socket', '/' + 'x'.repeat(120)]), 'statusSocket', /at most 107 bytes/, 'socket path length');
+  throwsField(t, S(['--client-to-client=yes']), 'clientToClient', /takes no value .*--no-client-to-client/, 'bool with value');
+  throwsField(t, S(['--pool']), 'pool', /--pool needs a value/, 'missing value');
+  throwsField(t, S(['--ca', '']), 'ca', /"ca": expected a file path/, 'empty path');
+
+  // In a file: wrong JSON types name the field too, and the file.
+  const f = tmpFile(t, JSON.stringify({ underlayMtu: '1500' }));
+  throwsField(t, S(['--config', f]), 'underlayMtu', /"underlayMtu": expected an integer from 576 to 9000, got "1500" \(file .*config\.json\)/, 'string for number in file');
+  const g = tmpFile(t, JSON.stringify({ clientToClient: 'no' }));
+  throwsField(t, S(['--config', g]), 'clientToClient', /expected true or false, got "no"/, 'bool in file');
+  const h = tmpFile(t, JSON.stringify({ routes: '10.9.0.0/24' }));
+  throwsField(t, S(['--config', h]), 'routes', /expected a list like/, 'list in file');
+
+  const C = (args: string[]) => () => parseClientArgs(args, NOENV);
+  throwsField(t, C([]), 'server', /"server": required/, 'missing server');
+  throwsField(t, C(['--server', 'nohost:']), 'server', /"server"/, 'empty port');
+  throwsField(t, C(['--server', '10.8.0:1194', '--name', 'a']), 'server', /got "10\.8\.0:1194"/, 'truncated IP');
+  throwsField(t, C(['--server', '192.0.2.1:1194']), 'cert', /"cert": required: give --name NAME/, 'no cert, no name');
+  throwsField(t, C(['--server', '192.0.2.1:1194', '--name', '.alice']), 'name', /"name": expected a client name/, 'bad name');
+  throwsField(t, C(['--server', '192.0.2.1:1194', '--name', 'a', '--server-name', 'bad name']), 'serverName', /"serverName"/, 'bad server name');
+  throwsField(t, C(['--server', '192.0.2.1:1194', '--insecure-plaintext']), 'plaintextCn', /required with --insecure-plaintext/, 'plaintext without identity');
+  throwsField(t, C(['--server', '192.0.2.1:1194', '--name', 'a', '--reconnect-max-sec', '0.5']), 'reconnectMaxSec', /at least reconnectMinSec \(1\)/, 'reconnect order');
+});
+
+t.test('unknown flags and fields are named', async (t) => {
+  throwsField(t, () => parseServerArgs(['--tun-nam', 'x'], NOENV), '--tun-nam', /unknown flag --tun-nam \(did you mean --tun-name\?\)/, 'typo flag');
+  throwsField(t, () => parseServerArgs(['--frobnicate'], NOENV), '--frobnicate', /unknown flag --frobnicate/, 'unknown flag');
+  throwsField(t, () => parseClientArgs(['--pool', '10.8.0.0/24'], NOENV), '--pool', /unknown flag --pool/, 'server flag given to the client');
+  throwsField(t, () => parseServerArgs(['stray'], NOENV), 'stray', /unexpected argument "stray"/, 'positional');
+  const f = tmpFile(t, JSON.stringify({ listen: ':1194', 'tun-name': 'x' }));
+  throwsField(t, () => parseServerArgs(['--config', f], NOENV), 'tun-name', /unknown field "tun-name" in .*\(did you mean tunName\?\)/, 'unknown file field');
+  const bad = tmpFile(t, '{"listen": ');
+  throwsField(t, () => parseServerArgs(['--config', bad], NOENV), 'config', /is not valid JSON/, 'bad JSON');
+  const arr = tmpFile(t, '[]');
+  throwsField(t, () => parseServerArgs(['--config', arr], NOENV), 'config', /must hold a JSON object/, 'not an object');
+  throwsField(t, () => parseServerArgs(['--config', '/nonexistent/minivpn.json'], NOENV), 'config', /cannot read config file \/nonexistent\/minivpn\.json: ENOENT/, 'missing file');
+});
+
+t.test('client defaults and forms', async (t) => {
+  const c = parseClientArgs(['--server', '192.0.2.1:1194', '--name', 'alice'], NOENV);
+  t.same(c, {
+    server: { host: '192.0.2.1', port: 1194 },
+    serverName: 'server.minivpn.test',
+    ca: 'pki/ca.crt', cert: 'pki/clients/alice.crt', key: 'pki/clients/alice.key',
+    name: 'alice',
+    tunName: 'mvpn1',
+    plaintext: false,
+    plaintextCn: 'alice',
+    keylog: null,
+    reconnectMinSec: 1,
+    reconnectMaxSec: 30,
+    stateDir: 'run',
+    logLevel: 'info',
+  });
+  t.same(parseClientArgs(['--server', '[2001:db8::5]:99', '--name', 'a'], NOENV).server, { host: '2001:db8::5', port: 99 });
+  t.same(parseClientArgs(['--server', 'vpn.example.org', '--name', 'a'], NOENV).server, { host: 'vpn.example.org', port: 1194 }, 'port defaults to 1194');
+  const explicit = parseClientArgs(['--server', '192.0.2.1:1194', '--name', 'alice', '--cert', 'my.crt'], NOENV);
+  t.equal(explicit.cert, 'my.crt', 'an explicit cert beats the --name default');
+  t.equal(explicit.key, 'pki/clients/alice.key');
+  const p = parseClientArgs(['--server', '192.0.2.1:1194', '--insecure-plaintext', '--plaintext-cn', 'eve'], NOENV);
+  t.equal(p.plaintext, true);
+  t.equal(p.plaintextCn, 'eve');
+  t.equal(p.cert, '', 'no cert needed in plaintext mode');
+  t.equal(parseClientArgs(['--server', '192.0.2.1:1194', '--name', 'a', '--reconnect-min-sec', '0.2'], NOENV).reconnectMinSec, 0.2);
+});
+
+t.test('--help and usage()', async (t) => {
+  t.throws(() => parseServerArgs(['--pool', 'garbage', '--help'], NOENV), HelpRequested, '--help wins over bad values');
+  try {
+    parseClientArgs(['-h'], NOENV);
+    t.fail('expected HelpRequested');
+  } catch (err) {
+    t.ok(err instanceof HelpRequested);
+    t.match((err as Error).message, /usage: npm run client/);
+  }
+  const s = usage('server');
+  for (const flag of ['--listen HOST:PORT', '--pool CIDR', '--[no-]client-to-client', '--[no-]insecure-plaintext', '--config FILE', '--nat-out IFACE']) {
+    t.match(s, flag, `server usage mentions ${flag}`);
+  }
+  t.match(usage('client'), '--server HOST:PORT');
+});
