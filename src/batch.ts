@@ -2,7 +2,15 @@
 // The data path moves batches, not single packets, so the cost of crossing between
 // JavaScript and native code (and of any per-call bookkeeping) is paid once per batch.
 
-export class PacketBatch {
+/** What the data path passes around: packets as (offset, length) pairs into one buffer. */
+export interface BatchView {
+  buf: Buffer;
+  offs: Uint32Array;
+  lens: Uint32Array;
+  count: number;
+}
+
+export class PacketBatch implements BatchView {
   readonly buf: Buffer;
   readonly offs: Uint32Array;
   readonly lens: Uint32Array;
@@ -32,5 +40,20 @@ export class PacketBatch {
 
   clear(): void {
     this.count = 0;
+  }
+}
+
+/** Rotates between a few batches, so a batch is reused only after the next ones were. */
+export class BatchRing {
+  private readonly ring: PacketBatch[];
+  private i = 0;
+  constructor(size: number, capacity: number, slotSize: number) {
+    this.ring = Array.from({ length: size }, () => new PacketBatch(capacity, slotSize));
+  }
+  next(): PacketBatch {
+    this.i = (this.i + 1) % this.ring.length;
+    const b = this.ring[this.i];
+    b.count = 0;
+    return b;
   }
 }

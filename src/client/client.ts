@@ -1,0 +1,355 @@
+// The VPN client: connect, verify the server, receive the config, bring up the TUN with
+// its address, MTU and routes, then move packets. If the server goes away (restart,
+// network loss) it reconnects by itself with a capped backoff and keeps its TUN and
+// routes in place meanwhile, so traffic waits instead of leaking around the tunnel.
+import dgram from 'node:dgram';
+import dns from 'node:dns/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { BatchRing, PacketBatch } from '../batch';
+import { ClientConfig } from '../config';
+import { Channel, DtlsChannel, PlaintextChannel } from '../device/channel';
+import { DtlsContext } from '../dtls/dtls';
+import { logger } from '../log';
+import { runInitScript } from '../os/scripts';
+import { Tun } from '../tun/tun';
+import { ConfigMsg, decodeControl, encodeControl } from '../wire/control';
+import { FRAME_OVERHEAD, FrameType, encodeFrame, frameType, looksLikeDtls, looksLikeFrame } from '../wire/frame';
+
+const log = logger('client');
+const BATCH = 64;
+const SLOT = 2048;
+const CONFIG_WAIT_MS = 10_000;
+
+type Outcome = { kind: 'retry'; why: string } | { kind: 'fatal'; why: string } | { kind: 'stopped' };
+
+export class VpnClient {
+  private ctx: DtlsContext | null = null;
+  private sock: dgram.Socket | null = null;
+  private channel: Channel | null = null;
+  private tun: Tun | null = null;
+  private applied: ConfigMsg | null = null;
+  private serverIp = '';
+  private readonly rx = new PacketBatch(BATCH, SLOT);
+  private readonly sealRing = new BatchRing(4, BATCH, SLOT);
+  private readonly tunOffs = new Uint32Array(BATCH);
+  private readonly tunLens = new Uint32Array(BATCH);
+  private readonly txOffs = new Uint32Array(BATCH);
+  private readonly txLens = new Uint32Array(BATCH);
+  private readonly oneOff = new Uint32Array([0]);
+  private readonly oneLen = new Uint32Array(1);
+  private lastSeen = 0;
+  private lastSent = 0;
+  private keepaliveMs = 10_000;
+  private deadMs = 60_000;
+  private stopped = false;
+  private end: ((o: Outcome) => void) | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private mismatchLogged = false;
+  /** Counters a student can look at in the log when the client stops. */
+  readonly stats = { rxPackets: 0, txPackets: 0, dropped: 0 };
+
+  constructor(readonly cfg: ClientConfig) {
+    if (cfg.plaintext) {
+      log.warn('INSECURE PLAINTEXT MODE: tunnel traffic is NOT encrypted or authenticated; for labs only');
+    } else {
+      this.ctx = DtlsContext.fromFiles({
+        role: 'client', caFile: cfg.ca, certFile: cfg.cert, keyFile: cfg.key, keylogFile: cfg.keylog, mtu: 1472,
+      });
+    }
+  }
+
+  /** Runs until stop(); resolves with the exit code. */
+  async run(): Promise<number> {
+    let delay = this.cfg.reconnectMinSec;
+    let attempt = 0;
+    while (!this.stopped) {
+      attempt++;
+      const startedAt = Date.now();
+      const o = await this.connectOnce(attempt);
+      if (o.kind === 'stopped' || this.stopped) break;
+      if (o.kind === 'fatal') {
+        log.error(o.why);
+        await this.teardown();
+        return 1;
+      }
+      // A connection that lasted a while resets the backoff: this is a new problem.
+      if (Date.now() - startedAt > 30_000) delay = this.cfg.reconnectMinSec;
+      log.warn(`${o.why}; reconnecting in ${delay}s (attempt ${attempt + 1})`);
+      await this.sleep(delay * 1000);
+      delay = Math.min(delay * 2, this.cfg.reconnectMaxSec);
+    }
+    await this.teardown();
+    return 0;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.wake = () => { clearTimeout(t); resolve(); };
+    });
+  }
+  private wake: () => void = () => undefined;
+
+  private async connectOnce(attempt: number): Promise<Outcome> {
+    const cfg = this.cfg;
+    try {
+      this.serverIp = net.isIP(cfg.server.host) ? cfg.server.host : (await dns.lookup(cfg.server.host)).address;
+    } catch (err) {
+      return { kind: 'retry', why: `cannot resolve ${cfg.server.host}: ${(err as Error).message}` };
+    }
+    const sock = dgram.createSocket({ type: net.isIPv6(this.serverIp) ? 'udp6' : 'udp4', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
+    this.sock = sock;
+    await new Promise<void>((resolve) => sock.connect(cfg.server.port, this.serverIp, () => resolve()));
+    log.info(`connecting to ${this.serverIp}:${cfg.server.port}`, { mode: cfg.plaintext ? 'plaintext' : 'dtls', attempt });
+
+    const outcome = new Promise<Outcome>((resolve) => (this.end = resolve));
+    sock.on('message', (msg) => this.onDatagram(msg));
+    sock.on('error', (err) => this.finish({ kind: 'retry', why: `network error: ${err.message}` }));
+
+    if (this.ctx) {
+      const conn = this.ctx.connect(cfg.serverName);
+      this.channel = new DtlsChannel(conn, this.rx);
+      conn.handshake();
+      this.flushControl();
+    } else {
+      this.channel = new PlaintextChannel();
+      this.sendHello();
+    }
+    this.lastSeen = Date.now();
+    const configTimer = setTimeout(() => {
+      if (!this.applied || this.channel?.state !== 'open') this.finish({ kind: 'retry', why: `no answer from the server within ${CONFIG_WAIT_MS / 1000}s` });
+    }, CONFIG_WAIT_MS);
+    this.timer = setInterval(() => this.onTick(), 1000);
+
+    const o = await outcome;
+    clearTimeout(configTimer);
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    if (this.channel) {
+      if (this.channel.state === 'open' && o.kind === 'stopped') {
+        this.sendFrame(encodeFrame(FrameType.CONTROL, encodeControl({ type: 'bye', v: 1, reason: 'client stopping' })));
+        this.channel.shutdown();
+        this.flushControl();
+      }
+      this.channel.destroy();
+      this.channel = null;
+    }
+    await new Promise((r) => setTimeout(r, o.kind === 'stopped' ? 50 : 0));
+    sock.close();
+    this.sock = null;
+    return o;
+  }
+
+  private finish(o: Outcome): void {
+    const end = this.end;
+    this.end = null;
+    end?.(o);
+  }
+
+  private sendHello(): void {
+    const cn = this.cfg.plaintext ? (this.cfg.plaintextCn ?? this.cfg.name ?? undefined) : undefined;
+    this.sendFrame(encodeFrame(FrameType.CONTROL, encodeControl({ type: 'hello', v: 1, ...(cn ? { cn } : {}) })));
+  }
+
+  // ---- receive -------------------------------------------------------------------------
+
+  private onDatagram(msg: Buffer): void {
+    const ch = this.channel;
+    if (!ch) return;
+    if (ch.kind === 'dtls' && looksLikeFrame(msg)) {
+      this.mismatch('the server answered in plaintext: it runs --insecure-plaintext, and this client requires DTLS');
+      return;
+    }
+    if (ch.kind === 'plaintext' && looksLikeDtls(msg)) {
+      this.mismatch('the server answered with DTLS: it requires DTLS, and this client runs --insecure-plaintext');
+      return;
+    }
+    const wasOpen = ch.state === 'open';
+    const frames = ch.receive(msg);
+    if (!wasOpen) {
+      this.flushControl();
+      const st: string = ch.state;
+      if (st === 'failed') {
+        // A refused certificate will be refused again: stop with the reason.
+        this.finish({ kind: 'fatal', why: `DTLS handshake with ${this.serverIp} failed: ${ch.error}` });
+        return;
+      }
+      if (st === 'open' && ch.kind === 'dtls') {
+        const info = (ch as DtlsChannel).conn.info();
+        log.info('DTLS handshake done', { version: info.version, cipher: info.cipher, server: (ch as DtlsChannel).conn.peer()?.cn });
+        this.sendHello();
+      }
+    }
+    this.lastSeen = Date.now();
+    let tunCount = 0;
+    const buf = frames.buf;
+    for (let i = 0; i < frames.count; i++) {
+      const off = frames.offs[i], len = frames.lens[i];
+      const type = frameType(buf, off, len);
+      if (type === FrameType.DATA) {
+        if (!this.tun) continue;
+        this.tunOffs[tunCount] = off + 1;
+        this.tunLens[tunCount++] = len - 1;
+      } else if (type === FrameType.CONTROL) {
+        this.onControl(buf.subarray(off + 1, off + len));
+      } else if (type === FrameType.KEEPALIVE) {
+        this.sendFrame(encodeFrame(FrameType.KEEPALIVE_REPLY));
+      } else if (type === FrameType.CLOSE) {
+        const reason = buf.subarray(off + 1, off + len).toString('utf8') || 'no reason given';
+        if (ch.kind === 'plaintext' && reason.includes('DTLS')) this.mismatch(`the server says: ${reason} (this client runs --insecure-plaintext)`);
+        else this.finish({ kind: 'retry', why: `server closed the tunnel: ${reason}` });
+        return;
+      } else if (type !== FrameType.KEEPALIVE_REPLY) {
+        this.stats.dropped++;
+      }
+    }
+    if (tunCount > 0 && this.tun) {
+      this.tun.writeBatch(buf, this.tunOffs, this.tunLens, tunCount);
+      this.stats.rxPackets += tunCount;
+    }
+    const after: string = ch.state;
+    if (after === 'closed') this.finish({ kind: 'retry', why: 'the server closed the connection' });
+  }
+
+  private mismatch(what: string): void {
+    if (!this.mismatchLogged) log.error(`mode mismatch: ${what}`);
+    this.mismatchLogged = true;
+    this.finish({ kind: 'fatal', why: `mode mismatch with ${this.serverIp}: ${what}` });
+  }
+
+  private onControl(body: Buffer): void {
+    const msg = decodeControl(body);
+    if (msg.type === 'invalid') {
+      log.warn('bad control message from server', { error: msg.error });
+      return;
+    }
+    if (msg.type === 'config') {
+      void this.applyConfig(msg).catch((err) => this.finish({ kind: 'fatal', why: `cannot apply the server's config: ${(err as Error).message}` }));
+    } else if (msg.type === 'refuse') {
+      this.finish({ kind: 'fatal', why: `refused by the server: ${msg.reason}` });
+    } else if (msg.type === 'bye') {
+      this.finish({ kind: 'retry', why: `server said bye: ${msg.reason}` });
+    }
+  }
+
+  /** Creates the TUN on the first config; on a reconnect with the same config keeps it as it is. */
+  private async applyConfig(c: ConfigMsg): Promise<void> {
+    this.keepaliveMs = c.keepaliveSec * 1000;
+    this.deadMs = c.timeoutSec * 1000;
+    const same = this.applied && this.applied.address === c.address && this.applied.prefix === c.prefix && this.applied.mtu === c.mtu &&
+      this.applied.routes.join() === c.routes.join() && this.applied.redirectGateway === c.redirectGateway;
+    if (!same) {
+      if (this.tun && this.applied) await this.routesDown();
+      if (!this.tun) {
+        this.tun = Tun.open({ name: this.cfg.tunName, batchSize: BATCH, maxPacket: SLOT - 8, headroom: FRAME_OVERHEAD });
+        this.tun.onPackets((b) => this.onTunBatch(b));
+      }
+      await runInitScript('client-init.sh', 'up', {
+        TUN: this.tun.name,
+        ADDR: `${c.address}/${c.prefix}`,
+        MTU: String(c.mtu),
+        ROUTES: c.routes.join(' '),
+        REDIRECT_GATEWAY: c.redirectGateway ? '1' : '0',
+        SERVER_IP: this.serverIp,
+        DNS: c.dns.join(' '),
+        STATE_DIR: this.stateDir(),
+      });
+      this.applied = c;
+    }
+    log.info(`tunnel up: ${c.address}/${c.prefix} on ${this.tun!.name}`, {
+      server: `${this.serverIp}:${this.cfg.server.port}`, mtu: c.mtu,
+      routes: c.redirectGateway ? 'all (full tunnel)' : c.routes.join(',') || 'tunnel subnet only',
+      mode: this.cfg.plaintext ? 'plaintext' : 'dtls',
+    });
+  }
+
+  private stateDir(): string {
+    return path.resolve(this.cfg.stateDir, `client-${this.cfg.tunName}`);
+  }
+
+  private async routesDown(): Promise<void> {
+    if (!this.tun) return;
+    await runInitScript('client-init.sh', 'down', { TUN: this.tun.name, STATE_DIR: this.stateDir() }).catch((err) =>
+      log.warn('restoring routes failed', { err }));
+  }
+
+  // ---- send ----------------------------------------------------------------------------
+
+  private onTunBatch(b: PacketBatch): void {
+    const ch = this.channel;
+    if (!ch || ch.state !== 'open' || !this.sock) return; // reconnecting: packets wait in no queue
+    for (let i = 0; i < b.count; i++) {
+      b.buf[b.offs[i] - 1] = FrameType.DATA; // header into the headroom: no copy
+      this.txOffs[i] = b.offs[i] - 1;
+      this.txLens[i] = b.lens[i] + 1;
+    }
+    const view = ch.seal(b.buf, this.txOffs, this.txLens, b.count, this.sealRing.next());
+    this.send(view);
+    this.stats.txPackets += b.count;
+  }
+
+  private send(view: { buf: Buffer; offs: Uint32Array; lens: Uint32Array; count: number }): void {
+    if (!this.sock) return;
+    // The socket is connected: no address per datagram.
+    for (let i = 0; i < view.count; i++) this.sock.send(view.buf, view.offs[i], view.lens[i]);
+    this.lastSent = Date.now();
+  }
+
+  private sendFrame(frame: Buffer): void {
+    const ch = this.channel;
+    if (!ch || ch.state !== 'open') return;
+    this.oneLen[0] = frame.length;
+    this.send(ch.seal(frame, this.oneOff, this.oneLen, 1, this.sealRing.next()));
+    this.flushControl();
+  }
+
+  private flushControl(): void {
+    const ch = this.channel;
+    if (!ch || !this.sock) return;
+    const out = ch.takeOutput();
+    if (out) for (const d of out) this.sock.send(d);
+    if (ch.state === 'handshaking') {
+      const ms = ch.timeoutMs();
+      if (this.hsTimer) clearTimeout(this.hsTimer);
+      this.hsTimer = ms >= 0 ? setTimeout(() => {
+        this.hsTimer = null;
+        ch.onTimeout();
+        this.flushControl();
+        if (ch.state === 'failed') this.finish({ kind: 'retry', why: `DTLS handshake failed: ${ch.error}` });
+      }, Math.max(ms, 1)) : null;
+    }
+  }
+  private hsTimer: NodeJS.Timeout | null = null;
+
+  private onTick(): void {
+    const now = Date.now();
+    if (!this.channel || this.channel.state !== 'open' || !this.applied) return;
+    if (now - this.lastSeen > this.deadMs) {
+      this.finish({ kind: 'retry', why: `no traffic from the server for ${Math.round((now - this.lastSeen) / 1000)}s` });
+      return;
+    }
+    if (this.keepaliveMs > 0 && now - this.lastSent >= this.keepaliveMs) this.sendFrame(encodeFrame(FrameType.KEEPALIVE));
+  }
+
+  /** SIGINT/SIGTERM: say bye, restore routes, remove the TUN. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    log.info('stopping');
+    this.finish({ kind: 'stopped' });
+    this.wake();
+  }
+
+  private async teardown(): Promise<void> {
+    if (this.hsTimer) clearTimeout(this.hsTimer);
+    if (this.tun) {
+      if (this.applied) await this.routesDown();
+      this.tun.close();
+      this.tun = null;
+      this.applied = null;
+    }
+    log.info('stopped', { rxPackets: this.stats.rxPackets, txPackets: this.stats.txPackets });
+  }
+}
+

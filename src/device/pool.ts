@@ -1,0 +1,273 @@
+// The tunnel address pool: hands each client (by certificate CN) an address from the
+// tunnel subnet, e.g. 10.8.0.0/24 -> server 10.8.0.1, clients 10.8.0.2 .. 10.8.0.254.
+//
+// Addresses are *sticky*: a CN keeps its address after disconnecting and across server
+// restarts (leases are saved to a JSON file), so firewall rules, logs and students'
+// notes that mention "alice is 10.8.0.2" stay true. When no never-used address is left,
+// the address of the client that has been gone longest is given away; its owner then
+// gets a new one next time.
+
+import * as fs from 'fs';
+import * as path from 'path';
+import { logger } from '../log';
+import { formatCidr, intToIpv4, ipv4ToInt, parseCidr } from '../wire/ip';
+
+const log = logger('pool');
+
+export class PoolExhaustedError extends Error {
+  constructor(readonly cidr: string, readonly size: number) {
+    super(`address pool ${cidr} exhausted: all ${size} client addresses are leased to connected clients`);
+    this.name = 'PoolExhaustedError';
+  }
+}
+
+export interface Lease {
+  cn: string;
+  address: number;
+  addressStr: string;
+  active: boolean;
+  /** When the lease last became inactive (ms since epoch), null while active. */
+  releasedAt: number | null;
+}
+
+/** On-disk format of the leases file. */
+interface LeasesFile {
+  version: 1;
+  pool: string;
+  leases: { cn: string; address: string; releasedAt: number | null }[];
+}
+
+export interface PoolOptions {
+  /** Where leases persist; null/undefined keeps them in memory only. */
+  leasesFile?: string | null;
+}
+
+export class AddressPool {
+  readonly cidr: string;
+  readonly prefix: number;
+  /** The first host address (.1), which the server uses. */
+  readonly serverAddress: string;
+  readonly serverAddressInt: number;
+  /** Number of addresses clients can get (subnet minus network, broadcast, server). */
+  readonly size: number;
+
+  private readonly firstClient: number;
+  private readonly lastClient: number;
+  private readonly file: string | null;
+  private readonly byCn = new Map<string, Lease>();
+  private readonly byAddress = new Map<number, Lease>();
+  /** Inactive leases, oldest release first (a Map keeps insertion order). */
+  private readonly inactive = new Map<string, Lease>();
+  /** Every address below this one has been handed out at some point (is reserved). */
+  private freshCursor: number;
+  private tmpCounter = 0;
+
+  constructor(cidr: string, opts: PoolOptions = {}) {
+    const c = parseCidr(cidr);
+    if (c.prefix < 8 || c.prefix > 30) {
+      throw new Error(`pool ${cidr}: prefix length must be 8..30 (got /${c.prefix})`);
+    }
+    this.cidr = formatCidr(c);
+    this.prefix = c.prefix;
+    const broadcast = (c.network | ~c.mask) >>> 0;
+    this.serverAddressInt = c.network + 1;
+    this.serverAddress = intToIpv4(this.serverAddressInt);
+    this.firstClient = c.network + 2;
+    this.lastClient = broadcast - 1;
+    this.size = this.lastClient - this.firstClient + 1;
+    this.freshCursor = this.firstClient;
+    this.file = opts.leasesFile ?? null;
+    if (this.file) this.load(this.file);
+  }
+
+  /**
+   * The address for `cn`: its previous one if it has a lease, otherwise a never-used
+   * address, otherwise the one released longest ago. Calling it again for an active CN
+   * returns the same address (the caller decides what to do with a duplicate session).
+   * Throws PoolExhaustedError when every client address is in active use.
+   */
+  acquire(cn: string): { address: number; addressStr: string } {
+    if (typeof cn !== 'string' || cn === '') throw new Error('pool.acquire: cn must be a non-empty string');
+    let lease = this.byCn.get(cn);
+    if (lease) {
+      if (lease.active) return { address: lease.address, addressStr: lease.addressStr };
+      this.inactive.delete(cn);
+    } else {
+      const address = this.nextFresh();
+      if (address !== null) {
+        lease = { cn, address, addressStr: intToIpv4(address), active: false, releasedAt: null };
+      } else {
+        // Take over the oldest inactive lease of another CN.
+        const oldest = this.inactive.values().next();
+        if (oldest.done) throw new PoolExhaustedError(this.cidr, this.size);
+        const prev = oldest.value;
+        this.inactive.delete(prev.cn);
+        this.byCn.delete(prev.cn);
+        log.info('reusing address of inactive client', { address: prev.addressStr, from: prev.cn, to: cn });
+        lease = { cn, address: prev.address, addressStr: prev.addressStr, active: false, releasedAt: null };
+      }
+      this.byCn.set(cn, lease);
+      this.byAddress.set(lease.address, lease);
+    }
+    lease.active = true;
+    lease.releasedAt = null;
+    this.save();
+    return { address: lease.address, addressStr: lease.addressStr };
+  }
+
+  /** Marks `cn`'s lease inactive; the address stays reserved for it while possible. */
+  release(cn: string): void {
+    const lease = this.byCn.get(cn);
+    if (!lease || !lease.active) return;
+    lease.active = false;
+    lease.releasedAt = Date.now();
+    this.inactive.set(cn, lease);
+    this.save();
+  }
+
+  /** The lease of `cn`, if it has one. */
+  lookup(cn: string): Lease | undefined {
+    const l = this.byCn.get(cn);
+    return l && { ...l };
+  }
+
+  /** The CN that holds `address` (uint32), if any. */
+  ownerOf(address: number): string | undefined {
+    return this.byAddress.get(address)?.cn;
+  }
+
+  get activeCount(): number {
+    return this.byCn.size - this.inactive.size;
+  }
+
+  /** All leases, by address (copies). */
+  leases(): Lease[] {
+    return [...this.byAddress.values()].sort((a, b) => a.address - b.address).map((l) => ({ ...l }));
+  }
+
+  /** Next address that no CN has ever held, or null. Amortised O(1): the cursor only moves up. */
+  private nextFresh(): number | null {
+    while (this.freshCursor <= this.lastClient && this.byAddress.has(this.freshCursor)) this.freshCursor++;
+    return this.freshCursor <= this.lastClient ? this.freshCursor : null;
+  }
+
+  private load(file: string): void {
+    // Create the directory now, so a wrong path fails at startup rather than at every save.
+    try {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+    } catch (e) {
+      throw new Error(`pool: cannot create the directory for leases file ${file}: ${(e as Error).message}`);
+    }
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+        log.info('no leases file yet, starting empty', { file });
+        return;
+      }
+      throw new Error(`pool: cannot read leases file ${file}: ${(e as Error).message}`);
+    }
+    let data: LeasesFile;
+    try {
+      data = JSON.parse(text);
+      if (typeof data !== 'object' || data === null || data.version !== 1 || !Array.isArray(data.leases)) {
+        throw new Error('not a version 1 leases file');
+      }
+    } catch (e) {
+      // Losing stickiness is better than refusing to start; keep the bad file for a post-mortem.
+      const aside = `${file}.corrupt`;
+      log.warn('leases file is corrupt, starting with no leases', { file, error: (e as Error).message, movedTo: aside });
+      try {
+        fs.renameSync(file, aside);
+      } catch {
+        // it will be overwritten on the next save; nothing else to do
+      }
+      return;
+    }
+    const now = Date.now();
+    const loaded: Lease[] = [];
+    for (const entry of data.leases) {
+      const why = this.badEntry(entry);
+      if (why) {
+        log.warn('ignoring lease', { file, entry: JSON.stringify(entry), reason: why });
+        continue;
+      }
+      const address = ipv4ToInt(entry.address);
+      // Sessions do not survive a restart: every lease starts inactive. Leases that were
+      // active when the server stopped count as released now (most recently used).
+      const releasedAt = typeof entry.releasedAt === 'number' ? entry.releasedAt : now;
+      const lease: Lease = { cn: entry.cn, address, addressStr: intToIpv4(address), active: false, releasedAt };
+      this.byCn.set(lease.cn, lease);
+      this.byAddress.set(address, lease);
+      loaded.push(lease);
+    }
+    loaded.sort((a, b) => (a.releasedAt as number) - (b.releasedAt as number));
+    for (const l of loaded) this.inactive.set(l.cn, l);
+    log.info('leases loaded', { file, count: loaded.length });
+  }
+
+  /** Why a leases-file entry cannot be used, or null. */
+  private badEntry(e: unknown): string | null {
+    if (typeof e !== 'object' || e === null) return 'not an object';
+    const { cn, address, releasedAt } = e as Record<string, unknown>;
+    if (typeof cn !== 'string' || cn === '') return 'cn missing';
+    if (this.byCn.has(cn)) return 'duplicate cn';
+    let a: number;
+    try {
+      a = ipv4ToInt(address as string);
+    } catch {
+      return 'bad address';
+    }
+    if (a < this.firstClient || a > this.lastClient) return `address not a client address of ${this.cidr}`;
+    if (this.byAddress.has(a)) return 'duplicate address';
+    if (releasedAt !== null && releasedAt !== undefined && !(typeof releasedAt === 'number' && Number.isFinite(releasedAt))) {
+      return 'bad releasedAt';
+    }
+    return null;
+  }
+
+  /**
+   * Writes the leases atomically: a temp file in the same directory, fsync, rename over
+   * the old file, fsync the directory. A crash leaves either the old or the new file,
+   * never a half-written one. A failed write is logged; the pool keeps working in memory.
+   */
+  private save(): void {
+    if (!this.file) return;
+    const data: LeasesFile = {
+      version: 1,
+      pool: this.cidr,
+      leases: this.leases().map((l) => ({ cn: l.cn, address: l.addressStr, releasedAt: l.releasedAt })),
+    };
+    const dir = path.dirname(this.file);
+    const tmp = path.join(dir, `.${path.basename(this.file)}.tmp-${process.pid}-${this.tmpCounter++}`);
+    let fd: number | null = null;
+    try {
+      fd = fs.openSync(tmp, 'w', 0o644);
+      fs.writeSync(fd, JSON.stringify(data, null, 2) + '\n');
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+      fd = null;
+      fs.renameSync(tmp, this.file);
+      this.fsyncDir(dir);
+    } catch (e) {
+      log.error('cannot save leases', { file: this.file, error: (e as Error).message });
+      if (fd !== null) fs.closeSync(fd);
+      fs.rmSync(tmp, { force: true });
+    }
+  }
+
+  private fsyncDir(dir: string): void {
+    // Makes the rename itself durable. Best effort: not every filesystem allows it.
+    try {
+      const d = fs.openSync(dir, 'r');
+      try {
+        fs.fsyncSync(d);
+      } finally {
+        fs.closeSync(d);
+      }
+    } catch {
+      // ignore
+    }
+  }
+}

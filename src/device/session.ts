@@ -1,0 +1,63 @@
+// One client as the server sees it: its channel, identity, tunnel address and counters.
+import { Channel } from './channel';
+
+const BATCH = 64;
+
+export class Session {
+  cn = '';
+  fingerprint: string | null = null;
+  /** Tunnel address as uint32 (0 until authorized) and as text. */
+  address = 0;
+  addressStr = '';
+  readonly createdAt = Date.now();
+  connectedAt = 0;
+  lastSeen = Date.now();
+  lastSent = Date.now();
+  rxBytes = 0;
+  rxPackets = 0;
+  txBytes = 0;
+  txPackets = 0;
+  /** Packets from this client dropped by policy (spoofed source). */
+  drops = 0;
+  closed = false;
+  timer: NodeJS.Timeout | null = null;
+  // Packets of the current TUN batch bound for this client (filled, sealed, reset per batch).
+  readonly txOffs = new Uint32Array(BATCH);
+  readonly txLens = new Uint32Array(BATCH);
+  txCount = 0;
+
+  constructor(readonly channel: Channel, readonly host: string, readonly port: number, readonly key: string) {}
+}
+
+export interface SessionStatus {
+  cn: string;
+  address: string;
+  remote: string;
+  mode: string;
+  connectedSec: number;
+  lastSeenSec: number;
+  rxBytes: number;
+  rxPackets: number;
+  txBytes: number;
+  txPackets: number;
+  droppedRecords: number;
+  droppedSpoofed: number;
+}
+
+export function sessionStatus(s: Session): SessionStatus {
+  const now = Date.now();
+  return {
+    cn: s.cn,
+    address: s.addressStr,
+    remote: s.key,
+    mode: s.channel.kind,
+    connectedSec: Math.round((now - s.connectedAt) / 1000),
+    lastSeenSec: Math.round((now - s.lastSeen) / 1000),
+    rxBytes: s.rxBytes,
+    rxPackets: s.rxPackets,
+    txBytes: s.txBytes,
+    txPackets: s.txPackets,
+    droppedRecords: s.channel.dropped,
+    droppedSpoofed: s.drops,
+  };
+}

@@ -1,0 +1,50 @@
+// Runs the shell scripts in scripts/ (the one place that changes addresses, routes and
+// firewall rules, so students can read exactly what the VPN does to the machine) and the
+// optional connect/disconnect hooks.
+import { execFile, spawn } from 'node:child_process';
+import path from 'node:path';
+import { logger } from '../log';
+
+const log = logger('os');
+
+/** scripts/ in the repository, from src/os (ts) or dist/src/os (js). */
+export function scriptsDir(): string {
+  const up = __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../..' : '../..';
+  return path.resolve(__dirname, up, 'scripts');
+}
+
+/** Runs scripts/NAME ACTION with env; each line it prints goes to our log. Rejects on failure. */
+export function runInitScript(name: string, action: string, env: Record<string, string>): Promise<void> {
+  const file = path.join(scriptsDir(), name);
+  return new Promise((resolve, reject) => {
+    execFile('bash', [file, action], { env: { ...process.env, ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
+      for (const line of `${stdout}`.split('\n')) if (line.trim()) log.info(`${name} ${action}: ${line.trim()}`);
+      for (const line of `${stderr}`.split('\n')) if (line.trim()) log.warn(`${name} ${action}: ${line.trim()}`);
+      if (err) reject(new Error(`${name} ${action} failed: ${stderr.trim().split('\n').pop() || err.message}`));
+      else resolve();
+    });
+  });
+}
+
+/** Starts a hook program with the event in its environment; never blocks the tunnel. */
+export function runHook(program: string | null, event: string, info: { tun: string; cn: string; address: string; remote: string }): Promise<void> {
+  if (!program) return Promise.resolve();
+  return new Promise((resolve) => {
+    const child = spawn(program, [], {
+      stdio: 'ignore',
+      env: {
+        ...process.env,
+        MINIVPN_EVENT: event,
+        MINIVPN_TUN: info.tun,
+        MINIVPN_CN: info.cn,
+        MINIVPN_ADDRESS: info.address,
+        MINIVPN_REMOTE: info.remote,
+      },
+    });
+    child.on('error', (err) => { log.warn(`${event} hook could not start`, { program, err }); resolve(); });
+    child.on('exit', (code) => {
+      if (code !== 0) log.warn(`${event} hook failed`, { program, code });
+      resolve();
+    });
+  });
+}

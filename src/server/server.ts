@@ -1,0 +1,461 @@
+// The VPN server: one UDP socket, one TUN device, a session per client.
+//
+// Data path, TUN -> client: the TUN reader hands us a batch of IP packets, each with one
+// free byte in front; we write the DATA frame type there, group the packets by the client
+// that owns the destination address, and seal each group in one call.
+// Data path, client -> TUN: a datagram is opened into frames; DATA frames whose inner
+// source address is the client's own are written to the TUN (or straight to another
+// client), everything else is dropped and counted.
+import dgram from 'node:dgram';
+import { BatchRing, BatchView } from '../batch';
+import { ServerConfig } from '../config';
+import { bindUdp, sendBatch } from '../conn/udp';
+import { DtlsContext } from '../dtls/dtls';
+import { Channel, DtlsChannel, PlaintextChannel } from '../device/channel';
+import { AuthorizedClients } from '../device/authz';
+import { Counters } from '../device/counters';
+import { AddressPool, PoolExhaustedError } from '../device/pool';
+import { Router } from '../device/router';
+import { Session, sessionStatus, SessionStatus } from '../device/session';
+import { logger } from '../log';
+import { runHook, runInitScript } from '../os/scripts';
+import { Tun } from '../tun/tun';
+import { PacketBatch } from '../batch';
+import { decodeControl, encodeControl, ConfigMsg } from '../wire/control';
+import { FRAME_OVERHEAD, FrameType, frameType, looksLikeDtls, looksLikeFrame, encodeFrame, encodeClose } from '../wire/frame';
+import { checkIp, ipv4Dst, ipv4Src, ipVersion, parseCidr, inCidr, Cidr } from '../wire/ip';
+import { StatusServer } from './status';
+
+const log = logger('server');
+const BATCH = 64;
+const SLOT = 2048;
+const MAX_HANDSHAKING = 2048;
+const HANDSHAKE_TIMEOUT_MS = 30_000;
+
+export interface ServerStatus {
+  mode: 'dtls' | 'plaintext';
+  listen: string;
+  tun: string;
+  pool: string;
+  serverAddress: string;
+  uptimeSec: number;
+  clients: SessionStatus[];
+  drops: Record<string, number>;
+}
+
+export class VpnServer {
+  readonly counters = new Counters();
+  private sock!: dgram.Socket;
+  private tun!: Tun;
+  private dtls: DtlsContext | null = null;
+  private readonly pool: AddressPool;
+  private readonly poolCidr: Cidr;
+  private readonly authz: AuthorizedClients | null;
+  private readonly router = new Router<Session>();
+  private readonly byRemote = new Map<string, Session>();
+  private readonly byCn = new Map<string, Session>();
+  private readonly sealRing = new BatchRing(4, BATCH, SLOT);
+  private readonly rx = new PacketBatch(BATCH, SLOT);
+  // TUN writes collected from one datagram (offsets into the channel's receive view).
+  private readonly tunOffs = new Uint32Array(BATCH);
+  private readonly tunLens = new Uint32Array(BATCH);
+  private readonly pending: Session[] = [];
+  private tick: NodeJS.Timeout | null = null;
+  private status: StatusServer | null = null;
+  private readonly started = Date.now();
+  private stopping = false;
+  private mismatchLogged = new Map<string, number>();
+
+  constructor(readonly cfg: ServerConfig) {
+    const cidr = `${cfg.pool.network}/${cfg.pool.prefix}`;
+    this.pool = new AddressPool(cidr, { leasesFile: cfg.leasesFile });
+    this.poolCidr = parseCidr(cidr);
+    // Plaintext mode is for labs: no certificates, so no authorization by certificate either.
+    this.authz = cfg.plaintext ? null : new AuthorizedClients(cfg.authorizedDir);
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.cfg;
+    if (cfg.plaintext) {
+      log.warn('INSECURE PLAINTEXT MODE: tunnel traffic is NOT encrypted or authenticated; for labs only');
+    } else {
+      this.dtls = DtlsContext.fromFiles({
+        role: 'server', caFile: cfg.ca, certFile: cfg.cert, keyFile: cfg.key,
+        keylogFile: cfg.keylog, mtu: cfg.underlayMtu - 28,
+      });
+    }
+    this.tun = Tun.open({ name: cfg.tunName, batchSize: BATCH, maxPacket: SLOT - 8, headroom: FRAME_OVERHEAD });
+    log.info('TUN device open', { dev: this.tun.name, mtu: cfg.mtu });
+    await runInitScript('server-init.sh', 'up', {
+      TUN: this.tun.name,
+      ADDR: `${this.pool.serverAddress}/${cfg.pool.prefix}`,
+      MTU: String(cfg.mtu),
+      POOL: this.pool.cidr,
+      NAT_OUT: cfg.natOut ?? '',
+      MSS_CLAMP: '1',
+    });
+    this.sock = await bindUdp(cfg.listen);
+    this.sock.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo));
+    this.sock.on('error', (err) => log.error('UDP socket error', { err }));
+    this.tun.onPackets((b) => this.onTunBatch(b));
+    this.tick = setInterval(() => this.onTick(), 1000);
+    this.status = new StatusServer(cfg.statusSocket, () => this.snapshot());
+    await this.status.listen();
+    if (cfg.group) process.setgid?.(cfg.group);
+    if (cfg.user) process.setuid?.(cfg.user);
+    if (cfg.user || cfg.group) log.info('dropped privileges', { user: cfg.user, group: cfg.group });
+    const a = this.sock.address();
+    log.info(`listening on udp ${a.address}:${a.port}`, {
+      mode: cfg.plaintext ? 'plaintext' : 'dtls', tun: this.tun.name, pool: this.pool.cidr, server: this.pool.serverAddress,
+    });
+  }
+
+  // ---- UDP side ------------------------------------------------------------------------
+
+  private onDatagram(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    const key = `${rinfo.address}:${rinfo.port}`;
+    const s = this.byRemote.get(key);
+    if (s) {
+      this.fromSession(s, msg);
+      return;
+    }
+    if (this.cfg.plaintext) this.newPlaintextPeer(msg, rinfo, key);
+    else this.newDtlsPeer(msg, rinfo, key);
+  }
+
+  private newDtlsPeer(msg: Buffer, rinfo: dgram.RemoteInfo, key: string): void {
+    if (looksLikeFrame(msg)) {
+      this.counters.inc('mismatch_plaintext');
+      this.logMismatch(key, 'a plaintext tunnel packet arrived, but this server requires DTLS (is the client running --insecure-plaintext?)');
+      // Tell a plaintext client why (unauthenticated, smaller than what it sent: no amplification).
+      if (frameType(msg) === FrameType.CONTROL) this.sock.send(encodeClose('server requires DTLS'), rinfo.port, rinfo.address);
+      return;
+    }
+    if (this.byRemote.size >= MAX_HANDSHAKING + this.router.size) {
+      this.counters.inc('garbage');
+      return;
+    }
+    const r = this.dtls!.listen(msg, key);
+    if (r === null) {
+      this.counters.inc('garbage');
+      return;
+    }
+    if ('reply' in r) {
+      for (const d of r.reply) this.sock.send(d, rinfo.port, rinfo.address);
+      return;
+    }
+    const s = new Session(new DtlsChannel(r.conn, this.rx), rinfo.address, rinfo.port, key);
+    this.byRemote.set(key, s);
+    log.debug('handshake started', { remote: key });
+    this.flushControl(s);
+  }
+
+  private newPlaintextPeer(msg: Buffer, rinfo: dgram.RemoteInfo, key: string): void {
+    if (looksLikeDtls(msg)) {
+      this.counters.inc('mismatch_dtls');
+      this.logMismatch(key, 'a DTLS packet arrived, but this server runs --insecure-plaintext (start the client with --insecure-plaintext, or the server without it)');
+      return;
+    }
+    if (frameType(msg) !== FrameType.CONTROL) {
+      this.counters.inc('garbage');
+      return;
+    }
+    const s = new Session(new PlaintextChannel(), rinfo.address, rinfo.port, key);
+    this.byRemote.set(key, s);
+    this.fromSession(s, msg);
+    if (!s.cn) this.dropSession(s, 'no valid hello', false);
+  }
+
+  private logMismatch(key: string, what: string): void {
+    const last = this.mismatchLogged.get(key) ?? 0;
+    if (Date.now() - last < 10_000) return; // one line per peer per 10 s, not per packet
+    this.mismatchLogged.set(key, Date.now());
+    if (this.mismatchLogged.size > 1000) this.mismatchLogged.clear();
+    log.warn(`mode mismatch from ${key}: ${what}`);
+  }
+
+  private fromSession(s: Session, msg: Buffer): void {
+    const ch = s.channel;
+    const wasOpen = ch.state === 'open';
+    const droppedBefore = ch.dropped;
+    const frames = ch.receive(msg);
+    if (ch.dropped !== droppedBefore) this.counters.inc('replayed_or_bad_record', ch.dropped - droppedBefore);
+    if (!wasOpen) {
+      this.flushControl(s);
+      const now: string = ch.state;
+      if (now === 'failed') {
+        log.warn('handshake failed', { remote: s.key, reason: ch.error });
+        this.dropSession(s, 'handshake failed', false);
+        return;
+      }
+      if (now === 'open') this.onHandshakeDone(s);
+    }
+    if (frames.count === 0) {
+      const state: string = ch.state; // (re-read: receive() may have seen close_notify)
+      if (state === 'closed') this.dropSession(s, 'client closed the connection', false);
+      return;
+    }
+    s.lastSeen = Date.now();
+    s.rxBytes += msg.length;
+    let tunCount = 0;
+    const buf = frames.buf;
+    for (let i = 0; i < frames.count; i++) {
+      const off = frames.offs[i], len = frames.lens[i];
+      const type = frameType(buf, off, len);
+      if (type === FrameType.DATA) {
+        if (!s.address) { this.counters.inc('unauthorized'); continue; }
+        const ipOff = off + 1, ipLen = len - 1;
+        if (checkIp(buf, ipOff, ipLen) !== null || ipVersion(buf, ipOff) !== 4) { this.counters.inc('bad_ip'); continue; }
+        // Anti-spoofing: a client may only send from the address we gave it.
+        if (ipv4Src(buf, ipOff) !== s.address) { this.counters.inc('spoofed_source'); s.drops++; continue; }
+        s.rxPackets++;
+        const dst = ipv4Dst(buf, ipOff);
+        if (inCidr(dst, this.poolCidr) && dst !== this.pool.serverAddressInt) {
+          const peer = this.router.lookup(dst);
+          if (!peer) { this.counters.inc('no_route'); continue; }
+          if (!this.cfg.clientToClient) { this.counters.inc('client_to_client_off'); continue; }
+          // Client to client: re-seal the frame (type byte included) for the other session.
+          this.c2cOff[0] = off;
+          this.c2cLen[0] = len;
+          this.sendFrames(peer, buf, this.c2cOff, this.c2cLen, 1);
+          continue;
+        }
+        this.tunOffs[tunCount] = ipOff;
+        this.tunLens[tunCount++] = ipLen;
+      } else if (type === FrameType.CONTROL) {
+        this.onControl(s, buf.subarray(off + 1, off + len));
+      } else if (type === FrameType.KEEPALIVE) {
+        this.sendSmall(s, encodeFrame(FrameType.KEEPALIVE_REPLY));
+      } else if (type === FrameType.KEEPALIVE_REPLY) {
+        // lastSeen is already updated
+      } else if (type === FrameType.CLOSE) {
+        this.dropSession(s, `client closed: ${buf.subarray(off + 1, off + len).toString('utf8') || 'no reason'}`, false);
+        return;
+      } else {
+        this.counters.inc('garbage');
+      }
+    }
+    if (tunCount > 0) this.tun.writeBatch(buf, this.tunOffs, this.tunLens, tunCount);
+  }
+
+  private onHandshakeDone(s: Session): void {
+    const dtls = (s.channel as DtlsChannel).conn;
+    const peer = dtls.peer();
+    s.cn = peer?.cn ?? '';
+    s.fingerprint = peer?.fingerprint256 ?? null;
+    log.debug('handshake done', { remote: s.key, cn: s.cn, cipher: dtls.info().cipher });
+    this.authorize(s);
+  }
+
+  /** Authorization and address assignment, shared by both modes; sends config or refuse. */
+  private authorize(s: Session): void {
+    if (this.authz && !this.authz.has(s.cn)) {
+      this.counters.inc('unauthorized');
+      log.warn('refused client: CN is not in the authorized directory', { cn: s.cn, remote: s.key, dir: this.authz.dir });
+      this.refuse(s, `client "${s.cn}" is not authorized on this server`);
+      return;
+    }
+    const old = this.byCn.get(s.cn);
+    if (old && old !== s) this.dropSession(old, `replaced by a new connection from ${s.key}`, true);
+    let lease;
+    try {
+      lease = this.pool.acquire(s.cn);
+    } catch (err) {
+      if (!(err instanceof PoolExhaustedError)) throw err;
+      log.warn('refused client: address pool exhausted', { cn: s.cn, remote: s.key });
+      this.refuse(s, err.message);
+      return;
+    }
+    s.address = lease.address;
+    s.addressStr = lease.addressStr;
+    s.connectedAt = Date.now();
+    this.router.add(s.address, s);
+    this.byCn.set(s.cn, s);
+    log.info('client connected', { cn: s.cn, address: s.addressStr, remote: s.key, mode: s.channel.kind });
+    void runHook(this.cfg.onConnect, 'connect', { tun: this.tun.name, cn: s.cn, address: s.addressStr, remote: s.key });
+  }
+
+  private sendConfig(s: Session): void {
+    const cfg = this.cfg;
+    const msg: ConfigMsg = {
+      type: 'config', v: 1, address: s.addressStr, prefix: cfg.pool.prefix, gateway: this.pool.serverAddress,
+      mtu: cfg.mtu, routes: cfg.routes, redirectGateway: cfg.redirectGateway, dns: cfg.dns,
+      keepaliveSec: cfg.keepaliveSec, timeoutSec: cfg.timeoutSec,
+    };
+    this.sendSmall(s, encodeFrame(FrameType.CONTROL, encodeControl(msg)));
+  }
+
+  private refuse(s: Session, reason: string): void {
+    this.sendSmall(s, encodeFrame(FrameType.CONTROL, encodeControl({ type: 'refuse', v: 1, reason })));
+    this.dropSession(s, `refused: ${reason}`, true);
+  }
+
+  private onControl(s: Session, body: Buffer): void {
+    const msg = decodeControl(body);
+    if (msg.type === 'invalid') {
+      log.warn('bad control message', { remote: s.key, error: msg.error });
+      return;
+    }
+    if (msg.type === 'hello') {
+      if (s.channel.kind === 'plaintext' && !s.cn) {
+        if (!msg.cn) { log.warn('plaintext hello without a cn', { remote: s.key }); return; }
+        s.cn = msg.cn; // lab mode: the identity is only claimed, nothing proves it
+        this.authorize(s);
+      }
+      if (s.address) this.sendConfig(s);
+    } else if (msg.type === 'bye') {
+      this.dropSession(s, `client said bye: ${msg.reason}`, false);
+    }
+  }
+
+  // ---- TUN side ------------------------------------------------------------------------
+
+  private onTunBatch(b: PacketBatch): void {
+    const buf = b.buf;
+    const pending = this.pending;
+    for (let i = 0; i < b.count; i++) {
+      const off = b.offs[i], len = b.lens[i];
+      if (len < 20 || ipVersion(buf, off) !== 4) { this.counters.inc('no_route'); continue; }
+      const s = this.router.lookup(ipv4Dst(buf, off));
+      if (!s) { this.counters.inc('no_route'); continue; }
+      buf[off - 1] = FrameType.DATA; // the frame header goes into the headroom: no copy
+      if (s.txCount === 0) pending.push(s);
+      s.txOffs[s.txCount] = off - 1;
+      s.txLens[s.txCount++] = len + 1;
+    }
+    for (let j = 0; j < pending.length; j++) {
+      const s = pending[j];
+      this.sendFrames(s, buf, s.txOffs, s.txLens, s.txCount);
+      s.txPackets += s.txCount;
+      s.txCount = 0;
+    }
+    pending.length = 0;
+  }
+
+  /** Seals frames for one session and sends the datagrams. */
+  private sendFrames(s: Session, buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number): void {
+    if (s.channel.state !== 'open') return;
+    const view: BatchView = s.channel.seal(buf, offs, lens, count, this.sealRing.next());
+    for (let i = 0; i < view.count; i++) s.txBytes += view.lens[i];
+    sendBatch(this.sock, view, s.port, s.host);
+    s.lastSent = Date.now();
+    this.flushControl(s);
+  }
+
+  private readonly c2cOff = new Uint32Array(1);
+  private readonly c2cLen = new Uint32Array(1);
+  private readonly oneOff = new Uint32Array([0]);
+  private readonly oneLen = new Uint32Array(1);
+  /** Control-path send of one frame (allocation is fine here). */
+  private sendSmall(s: Session, frame: Buffer): void {
+    this.oneLen[0] = frame.length;
+    this.sendFrames(s, frame, this.oneOff, this.oneLen, 1);
+  }
+
+  /** Sends what the protocol queued (handshake, alerts) and re-arms its timer. */
+  private flushControl(s: Session): void {
+    const out = s.channel.takeOutput();
+    if (out) for (const d of out) this.sock.send(d, s.port, s.host);
+    if (s.channel.state === 'handshaking') {
+      const ms = s.channel.timeoutMs();
+      if (s.timer) clearTimeout(s.timer);
+      s.timer = ms >= 0 ? setTimeout(() => { s.timer = null; s.channel.onTimeout(); this.flushControl(s); this.checkFailed(s); }, Math.max(ms, 1)) : null;
+    } else if (s.timer) {
+      clearTimeout(s.timer);
+      s.timer = null;
+    }
+  }
+
+  private checkFailed(s: Session): void {
+    if (s.channel.state === 'failed') {
+      log.warn('handshake failed', { remote: s.key, reason: s.channel.error });
+      this.dropSession(s, 'handshake failed', false);
+    }
+  }
+
+  // ---- Session lifecycle ---------------------------------------------------------------
+
+  /** Ends a session; `notify` sends bye + close_notify first. The address stays reserved for the CN. */
+  dropSession(s: Session, reason: string, notify: boolean): void {
+    if (s.closed) return;
+    s.closed = true;
+    if (notify && s.channel.state === 'open') {
+      this.sendSmall(s, encodeFrame(FrameType.CONTROL, encodeControl({ type: 'bye', v: 1, reason })));
+      s.channel.shutdown();
+      this.flushControl(s);
+    }
+    if (s.timer) clearTimeout(s.timer);
+    s.channel.destroy();
+    this.byRemote.delete(s.key);
+    if (s.address) {
+      this.router.remove(s.address, s);
+      if (this.byCn.get(s.cn) === s) this.byCn.delete(s.cn);
+      this.pool.release(s.cn);
+      log.info('client disconnected', { cn: s.cn, address: s.addressStr, remote: s.key, reason });
+      void runHook(this.cfg.onDisconnect, 'disconnect', { tun: this.tun.name, cn: s.cn, address: s.addressStr, remote: s.key });
+    } else {
+      log.debug('session ended before it was established', { remote: s.key, reason });
+    }
+  }
+
+  /** Keepalives, dead-peer detection, stuck handshakes: once a second. */
+  private onTick(): void {
+    const now = Date.now();
+    const keepMs = this.cfg.keepaliveSec * 1000, deadMs = this.cfg.timeoutSec * 1000;
+    for (const s of this.byRemote.values()) {
+      if (!s.address) {
+        if (now - s.createdAt > HANDSHAKE_TIMEOUT_MS) this.dropSession(s, 'handshake did not finish', false);
+        continue;
+      }
+      if (now - s.lastSeen > deadMs) this.dropSession(s, `no traffic for ${this.cfg.timeoutSec}s (dead peer)`, false);
+      else if (keepMs > 0 && now - s.lastSent >= keepMs) this.sendSmall(s, encodeFrame(FrameType.KEEPALIVE));
+    }
+  }
+
+  /** SIGHUP: re-read the authorized directory and disconnect clients no longer listed. */
+  reloadAuthorized(): void {
+    if (!this.authz) return;
+    const { added, removed } = this.authz.scan();
+    log.info('authorized clients reloaded', { added: added.join(',') || '-', removed: removed.join(',') || '-', total: this.authz.list.length });
+    for (const cn of removed) {
+      const s = this.byCn.get(cn);
+      if (s) this.dropSession(s, 'no longer authorized', true);
+    }
+  }
+
+  snapshot(): ServerStatus {
+    const a = this.sock.address();
+    return {
+      mode: this.cfg.plaintext ? 'plaintext' : 'dtls',
+      listen: `${a.address}:${a.port}`,
+      tun: this.tun.name,
+      pool: this.pool.cidr,
+      serverAddress: this.pool.serverAddress,
+      uptimeSec: Math.round((Date.now() - this.started) / 1000),
+      clients: [...this.byCn.values()].map(sessionStatus),
+      drops: this.counters.snapshot(),
+    };
+  }
+
+  /** SIGTERM/SIGINT: tell every client, remove the TUN and our firewall rules. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    log.info('shutting down', { clients: this.byCn.size });
+    for (const s of [...this.byRemote.values()]) this.dropSession(s, 'server shutting down', true);
+    if (this.tick) clearInterval(this.tick);
+    await this.status?.close();
+    // Give queued datagrams a moment to leave before the socket closes.
+    await new Promise((r) => setTimeout(r, 50));
+    this.sock.close();
+    const name = this.tun.name;
+    this.tun.close();
+    try {
+      await runInitScript('server-init.sh', 'down', { TUN: name, POOL: this.pool.cidr, NAT_OUT: this.cfg.natOut ?? '' });
+    } catch (err) {
+      log.warn('cleanup of firewall rules failed', { err });
+    }
+    log.info('stopped');
+  }
+}
+

@@ -1,0 +1,296 @@
+// Control messages: UTF-8 JSON objects inside CONTROL frames (spec: docs/PROTOCOL.md).
+//
+//   client -> server  hello   {type:'hello', v:1, cn?, want?}
+//   server -> client  config  {type:'config', v:1, address, prefix, gateway, mtu, routes,
+//                               redirectGateway, dns, keepaliveSec, timeoutSec}
+//   server -> client  refuse  {type:'refuse', v:1, reason}
+//   either way        bye     {type:'bye', v:1, reason}
+//
+// Everything that arrives from the network is validated here, field by field, and turned
+// into a fresh object holding only the known fields. A bad message never throws out of
+// `decodeControl`: it comes back as {type:'invalid', field, error} so the caller can log
+// it (the error names the field) and drop it. Unknown extra fields are ignored, so a
+// later version can add optional fields without breaking older peers.
+
+import { encodeFrame, FrameType } from './frame';
+import { Cidr, formatCidr, intToIpv4, ipv4ToInt, isIpv4, parseCidr, prefixToMask } from './ip';
+
+export const CONTROL_VERSION = 1;
+/** Control messages are small; anything bigger is refused before JSON.parse sees it. */
+export const MAX_CONTROL_BODY = 16 * 1024;
+const MAX_REASON = 200;
+const MAX_LIST = 256;
+
+export interface HelloMsg {
+  type: 'hello';
+  v: 1;
+  /**
+   * Claimed identity, honoured only in the lab-only plaintext mode. With DTLS the server
+   * takes the identity from the client certificate and ignores this field.
+   */
+  cn?: string;
+  /** Client preferences; reserved for later versions (must be an object when present). */
+  want?: Record<string, unknown>;
+}
+
+export interface ConfigMsg {
+  type: 'config';
+  v: 1;
+  /** The client's tunnel address, e.g. '10.8.0.2'. */
+  address: string;
+  /** Prefix length of the tunnel subnet (8..30). */
+  prefix: number;
+  /** The server's tunnel address, e.g. '10.8.0.1'. */
+  gateway: string;
+  /** MTU for the client's TUN device. */
+  mtu: number;
+  /** Extra networks reachable through the tunnel, as CIDRs ('192.168.50.0/24'). */
+  routes: string[];
+  /** Send all traffic (a default route) through the tunnel. */
+  redirectGateway: boolean;
+  /** DNS servers the client may use while connected. */
+  dns: string[];
+  /** How often to send a KEEPALIVE when idle (0 = never). */
+  keepaliveSec: number;
+  /** Declare the peer dead after this long without hearing from it. */
+  timeoutSec: number;
+}
+
+export interface RefuseMsg {
+  type: 'refuse';
+  v: 1;
+  /** Why the server will not serve this client, e.g. 'address pool exhausted'. */
+  reason: string;
+}
+
+export interface ByeMsg {
+  type: 'bye';
+  v: 1;
+  reason: string;
+}
+
+export type ControlMsg = HelloMsg | ConfigMsg | RefuseMsg | ByeMsg;
+
+/** What decodeControl returns for a bad message. `error` starts with the field name. */
+export interface ControlInvalid {
+  type: 'invalid';
+  field: string;
+  error: string;
+}
+
+export type DecodedControl = ControlMsg | ControlInvalid;
+
+/** Thrown by encodeControl when we are about to send an invalid message (a bug on our side). */
+export class ControlError extends Error {
+  constructor(readonly field: string, message: string) {
+    super(message);
+    this.name = 'ControlError';
+  }
+}
+
+// Certificate common names double as file names in the authorization directory, so
+// they are restricted to a safe set: no '/', no leading dot or dash, at most 64
+// characters (the X.509 upper bound for a CN). Same rule as CLIENT_NAME_RE in config.ts.
+const CN_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** True when `s` is a usable client identity (certificate CN / authz file name). */
+export function isValidCn(s: unknown): s is string {
+  return typeof s === 'string' && CN_RE.test(s);
+}
+
+// --- validation ---------------------------------------------------------------------
+
+/** Internal: thrown by the checks below, always caught in validateControl. */
+class Invalid {
+  /** `where` is the message type prefix, e.g. 'config.'. */
+  constructor(readonly field: string, readonly why: string, readonly where = '') {}
+}
+
+type Obj = Record<string, unknown>;
+
+function show(v: unknown): string {
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 40 ? s.slice(0, 40) + '...' : s;
+}
+
+function str(o: Obj, field: string, maxLen: number): string {
+  const v = o[field];
+  if (typeof v !== 'string') throw new Invalid(field, `must be a string (got ${show(v)})`);
+  if (v.length > maxLen) throw new Invalid(field, `longer than ${maxLen} characters`);
+  // Control characters could forge extra log lines or terminal escapes.
+  if (/[\x00-\x1f\x7f]/.test(v)) throw new Invalid(field, 'must not contain control characters');
+  return v;
+}
+
+function num(o: Obj, field: string, min: number, max: number, integer: boolean): number {
+  const v = o[field];
+  const ok = typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max && (!integer || Number.isInteger(v));
+  if (!ok) throw new Invalid(field, `must be ${integer ? 'an integer' : 'a number'} ${min}..${max} (got ${show(v)})`);
+  return v as number;
+}
+
+function ipv4(o: Obj, field: string): string {
+  const v = o[field];
+  if (!isIpv4(v)) throw new Invalid(field, `must be an IPv4 address (got ${show(v)})`);
+  return v;
+}
+
+function list(o: Obj, field: string, each: (v: unknown, name: string) => string): string[] {
+  const v = o[field];
+  if (!Array.isArray(v)) throw new Invalid(field, `must be an array (got ${show(v)})`);
+  if (v.length > MAX_LIST) throw new Invalid(field, `more than ${MAX_LIST} entries`);
+  return v.map((item, i) => each(item, `${field}[${i}]`));
+}
+
+function cidrItem(v: unknown, name: string): string {
+  let c: Cidr | null = null;
+  try {
+    if (typeof v === 'string' && v.includes('/')) c = parseCidr(v);
+  } catch {
+    // reported below
+  }
+  if (!c) throw new Invalid(name, `must be an IPv4 CIDR like "192.168.50.0/24" (got ${show(v)})`);
+  // Reject host bits instead of silently clearing them: `ip route` refuses them too.
+  const canonical = formatCidr(c);
+  if (v !== canonical) throw new Invalid(name, `host bits set in ${show(v)} (did you mean "${canonical}"?)`);
+  return canonical;
+}
+
+function ipv4Item(v: unknown, name: string): string {
+  if (!isIpv4(v)) throw new Invalid(name, `must be an IPv4 address (got ${show(v)})`);
+  return v;
+}
+
+function parseHello(o: Obj): HelloMsg {
+  const msg: HelloMsg = { type: 'hello', v: 1 };
+  if (o.cn !== undefined) {
+    if (!isValidCn(o.cn)) {
+      throw new Invalid('cn', `must be 1-64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit (got ${show(o.cn)})`);
+    }
+    msg.cn = o.cn;
+  }
+  if (o.want !== undefined) {
+    if (typeof o.want !== 'object' || o.want === null || Array.isArray(o.want)) {
+      throw new Invalid('want', `must be an object (got ${show(o.want)})`);
+    }
+    msg.want = { ...(o.want as Obj) };
+  }
+  return msg;
+}
+
+function parseConfig(o: Obj): ConfigMsg {
+  const address = ipv4(o, 'address');
+  const prefix = num(o, 'prefix', 8, 30, true);
+  const gateway = ipv4(o, 'gateway');
+  // The client configures `address/prefix` on its TUN device and reaches the server at
+  // `gateway`, so both must be usable hosts of the same subnet.
+  const mask = prefixToMask(prefix);
+  const a = ipv4ToInt(address);
+  const g = ipv4ToInt(gateway);
+  const net = (a & mask) >>> 0;
+  const bcast = (net | ~mask) >>> 0;
+  if (a === net || a === bcast) throw new Invalid('address', `${address} is the network or broadcast address of /${prefix}`);
+  if (((g & mask) >>> 0) !== net) throw new Invalid('gateway', `${gateway} is not in ${intToIpv4(net)}/${prefix}`);
+  if (g === a) throw new Invalid('gateway', 'must differ from address');
+  if (g === net || g === bcast) throw new Invalid('gateway', `${gateway} is the network or broadcast address of /${prefix}`);
+  const mtu = num(o, 'mtu', 68, 65535, true);
+  const routes = list(o, 'routes', cidrItem);
+  if (typeof o.redirectGateway !== 'boolean') {
+    throw new Invalid('redirectGateway', `must be true or false (got ${show(o.redirectGateway)})`);
+  }
+  const dns = list(o, 'dns', ipv4Item);
+  const keepaliveSec = num(o, 'keepaliveSec', 0, 86400, false);
+  const timeoutSec = num(o, 'timeoutSec', 0.001, 86400, false);
+  if (keepaliveSec > 0 && timeoutSec <= keepaliveSec) {
+    throw new Invalid('timeoutSec', `must be longer than keepaliveSec (${timeoutSec} <= ${keepaliveSec})`);
+  }
+  return {
+    type: 'config',
+    v: 1,
+    address,
+    prefix,
+    gateway,
+    mtu,
+    routes,
+    redirectGateway: o.redirectGateway,
+    dns,
+    keepaliveSec,
+    timeoutSec,
+  };
+}
+
+/**
+ * Checks an already-parsed JSON value and returns a clean message, or
+ * {type:'invalid', field, error}. Never throws.
+ */
+export function validateControl(value: unknown): DecodedControl {
+  try {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new Invalid('body', 'must be a JSON object');
+    }
+    const o = value as Obj;
+    const type = o.type;
+    if (type !== 'hello' && type !== 'config' && type !== 'refuse' && type !== 'bye') {
+      throw new Invalid('type', `unknown control message type ${show(type)}`);
+    }
+    if (o.v !== CONTROL_VERSION) {
+      throw new Invalid('v', `unsupported control version ${show(o.v)} (this build speaks ${CONTROL_VERSION})`);
+    }
+    try {
+      switch (type) {
+        case 'hello':
+          return parseHello(o);
+        case 'config':
+          return parseConfig(o);
+        case 'refuse':
+          return { type, v: 1, reason: str(o, 'reason', MAX_REASON) };
+        case 'bye':
+          return { type, v: 1, reason: str(o, 'reason', MAX_REASON) };
+      }
+    } catch (e) {
+      // Prefix the message type so the error reads "config.mtu: ...".
+      if (e instanceof Invalid) throw new Invalid(e.field, e.why, `${type}.`);
+      throw e;
+    }
+  } catch (e) {
+    if (e instanceof Invalid) return { type: 'invalid', field: e.field, error: `${e.where}${e.field}: ${e.why}` };
+    // Not expected; still never escapes.
+    return { type: 'invalid', field: 'body', error: `body: ${(e as Error).message}` };
+  }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Decodes the body of a CONTROL frame (the bytes after the header). Never throws. */
+export function decodeControl(body: Buffer): DecodedControl {
+  if (body.length > MAX_CONTROL_BODY) {
+    return { type: 'invalid', field: 'body', error: `body: ${body.length} bytes, more than ${MAX_CONTROL_BODY}` };
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(utf8.decode(body));
+  } catch (e) {
+    const why = e instanceof SyntaxError ? `not valid JSON (${e.message})` : 'not valid UTF-8';
+    return { type: 'invalid', field: 'body', error: `body: ${why}` };
+  }
+  return validateControl(value);
+}
+
+/**
+ * The body of a CONTROL frame (UTF-8 JSON, no header byte) for `msg`; the counterpart of
+ * `decodeControl`. Wrap it with encodeFrame(FrameType.CONTROL, body), or use
+ * encodeControlFrame. The message is validated first so we never send what the peer
+ * would reject; throws ControlError if it is invalid (a bug on our side).
+ */
+export function encodeControl(msg: ControlMsg): Buffer {
+  const checked = validateControl(msg);
+  if (checked.type === 'invalid') throw new ControlError(checked.field, `invalid control message: ${checked.error}`);
+  const body = Buffer.from(JSON.stringify(checked), 'utf8');
+  if (body.length > MAX_CONTROL_BODY) throw new ControlError('body', `control message too large (${body.length} bytes)`);
+  return body;
+}
+
+/** A complete CONTROL frame (header byte + validated JSON) for `msg`. */
+export function encodeControlFrame(msg: ControlMsg): Buffer {
+  return encodeFrame(FrameType.CONTROL, encodeControl(msg));
+}
