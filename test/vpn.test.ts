@@ -1,0 +1,104 @@
+// The VPN for real: a server and three clients in four network namespaces (scripts/lab.sh),
+// DTLS with mutual certificates, the address pool, authorization, anti-spoofing,
+// restart and reconnect, status.
+import t from 'tap';
+import fs from 'node:fs';
+import { withLab, uniquePrefix, ADDR } from '../src/lab/topology';
+import { vpnFixture, startServer, startClient, spawnClient, exited, STATUS_MAIN } from './helpers/vpn';
+
+t.test('server and three clients', { timeout: 240_000 }, async (t) => {
+  const f = await vpnFixture(['alice', 'bob', 'carol', 'dave']);
+  t.teardown(f.cleanup);
+  fs.rmSync(`${f.pki}/authorized/dave`); // dave has a valid certificate but is not listed
+  await withLab({ prefix: uniquePrefix('vpn'), clients: 4 }, async (lab) => {
+    let server = await startServer(lab, f, ['--routes', '10.9.0.0/24']);
+    const names = ['alice', 'bob', 'carol'];
+    const clients: { proc: import('node:child_process').ChildProcess; address: string }[] = [];
+    for (let i = 0; i < 3; i++) clients.push(await startClient(lab, f, i + 1, names[i]));
+    const addrs = clients.map((c) => c.address);
+    t.same([...addrs].sort(), ['10.8.0.2', '10.8.0.3', '10.8.0.4'], 'each client got its own address from the pool');
+
+    await t.test('every client pings the server and every other client', async (t) => {
+      for (let i = 0; i < 3; i++) {
+        for (const dst of ['10.8.0.1', ...addrs.filter((_, j) => j !== i)]) {
+          const r = await lab.exec(`client${i + 1}`, ['ping', '-c', '1', '-W', '2', dst]);
+          t.equal(r.code, 0, `${names[i]} -> ${dst}`);
+        }
+      }
+    });
+
+    await t.test('a TCP transfer to the LAN host behind the server arrives intact', async (t) => {
+      const viaTunnel = await lab.exec('client1', ['sh', '-c', 'curl -sf -m 30 http://10.9.0.10/bytes/5000000 | sha256sum'], { timeoutMs: 40000 });
+      const direct = await lab.exec('server', ['sh', '-c', 'curl -sf -m 30 http://10.9.0.10/bytes/5000000 | sha256sum'], { timeoutMs: 40000 });
+      t.equal(viaTunnel.code, 0);
+      t.match(viaTunnel.stdout, /^[0-9a-f]{64}/);
+      t.equal(viaTunnel.stdout, direct.stdout, 'same sha256 through the tunnel as on the LAN');
+      const noTunnel = await lab.exec('client4', ['curl', '-s', '-m', '2', 'http://10.9.0.10/']);
+      t.not(noTunnel.code, 0, 'a host without the tunnel cannot reach the LAN');
+    });
+
+    await t.test('an unlisted CN is refused, with its name in the log', async (t) => {
+      const dave = spawnClient(lab, f, 4, 'dave');
+      const line = await lab.waitForLine(dave, /refused by the server/, 15000);
+      t.match(line, /"dave" is not authorized/);
+      t.equal(await exited(dave, 5000), 1, 'the refused client exits 1');
+      t.match(lab.output(server), /refused client: CN is not in the authorized directory cn=dave/);
+    });
+
+    await t.test('a spoofed inner source address is dropped and counted', async (t) => {
+      // A second address on alice's TUN: packets from it are not alice's assigned address.
+      const tun = (await lab.exec('client1', ['sh', '-c', "ip -o link show type tun | awk -F': ' '{print $2}'"])).stdout.trim();
+      await lab.exec('client1', ['ip', 'addr', 'add', '10.8.0.99/32', 'dev', tun]);
+      const r = await lab.exec('client1', ['ping', '-c', '3', '-i', '0.2', '-W', '1', '-I', '10.8.0.99', '10.8.0.1']);
+      t.not(r.code, 0, 'the spoofed ping gets no answer');
+      const st = JSON.parse((await lab.exec('server', [process.execPath, STATUS_MAIN, '--socket', f.statusSocket, '--json'])).stdout);
+      t.ok(st.drops.spoofed_source >= 3, `spoofed_source=${st.drops.spoofed_source}`);
+      await lab.exec('client1', ['ip', 'addr', 'del', '10.8.0.99/32', 'dev', tun]);
+    });
+
+    await t.test('status lists the clients with non-zero counters', async (t) => {
+      const r = await lab.exec('server', [process.execPath, STATUS_MAIN, '--socket', f.statusSocket, '--json']);
+      const st = JSON.parse(r.stdout);
+      t.equal(st.mode, 'dtls');
+      t.same(st.clients.map((c: any) => c.cn).sort(), names);
+      for (const c of st.clients) {
+        t.ok(c.rxPackets > 0 && c.txPackets > 0 && c.rxBytes > 0 && c.txBytes > 0, `${c.cn}: counters ${c.rxPackets}/${c.txPackets}`);
+        t.match(c.remote, /^192\.0\.2\.1[1-3]:\d+$/);
+      }
+      const table = await lab.exec('server', [process.execPath, STATUS_MAIN, '--socket', f.statusSocket]);
+      t.match(table.stdout, /3 client\(s\)/);
+      t.match(table.stdout, /alice\s+10\.8\.0\.\d/);
+    });
+
+    await t.test('the server restarts: every client comes back with its old address within 10 s', async (t) => {
+      server.kill('SIGTERM');
+      t.equal(await exited(server, 10000), 0, 'server exits 0 on SIGTERM');
+      const t0 = Date.now();
+      server = await startServer(lab, f, ['--routes', '10.9.0.0/24']);
+      for (let i = 0; i < 3; i++) {
+        const line = await lab.waitForLine(clients[i].proc, /tunnel up: /, 10000 - (Date.now() - t0));
+        t.match(line, new RegExp(`tunnel up: ${clients[i].address.replace(/\./g, '\\.')}/`), `${names[i]} kept ${clients[i].address}`);
+      }
+      t.ok(Date.now() - t0 < 10000, `all back in ${Date.now() - t0} ms`);
+      const r = await lab.exec('client2', ['ping', '-c', '1', '-W', '2', '10.8.0.1']);
+      t.equal(r.code, 0, 'traffic flows again');
+    });
+
+    await t.test('SIGHUP after removing a CN disconnects that client within a second', async (t) => {
+      fs.rmSync(`${f.pki}/authorized/bob`);
+      const t0 = Date.now();
+      server.kill('SIGHUP');
+      const line = await lab.waitForLine(clients[1].proc, /server said bye: no longer authorized/, 3000);
+      t.ok(Date.now() - t0 < 1500, `bob told in ${Date.now() - t0} ms: ${line}`);
+      await lab.waitForLine(server, /client disconnected cn=bob/, 3000);
+      const refused = await lab.waitForLine(clients[1].proc, /refused by the server/, 15000);
+      t.match(refused, /"bob" is not authorized/, 'and bob cannot come back');
+      const st = JSON.parse((await lab.exec('server', [process.execPath, STATUS_MAIN, '--socket', f.statusSocket, '--json'])).stdout);
+      t.same(st.clients.map((c: any) => c.cn).sort(), ['alice', 'carol']);
+    });
+
+    server.kill('SIGTERM');
+    await exited(server, 10000);
+    for (const c of clients) { c.proc.kill('SIGTERM'); await exited(c.proc, 10000).catch(() => null); }
+  });
+});
