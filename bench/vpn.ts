@@ -1,0 +1,294 @@
+// npm run bench: minivpn side by side with OpenVPN, in the namespace lab.
+//
+// For each run it measures, one after the other, on the same lab (client1 -> server
+// through the inet router): the bare underlay, minivpn with DTLS, minivpn in plaintext
+// mode, and OpenVPN 2.6 (UDP, AES-256-GCM, no DCO). Per system: iperf3 TCP both ways,
+// ping RTT through the tunnel, and the CPU seconds the VPN processes (server + client)
+// spent per megabyte moved. Prints medians, min-max and ratios to OpenVPN.
+//
+//   npm run bench -- [--runs 3] [--seconds 10] [--json FILE]
+import { ChildProcess } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { ADDR, Lab, uniquePrefix, withLab } from '../src/lab/topology';
+import { writeLabPki } from '../src/pki/pki';
+import { ensureTools, openvpnClientArgs, openvpnServerArgs, openvpnVersion, OVPN_SERVER_TUN, startOpenVpn } from './openvpn';
+
+const SERVER_MAIN = path.resolve(__dirname, '..', 'src', 'server', 'main.js');
+const CLIENT_MAIN = path.resolve(__dirname, '..', 'src', 'client', 'main.js');
+const MINIVPN_SERVER_TUN = '10.8.0.1';
+
+const SYSTEMS = ['raw', 'minivpn-dtls', 'minivpn-plaintext', 'openvpn'] as const;
+type System = typeof SYSTEMS[number];
+
+interface Sample { fwd_mbps: number; rev_mbps: number; rtt_ms: number; cpu_s_per_mb: number | null }
+
+interface Options { runs: number; seconds: number; json?: string }
+
+function say(line: string): void {
+  process.stdout.write(`[bench] ${line}\n`);
+}
+
+function usage(): string {
+  return 'usage: npm run bench -- [--runs N (default 3)] [--seconds N (default 10)] [--json FILE]';
+}
+
+export function parseArgs(argv: string[]): Options {
+  const o: Options = { runs: 3, seconds: 10 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value\n${usage()}`);
+      return v;
+    };
+    const posInt = (name: string, v: string, max: number) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > max) throw new Error(`bad ${name} ${JSON.stringify(v)}: expected an integer from 1 to ${max}`);
+      return n;
+    };
+    if (a === '--runs') o.runs = posInt('--runs', val(), 100);
+    else if (a === '--seconds') o.seconds = posInt('--seconds', val(), 600);
+    else if (a === '--json') o.json = val();
+    else if (a === '--help' || a === '-h') { console.log(usage()); process.exit(0); }
+    else throw new Error(`unknown option ${JSON.stringify(a)}\n${usage()}`);
+  }
+  return o;
+}
+
+// ---- measurements ------------------------------------------------------------------
+
+/** utime + stime of a process, in seconds (from /proc/PID/stat; threads included). */
+function cpuSeconds(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) may contain spaces; the fields after ")" are fixed.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(rest[11]);   // field 14
+  const stime = Number(rest[12]);   // field 15
+  return (utime + stime) / CLK_TCK;
+}
+const CLK_TCK = 100; // USER_HZ: 100 on every Linux architecture Debian ships
+
+function totalCpu(pids: number[]): number {
+  return pids.reduce((s, p) => s + cpuSeconds(p), 0);
+}
+
+interface Iperf { mbps: number; bytes: number }
+
+async function iperf(lab: Lab, target: string, seconds: number, reverse: boolean): Promise<Iperf> {
+  const args = ['iperf3', '-c', target, '-t', String(seconds), '-J', ...(reverse ? ['-R'] : [])];
+  const r = await lab.exec('client1', args, { timeoutMs: (seconds + 20) * 1000 });
+  let j: { error?: string; end?: { sum_received?: { bits_per_second: number; bytes: number } } };
+  try { j = JSON.parse(r.stdout); } catch { throw new Error(`iperf3 to ${target} gave no JSON (exit ${r.code}): ${r.stderr.trim() || r.stdout.slice(0, 300)}`); }
+  if (j.error || !j.end?.sum_received) throw new Error(`iperf3 to ${target}${reverse ? ' -R' : ''} failed: ${j.error ?? 'no summary'}`);
+  return { mbps: j.end.sum_received.bits_per_second / 1e6, bytes: j.end.sum_received.bytes };
+}
+
+async function pingRtt(lab: Lab, target: string): Promise<number> {
+  const r = await lab.exec('client1', ['ping', '-c', '20', '-i', '0.05', '-q', '-W', '2', target], { timeoutMs: 30_000 });
+  const m = /= [\d.]+\/([\d.]+)\/[\d.]+\/[\d.]+ ms/.exec(r.stdout);
+  if (!m) throw new Error(`ping ${target} failed (exit ${r.code}): ${r.stdout.trim()} ${r.stderr.trim()}`);
+  return Number(m[1]);
+}
+
+/** iperf3 both ways + ping to `target`; CPU of `pids` over the two iperf3 runs. */
+async function measure(lab: Lab, name: System, target: string, seconds: number, pids: number[]): Promise<Sample> {
+  const rtt = await pingRtt(lab, target);
+  const cpu0 = pids.length ? totalCpu(pids) : 0;
+  say(`  ${name}: iperf3 client1 -> ${target} for ${seconds}s`);
+  const fwd = await iperf(lab, target, seconds, false);
+  say(`  ${name}: iperf3 -R (server -> client1) for ${seconds}s`);
+  const rev = await iperf(lab, target, seconds, true);
+  const cpu1 = pids.length ? totalCpu(pids) : 0;
+  const mb = (fwd.bytes + rev.bytes) / 1e6;
+  const s: Sample = { fwd_mbps: fwd.mbps, rev_mbps: rev.mbps, rtt_ms: rtt, cpu_s_per_mb: pids.length ? (cpu1 - cpu0) / mb : null };
+  say(`  ${name}: fwd ${fmt(s.fwd_mbps, 0)} Mbit/s, rev ${fmt(s.rev_mbps, 0)} Mbit/s, rtt ${fmt(rtt, 3)} ms` +
+    (s.cpu_s_per_mb !== null ? `, cpu ${fmt(s.cpu_s_per_mb * 1000, 2)} ms/MB` : ''));
+  return s;
+}
+
+// ---- starting and stopping the VPNs -------------------------------------------------------
+
+/** SIGTERM by PID, wait up to 5 s, then SIGKILL: each system is gone before the next starts. */
+async function stop(p: ChildProcess): Promise<void> {
+  if (p.pid === undefined || p.exitCode !== null || p.signalCode !== null) return;
+  const gone = new Promise<void>((res) => p.once('exit', () => res()));
+  try { process.kill(p.pid, 'SIGTERM'); } catch { return; }
+  const timedOut = await Promise.race([gone.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), 5000).unref())]);
+  if (timedOut) {
+    try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
+    await Promise.race([gone, new Promise((r) => setTimeout(r, 2000).unref())]);
+  }
+}
+
+async function withMinivpn<T>(lab: Lab, dir: string, pki: string, plaintext: boolean, fn: (pids: number[]) => Promise<T>): Promise<T> {
+  const mode = plaintext ? ['--insecure-plaintext'] : [];
+  const run = fs.mkdtempSync(path.join(dir, 'mv-'));
+  const procs: ChildProcess[] = [];
+  try {
+    const server = lab.spawn('server', [process.execPath, SERVER_MAIN,
+      '--listen', `${ADDR.server}:1194`,
+      '--ca', `${pki}/ca.crt`, '--cert', `${pki}/server.crt`, '--key', `${pki}/server.key`,
+      '--authorized-dir', `${pki}/authorized`, '--leases-file', `${run}/leases.json`,
+      '--status-socket', `${run}/status.sock`, ...mode]);
+    procs.push(server);
+    await lab.waitForLine(server, /listening on udp/, 15_000);
+    const client = lab.spawn('client1', [process.execPath, CLIENT_MAIN,
+      '--server', `${ADDR.server}:1194`, '--name', 'bench',
+      '--ca', `${pki}/ca.crt`, '--cert', `${pki}/clients/bench.crt`, '--key', `${pki}/clients/bench.key`,
+      '--state-dir', `${run}/state`, ...mode]);
+    procs.push(client);
+    try {
+      await lab.waitForLine(client, /tunnel up: /, 15_000);
+    } catch (err) {
+      throw new Error(`minivpn client did not come up: ${(err as Error).message}\n${lab.output(client).split('\n').slice(-10).join('\n')}`);
+    }
+    return await fn([server.pid!, client.pid!]);
+  } finally {
+    for (const p of procs.reverse()) await stop(p);
+  }
+}
+
+async function withOpenvpn<T>(lab: Lab, pki: string, fn: (pids: number[]) => Promise<T>): Promise<T> {
+  const procs: ChildProcess[] = [];
+  try {
+    const serverArgs = openvpnServerArgs({ ca: `${pki}/ca.crt`, cert: `${pki}/server.crt`, key: `${pki}/server.key` });
+    const server = lab.spawn('server', ['openvpn', ...serverArgs]);
+    procs.push(server);
+    try {
+      await lab.waitForLine(server, /Initialization Sequence Completed/, 30_000);
+    } catch (err) {
+      throw new Error(`openvpn server did not come up: ${(err as Error).message}\n${lab.output(server).split('\n').slice(-15).join('\n')}`);
+    }
+    const client = await startOpenVpn(lab, 'client1', openvpnClientArgs({ ca: `${pki}/ca.crt`, cert: `${pki}/clients/bench.crt`, key: `${pki}/clients/bench.key` }));
+    procs.push(client);
+    return await fn([server.pid!, client.pid!]);
+  } finally {
+    for (const p of procs.reverse()) await stop(p);
+  }
+}
+
+// ---- statistics and output ----------------------------------------------------------------
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function fmt(x: number | null, digits: number): string {
+  return x === null || !Number.isFinite(x) ? '-' : x.toFixed(digits);
+}
+
+type Metric = 'fwd_mbps' | 'rev_mbps' | 'rtt_ms' | 'cpu_s_per_mb';
+const METRICS: Array<{ key: Metric; title: string; scale: number; digits: number }> = [
+  { key: 'fwd_mbps', title: 'client->server Mbit/s', scale: 1, digits: 0 },
+  { key: 'rev_mbps', title: 'server->client Mbit/s', scale: 1, digits: 0 },
+  { key: 'rtt_ms', title: 'ping RTT ms', scale: 1, digits: 3 },
+  { key: 'cpu_s_per_mb', title: 'CPU ms/MB', scale: 1000, digits: 2 },
+];
+
+function values(samples: Sample[], key: Metric): number[] {
+  return samples.map((s) => s[key]).filter((v): v is number => v !== null);
+}
+
+/** Median of the per-run ratios to OpenVPN of the same run (so drifting load cancels). */
+function ratioMedian(runs: Array<Record<System, Sample>>, sys: System, key: Metric): number | null {
+  const r = runs.map((run) => {
+    const a = run[sys][key];
+    const b = run.openvpn[key];
+    return a === null || b === null || b === 0 ? null : a / b;
+  }).filter((v): v is number => v !== null);
+  return r.length ? median(r) : null;
+}
+
+function table(runs: Array<Record<System, Sample>>): string {
+  const head = ['system', ...METRICS.flatMap((m) => [m.title + ' (min-max)', 'vs OpenVPN'])];
+  const lines = [`| ${head.join(' | ')} |`, `| --- |${head.slice(1).map(() => ' ---: |').join('')}`];
+  for (const sys of SYSTEMS) {
+    const cells: string[] = [sys];
+    for (const m of METRICS) {
+      const v = values(runs.map((r) => r[sys]), m.key).map((x) => x * m.scale);
+      if (v.length === 0) { cells.push('-', '-'); continue; }
+      const spread = v.length > 1 ? ` (${fmt(Math.min(...v), m.digits)}-${fmt(Math.max(...v), m.digits)})` : '';
+      cells.push(`${fmt(median(v), m.digits)}${spread}`);
+      cells.push(fmt(ratioMedian(runs, sys, m.key), 2));
+    }
+    lines.push(`| ${cells.join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
+function jsonResult(runs: Array<Record<System, Sample>>): Record<string, Record<string, number | null>> {
+  const out: Record<string, Record<string, number | null>> = {};
+  for (const sys of SYSTEMS) {
+    const o: Record<string, number | null> = {};
+    for (const m of METRICS) {
+      const v = values(runs.map((r) => r[sys]), m.key);
+      o[m.key] = v.length ? median(v) : null;
+    }
+    if (sys.startsWith('minivpn')) {
+      o.fwd_ratio_vs_openvpn = ratioMedian(runs, sys, 'fwd_mbps');
+      o.rev_ratio_vs_openvpn = ratioMedian(runs, sys, 'rev_mbps');
+    }
+    out[sys] = o;
+  }
+  return out;
+}
+
+// ---- main --------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  if (process.getuid && process.getuid() !== 0) throw new Error('the benchmark needs root (network namespaces, TUN): run with sudo');
+  for (const f of [SERVER_MAIN, CLIENT_MAIN]) if (!fs.existsSync(f)) throw new Error(`${f} not found: run npm run build first`);
+  const installed = ensureTools(say);
+  if (installed.length) say(`installed: ${installed.join(' ')}`);
+  say(`${openvpnVersion()}; node ${process.version}; ${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  say(`${opts.runs} run(s), iperf3 ${opts.seconds}s each way`);
+
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'minivpn-bench-'));
+  // On Ctrl-C the lab's own handlers kill our processes and remove the lab, then exit;
+  // this removes the temp PKI then too.
+  const rmDir = () => fs.rmSync(dir, { recursive: true, force: true });
+  process.on('exit', rmDir);
+  try {
+    const pki = path.join(dir, 'pki');
+    await writeLabPki(pki, { clients: ['bench'], serverName: 'server.minivpn.test', days: 2 });
+    const runs: Array<Record<System, Sample>> = [];
+    await withLab({ prefix: uniquePrefix('bench'), clients: 1 }, async (lab) => {
+      say(`lab ${lab.prefix} up`);
+      // One iperf3 server for all four systems: it listens on every address of the server host.
+      const iperfServer = lab.spawn('server', ['iperf3', '-s', '--forceflush']);
+      await lab.waitForLine(iperfServer, /Server listening/, 10_000);
+      for (let i = 1; i <= opts.runs; i++) {
+        say(`run ${i}/${opts.runs}`);
+        const run = {} as Record<System, Sample>;
+        run.raw = await measure(lab, 'raw', ADDR.server, opts.seconds, []);
+        run['minivpn-dtls'] = await withMinivpn(lab, dir, pki, false, (pids) => measure(lab, 'minivpn-dtls', MINIVPN_SERVER_TUN, opts.seconds, pids));
+        run['minivpn-plaintext'] = await withMinivpn(lab, dir, pki, true, (pids) => measure(lab, 'minivpn-plaintext', MINIVPN_SERVER_TUN, opts.seconds, pids));
+        run.openvpn = await withOpenvpn(lab, pki, (pids) => measure(lab, 'openvpn', OVPN_SERVER_TUN, opts.seconds, pids));
+        runs.push(run);
+      }
+      await stop(iperfServer);
+    });
+    say('lab down');
+    const md = table(runs);
+    console.log(`\n${md}\n`);
+    console.log(`medians over ${runs.length} run(s), (min-max) when more than one; "vs OpenVPN" = median of per-run ratios to OpenVPN's figure.`);
+    if (opts.json) {
+      fs.writeFileSync(opts.json, JSON.stringify(jsonResult(runs), null, 2) + '\n');
+      say(`wrote ${opts.json}`);
+    }
+  } finally {
+    rmDir();
+  }
+}
+
+if (require.main === module) {
+  main().catch((err) => {
+    process.stderr.write(`bench: error: ${(err as Error).message}\n`);
+    process.exit(1);
+  });
+}
