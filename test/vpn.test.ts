@@ -11,7 +11,11 @@ t.test('server and three clients', { timeout: 240_000 }, async (t) => {
   t.teardown(f.cleanup);
   fs.rmSync(`${f.pki}/authorized/dave`); // dave has a valid certificate but is not listed
   await withLab({ prefix: uniquePrefix('vpn'), clients: 4 }, async (lab) => {
-    let server = await startServer(lab, f, ['--routes', '10.9.0.0/24']);
+    // Hooks: each event appends its environment to a file.
+    const hook = `${f.dir}/hook.sh`;
+    fs.writeFileSync(hook, `#!/bin/sh\necho "$MINIVPN_EVENT $MINIVPN_CN $MINIVPN_ADDRESS $MINIVPN_TUN $MINIVPN_REMOTE" >> ${f.dir}/hook.log\n`, { mode: 0o755 });
+    const hookArgs = ['--on-connect', hook, '--on-disconnect', hook];
+    let server = await startServer(lab, f, ['--routes', '10.9.0.0/24', ...hookArgs]);
     const names = ['alice', 'bob', 'carol'];
     const clients: { proc: import('node:child_process').ChildProcess; address: string }[] = [];
     for (let i = 0; i < 3; i++) clients.push(await startClient(lab, f, i + 1, names[i]));
@@ -35,6 +39,13 @@ t.test('server and three clients', { timeout: 240_000 }, async (t) => {
       t.equal(viaTunnel.stdout, direct.stdout, 'same sha256 through the tunnel as on the LAN');
       const noTunnel = await lab.exec('client4', ['curl', '-s', '-m', '2', 'http://10.9.0.10/']);
       t.not(noTunnel.code, 0, 'a host without the tunnel cannot reach the LAN');
+    });
+
+    await t.test('the connect hook ran for every client, with its details in the environment', async (t) => {
+      const lines = fs.readFileSync(`${f.dir}/hook.log`, 'utf8').trim().split('\n');
+      for (let i = 0; i < 3; i++) {
+        t.ok(lines.some((l) => new RegExp(`^connect ${names[i]} ${addrs[i].replace(/\./g, '\\.')} mvpn0 192\\.0\\.2\\.1${i + 1}:\\d+$`).test(l)), `connect ${names[i]}`);
+      }
     });
 
     await t.test('an unlisted CN is refused, with its name in the log', async (t) => {
@@ -74,7 +85,7 @@ t.test('server and three clients', { timeout: 240_000 }, async (t) => {
       server.kill('SIGTERM');
       t.equal(await exited(server, 10000), 0, 'server exits 0 on SIGTERM');
       const t0 = Date.now();
-      server = await startServer(lab, f, ['--routes', '10.9.0.0/24']);
+      server = await startServer(lab, f, ['--routes', '10.9.0.0/24', ...hookArgs]);
       for (let i = 0; i < 3; i++) {
         const line = await lab.waitForLine(clients[i].proc, /tunnel up: /, 10000 - (Date.now() - t0));
         t.match(line, new RegExp(`tunnel up: ${clients[i].address.replace(/\./g, '\\.')}/`), `${names[i]} kept ${clients[i].address}`);
@@ -91,6 +102,8 @@ t.test('server and three clients', { timeout: 240_000 }, async (t) => {
       const line = await lab.waitForLine(clients[1].proc, /server said bye: no longer authorized/, 3000);
       t.ok(Date.now() - t0 < 1500, `bob told in ${Date.now() - t0} ms: ${line}`);
       await lab.waitForLine(server, /client disconnected cn=bob/, 3000);
+      await new Promise((r) => setTimeout(r, 300));
+      t.match(fs.readFileSync(`${f.dir}/hook.log`, 'utf8'), /^disconnect bob 10\.8\.0\.\d+ mvpn0 /m, 'the disconnect hook ran for bob');
       const refused = await lab.waitForLine(clients[1].proc, /refused by the server/, 15000);
       t.match(refused, /"bob" is not authorized/, 'and bob cannot come back');
       const st = JSON.parse((await lab.exec('server', [process.execPath, STATUS_MAIN, '--socket', f.statusSocket, '--json'])).stdout);
