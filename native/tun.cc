@@ -8,6 +8,8 @@
 #include <napi.h>
 #include <uv.h>
 
+#include "poll.h"
+
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -44,7 +46,7 @@ Napi::Error TunError(Napi::Env env, int err, const std::string& what) {
   return e;
 }
 
-class Tun : public Napi::ObjectWrap<Tun> {
+class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Tun", {
@@ -84,9 +86,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
       return;
     }
     name_ = ifr.ifr_name;
-    env_ = env;
-    napi_add_env_cleanup_hook(env, CleanupHook, this);
-    hook_ = true;
+    Adopt(env, fd_);
   }
 
   ~Tun() override { Shutdown(); }
@@ -99,7 +99,7 @@ class Tun : public Napi::ObjectWrap<Tun> {
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (fd_ < 0) { TunError(env, EBADF, "start").ThrowAsJavaScriptException(); return env.Undefined(); }
-    if (poll_) { Napi::Error::New(env, "TUN reader already started").ThrowAsJavaScriptException(); return env.Undefined(); }
+    if (polling()) { Napi::Error::New(env, "TUN reader already started").ThrowAsJavaScriptException(); return env.Undefined(); }
     if (info.Length() < 5 || !info[0].IsBuffer() || !info[1].IsTypedArray() || !info[2].IsTypedArray() ||
         !info[3].IsNumber() || !info[4].IsNumber() || !info[5].IsFunction()) {
       Napi::TypeError::New(env, "start(buffer, offsets, lengths, maxPacket, headroom, onPackets)").ThrowAsJavaScriptException();
@@ -124,22 +124,12 @@ class Tun : public Napi::ObjectWrap<Tun> {
       return env.Undefined();
     }
 
-    uv_loop_t* loop = nullptr;
-    napi_get_uv_event_loop(env, &loop);
-    poll_ = new uv_poll_t;
-    uv_poll_init(loop, poll_, fd_);
-    poll_->data = this;
-    uv_poll_start(poll_, UV_READABLE, OnReadable);
-    if (!refed_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    if (!StartPoll(env)) { TunError(env, EBADF, "start").ThrowAsJavaScriptException(); return env.Undefined(); }
     Napi::ObjectWrap<Tun>::Ref();  // keep the JS object alive while the reader runs
     return env.Undefined();
   }
 
-  static void OnReadable(uv_poll_t* handle, int status, int events) {
-    Tun* self = static_cast<Tun*>(handle->data);
-    if (status < 0 || self->fd_ < 0) return;
-    self->Drain();
-  }
+  void OnReadable() override { Drain(); }
 
   // Read until EAGAIN or until the batch is full; one JS call per batch. uv_poll is
   // level-triggered, so a full batch simply makes the loop call us again next turn,
@@ -204,62 +194,24 @@ class Tun : public Napi::ObjectWrap<Tun> {
     return info.Env().Undefined();
   }
 
-  Napi::Value RefJs(const Napi::CallbackInfo& info) {
-    refed_ = true;
-    if (poll_) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
-    return info.Env().Undefined();
-  }
-  Napi::Value UnrefJs(const Napi::CallbackInfo& info) {
-    refed_ = false;
-    if (poll_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
-    return info.Env().Undefined();
-  }
+  Napi::Value RefJs(const Napi::CallbackInfo& info) { SetRef(true); return info.Env().Undefined(); }
+  Napi::Value UnrefJs(const Napi::CallbackInfo& info) { SetRef(false); return info.Env().Undefined(); }
   Napi::Value Name(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }
   Napi::Value Fd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
 
   // Stops the reader and closes the fd; closing the last fd removes a non-persistent TUN.
   void Shutdown() {
-    if (poll_) {
-      uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      poll_ = nullptr;
+    if (StopPoll()) {
       cb_.Reset();
       bufRef_.Reset();
       offRef_.Reset();
       lenRef_.Reset();
       Napi::ObjectWrap<Tun>::Unref();  // balance the Ref() taken in Start
     }
-    if (fd_ >= 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-    if (hook_) {
-      napi_remove_env_cleanup_hook(env_, CleanupHook, this);
-      hook_ = false;
-    }
+    CloseFd();
   }
 
-  // Runs when the environment (main thread or a worker) goes away: close without calling JS.
-  static void CleanupHook(void* arg) {
-    Tun* self = static_cast<Tun*>(arg);
-    self->hook_ = false;  // the hook is being consumed; do not remove it
-    if (self->poll_) {
-      uv_poll_stop(self->poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(self->poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      self->poll_ = nullptr;
-    }
-    if (self->fd_ >= 0) {
-      ::close(self->fd_);
-      self->fd_ = -1;
-    }
-  }
-
-  int fd_ = -1;
   std::string name_;
-  napi_env env_ = nullptr;
-  bool hook_ = false;
-  bool refed_ = true;
-  uv_poll_t* poll_ = nullptr;
   Napi::FunctionReference cb_;
   Napi::ObjectReference bufRef_, offRef_, lenRef_;
   uint8_t* buf_ = nullptr;

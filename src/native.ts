@@ -14,6 +14,18 @@ export interface NativeTun {
   unref(): void;
 }
 
+export interface NativeUdp {
+  bind(host: string, port: number): number;
+  connect(host: string, port: number): void;
+  start(buf: Buffer, offs: Uint32Array, lens: Uint32Array, addrs: Buffer, ports: Uint32Array, slotSize: number, onDatagrams: (count: number) => void): void;
+  /** Datagrams the kernel took (the rest were dropped: socket buffer full). */
+  sendBatch(buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number, addr16: Buffer | null, port: number): number;
+  close(): void;
+  ref(): void;
+  unref(): void;
+  localAddress(): { address: string; port: number };
+}
+
 /** 0 handshaking, 1 open, 2 closed, 3 failed */
 export type NativeState = 0 | 1 | 2 | 3;
 
@@ -68,6 +80,7 @@ export interface NativeDtlsContext {
 
 interface Addon {
   Tun: new (name: string) => NativeTun;
+  Udp: new (family: 4 | 6, bufferBytes: number) => NativeUdp;
   DtlsContext: new (opts: NativeDtlsContextOptions) => NativeDtlsContext;
   DtlsConnection: new () => NativeDtlsConnection;
   opensslVersion: string;

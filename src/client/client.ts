@@ -2,12 +2,12 @@
 // its address, MTU and routes, then move packets. If the server goes away (restart,
 // network loss) it reconnects by itself with a capped backoff and keeps its TUN and
 // routes in place meanwhile, so traffic waits instead of leaking around the tunnel.
-import dgram from 'node:dgram';
 import dns from 'node:dns/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { BatchRing, PacketBatch } from '../batch';
 import { ClientConfig } from '../config';
+import { UdpBatch, UdpSocket } from '../conn/udp';
 import { Channel, DtlsChannel, PlaintextChannel } from '../device/channel';
 import { DtlsContext } from '../dtls/dtls';
 import { logger } from '../log';
@@ -25,7 +25,8 @@ type Outcome = { kind: 'retry'; why: string } | { kind: 'fatal'; why: string } |
 
 export class VpnClient {
   private ctx: DtlsContext | null = null;
-  private sock: dgram.Socket | null = null;
+  private sock: UdpSocket | null = null;
+  private readonly udpRx = new UdpBatch(BATCH, SLOT);
   private channel: Channel | null = null;
   private tun: Tun | null = null;
   private applied: ConfigMsg | null = null;
@@ -98,14 +99,24 @@ export class VpnClient {
     } catch (err) {
       return { kind: 'retry', why: `cannot resolve ${cfg.server.host}: ${(err as Error).message}` };
     }
-    const sock = dgram.createSocket({ type: net.isIPv6(this.serverIp) ? 'udp6' : 'udp4', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
+    let sock: UdpSocket;
+    try {
+      sock = UdpSocket.connect(this.serverIp, cfg.server.port);
+    } catch (err) {
+      return { kind: 'retry', why: `cannot reach ${this.serverIp}: ${(err as Error).message}` };
+    }
     this.sock = sock;
-    await new Promise<void>((resolve) => sock.connect(cfg.server.port, this.serverIp, () => resolve()));
     log.info(`connecting to ${this.serverIp}:${cfg.server.port}`, { mode: cfg.plaintext ? 'plaintext' : 'dtls', attempt });
 
     const outcome = new Promise<Outcome>((resolve) => (this.end = resolve));
-    sock.on('message', (msg) => this.onDatagram(msg));
-    sock.on('error', (err) => this.finish({ kind: 'retry', why: `network error: ${err.message}` }));
+    sock.onDatagrams(this.udpRx, (rx) => {
+      // A connected socket only hears the server.
+      for (let i = 0; i < rx.count; i++) this.onDatagram(rx.buf, rx.offs[i], rx.lens[i]);
+    }, (errno) => {
+      // ECONNREFUSED: an ICMP port unreachable came back, nothing listens on the server's port.
+      const why = errno === 111 ? 'the server port is closed (ICMP port unreachable)' : `network error (errno ${errno})`;
+      if (this.channel?.state !== 'open') this.finish({ kind: 'retry', why });
+    });
 
     if (this.ctx) {
       const conn = this.ctx.connect(cfg.serverName);
@@ -154,19 +165,22 @@ export class VpnClient {
 
   // ---- receive -------------------------------------------------------------------------
 
-  private onDatagram(msg: Buffer): void {
+  private onDatagram(dbuf: Buffer, doff: number, dlen: number): void {
     const ch = this.channel;
     if (!ch) return;
-    if (ch.kind === 'dtls' && looksLikeFrame(msg)) {
-      this.mismatch('the server answered in plaintext: it runs --insecure-plaintext, and this client requires DTLS');
+    if (ch.kind === 'dtls' && looksLikeFrame(dbuf, doff, dlen)) {
+      // Unauthenticated: it may end a handshake attempt with a clear reason, never a live session.
+      if (ch.state === 'open') { this.stats.dropped++; return; }
+      const said = dbuf.subarray(doff + 1, doff + dlen).toString('utf8').replace(/[^\x20-\x7e]/g, '');
+      this.mismatch(`the server answered in plaintext ("${said}"): it runs --insecure-plaintext, and this client requires DTLS`);
       return;
     }
-    if (ch.kind === 'plaintext' && looksLikeDtls(msg)) {
+    if (ch.kind === 'plaintext' && looksLikeDtls(dbuf, doff, dlen)) {
       this.mismatch('the server answered with DTLS: it requires DTLS, and this client runs --insecure-plaintext');
       return;
     }
     const wasOpen = ch.state === 'open';
-    const frames = ch.receive(msg);
+    const frames = ch.receive(dbuf, doff, dlen);
     if (!wasOpen) {
       this.flushControl();
       const st: string = ch.state;
@@ -291,8 +305,7 @@ export class VpnClient {
 
   private send(view: { buf: Buffer; offs: Uint32Array; lens: Uint32Array; count: number }): void {
     if (!this.sock) return;
-    // The socket is connected: no address per datagram.
-    for (let i = 0; i < view.count; i++) this.sock.send(view.buf, view.offs[i], view.lens[i]);
+    this.sock.sendBatch(view, null); // connected socket: no address per datagram
     this.lastSent = Date.now();
   }
 
@@ -308,7 +321,7 @@ export class VpnClient {
     const ch = this.channel;
     if (!ch || !this.sock) return;
     const out = ch.takeOutput();
-    if (out) for (const d of out) this.sock.send(d);
+    if (out) for (const d of out) this.sock.send(d, null);
     if (ch.state === 'handshaking') {
       const ms = ch.timeoutMs();
       if (this.hsTimer) clearTimeout(this.hsTimer);

@@ -1,40 +1,143 @@
-// The one UDP socket a VPN endpoint uses. Large kernel buffers absorb bursts: a batch of
-// 64 full-size packets is ~90 KB, and the default (~200 KB) overflows under load.
-import dgram from 'node:dgram';
+// The one UDP socket a VPN endpoint uses, read and written in batches (native/udp.cc:
+// recvmmsg/sendmmsg), so the cost per datagram is a few array writes, not a system call,
+// an event, a Buffer and an address object.
+//
+// A peer is identified by a 16-byte address (IPv6, or IPv4-mapped ::ffff:a.b.c.d) and a
+// port. peerKey() turns that into a Map key: a number for IPv4 peers (no allocation),
+// a string for IPv6 peers.
 import net from 'node:net';
-import { BatchView } from '../batch';
+import { addon, NativeUdp } from '../native';
+import { BatchView, PacketBatch } from '../batch';
 
 const BUFFER_BYTES = 4 * 1024 * 1024;
 
-export interface UdpOptions {
-  host: string;
+export interface Peer {
+  addr: Buffer; // 16 bytes, owned by the peer
   port: number;
+  key: number | string;
+  /** "192.0.2.11:40000" or "[2001:db8::1]:40000", for logs and status */
+  text: string;
+  host: string;
 }
 
-/** Binds a socket; host '::' listens on IPv6 and IPv4 (dual stack). */
-export function bindUdp(opts: UdpOptions): Promise<dgram.Socket> {
-  const type = net.isIPv6(opts.host) ? 'udp6' : 'udp4';
-  const sock = dgram.createSocket({ type, ipv6Only: false, recvBufferSize: BUFFER_BYTES, sendBufferSize: BUFFER_BYTES });
-  return new Promise((resolve, reject) => {
-    const onError = (err: Error) => {
-      sock.close();
-      reject(new Error(`cannot listen on UDP ${opts.host}:${opts.port}: ${err.message}`));
-    };
-    sock.once('error', onError);
-    sock.bind(opts.port, opts.host, () => {
-      sock.off('error', onError);
-      resolve(sock);
+/** The batch a read fills: datagram i is rx.packet(i), from address slot i / ports[i]. */
+export class UdpBatch extends PacketBatch {
+  readonly addrs: Buffer;
+  readonly ports: Uint32Array;
+  constructor(capacity: number, slotSize: number) {
+    super(capacity, slotSize);
+    this.addrs = Buffer.alloc(16 * capacity);
+    this.ports = new Uint32Array(capacity);
+  }
+
+  isV4Mapped(i: number): boolean {
+    const a = this.addrs, o = 16 * i;
+    return a.readUInt32BE(o) === 0 && a.readUInt32BE(o + 4) === 0 && a.readUInt32BE(o + 8) === 0xffff;
+  }
+
+  /** A Map key for the sender of datagram i. */
+  peerKey(i: number): number | string {
+    if (this.isV4Mapped(i)) return this.addrs.readUInt32BE(16 * i + 12) * 65536 + this.ports[i];
+    return `${this.addrs.toString('hex', 16 * i, 16 * i + 16)}:${this.ports[i]}`;
+  }
+
+  /** A Peer object for the sender of datagram i (allocates: new peers only). */
+  peer(i: number): Peer {
+    const addr = Buffer.from(this.addrs.subarray(16 * i, 16 * i + 16));
+    const port = this.ports[i];
+    let host: string;
+    if (this.isV4Mapped(i)) host = `${addr[12]}.${addr[13]}.${addr[14]}.${addr[15]}`;
+    else host = formatV6(addr);
+    return { addr, port, key: this.peerKey(i), host, text: host.includes(':') ? `[${host}]:${port}` : `${host}:${port}` };
+  }
+}
+
+function formatV6(a: Buffer): string {
+  const parts: string[] = [];
+  for (let i = 0; i < 16; i += 2) parts.push(a.readUInt16BE(i).toString(16));
+  // Let Node's URL parser compress the zeros for us.
+  return new URL(`http://[${parts.join(':')}]/`).hostname.slice(1, -1);
+}
+
+/** The 16-byte form of an IP address string. */
+export function addr16(host: string): Buffer {
+  const b = Buffer.alloc(16);
+  if (net.isIPv4(host)) {
+    b[10] = b[11] = 0xff;
+    host.split('.').forEach((x, k) => (b[12 + k] = Number(x)));
+    return b;
+  }
+  const full = new URL(`http://[${host}]/`).hostname.slice(1, -1);
+  const [head, tail = ''] = full.includes('::') ? full.split('::') : [full, ''];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  groups.forEach((g, k) => b.writeUInt16BE(parseInt(g, 16), 2 * k));
+  return b;
+}
+
+export class UdpSocket {
+  private readonly s: NativeUdp;
+  private closed = false;
+
+  private constructor(readonly family: 4 | 6) {
+    this.s = new addon.Udp(family, BUFFER_BYTES);
+  }
+
+  /** Binds; host '::' listens on IPv6 and IPv4 (dual stack). */
+  static bind(host: string, port: number): UdpSocket {
+    const u = new UdpSocket(net.isIPv6(host) ? 6 : 4);
+    try {
+      u.s.bind(host, port);
+    } catch (err) {
+      u.close();
+      throw new Error(`cannot listen on UDP ${host}:${port}: ${(err as Error).message}`);
+    }
+    return u;
+  }
+
+  /** A client socket connected to one server: the kernel drops datagrams from anyone else. */
+  static connect(host: string, port: number): UdpSocket {
+    const u = new UdpSocket(net.isIPv6(host) ? 6 : 4);
+    u.s.connect(host, port);
+    return u;
+  }
+
+  address(): { address: string; port: number } {
+    return this.s.localAddress();
+  }
+
+  /**
+   * Starts reading: cb runs once per batch of datagrams (rx.count of them). onError gets
+   * socket errors such as ECONNREFUSED (the server's port is closed) as an errno number.
+   */
+  onDatagrams(rx: UdpBatch, cb: (rx: UdpBatch) => void, onError: (errno: number) => void = () => undefined): void {
+    this.s.start(rx.buf, rx.offs, rx.lens, rx.addrs, rx.ports, rx.slotSize, (n) => {
+      if (n < 0) return onError(-n);
+      rx.count = n;
+      cb(rx);
     });
-  });
-}
+  }
 
-/**
- * Sends every datagram of a batch. Node's dgram first tries a synchronous send, so the
- * buffer is normally free again when this returns; callers still rotate between a few
- * output batches so a rare queued send never sees its bytes overwritten.
- */
-export function sendBatch(sock: dgram.Socket, view: BatchView, port: number, address: string): void {
-  for (let i = 0; i < view.count; i++) {
-    sock.send(view.buf, view.offs[i], view.lens[i], port, address);
+  /** Sends every datagram of the batch to one peer (null: the connected peer). */
+  sendBatch(view: BatchView, peer: Peer | null): number {
+    if (this.closed || view.count === 0) return 0;
+    return this.s.sendBatch(view.buf, view.offs, view.lens, view.count, peer ? peer.addr : null, peer ? peer.port : 0);
+  }
+
+  private readonly oneOff = new Uint32Array(1);
+  private readonly oneLen = new Uint32Array(1);
+  /** Sends one datagram (control path). */
+  send(buf: Buffer, peer: Peer | null): void {
+    if (this.closed) return;
+    this.oneOff[0] = 0;
+    this.oneLen[0] = buf.length;
+    this.s.sendBatch(buf, this.oneOff, this.oneLen, 1, peer ? peer.addr : null, peer ? peer.port : 0);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.s.close();
   }
 }

@@ -12,8 +12,8 @@ export interface Channel {
   readonly error: string | null;
   /** Datagrams the channel discarded after it was open (replays, forgeries, garbage). */
   readonly dropped: number;
-  /** One received datagram -> the frames it carried (valid until the next call). */
-  receive(datagram: Buffer): BatchView;
+  /** One received datagram, buf[off, off+len) -> the frames it carried (valid until the next call). */
+  receive(buf: Buffer, off: number, len: number): BatchView;
   /** Frames (offs/lens into buf) -> datagrams to send, written into `out` when it needs room. */
   seal(buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number, out: PacketBatch): BatchView;
   /** Datagrams the protocol itself wants sent (handshake flights, alerts). */
@@ -37,8 +37,8 @@ export class DtlsChannel implements Channel {
   get error(): string | null { return this.conn.error; }
   get dropped(): number { return this.conn.dropped; }
 
-  receive(datagram: Buffer): BatchView {
-    this.conn.openOne(datagram, this.rx);
+  receive(buf: Buffer, off: number, len: number): BatchView {
+    this.conn.openAt(buf, off, len, this.rx);
     return this.rx;
   }
   seal(buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number, out: PacketBatch): BatchView {
@@ -63,9 +63,10 @@ export class PlaintextChannel implements Channel {
 
   get state(): ConnState { return this.closed ? 'closed' : 'open'; }
 
-  receive(datagram: Buffer): BatchView {
-    this.one.buf = datagram;
-    this.one.lens[0] = datagram.length;
+  receive(buf: Buffer, off: number, len: number): BatchView {
+    this.one.buf = buf;
+    this.one.offs[0] = off;
+    this.one.lens[0] = len;
     return this.one;
   }
   seal(buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number): BatchView {

@@ -1,5 +1,6 @@
 // One client as the server sees it: its channel, identity, tunnel address and counters.
 import { Channel } from './channel';
+import { Peer } from '../conn/udp';
 
 const BATCH = 64;
 
@@ -26,7 +27,12 @@ export class Session {
   readonly txLens = new Uint32Array(BATCH);
   txCount = 0;
 
-  constructor(readonly channel: Channel, readonly host: string, readonly port: number, readonly key: string) {}
+  /** "address:port" of the client's underlay end, for logs and status. */
+  readonly key: string;
+
+  constructor(readonly channel: Channel, readonly peer: Peer) {
+    this.key = peer.text;
+  }
 }
 
 export interface SessionStatus {

@@ -115,10 +115,15 @@ export class DtlsConnection {
 
   /** Feeds one datagram; decrypted records land in `out` (count returned, out.count set). */
   openOne(datagram: Buffer, out: PacketBatch): number {
-    ONE_OFF[0] = 0;
-    ONE_LEN[0] = datagram.length;
+    return this.openAt(datagram, 0, datagram.length, out);
+  }
+
+  /** Feeds the datagram at buf[off, off+len) (e.g. a slot of a receive batch). */
+  openAt(buf: Buffer, off: number, len: number, out: PacketBatch): number {
+    ONE_OFF[0] = off;
+    ONE_LEN[0] = len;
     const wasOpen = this.n.state === 1;
-    const n = this.n.open(datagram, ONE_OFF, ONE_LEN, 1, out.buf, out.offs, out.lens);
+    const n = this.n.open(buf, ONE_OFF, ONE_LEN, 1, out.buf, out.offs, out.lens);
     out.count = n;
     if (!wasOpen) this.ctx.flushKeylog();
     return n;

@@ -6,10 +6,9 @@
 // Data path, client -> TUN: a datagram is opened into frames; DATA frames whose inner
 // source address is the client's own are written to the TUN (or straight to another
 // client), everything else is dropped and counted.
-import dgram from 'node:dgram';
 import { BatchRing, BatchView } from '../batch';
 import { ServerConfig } from '../config';
-import { bindUdp, sendBatch } from '../conn/udp';
+import { Peer, UdpBatch, UdpSocket } from '../conn/udp';
 import { DtlsContext } from '../dtls/dtls';
 import { Channel, DtlsChannel, PlaintextChannel } from '../device/channel';
 import { AuthorizedClients } from '../device/authz';
@@ -45,14 +44,15 @@ export interface ServerStatus {
 
 export class VpnServer {
   readonly counters = new Counters();
-  private sock!: dgram.Socket;
+  private sock!: UdpSocket;
+  private readonly udpRx = new UdpBatch(BATCH, SLOT);
   private tun!: Tun;
   private dtls: DtlsContext | null = null;
   private readonly pool: AddressPool;
   private readonly poolCidr: Cidr;
   private readonly authz: AuthorizedClients | null;
   private readonly router = new Router<Session>();
-  private readonly byRemote = new Map<string, Session>();
+  private readonly byRemote = new Map<number | string, Session>();
   private readonly byCn = new Map<string, Session>();
   private readonly sealRing = new BatchRing(4, BATCH, SLOT);
   private readonly rx = new PacketBatch(BATCH, SLOT);
@@ -94,9 +94,8 @@ export class VpnServer {
       NAT_OUT: cfg.natOut ?? '',
       MSS_CLAMP: '1',
     });
-    this.sock = await bindUdp(cfg.listen);
-    this.sock.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo));
-    this.sock.on('error', (err) => log.error('UDP socket error', { err }));
+    this.sock = UdpSocket.bind(cfg.listen.host, cfg.listen.port);
+    this.sock.onDatagrams(this.udpRx, (rx) => this.onDatagrams(rx));
     this.tun.onPackets((b) => this.onTunBatch(b));
     this.tick = setInterval(() => this.onTick(), 1000);
     this.status = new StatusServer(cfg.statusSocket, () => this.snapshot());
@@ -112,23 +111,27 @@ export class VpnServer {
 
   // ---- UDP side ------------------------------------------------------------------------
 
-  private onDatagram(msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    const key = `${rinfo.address}:${rinfo.port}`;
-    const s = this.byRemote.get(key);
-    if (s) {
-      this.fromSession(s, msg);
-      return;
+  private onDatagrams(rx: UdpBatch): void {
+    for (let i = 0; i < rx.count; i++) {
+      const s = this.byRemote.get(rx.peerKey(i));
+      if (s) {
+        this.fromSession(s, rx.buf, rx.offs[i], rx.lens[i]);
+        continue;
+      }
+      // A datagram from someone without a session: the slow path, so copying is fine.
+      const msg = Buffer.from(rx.packet(i));
+      if (this.cfg.plaintext) this.newPlaintextPeer(msg, rx.peer(i));
+      else this.newDtlsPeer(msg, rx.peer(i));
     }
-    if (this.cfg.plaintext) this.newPlaintextPeer(msg, rinfo, key);
-    else this.newDtlsPeer(msg, rinfo, key);
   }
 
-  private newDtlsPeer(msg: Buffer, rinfo: dgram.RemoteInfo, key: string): void {
+  private newDtlsPeer(msg: Buffer, peer: Peer): void {
+    const key = peer.text;
     if (looksLikeFrame(msg)) {
       this.counters.inc('mismatch_plaintext');
       this.logMismatch(key, 'a plaintext tunnel packet arrived, but this server requires DTLS (is the client running --insecure-plaintext?)');
       // Tell a plaintext client why (unauthenticated, smaller than what it sent: no amplification).
-      if (frameType(msg) === FrameType.CONTROL) this.sock.send(encodeClose('server requires DTLS'), rinfo.port, rinfo.address);
+      if (frameType(msg) === FrameType.CONTROL) this.sock.send(encodeClose('server requires DTLS'), peer);
       return;
     }
     if (this.byRemote.size >= MAX_HANDSHAKING + this.router.size) {
@@ -141,28 +144,30 @@ export class VpnServer {
       return;
     }
     if ('reply' in r) {
-      for (const d of r.reply) this.sock.send(d, rinfo.port, rinfo.address);
+      for (const d of r.reply) this.sock.send(d, peer);
       return;
     }
-    const s = new Session(new DtlsChannel(r.conn, this.rx), rinfo.address, rinfo.port, key);
-    this.byRemote.set(key, s);
+    const s = new Session(new DtlsChannel(r.conn, this.rx), peer);
+    this.byRemote.set(peer.key, s);
     log.debug('handshake started', { remote: key });
     this.flushControl(s);
   }
 
-  private newPlaintextPeer(msg: Buffer, rinfo: dgram.RemoteInfo, key: string): void {
+  private newPlaintextPeer(msg: Buffer, peer: Peer): void {
     if (looksLikeDtls(msg)) {
       this.counters.inc('mismatch_dtls');
-      this.logMismatch(key, 'a DTLS packet arrived, but this server runs --insecure-plaintext (start the client with --insecure-plaintext, or the server without it)');
+      // Tell a DTLS client why (a small unauthenticated frame, smaller than its ClientHello).
+      this.sock.send(encodeClose('this server runs --insecure-plaintext'), peer);
+      this.logMismatch(peer.text, 'a DTLS packet arrived, but this server runs --insecure-plaintext (start the client with --insecure-plaintext, or the server without it)');
       return;
     }
     if (frameType(msg) !== FrameType.CONTROL) {
       this.counters.inc('garbage');
       return;
     }
-    const s = new Session(new PlaintextChannel(), rinfo.address, rinfo.port, key);
-    this.byRemote.set(key, s);
-    this.fromSession(s, msg);
+    const s = new Session(new PlaintextChannel(), peer);
+    this.byRemote.set(peer.key, s);
+    this.fromSession(s, msg, 0, msg.length);
     if (!s.cn) this.dropSession(s, 'no valid hello', false);
   }
 
@@ -174,11 +179,11 @@ export class VpnServer {
     log.warn(`mode mismatch from ${key}: ${what}`);
   }
 
-  private fromSession(s: Session, msg: Buffer): void {
+  private fromSession(s: Session, dbuf: Buffer, doff: number, dlen: number): void {
     const ch = s.channel;
     const wasOpen = ch.state === 'open';
     const droppedBefore = ch.dropped;
-    const frames = ch.receive(msg);
+    const frames = ch.receive(dbuf, doff, dlen);
     if (ch.dropped !== droppedBefore) this.counters.inc('replayed_or_bad_record', ch.dropped - droppedBefore);
     if (!wasOpen) {
       this.flushControl(s);
@@ -196,7 +201,7 @@ export class VpnServer {
       return;
     }
     s.lastSeen = Date.now();
-    s.rxBytes += msg.length;
+    s.rxBytes += dlen;
     let tunCount = 0;
     const buf = frames.buf;
     for (let i = 0; i < frames.count; i++) {
@@ -337,7 +342,7 @@ export class VpnServer {
     if (s.channel.state !== 'open') return;
     const view: BatchView = s.channel.seal(buf, offs, lens, count, this.sealRing.next());
     for (let i = 0; i < view.count; i++) s.txBytes += view.lens[i];
-    sendBatch(this.sock, view, s.port, s.host);
+    this.sock.sendBatch(view, s.peer);
     s.lastSent = Date.now();
     this.flushControl(s);
   }
@@ -355,7 +360,7 @@ export class VpnServer {
   /** Sends what the protocol queued (handshake, alerts) and re-arms its timer. */
   private flushControl(s: Session): void {
     const out = s.channel.takeOutput();
-    if (out) for (const d of out) this.sock.send(d, s.port, s.host);
+    if (out) for (const d of out) this.sock.send(d, s.peer);
     if (s.channel.state === 'handshaking') {
       const ms = s.channel.timeoutMs();
       if (s.timer) clearTimeout(s.timer);
@@ -386,7 +391,7 @@ export class VpnServer {
     }
     if (s.timer) clearTimeout(s.timer);
     s.channel.destroy();
-    this.byRemote.delete(s.key);
+    if (this.byRemote.get(s.peer.key) === s) this.byRemote.delete(s.peer.key);
     if (s.address) {
       this.router.remove(s.address, s);
       if (this.byCn.get(s.cn) === s) this.byCn.delete(s.cn);

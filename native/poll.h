@@ -1,0 +1,76 @@
+// A file descriptor watched by uv_poll on the event loop thread, shared by the TUN device
+// and the UDP socket: start/stop, ref/unref, and an environment cleanup hook so that a
+// worker thread's exit or process exit closes the fd without calling into JavaScript.
+#pragma once
+#include <napi.h>
+#include <uv.h>
+#include <unistd.h>
+
+class PolledFd {
+ public:
+  virtual ~PolledFd() { CloseFd(); }
+
+ protected:
+  // Subclasses read as much as they like here; the poll is level-triggered.
+  virtual void OnReadable() = 0;
+
+  void Adopt(napi_env env, int fd) {
+    fd_ = fd;
+    env_ = env;
+    napi_add_env_cleanup_hook(env, CleanupHook, this);
+    hook_ = true;
+  }
+
+  bool StartPoll(napi_env env) {
+    uv_loop_t* loop = nullptr;
+    napi_get_uv_event_loop(env, &loop);
+    poll_ = new uv_poll_t;
+    if (uv_poll_init(loop, poll_, fd_) != 0) { delete poll_; poll_ = nullptr; return false; }
+    poll_->data = this;
+    uv_poll_start(poll_, UV_READABLE, [](uv_poll_t* h, int status, int) {
+      auto* self = static_cast<PolledFd*>(h->data);
+      if (status >= 0 && self->fd_ >= 0) self->OnReadable();
+    });
+    if (!refed_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    return true;
+  }
+
+  void SetRef(bool on) {
+    refed_ = on;
+    if (!poll_) return;
+    if (on) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
+    else uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+  }
+
+  // Returns true if a reader was running (the caller releases what it held for it).
+  bool StopPoll() {
+    if (!poll_) return false;
+    uv_poll_stop(poll_);
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    poll_ = nullptr;
+    return true;
+  }
+
+  void CloseFd() {
+    StopPoll();
+    if (fd_ >= 0) { ::close(fd_); fd_ = -1; }
+    if (hook_) { napi_remove_env_cleanup_hook(env_, CleanupHook, this); hook_ = false; }
+  }
+
+  bool polling() const { return poll_ != nullptr; }
+
+  int fd_ = -1;
+
+ private:
+  static void CleanupHook(void* arg) {
+    auto* self = static_cast<PolledFd*>(arg);
+    self->hook_ = false;  // being consumed: do not remove it
+    self->StopPoll();
+    if (self->fd_ >= 0) { ::close(self->fd_); self->fd_ = -1; }
+  }
+
+  napi_env env_ = nullptr;
+  uv_poll_t* poll_ = nullptr;
+  bool hook_ = false;
+  bool refed_ = true;
+};
