@@ -458,7 +458,8 @@ export class VpnServer {
     try {
       await runInitScript('server-init.sh', 'down', { TUN: name, POOL: this.pool.cidr, NAT_OUT: this.cfg.natOut ?? '' });
     } catch (err) {
-      log.warn('cleanup of firewall rules failed', { err });
+      // Expected after --user: an unprivileged process cannot change the firewall.
+      log.warn(`firewall rules tagged minivpn:${name} were not removed: ${(err as Error).message}; as root run: TUN=${name} scripts/server-init.sh down`);
     }
     log.info('stopped');
   }

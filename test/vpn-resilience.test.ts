@@ -1,0 +1,61 @@
+// The VPN when things go wrong or get locked down: network loss and dead-peer detection,
+// privileges dropped after setup, pushed DNS.
+import t from 'tap';
+import fs from 'node:fs';
+import { withLab, uniquePrefix } from '../src/lab/topology';
+import { vpnFixture, startServer, startClient, exited } from './helpers/vpn';
+
+t.test('network loss: both ends notice the dead peer; the client comes back with its address', { timeout: 120_000 }, async (t) => {
+  const f = await vpnFixture(['alice']);
+  t.teardown(f.cleanup);
+  await withLab({ prefix: uniquePrefix('loss'), clients: 1 }, async (lab) => {
+    const server = await startServer(lab, f); // keepalive 1 s, timeout 5 s
+    const c = await startClient(lab, f, 1, 'alice');
+    // The "internet" router drops everything from and to the client for 8 s.
+    const block = ['-s', '192.0.2.11', '-j', 'DROP'];
+    const unblock = ['-d', '192.0.2.11', '-j', 'DROP'];
+    await lab.exec('inet', ['iptables', '-I', 'FORWARD', ...block]);
+    await lab.exec('inet', ['iptables', '-I', 'FORWARD', ...unblock]);
+    const t0 = Date.now();
+    const clientSaw = await lab.waitForLine(c.proc, /no traffic from the server for \d+s/, 15000);
+    t.ok(Date.now() - t0 < 9000, `client noticed in ${Date.now() - t0} ms: ${clientSaw.replace(/^\S+ /, '')}`);
+    const serverSaw = await lab.waitForLine(server, /client disconnected cn=alice .*dead peer/, 15000);
+    t.match(serverSaw, /address=10\.8\.0\.2/, 'server dropped the silent session');
+    await new Promise((r) => setTimeout(r, Math.max(0, 8000 - (Date.now() - t0))));
+    await lab.exec('inet', ['iptables', '-D', 'FORWARD', ...block]);
+    await lab.exec('inet', ['iptables', '-D', 'FORWARD', ...unblock]);
+    const back = await lab.waitForLine(c.proc, /tunnel up: /, 40000);
+    t.match(back, new RegExp(`tunnel up: ${c.address.replace(/\./g, '\\.')}/`), 'same address after the outage');
+    const ping = await lab.exec('client1', ['ping', '-c', '1', '-W', '2', '10.8.0.1']);
+    t.equal(ping.code, 0, 'traffic flows again');
+    c.proc.kill('SIGTERM');
+    await exited(c.proc, 10000);
+    server.kill('SIGTERM');
+    await exited(server, 10000);
+  });
+});
+
+t.test('privileges dropped after setup; pushed DNS reaches the client', { timeout: 120_000 }, async (t) => {
+  const f = await vpnFixture(['alice']);
+  t.teardown(f.cleanup);
+  // The unprivileged server must still be able to save its leases.
+  const leases = `${f.dir}/leases`;
+  fs.mkdirSync(leases, { mode: 0o777 });
+  fs.chmodSync(leases, 0o777);
+  fs.chmodSync(f.dir, 0o755);
+  await withLab({ prefix: uniquePrefix('priv'), clients: 1 }, async (lab) => {
+    const server = await startServer(lab, f, ['--user', 'nobody', '--group', 'nogroup', '--leases-file', `${leases}/leases.json`, '--dns', '10.9.0.53']);
+    t.match(lab.output(server), /dropped privileges user=nobody group=nogroup/);
+    const status = fs.readFileSync(`/proc/${server.pid}/status`, 'utf8');
+    t.match(status, /^Uid:\s+65534\s+65534\s+65534\s+65534$/m, 'the server runs as nobody');
+    const c = await startClient(lab, f, 1, 'alice');
+    t.match(lab.output(c.proc), /DNS.*10\.9\.0\.53/, 'the client was told the DNS server');
+    const ping = await lab.exec('client1', ['ping', '-c', '2', '-W', '2', '10.8.0.1']);
+    t.equal(ping.code, 0, 'the tunnel works after the privilege drop');
+    t.ok(fs.existsSync(`${leases}/leases.json`), 'leases saved by the unprivileged server');
+    c.proc.kill('SIGTERM');
+    await exited(c.proc, 10000);
+    server.kill('SIGTERM');
+    t.equal(await exited(server, 10000), 0, 'exits 0');
+  });
+});
