@@ -22,7 +22,7 @@ const MINIVPN_SERVER_TUN = '10.8.0.1';
 const SYSTEMS = ['raw', 'minivpn-dtls', 'minivpn-plaintext', 'openvpn'] as const;
 type System = typeof SYSTEMS[number];
 
-interface Sample { fwd_mbps: number; rev_mbps: number; rtt_ms: number; cpu_s_per_mb: number | null }
+interface Sample { fwd_mbps: number; rev_mbps: number; rtt_ms: number; cpu_s_per_mb: number | null; cpu_us_per_packet: number | null }
 
 interface Options { runs: number; seconds: number; json?: string }
 
@@ -92,19 +92,36 @@ async function pingRtt(lab: Lab, target: string): Promise<number> {
   return Number(m[1]);
 }
 
+/** Packets the server's underlay interface sent plus received (from /proc/net/dev in its namespace). */
+async function underlayPackets(lab: Lab): Promise<number> {
+  const r = await lab.exec('server', ['cat', '/proc/net/dev']);
+  const line = r.stdout.split('\n').find((l) => l.trim().startsWith('eth0:'));
+  if (!line) return 0;
+  const f = line.split(':')[1].trim().split(/\s+/).map(Number);
+  return f[1] + f[9]; // rx packets, tx packets
+}
+
 /** iperf3 both ways + ping to `target`; CPU of `pids` over the two iperf3 runs. */
 async function measure(lab: Lab, name: System, target: string, seconds: number, pids: number[]): Promise<Sample> {
   const rtt = await pingRtt(lab, target);
   const cpu0 = pids.length ? totalCpu(pids) : 0;
+  const pk0 = await underlayPackets(lab);
   say(`  ${name}: iperf3 client1 -> ${target} for ${seconds}s`);
   const fwd = await iperf(lab, target, seconds, false);
   say(`  ${name}: iperf3 -R (server -> client1) for ${seconds}s`);
   const rev = await iperf(lab, target, seconds, true);
   const cpu1 = pids.length ? totalCpu(pids) : 0;
+  const packets = (await underlayPackets(lab)) - pk0;
   const mb = (fwd.bytes + rev.bytes) / 1e6;
-  const s: Sample = { fwd_mbps: fwd.mbps, rev_mbps: rev.mbps, rtt_ms: rtt, cpu_s_per_mb: pids.length ? (cpu1 - cpu0) / mb : null };
+  // Every underlay packet is handled once by each end (TUN->UDP on one, UDP->TUN on the
+  // other), so CPU per packet per end = total CPU / packets / 2.
+  const s: Sample = {
+    fwd_mbps: fwd.mbps, rev_mbps: rev.mbps, rtt_ms: rtt,
+    cpu_s_per_mb: pids.length ? (cpu1 - cpu0) / mb : null,
+    cpu_us_per_packet: pids.length && packets > 0 ? ((cpu1 - cpu0) * 1e6) / packets / 2 : null,
+  };
   say(`  ${name}: fwd ${fmt(s.fwd_mbps, 0)} Mbit/s, rev ${fmt(s.rev_mbps, 0)} Mbit/s, rtt ${fmt(rtt, 3)} ms` +
-    (s.cpu_s_per_mb !== null ? `, cpu ${fmt(s.cpu_s_per_mb * 1000, 2)} ms/MB` : ''));
+    (s.cpu_s_per_mb !== null ? `, cpu ${fmt(s.cpu_s_per_mb * 1000, 2)} ms/MB, ${fmt(s.cpu_us_per_packet, 2)} us/packet per end (${packets} packets)` : ''));
   return s;
 }
 
@@ -181,12 +198,13 @@ function fmt(x: number | null, digits: number): string {
   return x === null || !Number.isFinite(x) ? '-' : x.toFixed(digits);
 }
 
-type Metric = 'fwd_mbps' | 'rev_mbps' | 'rtt_ms' | 'cpu_s_per_mb';
+type Metric = 'fwd_mbps' | 'rev_mbps' | 'rtt_ms' | 'cpu_s_per_mb' | 'cpu_us_per_packet';
 const METRICS: Array<{ key: Metric; title: string; scale: number; digits: number }> = [
   { key: 'fwd_mbps', title: 'client->server Mbit/s', scale: 1, digits: 0 },
   { key: 'rev_mbps', title: 'server->client Mbit/s', scale: 1, digits: 0 },
   { key: 'rtt_ms', title: 'ping RTT ms', scale: 1, digits: 3 },
   { key: 'cpu_s_per_mb', title: 'CPU ms/MB', scale: 1000, digits: 2 },
+  { key: 'cpu_us_per_packet', title: 'CPU us/packet per end', scale: 1, digits: 2 },
 ];
 
 function values(samples: Sample[], key: Metric): number[] {
