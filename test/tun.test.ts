@@ -25,6 +25,9 @@ t.test('ping routed into a TUN is answered from JavaScript; close removes the in
   t.equal(r.status, 0, `fixture exits 0 by itself (stderr: ${r.stderr})`);
   const ev = events(r.stdout);
   t.same(ev[0], { event: 'opened', name: 'mvtest0' }, 'the real interface name is returned');
+  const busy = ev.find((e) => e.event === 'second-open');
+  t.equal(busy?.code, 'EBUSY', 'opening a name in use fails with EBUSY');
+  t.match(busy?.message ?? '', /in use by another device or process/);
   const ping = ev.find((e) => e.event === 'ping');
   t.equal(ping?.code, 0, `ping succeeded: ${ping?.summary}`);
   t.equal(ping?.requests, 3, 'three echo requests read from the TUN');
