@@ -3,7 +3,7 @@
 import t from 'tap';
 import fs from 'node:fs';
 import { withLab, uniquePrefix } from '../src/lab/topology';
-import { vpnFixture, startServer, startClient, exited } from './helpers/vpn';
+import { vpnFixture, startServer, startClient, spawnClient, exited } from './helpers/vpn';
 
 t.test('network loss: both ends notice the dead peer; the client comes back with its address', { timeout: 120_000 }, async (t) => {
   const f = await vpnFixture(['alice']);
@@ -57,5 +57,25 @@ t.test('privileges dropped after setup; pushed DNS reaches the client', { timeou
     await exited(c.proc, 10000);
     server.kill('SIGTERM');
     t.equal(await exited(server, 10000), 0, 'exits 0');
+  });
+});
+
+t.test('pool exhausted: the next client is refused with the reason', { timeout: 120_000 }, async (t) => {
+  const f = await vpnFixture(['alice', 'bob']);
+  t.teardown(f.cleanup);
+  await withLab({ prefix: uniquePrefix('pool'), clients: 2 }, async (lab) => {
+    // A /30 has one address for a client: .1 is the server, .0 and .3 are network and broadcast.
+    const server = await startServer(lab, f, ['--pool', '10.8.0.0/30']);
+    const alice = await startClient(lab, f, 1, 'alice');
+    t.equal(alice.address, '10.8.0.2');
+    const bob = spawnClient(lab, f, 2, 'bob');
+    const line = await lab.waitForLine(bob, /refused by the server/, 15000);
+    t.match(line, /address pool 10\.8\.0\.0\/30 exhausted/, 'bob is told why');
+    t.equal(await exited(bob, 5000), 1);
+    t.match(lab.output(server), /refused client: address pool exhausted cn=bob/);
+    alice.proc.kill('SIGTERM');
+    await exited(alice.proc, 10000);
+    server.kill('SIGTERM');
+    await exited(server, 10000);
   });
 });
