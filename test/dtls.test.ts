@@ -163,3 +163,17 @@ t.test('close_notify: the peer sees the connection closed', async (t) => {
   t.equal(r.server!.state, 'closed');
   t.match(r.server!.error ?? '', /close_notify/);
 });
+
+t.test('loading files: an expired own certificate and a missing file are named', async (t) => {
+  const p = await testPki();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'minivpn-files-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const w = (n: string, s: string) => { fs.writeFileSync(path.join(dir, n), s, { mode: 0o600 }); return path.join(dir, n); };
+  const ca = w('ca.crt', p.ca.certPem);
+  t.throws(() => DtlsContext.fromFiles({ role: 'client', caFile: ca, certFile: w('old.crt', p.expiredClient.certPem), keyFile: w('old.key', p.expiredClient.keyPem) }),
+    /cert: .*old\.crt expired on \d{4}-/);
+  t.throws(() => DtlsContext.fromFiles({ role: 'client', caFile: ca, certFile: path.join(dir, 'missing.crt'), keyFile: ca }),
+    /cert: cannot read .*missing\.crt/);
+  const ok = DtlsContext.fromFiles({ role: 'client', caFile: ca, certFile: w('a.crt', p.client.certPem), keyFile: w('a.key', p.client.keyPem) });
+  t.equal(ok.role, 'client', 'a valid set loads');
+});

@@ -4,6 +4,7 @@
 // (`open`), it gives back decrypted records and datagrams to send (`takeOutput`), and it
 // tells you when OpenSSL wants its retransmission timer run (`timeoutMs`, `onTimeout`).
 // The event loop (server/client) does the actual I/O.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { addon, NativeDtlsConnection, NativeDtlsContext, PeerIdentity } from '../native';
 import { PacketBatch } from '../batch';
@@ -64,7 +65,9 @@ export class DtlsContext {
         throw new Error(`${what}: cannot read ${file}: ${(err as Error).message}`);
       }
     };
-    return new DtlsContext({ ...opts, ca: read('ca', opts.caFile), cert: read('cert', opts.certFile), key: read('key', opts.keyFile) });
+    const cert = read('cert', opts.certFile);
+    checkValidity('cert', opts.certFile, cert);
+    return new DtlsContext({ ...opts, ca: read('ca', opts.caFile), cert, key: read('key', opts.keyFile) });
   }
 
   /**
@@ -92,6 +95,21 @@ export class DtlsContext {
     const lines = this.ctx.takeKeylog();
     if (lines.length) fs.appendFileSync(this.keylogFile, lines.join('\n') + '\n', { mode: 0o600 });
   }
+}
+
+/**
+ * Refuses our own certificate when it is outside its validity period: every peer would
+ * reject it anyway, and "certificate expired on ..." at startup is the clearer message.
+ */
+export function checkValidity(what: string, file: string, pem: string, now = Date.now()): void {
+  let x: crypto.X509Certificate;
+  try {
+    x = new crypto.X509Certificate(pem);
+  } catch (err) {
+    throw new Error(`${what}: ${file} is not a PEM certificate: ${(err as Error).message}`);
+  }
+  if (Date.parse(x.validTo) < now) throw new Error(`${what}: ${file} expired on ${new Date(x.validTo).toISOString()} (renew it: npm run pki)`);
+  if (Date.parse(x.validFrom) > now) throw new Error(`${what}: ${file} is not valid before ${new Date(x.validFrom).toISOString()} (check the clock)`);
 }
 
 // One shared single-datagram batch for open() calls fed from a socket 'message' event.
