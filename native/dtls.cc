@@ -456,6 +456,25 @@ class Context : public Napi::ObjectWrap<Context> {
 // ---------------------------------------------------------------------------------------
 // Connection
 
+// The arguments of open() and seal(): (inBuf, inOffs, inLens, inCount, outBuf, outOffs, outLens),
+// with the counts clamped to what the arrays hold.
+struct BatchArgs {
+  Napi::Buffer<uint8_t> in;
+  Napi::Uint32Array inOffs, inLens;
+  uint32_t inCount;
+  Napi::Buffer<uint8_t> out;
+  Napi::Uint32Array outOffs, outLens;
+  size_t outMax;
+  explicit BatchArgs(const Napi::CallbackInfo& info)
+      : in(info[0].As<Napi::Buffer<uint8_t>>()), inOffs(info[1].As<Napi::Uint32Array>()),
+        inLens(info[2].As<Napi::Uint32Array>()), inCount(info[3].As<Napi::Number>().Uint32Value()),
+        out(info[4].As<Napi::Buffer<uint8_t>>()), outOffs(info[5].As<Napi::Uint32Array>()),
+        outLens(info[6].As<Napi::Uint32Array>()) {
+    outMax = std::min(outOffs.ElementLength(), outLens.ElementLength());
+    inCount = std::min<uint32_t>(inCount, std::min(inOffs.ElementLength(), inLens.ElementLength()));
+  }
+};
+
 Napi::Function Connection::Define(Napi::Env env) {
   return DefineClass(env, "DtlsConnection", {
     InstanceMethod<&Connection::Handshake>("handshake"),
@@ -529,15 +548,11 @@ Napi::Value Connection::Handshake(const Napi::CallbackInfo& info) {
 Napi::Value Connection::Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!ssl_) return Napi::Number::New(env, 0);
-  auto in = info[0].As<Napi::Buffer<uint8_t>>();
-  auto inOffs = info[1].As<Napi::Uint32Array>();
-  auto inLens = info[2].As<Napi::Uint32Array>();
-  uint32_t inCount = info[3].As<Napi::Number>().Uint32Value();
-  auto out = info[4].As<Napi::Buffer<uint8_t>>();
-  auto outOffs = info[5].As<Napi::Uint32Array>();
-  auto outLens = info[6].As<Napi::Uint32Array>();
-  size_t outMax = std::min(outOffs.ElementLength(), outLens.ElementLength());
-  inCount = std::min<uint32_t>(inCount, std::min(inOffs.ElementLength(), inLens.ElementLength()));
+  BatchArgs a(info);
+  auto& in = a.in; auto& inOffs = a.inOffs; auto& inLens = a.inLens; auto& out = a.out;
+  auto& outOffs = a.outOffs; auto& outLens = a.outLens;
+  uint32_t inCount = a.inCount;
+  size_t outMax = a.outMax;
   DgramState* ds = StateOf(ssl_);
   size_t used = 0, count = 0;
   for (uint32_t i = 0; i < inCount && state_ <= OPEN; i++) {
@@ -588,14 +603,10 @@ Napi::Value Connection::Seal(const Napi::CallbackInfo& info) {
     Napi::Error::New(env, "seal: the connection is not open").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  auto in = info[0].As<Napi::Buffer<uint8_t>>();
-  auto inOffs = info[1].As<Napi::Uint32Array>();
-  auto inLens = info[2].As<Napi::Uint32Array>();
-  uint32_t inCount = info[3].As<Napi::Number>().Uint32Value();
-  auto out = info[4].As<Napi::Buffer<uint8_t>>();
-  auto outOffs = info[5].As<Napi::Uint32Array>();
-  auto outLens = info[6].As<Napi::Uint32Array>();
-  inCount = std::min<uint32_t>(inCount, std::min(inOffs.ElementLength(), inLens.ElementLength()));
+  BatchArgs a(info);
+  auto& in = a.in; auto& inOffs = a.inOffs; auto& inLens = a.inLens; auto& out = a.out;
+  auto& outOffs = a.outOffs; auto& outLens = a.outLens;
+  uint32_t inCount = a.inCount;
   Sink sink;
   sink.buf = out.Data();
   sink.cap = out.Length();
