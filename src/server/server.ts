@@ -30,6 +30,10 @@ const BATCH = 64;
 const SLOT = 2048;
 const MAX_HANDSHAKING = 2048;
 const HANDSHAKE_TIMEOUT_MS = 30_000;
+/** Handshake datagrams processed per event-loop turn (each may cost a few ms of crypto). */
+const HANDSHAKES_PER_TURN = 2;
+/** Handshake datagrams waiting at most; beyond that they are dropped (DTLS retransmits). */
+const HANDSHAKE_QUEUE = 4096;
 
 export interface ServerStatus {
   mode: 'dtls' | 'plaintext';
@@ -114,16 +118,41 @@ export class VpnServer {
   private onDatagrams(rx: UdpBatch): void {
     for (let i = 0; i < rx.count; i++) {
       const s = this.byRemote.get(rx.peerKey(i));
-      if (s) {
+      if (s && s.channel.state === 'open') {
         this.fromSession(s, rx.buf, rx.offs[i], rx.lens[i]);
         continue;
       }
-      // A datagram from someone without a session: the slow path, so copying is fine.
-      const msg = Buffer.from(rx.packet(i));
-      if (this.cfg.plaintext) this.newPlaintextPeer(msg, rx.peer(i));
-      else this.newDtlsPeer(msg, rx.peer(i));
+      // Handshakes and new peers: the slow path. A handshake step costs milliseconds of
+      // public-key crypto, so they wait in a queue and run a few per event-loop turn;
+      // established sessions' traffic never waits behind a crowd of connecting clients.
+      if (this.hsQueue.length >= HANDSHAKE_QUEUE) {
+        this.counters.inc('garbage'); // a flood: the peer's DTLS retransmits later
+        continue;
+      }
+      this.hsQueue.push({ msg: Buffer.from(rx.packet(i)), peer: s ? s.peer : rx.peer(i) });
+    }
+    if (this.hsQueue.length && !this.hsScheduled) {
+      this.hsScheduled = true;
+      setImmediate(() => this.runHandshakes());
     }
   }
+
+  private runHandshakes(): void {
+    this.hsScheduled = false;
+    for (let n = 0; n < HANDSHAKES_PER_TURN && this.hsQueue.length; n++) {
+      const { msg, peer } = this.hsQueue.shift()!;
+      const s = this.byRemote.get(peer.key);
+      if (s) this.fromSession(s, msg, 0, msg.length);
+      else if (this.cfg.plaintext) this.newPlaintextPeer(msg, peer);
+      else this.newDtlsPeer(msg, peer);
+    }
+    if (this.hsQueue.length && !this.hsScheduled) {
+      this.hsScheduled = true;
+      setImmediate(() => this.runHandshakes());
+    }
+  }
+  private readonly hsQueue: { msg: Buffer; peer: Peer }[] = [];
+  private hsScheduled = false;
 
   private newDtlsPeer(msg: Buffer, peer: Peer): void {
     const key = peer.text;
