@@ -13,6 +13,9 @@ class PolledFd {
  protected:
   // Subclasses read as much as they like here; the poll is level-triggered.
   virtual void OnReadable() = 0;
+  // A pending socket error (e.g. ECONNREFUSED after an ICMP port unreachable). libuv stops
+  // a poll handle on POLLERR; we take the error, report it, and start polling again.
+  virtual void OnError() {}
 
   void Adopt(napi_env env, int fd) {
     fd_ = fd;
@@ -27,10 +30,7 @@ class PolledFd {
     poll_ = new uv_poll_t;
     if (uv_poll_init(loop, poll_, fd_) != 0) { delete poll_; poll_ = nullptr; return false; }
     poll_->data = this;
-    uv_poll_start(poll_, UV_READABLE, [](uv_poll_t* h, int status, int) {
-      auto* self = static_cast<PolledFd*>(h->data);
-      if (status >= 0 && self->fd_ >= 0) self->OnReadable();
-    });
+    uv_poll_start(poll_, UV_READABLE, OnPoll);
     if (!refed_) uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
     return true;
   }
@@ -62,6 +62,17 @@ class PolledFd {
   int fd_ = -1;
 
  private:
+  static void OnPoll(uv_poll_t* h, int status, int) {
+    auto* self = static_cast<PolledFd*>(h->data);
+    if (self->fd_ < 0) return;
+    if (status < 0) {
+      self->OnError();
+      if (self->poll_ == h && self->fd_ >= 0) uv_poll_start(h, UV_READABLE, OnPoll);
+      return;
+    }
+    self->OnReadable();
+  }
+
   static void CleanupHook(void* arg) {
     auto* self = static_cast<PolledFd*>(arg);
     self->hook_ = false;  // being consumed: do not remove it

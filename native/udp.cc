@@ -209,6 +209,16 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
     cb_.MakeCallback(Value(), {Napi::Number::New(env, n)});
   }
 
+  void OnError() override {
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);  // reading it clears it
+    if (err == 0 || cb_.IsEmpty()) return;
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    cb_.MakeCallback(Value(), {Napi::Number::New(env, -err)});
+  }
+
   // sendBatch(buf, offs, lens, count, addr16 | null, port) -> datagrams the kernel took.
   // All datagrams go to one peer: a batch sealed for one session. One sendmmsg call.
   Napi::Value SendBatch(const Napi::CallbackInfo& info) {
@@ -251,11 +261,15 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
       k++;
     }
     size_t sent = 0;
+    bool retried = false;
     while (sent < k) {
       int r = sendmmsg(fd_, out_.data() + sent, k - sent, MSG_DONTWAIT);
       if (r < 0) {
         if (errno == EINTR) continue;
-        break;  // EAGAIN (buffer full) drops the rest, as a router would; ECONNREFUSED likewise
+        // A pending ICMP error is reported by (and cleared by) the next send, which then
+        // did not go out: try once more.
+        if ((errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH) && !retried) { retried = true; continue; }
+        break;  // EAGAIN (buffer full) drops the rest, as a router would
       }
       sent += r;
     }
