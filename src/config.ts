@@ -31,6 +31,7 @@ export interface ServerConfig {
   redirectGateway: boolean;
   dns: string[];
   natOut: string | null;
+  mssClamp: boolean;
   keepaliveSec: number;
   timeoutSec: number;
   onConnect: string | null;
@@ -336,6 +337,7 @@ const SERVER_FIELDS: Field[] = [
   { key: 'routes', flag: 'routes', aliases: ['route'], type: 'list', metavar: 'CIDR[,CIDR]', def: [], defText: 'none', help: 'networks pushed to clients (split tunnel); repeatable', check: list((v) => { const c = cidrRoute(v); return `${c.network}/${c.prefix}`; }, '["10.9.0.0/24"] of IPv4 CIDRs') },
   { key: 'redirectGateway', flag: 'redirect-gateway', type: 'bool', def: false, help: 'push a default route: all client traffic goes through the tunnel', check: bool },
   { key: 'dns', flag: 'dns', type: 'list', metavar: 'ADDR[,ADDR]', def: [], defText: 'none', help: 'DNS servers pushed to clients; repeatable', check: list(ipv4, '["10.8.0.1"] of IPv4 addresses') },
+  { key: 'mssClamp', flag: 'mss-clamp', type: 'bool', def: true, help: 'clamp the TCP MSS of connections through the tunnel to fit its MTU', check: bool },
   { key: 'natOut', flag: 'nat-out', type: 'value', nullable: true, metavar: 'IFACE', def: null, defText: 'off', help: 'masquerade client traffic leaving through this interface', check: nullable(ifname('an interface name')) },
   { key: 'keepaliveSec', flag: 'keepalive-sec', aliases: ['keepalive'], type: 'value', number: true, metavar: 'SEC', def: 10, help: 'send a keepalive after this much silence', check: seconds(0.1, 3600) },
   { key: 'timeoutSec', flag: 'timeout-sec', aliases: ['timeout'], type: 'value', number: true, metavar: 'SEC', def: 60, help: 'drop a client silent this long (must exceed keepalive)', check: seconds(0.2, 86400) },
@@ -542,6 +544,7 @@ export function parseServerArgs(argv: string[], env: NodeJS.ProcessEnv = process
     redirectGateway: c.redirectGateway as boolean,
     dns: c.dns as string[],
     natOut: c.natOut as string | null,
+    mssClamp: c.mssClamp as boolean,
     keepaliveSec: keepalive,
     timeoutSec: timeout,
     onConnect: c.onConnect as string | null,

@@ -54,6 +54,7 @@ t.test('server defaults', async (t) => {
     redirectGateway: false,
     dns: [],
     natOut: null,
+    mssClamp: true,
     keepaliveSec: 10,
     timeoutSec: 60,
     onConnect: null, onDisconnect: null,
@@ -237,4 +238,9 @@ t.test('--help and usage()', async (t) => {
     t.match(s, flag, `server usage mentions ${flag}`);
   }
   t.match(usage('client'), '--server HOST:PORT');
+});
+
+t.test('--no-mss-clamp turns MSS clamping off', async (t) => {
+  t.equal(parseServerArgs([]).mssClamp, true);
+  t.equal(parseServerArgs(['--no-mss-clamp']).mssClamp, false);
 });

@@ -96,7 +96,7 @@ export class VpnServer {
       MTU: String(cfg.mtu),
       POOL: this.pool.cidr,
       NAT_OUT: cfg.natOut ?? '',
-      MSS_CLAMP: '1',
+      MSS_CLAMP: cfg.mssClamp ? '1' : '0',
     });
     this.sock = UdpSocket.bind(cfg.listen.host, cfg.listen.port);
     this.sock.onDatagrams(this.udpRx, (rx) => this.onDatagrams(rx));
