@@ -588,8 +588,12 @@ Napi::Value Connection::Open(const Napi::CallbackInfo& info) {
       break;
     }
     // Nothing came out of a datagram that was consumed: OpenSSL discarded it as a replay,
-    // a forgery or garbage (RFC 6347: invalid records are dropped silently).
-    if (count == before && !handshakeDatagram && ds->in == nullptr && state_ == OPEN) dropped_++;
+    // a forgery or garbage (RFC 6347: invalid records are dropped silently). Handshake and
+    // ChangeCipherSpec records (content types 22, 20) are not counted: after the handshake
+    // they are the peer's retransmissions, which OpenSSL answers, not attacks on the data.
+    uint8_t ct = inLens[i] > 0 ? in.Data()[inOffs[i]] : 0;
+    bool handshakeLayer = ct == 22 || ct == 20;
+    if (count == before && !handshakeDatagram && !handshakeLayer && ds->in == nullptr && state_ == OPEN) dropped_++;
     ds->in = nullptr;
   }
   return Napi::Number::New(env, static_cast<double>(count));
