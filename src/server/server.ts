@@ -108,7 +108,8 @@ export class VpnServer {
     if (cfg.user) process.setuid?.(cfg.user);
     if (cfg.user || cfg.group) log.info('dropped privileges', { user: cfg.user, group: cfg.group });
     const a = this.sock.address();
-    log.info(`listening on udp ${a.address}:${a.port}`, {
+    const where = a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+    log.info(`listening on udp ${where}`, {
       mode: cfg.plaintext ? 'plaintext' : 'dtls', tun: this.tun.name, pool: this.pool.cidr, server: this.pool.serverAddress,
     });
   }
@@ -461,7 +462,7 @@ export class VpnServer {
     const a = this.sock.address();
     return {
       mode: this.cfg.plaintext ? 'plaintext' : 'dtls',
-      listen: `${a.address}:${a.port}`,
+      listen: a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`,
       tun: this.tun.name,
       pool: this.pool.cidr,
       serverAddress: this.pool.serverAddress,
