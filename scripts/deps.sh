@@ -23,6 +23,7 @@ need g++ g++
 need python3 python3
 if [ "$want" = test ] || [ "$want" = bench ]; then
   need tshark tshark
+  need tcpreplay tcpreplay
   need chromium chromium
 fi
 if [ "$want" = bench ]; then
