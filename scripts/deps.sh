@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what minivpn needs on Debian/Ubuntu, only what is missing:
 # system packages (when root), npm dependencies, the native addon and the TypeScript build.
-# Usage: scripts/deps.sh [test|demo|bench]
+# Usage: scripts/deps.sh [demo|lab|test|bench]   (each installs what that use needs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want=${1:-demo}
@@ -21,9 +21,11 @@ need sysctl procps
 need make make
 need g++ g++
 need python3 python3
-if [ "$want" = test ] || [ "$want" = bench ]; then
+if [ "$want" != demo ]; then
   need tshark tshark
   need tcpreplay tcpreplay
+fi
+if [ "$want" = test ]; then
   need chromium chromium
 fi
 if [ "$want" = bench ]; then
@@ -31,11 +33,13 @@ if [ "$want" = bench ]; then
   need openvpn openvpn
 fi
 
+if [ ${#pkgs[@]} -gt 0 ] && [ "$(id -u)" -ne 0 ]; then
+  echo "[deps] missing system packages: ${pkgs[*]} (run as root, or: sudo apt-get install ${pkgs[*]})" >&2
+  # The lab command also has parts that need none of them (report, list): carry on.
+  [ "$want" = lab ] || exit 1
+  pkgs=()
+fi
 if [ ${#pkgs[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "[deps] missing system packages: ${pkgs[*]} (run as root, or: sudo apt-get install ${pkgs[*]})" >&2
-    exit 1
-  fi
   step "installing system packages: ${pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
   # tshark asks whether non-root users may capture; answer for it.
@@ -44,12 +48,26 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 fi
 
+# newer TARGET PATH...: true when TARGET is missing or something under PATH is newer.
+newer() {
+  local target=$1; shift
+  [ -e "$target" ] || return 0
+  [ -n "$(find "$@" -newer "$target" -print -quit 2>/dev/null)" ]
+}
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   step "installing npm dependencies and building the native addon (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error
+  touch dist/.built
 else
-  # Sources may have changed since the last build.
-  step "building the native addon and TypeScript"
-  npx --no-install node-gyp rebuild --loglevel=error >/dev/null
-  npx --no-install tsc -p .
+  # Rebuild only what changed since the last build.
+  if newer build/Release/minivpn.node native binding.gyp; then
+    step "building the native addon"
+    npx --no-install node-gyp rebuild --loglevel=error >/dev/null
+  fi
+  if newer dist/.built src test bench tsconfig.json; then
+    step "compiling TypeScript"
+    npx --no-install tsc -p .
+    touch dist/.built
+  fi
 fi
