@@ -57,6 +57,7 @@ export interface RunResult {
 
 const DEFAULT_TIMEOUT_S = 60;   // a foreground command
 const DEFAULT_WAIT_S = 30;      // a background command's wait="..."
+const STOP_GRACE_MS = 700;
 const DEFAULT_STOP_S = 10;      // a background command to exit after Ctrl-C
 const MAX_OUTPUT = 1 << 20;     // bytes of output kept per command
 
@@ -350,6 +351,9 @@ export async function runNotebook(nb: Notebook, opts: RunOptions = {}): Promise<
       const cmd = bg.get(s.name!)!;
       bg.delete(s.name!);
       const endedBefore = !cmd.running;
+      // A student looks before pressing Ctrl-C; a moment's pause lets a capture write what
+      // it has seen (tcpdump drops packets still in its buffer when interrupted).
+      if (!endedBefore) await new Promise((res) => setTimeout(res, STOP_GRACE_MS));
       const inTime = await cmd.stop(timeoutMs(DEFAULT_STOP_S));
       r.code = cmd.code;
       r.output = cmd.output;
