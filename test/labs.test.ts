@@ -2,6 +2,7 @@
 // tests the runner and `npm run lab` on small notebooks made here: background commands,
 // Ctrl-C, timeouts, failing checkpoints, refusing a busy lab, checking a student's work.
 import t from 'tap';
+import { renderPage } from './helpers/chromium';
 import { spawn, execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -82,16 +83,43 @@ t.test('every notebook in labs/ passes every checkpoint, in its own lab', async 
     await t.test(path.basename(file), async (t) => {
       const nb = loadNotebook(file);
       const prefix = newPrefix('n');
-      const { r, log } = await run(file, prefix);
+      const home = fs.mkdtempSync(path.join(os.tmpdir(), 'minivpn-labhome-'));
+      t.teardown(() => fs.rmSync(home, { recursive: true, force: true }));
+      const { r, log } = await run(file, prefix, { home });
       t.ok(r.ok, `notebook passed${r.ok ? '' : `:\n${log}`}`);
       t.equal(r.steps.length, nb.steps.length, 'every step ran');
       t.same(r.checkpoints.map((c) => c.title), checkpoints(nb), 'every checkpoint was checked, in order');
       t.ok(r.checkpoints.length > 0 && r.checkpoints.every((c) => c.ok), 'every checkpoint passed');
       t.match(log, new RegExp(`step ${nb.steps.length}/${nb.steps.length}: `), 'progress names the steps');
       t.same(namespaces(prefix), [], 'the lab is gone');
+      // Every capture report the notebook wrote, as a student's browser shows it.
+      for (const report of findFiles(path.join(home, 'minivpn-labs'), /report\.html$/)) {
+        const png = path.join(SHOT_DIR, `${path.basename(file, '.md')}-report.png`);
+        const page = await renderPage(report, png);
+        t.equal(page.dumped, 0, `${path.basename(report)}: Chromium loaded it`);
+        t.match(page.dom, /<body[^>]*data-ready="true"/, 'its script ran');
+        t.match(page.dom, /data-testid="summary-a"[^>]*data-found="true"/, 'capture A (plaintext) shows the searched text');
+        t.match(page.dom, /data-testid="summary-b"[^>]*data-found="false"/, 'capture B (DTLS) does not');
+        t.equal(page.shot, 0, 'screenshot taken');
+        t.ok(fs.existsSync(png) && fs.statSync(png).size > 20_000, `screenshot: ${png}`);
+        t.comment(`screenshot of the lab's report: ${png}`);
+      }
     });
   }
 });
+
+const SHOT_DIR = path.resolve(__dirname, '..', '..', '.tap', 'screenshots');
+
+function findFiles(dir: string, re: RegExp): string[] {
+  if (!fs.existsSync(dir)) return [];
+  const out: string[] = [];
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...findFiles(p, re));
+    else if (re.test(e.name)) out.push(p);
+  }
+  return out;
+}
 
 t.test('a notebook with an impossible expectation fails, naming the checkpoint, with the real output', async (t) => {
   // The first notebook's first titled expect block gets a line no command prints.

@@ -8,7 +8,8 @@
 // The analysis is checked as data, the page as HTML and, in headless Chromium, as what a
 // browser shows after its script ran. The screenshot lands in .tap/screenshots/report.png.
 import t, { Test } from 'tap';
-import { ChildProcess, spawn, spawnSync } from 'child_process';
+import { chromium, runGroup, CHROMIUM } from './helpers/chromium';
+import { spawnSync } from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -38,7 +39,6 @@ t.setTimeout(180_000);
 const ROOT = path.resolve(__dirname, '..', '..');
 const SHOTS = path.join(ROOT, '.tap', 'screenshots');
 const CLI = path.join(ROOT, 'dist', 'src', 'lab', 'report-cli.js');
-const CHROMIUM = '/usr/bin/chromium';
 
 const CLIENT = { ip: '192.0.2.11', port: 40000 };
 const SERVER = { ip: '198.51.100.2', port: 1194 };
@@ -369,35 +369,6 @@ function inPrivateNetns(script: string, timeoutMs: number): Promise<{ code: numb
 }
 
 /** Spawns a command in its own process group; on timeout kills that group (only ours). */
-function runGroup(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child: ChildProcess = spawn(cmd, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (d) => (stdout += d));
-    child.stderr!.on('data', (d) => (stderr += d));
-    const killGroup = () => {
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
-    };
-    const timer = setTimeout(() => {
-      stderr += `\n[test] ${cmd} timed out after ${timeoutMs} ms, killed`;
-      killGroup();
-    }, timeoutMs);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      killGroup(); // helpers the command left behind in its group, if any
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 t.test('reads real tcpdump captures: lo (EN10MB), any (LINUX_SLL2, nanoseconds), any -y LINUX_SLL', async (t) => {
   if (process.getuid?.() !== 0) {
@@ -714,29 +685,6 @@ t.test('report-cli: writes the page, explains bad input', async (t) => {
   }
 });
 
-/** Headless Chromium, with no network at all when we are root (a private, empty network namespace). */
-async function chromium(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const profile = tmpDir();
-  const flags = [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--hide-scrollbars',
-    `--user-data-dir=${profile}`,
-    ...args,
-  ];
-  try {
-    if (process.getuid?.() === 0) return await runGroup('unshare', ['--net', CHROMIUM, ...flags], 90000);
-    return await runGroup(CHROMIUM, flags, 90000);
-  } finally {
-    fs.rmSync(profile, { recursive: true, force: true });
-  }
-}
 
 t.test('the page in headless Chromium: script ran, summary and charts shown, screenshot saved', async (t) => {
   t.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} exists (apt-get install chromium; scripts/deps.sh test installs it)`);
