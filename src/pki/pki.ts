@@ -15,44 +15,11 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as nodePath from 'node:path';
 import { createPrivateKey, KeyObject, randomBytes, webcrypto, X509Certificate as NodeX509 } from 'node:crypto';
-import type * as X509 from '@peculiar/x509';
 import { clientNameProblem, isHostname } from '../config';
 
-/**
- * @peculiar/x509 uses tsyringe, which refuses to load without the Reflect metadata API
- * (normally the reflect-metadata package). It only stores and reads back a few values on
- * classes, so this small stand-in is enough. Installed only if no polyfill is present.
- */
-function ensureReflectMetadata(): void {
-  const R = Reflect as unknown as Record<string, unknown>;
-  if (typeof R.getMetadata === 'function') return;
-  type Key = unknown;
-  const store = new WeakMap<object, Map<PropertyKey | undefined, Map<Key, unknown>>>();
-  const table = (target: object, prop: PropertyKey | undefined, create: boolean): Map<Key, unknown> | undefined => {
-    let byProp = store.get(target);
-    if (!byProp && create) store.set(target, (byProp = new Map()));
-    let t = byProp?.get(prop);
-    if (!t && create && byProp) byProp.set(prop, (t = new Map()));
-    return t;
-  };
-  const lookup = (key: Key, target: object, prop?: PropertyKey): { found: boolean; value?: unknown } => {
-    for (let o: object | null = target; o; o = Object.getPrototypeOf(o)) {
-      const t = table(o, prop, false);
-      if (t?.has(key)) return { found: true, value: t.get(key) };
-    }
-    return { found: false };
-  };
-  R.defineMetadata = (key: Key, value: unknown, target: object, prop?: PropertyKey) => { table(target, prop, true)!.set(key, value); };
-  R.getOwnMetadata = (key: Key, target: object, prop?: PropertyKey) => table(target, prop, false)?.get(key);
-  R.hasOwnMetadata = (key: Key, target: object, prop?: PropertyKey) => table(target, prop, false)?.has(key) ?? false;
-  R.getMetadata = (key: Key, target: object, prop?: PropertyKey) => lookup(key, target, prop).value;
-  R.hasMetadata = (key: Key, target: object, prop?: PropertyKey) => lookup(key, target, prop).found;
-  R.metadata = (key: Key, value: unknown) => (target: object, prop?: PropertyKey) => { table(target, prop, true)!.set(key, value); };
-}
-ensureReflectMetadata();
-// Loaded with require() so that it runs after the polyfill above (imports are hoisted).
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const x509: typeof X509 = require('@peculiar/x509');
+// @peculiar/x509 uses tsyringe, which needs the Reflect metadata API: load its polyfill first.
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 export interface Issued { certPem: string; keyPem: string }
@@ -107,7 +74,7 @@ function validity(opts: ValidityOpts): { notBefore: Date; notAfter: Date } {
   return { notBefore, notAfter };
 }
 
-function certToPem(cert: X509.X509Certificate): string {
+function certToPem(cert: x509.X509Certificate): string {
   return cert.toString('pem').replace(/\r\n/g, '\n').trimEnd() + '\n';
 }
 
@@ -120,7 +87,7 @@ export async function makeCA(opts: { cn?: string } & ValidityOpts = {}): Promise
     name: [{ CN: [opts.cn ?? 'minivpn lab CA'] }],
     notBefore,
     notAfter,
-    keys: keys as unknown as X509.X509CertificateCreateSelfSignedParams['keys'],
+    keys: keys as unknown as x509.X509CertificateCreateSelfSignedParams['keys'],
     signingAlgorithm: SIGNING,
     extensions: [
       new x509.BasicConstraintsExtension(true, 0, true),
@@ -155,7 +122,7 @@ export async function issueCert(
     if (net.isIP(opts.cn)) ips = [opts.cn];
     else dns = [opts.cn];
   }
-  const san: X509.JsonGeneralNames = [
+  const san: x509.JsonGeneralNames = [
     ...dns.map((value) => ({ type: 'dns' as const, value })),
     ...ips.map((value) => ({ type: 'ip' as const, value })),
   ];
