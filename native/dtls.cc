@@ -111,6 +111,16 @@ int DgramDestroy(BIO* b) {
   return 1;
 }
 
+// The queued datagrams as a JS array of Buffers (null when there are none); empties the queue.
+Napi::Value TakeQueue(Napi::Env env, DgramState* ds) {
+  if (ds->queue.empty()) return env.Null();
+  Napi::Array out = Napi::Array::New(env, ds->queue.size());
+  for (size_t i = 0; i < ds->queue.size(); i++)
+    out.Set(i, Napi::Buffer<char>::Copy(env, ds->queue[i].data(), ds->queue[i].size()));
+  ds->queue.clear();
+  return out;
+}
+
 BIO* NewDgramBio() {
   if (!g_method) {
     g_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "minivpn datagram");
@@ -409,12 +419,7 @@ class Context : public Napi::ObjectWrap<Context> {
       Connection::Unwrap(conn)->Adopt(ssl, Value(), true);
       return conn;
     }
-    if (ds->queue.empty()) return env.Null();
-    Napi::Array out = Napi::Array::New(env, ds->queue.size());
-    for (size_t i = 0; i < ds->queue.size(); i++)
-      out.Set(i, Napi::Buffer<char>::Copy(env, ds->queue[i].data(), ds->queue[i].size()));
-    ds->queue.clear();
-    return out;
+    return TakeQueue(env, ds);
   }
 
   // connect(serverName) -> DtlsConnection; the name is checked against the certificate.
@@ -636,13 +641,7 @@ Napi::Value Connection::Seal(const Napi::CallbackInfo& info) {
 Napi::Value Connection::TakeOutput(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!ssl_) return env.Null();
-  DgramState* ds = StateOf(ssl_);
-  if (ds->queue.empty()) return env.Null();
-  Napi::Array out = Napi::Array::New(env, ds->queue.size());
-  for (size_t i = 0; i < ds->queue.size(); i++)
-    out.Set(i, Napi::Buffer<char>::Copy(env, ds->queue[i].data(), ds->queue[i].size()));
-  ds->queue.clear();
-  return out;
+  return TakeQueue(env, StateOf(ssl_));
 }
 
 // timeout() -> ms until OpenSSL's retransmission timer fires, or -1 if none is running.

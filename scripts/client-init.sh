@@ -22,13 +22,8 @@
 # down: undoes the recorded changes, newest first, and nothing else. Idempotent.
 set -euo pipefail
 
-say() { echo "client-init: $*"; }
-die() { echo "client-init: error: $*" >&2; exit 1; }
-# Print a command, then run it; stop with a clear message if it fails.
-run() {
-  say "$*"
-  "$@" || die "command failed (exit $?): $*"
-}
+# say, die and run (print each command, then run it): scripts/common.sh
+. "$(dirname "$0")/common.sh"
 
 ACTION=${1:-}
 TUN=${TUN:-}

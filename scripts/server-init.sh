@@ -21,13 +21,8 @@
 # Both are idempotent: running them twice does no harm.
 set -euo pipefail
 
-say() { echo "server-init: $*"; }
-die() { echo "server-init: error: $*" >&2; exit 1; }
-# Print a command, then run it; stop with a clear message if it fails.
-run() {
-  say "$*"
-  "$@" || die "command failed (exit $?): $*"
-}
+# say, die and run (print each command, then run it): scripts/common.sh
+. "$(dirname "$0")/common.sh"
 
 ACTION=${1:-}
 TUN=${TUN:-}
