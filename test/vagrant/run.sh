@@ -1,0 +1,334 @@
+#!/usr/bin/env bash
+# npm run test:vagrant - the Vagrantfile, for real: two VMs, provisioning, a VPN tunnel.
+# Slow (several minutes; the VMs run on an emulated CPU), so not part of `npm test`.
+#
+#   1. builds a small Debian 13 box with scripts/vagrant/build-box.sh (cached in
+#      $MINIVPN_VAGRANT_CACHE, rebuilt when the builder or packages.txt change)
+#   2. starts its own libvirtd INSIDE A NETWORK NAMESPACE of its own: every bridge, address,
+#      firewall rule and VM network card libvirt makes lives there, and the namespace has no
+#      way out (only "lo"). The machine's own network is never touched.
+#   3. `vagrant up` with vagrant-libvirt: software emulation (KVM cannot boot a stock Debian
+#      kernel here), networks without forwarding (MINIVPN_ISOLATED=1), npm packages from a
+#      cache filled beforehand on the host (the VMs cannot reach the npm registry)
+#   4. checks: Node.js and the addon in the VMs, the PKI reached the client, ping between
+#      the VMs on the private network 192.0.2.0/24
+#   5. the VPN: `npm run server` on the server VM, `npm run client` on the client VM, and a
+#      ping from the client through the tunnel to 10.8.0.1
+#   6. on ANY exit: destroys every VM, volume, network and pool it made, stops its libvirtd,
+#      deletes the namespace, and checks that nothing is left.
+# The last line is "N passed, N failed".
+#
+# Options:  --no-vpn   stop after step 4 (the VPN step is counted as skipped)
+#           --keep     on failure, wait for Enter before cleaning up (to look around with
+#                      the command it prints)
+# Environment:  MINIVPN_VAGRANT_CACHE  where boxes and npm caches are kept
+#                                      (default /var/tmp/minivpn-vagrant-cache)
+#               MINIVPN_VAGRANT_REBUILD=1  build the box even if a cached one fits
+set -uo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PROJECT=$(cd "$HERE/../.." && pwd)
+CACHE=${MINIVPN_VAGRANT_CACHE:-/var/tmp/minivpn-vagrant-cache}
+NAME=minivpn-vagrant-test  # the project copy's folder: vagrant-libvirt names the VMs after it
+POOL=minivpn-vagrant-test  # libvirt storage pool, in the work folder
+NETWORKS=(minivpn-mgmt minivpn-underlay)
+BOX_NAME=minivpn-test/debian13
+SERVER_IP=192.0.2.10
+CLIENT_IP=192.0.2.20
+NS=mvvg-$$                 # our network namespace
+
+DO_VPN=1
+KEEP=0
+for a in "$@"; do
+  case $a in
+    --no-vpn) DO_VPN=0 ;;
+    --keep) KEEP=1 ;;
+    *) echo "usage: $0 [--no-vpn] [--keep]" >&2; exit 2 ;;
+  esac
+done
+
+passed=0
+failed=0
+skipped=0
+T0=$(date +%s)
+say() { echo "[test:vagrant +$(($(date +%s) - T0))s] $*"; }
+pass() { passed=$((passed + 1)); say "ok: $*"; }
+# A failed step ends the test; the EXIT trap cleans up and prints the totals.
+fail() { failed=$((failed + 1)); say "FAILED: $*"; exit 1; }
+
+[[ $(id -u) -eq 0 ]] || fail "must run as root (libvirtd, network namespace, debootstrap)"
+
+# ---- host packages ---------------------------------------------------------------------
+need_pkgs=()
+need() { command -v "$1" >/dev/null 2>&1 || need_pkgs+=("$2"); }
+need vagrant vagrant
+need virsh libvirt-clients
+need libvirtd libvirt-daemon-system
+need qemu-system-x86_64 qemu-system-x86
+need qemu-img qemu-utils
+need debootstrap debootstrap
+need dnsmasq dnsmasq-base
+need rsync rsync
+need mkfs.ext4 e2fsprogs
+if ! command -v vagrant >/dev/null || ! vagrant plugin list 2>/dev/null | grep -q vagrant-libvirt; then
+  need_pkgs+=(vagrant-libvirt)
+fi
+if [[ ${#need_pkgs[@]} -gt 0 ]]; then
+  say "installing host packages: ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  { apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need_pkgs[@]}"; } \
+    >/tmp/minivpn-vagrant-apt.log 2>&1 || fail "apt-get install ${need_pkgs[*]} failed (see /tmp/minivpn-vagrant-apt.log)"
+fi
+
+# Our libvirtd would fight with one that runs already.
+if pgrep -x libvirtd >/dev/null || pgrep -x virtqemud >/dev/null; then
+  fail "a libvirtd is running already; this test starts its own inside a network namespace (stop the other one first)"
+fi
+
+# ---- state and cleanup -------------------------------------------------------------------
+W=$(mktemp -d /var/tmp/minivpn-vagrant-test.XXXXXX)
+chmod 0755 "$W" # libvirt's QEMU runs as libvirt-qemu and must reach the disks and kernel below
+LIBVIRTD_PID=
+VIRTLOGD_PID=
+KVM_SAVED=
+UP_STARTED=0
+
+in_ns() { ip netns exec "$NS" "$@"; }
+virsh_() { in_ns virsh -q -c qemu:///system "$@"; }
+# Everything vagrant needs to know, for every vagrant command of this test.
+VG_ENV=(VAGRANT_HOME="$W/vagrant.d" VAGRANT_DOTFILE_PATH="$W/dot-vagrant" VAGRANT_CWD="$W/$NAME"
+  VAGRANT_DEFAULT_PROVIDER=libvirt VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_BOX_UPDATE_CHECK_DISABLE=1
+  LIBVIRT_DEFAULT_URI=qemu:///system
+  MINIVPN_BOX="$BOX_NAME" MINIVPN_LIBVIRT_DRIVER=qemu MINIVPN_LIBVIRT_POOL="$POOL"
+  MINIVPN_ISOLATED=1 MINIVPN_NPM_CACHE="$W/npm-cache")
+vg() { in_ns env "${VG_ENV[@]}" vagrant "$@"; }
+# vm NAME CMD: run a shell command in a VM (through vagrant ssh), output to the terminal.
+vm() { vg ssh "$1" -c "$2" -- -o LogLevel=ERROR </dev/null; }
+
+ours_domains() { virsh_ list --all --name 2>/dev/null | grep -E "^${NAME}_" || true; }
+ours_networks() {
+  local n
+  for n in "${NETWORKS[@]}"; do virsh_ net-info "$n" >/dev/null 2>&1 && echo "$n"; done
+}
+
+# Remove every domain, network and volume this test makes (also leftovers of an earlier,
+# killed run: they carry this test's names).
+libvirt_cleanup() {
+  local d n v
+  for d in $(ours_domains); do
+    say "removing domain $d"
+    virsh_ destroy "$d" >/dev/null 2>&1
+    virsh_ undefine "$d" --remove-all-storage >/dev/null 2>&1 || virsh_ undefine "$d" >/dev/null 2>&1
+  done
+  for n in $(ours_networks); do
+    say "removing network $n"
+    virsh_ net-destroy "$n" >/dev/null 2>&1
+    virsh_ net-undefine "$n" >/dev/null 2>&1
+  done
+  if virsh_ pool-info "$POOL" >/dev/null 2>&1; then
+    virsh_ pool-refresh "$POOL" >/dev/null 2>&1
+    for v in $(virsh_ vol-list "$POOL" 2>/dev/null | awk '{print $1}'); do
+      say "removing volume $v"
+      virsh_ vol-delete --pool "$POOL" "$v" >/dev/null 2>&1
+    done
+    virsh_ pool-destroy "$POOL" >/dev/null 2>&1
+    virsh_ pool-undefine "$POOL" >/dev/null 2>&1
+  fi
+}
+
+# Is PID still running (and not a zombie)?
+alive() { [[ -n $1 && -r /proc/$1/stat ]] && [[ $(sed -E 's/.*\) (.).*/\1/' "/proc/$1/stat") != Z ]]; }
+stop_pid() {
+  local pid=$1 i
+  alive "$pid" || return 0
+  kill -TERM "$pid" 2>/dev/null
+  for i in $(seq 50); do alive "$pid" || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null
+}
+
+cleanup() {
+  local rc=$? left=0 p
+  trap - EXIT INT TERM
+  set +e
+  if [[ $failed -gt 0 && $KEEP == 1 ]]; then
+    say "--keep: look around, e.g.: ip netns exec $NS env VAGRANT_HOME=$W/vagrant.d VAGRANT_DOTFILE_PATH=$W/dot-vagrant VAGRANT_CWD=$W/$NAME vagrant ssh server"
+    read -rp "press Enter to clean up " _ </dev/tty
+  fi
+  say "cleaning up"
+  if [[ -n $LIBVIRTD_PID ]] && alive "$LIBVIRTD_PID"; then
+    [[ $UP_STARTED == 1 ]] && timeout 600 ip netns exec "$NS" env "${VG_ENV[@]}" vagrant destroy -f >"$W/destroy.log" 2>&1
+    libvirt_cleanup
+    # Proof that nothing of ours is left in libvirt.
+    [[ -z $(ours_domains) ]] || { say "LEFT OVER: domains $(ours_domains | tr '\n' ' ')"; left=1; }
+    [[ -z $(ours_networks) ]] || { say "LEFT OVER: networks $(ours_networks | tr '\n' ' ')"; left=1; }
+    virsh_ pool-info "$POOL" >/dev/null 2>&1 && { say "LEFT OVER: pool $POOL"; left=1; }
+    say "virsh list --all: $(virsh_ list --all --name | tr '\n' ' ')"
+    say "virsh net-list --all: $(virsh_ net-list --all --name | tr '\n' ' ')"
+    say "virsh pool-list --all: $(virsh_ pool-list --all --name | tr '\n' ' ')"
+    virsh_ pool-info default >/dev/null 2>&1 && say "virsh vol-list default: $(virsh_ vol-list default | awk '{print $1}' | tr '\n' ' ')"
+  fi
+  stop_pid "$LIBVIRTD_PID"
+  stop_pid "$VIRTLOGD_PID"
+  # Anything else still in our namespace was started by our libvirtd (QEMU, dnsmasq).
+  if [[ -e /run/netns/$NS ]]; then
+    for p in $(ip netns pids "$NS" 2>/dev/null); do say "stopping leftover pid $p ($(cat /proc/$p/comm 2>/dev/null))"; stop_pid "$p"; done
+    ip netns del "$NS"
+  fi
+  ip netns list | grep -qw "$NS" && { say "LEFT OVER: network namespace $NS"; left=1; }
+  # libvirt's interfaces were all inside the namespace; none may show up out here.
+  if ip -o link show | grep -qE ': (vnet[0-9]+|virbr[0-9]+)[:@]'; then
+    say "LEFT OVER in the root namespace: $(ip -o link show | grep -oE ': (vnet[0-9]+|virbr[0-9]+)' | tr '\n' ' ')"; left=1
+  fi
+  if [[ -n $KVM_SAVED ]]; then
+    read -r mode group <<<"$KVM_SAVED"
+    chgrp "$group" /dev/kvm && chmod "$mode" /dev/kvm
+    say "/dev/kvm: restored to $(stat -c '%a %G' /dev/kvm)"
+  fi
+  # The logs of the last run stay in the cache folder, for a look after a failure.
+  rm -rf "$CACHE/last-run" && mkdir -p "$CACHE/last-run" && cp "$W"/*.log "$CACHE/last-run/" 2>/dev/null
+  rm -rf "$W"
+  [[ $left -eq 0 ]] || { failed=$((failed + 1)); say "FAILED: cleanup left things behind"; }
+  [[ $left -eq 0 ]] && say "clean: no VM, volume, network, pool or namespace of this test is left"
+  if [[ $skipped -gt 0 ]]; then
+    echo "$passed passed, $failed failed, $skipped skipped"
+  else
+    echo "$passed passed, $failed failed"
+  fi
+  [[ $failed -eq 0 && $rc -eq 0 ]] && exit 0
+  exit 1
+}
+trap cleanup EXIT
+trap 'say "interrupted"; exit 130' INT TERM
+
+# ---- 1. the box --------------------------------------------------------------------------
+mkdir -p "$CACHE"
+box_hash=$(cat "$PROJECT/scripts/vagrant/build-box.sh" "$PROJECT/scripts/vagrant/packages.txt" | sha256sum | cut -c1-12)
+BOX_FILE=$CACHE/minivpn-debian13-$box_hash.box
+if [[ ! -f $BOX_FILE || ${MINIVPN_VAGRANT_REBUILD:-0} == 1 ]]; then
+  rm -f "$CACHE"/minivpn-debian13-*.box
+  say "building the Debian 13 box (about 5-10 minutes)"
+  bash "$PROJECT/scripts/vagrant/build-box.sh" --out "$BOX_FILE" 2>&1 | sed 's/^/    /'
+  [[ ${PIPESTATUS[0]} -eq 0 && -f $BOX_FILE ]] || fail "box build"
+  pass "box built: $BOX_FILE ($(du -m "$BOX_FILE" | cut -f1) MiB)"
+else
+  pass "box from the cache: $BOX_FILE ($(du -m "$BOX_FILE" | cut -f1) MiB)"
+fi
+
+# ---- npm packages for the VMs, fetched here (the VMs cannot reach the registry) ----------
+lock_hash=$(sha256sum "$PROJECT/package-lock.json" | cut -c1-12)
+NPM_CACHE_SRC=$CACHE/npm-$lock_hash
+if [[ ! -d $NPM_CACHE_SRC ]]; then
+  rm -rf "$CACHE"/npm-*
+  say "filling an npm cache for package-lock.json"
+  mkdir -p "$W/npm-fill"
+  cp "$PROJECT/package.json" "$PROJECT/package-lock.json" "$W/npm-fill/"
+  [[ -f $PROJECT/.npmrc ]] && cp "$PROJECT/.npmrc" "$W/npm-fill/"
+  (cd "$W/npm-fill" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error --cache "$NPM_CACHE_SRC.tmp") \
+    >"$W/npm-fill.log" 2>&1 || fail "npm ci to fill the cache (see $W/npm-fill.log)"
+  mv "$NPM_CACHE_SRC.tmp" "$NPM_CACHE_SRC"
+  rm -rf "$W/npm-fill"
+fi
+cp -a "$NPM_CACHE_SRC" "$W/npm-cache"
+
+# ---- the project copy (so the run never writes into the working tree) ---------------------
+# The copy must compile: a TypeScript error would only show after ~20 minutes of VM work.
+# (Files being edited while we copy are the usual cause; so a failed check copies again.)
+for try in 1 2 3; do
+  rsync -a --delete --exclude .git/ --exclude node_modules/ --exclude build/ --exclude dist/ --exclude .tap/ \
+    --exclude /pki/ --exclude /run/ --exclude .vagrant/ "$PROJECT/" "$W/$NAME/"
+  ln -s "$PROJECT/node_modules" "$W/$NAME/node_modules"
+  (cd "$W/$NAME" && "$PROJECT/node_modules/.bin/tsc" -p . --noEmit) >"$W/tsc.log" 2>&1
+  tsc_rc=$?
+  rm -f "$W/$NAME/node_modules"
+  [[ $tsc_rc -eq 0 ]] && break
+  say "the project copy does not compile (try $try of 3): $(head -3 "$W/tsc.log" | tr '\n' ' ')"
+  [[ $try -lt 3 ]] && sleep 30
+done
+[[ $tsc_rc -eq 0 ]] || fail "the project does not compile (tsc), so the VMs could not build it; see above"
+
+# ---- 2. our own libvirtd, in our own network namespace ------------------------------------
+ip netns add "$NS" || fail "ip netns add $NS"
+ip -n "$NS" link set lo up
+# libvirt checks /dev/kvm again on every VM definition while only root may open it, which
+# made `vagrant up` five times slower here. Group kvm may use it during the run; restored after.
+if [[ -c /dev/kvm ]] && getent group kvm >/dev/null; then
+  KVM_SAVED="$(stat -c '%a %G' /dev/kvm)"
+  say "/dev/kvm: mode/group $KVM_SAVED -> 660 kvm for the run"
+  chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+fi
+in_ns virtlogd -d || fail "virtlogd did not start"
+VIRTLOGD_PID=$(cat /run/virtlogd.pid 2>/dev/null)
+in_ns libvirtd -d || fail "libvirtd did not start"
+LIBVIRTD_PID=$(cat /run/libvirtd.pid 2>/dev/null)
+for _ in $(seq 60); do virsh_ version >/dev/null 2>&1 && break; sleep 0.5; done
+virsh_ version >/dev/null 2>&1 || fail "libvirtd does not answer"
+libvirt_cleanup # leftovers of an earlier run that was killed
+mkdir -p "$W/pool"
+virsh_ pool-define-as "$POOL" dir --target "$W/pool" >/dev/null &&
+  virsh_ pool-start "$POOL" >/dev/null || fail "libvirt storage pool $POOL"
+pass "libvirtd $(libvirtd --version | awk '{print $NF}') running in network namespace $NS (only 'lo': no way out)"
+
+# ---- 3. vagrant up -------------------------------------------------------------------------
+vg box add --name "$BOX_NAME" "$BOX_FILE" >"$W/box-add.log" 2>&1 || fail "vagrant box add (see $W/box-add.log)"
+vg validate >/dev/null || fail "vagrant validate"
+say "vagrant up --provider=libvirt (both VMs, one after the other; emulated CPUs, so slow)"
+UP_STARTED=1
+t_up=$(date +%s)
+# (Shown without vagrant-libvirt's upload progress, which redraws one line thousands of times.)
+timeout 3600 ip netns exec "$NS" env "${VG_ENV[@]}" vagrant up --no-parallel --provider=libvirt 2>&1 |
+  tee "$W/up.log" | sed -u 's/\r/\n/g' | grep --line-buffered -v 'Progress: ' | sed -u 's/^/    /'
+[[ ${PIPESTATUS[0]} -eq 0 ]] || fail "vagrant up"
+pass "vagrant up: server and client provisioned in $(($(date +%s) - t_up)) s"
+
+# ---- 4. what provisioning left in the VMs ------------------------------------------------
+for m in server client; do
+  out=$(vm "$m" 'node -v; node -p "process.versions.openssl"; cd /vagrant && node -e "require(\"./dist/src/native.js\"); console.log(\"addon-loads\")"' 2>&1)
+  echo "$out" | sed "s/^/    $m: /"
+  grep -q '^v2[0-9]\.' <<<"$out" && grep -q addon-loads <<<"$out" || fail "$m: Node.js 20+ and the native addon"
+done
+pass "both VMs: Debian's Node.js, the addon built by npm ci loads"
+
+ca_server=$(vm server 'sha256sum /vagrant/pki/ca.crt' | awk '{print $1}')
+ca_client=$(vm client 'sha256sum /vagrant/pki/ca.crt; test -f /vagrant/pki/clients/alice.key && echo key-ok' 2>&1)
+say "CA certificate sha256: server $ca_server; client: $(echo "$ca_client" | head -1 | awk '{print $1}')"
+[[ -n $ca_server && $(head -1 <<<"$ca_client" | awk '{print $1}') == "$ca_server" ]] && grep -q key-ok <<<"$ca_client" ||
+  fail "the client VM has the server's PKI (pki/ca.crt, pki/clients/alice.key)"
+pass "PKI made on the server reached the client through the project folder"
+
+vm client "ping -c 3 -W 2 $SERVER_IP" 2>&1 | sed 's/^/    client: /'
+[[ ${PIPESTATUS[0]} -eq 0 ]] || fail "ping client -> server ($SERVER_IP)"
+vm server "ping -c 3 -W 2 $CLIENT_IP" 2>&1 | sed 's/^/    server: /'
+[[ ${PIPESTATUS[0]} -eq 0 ]] || fail "ping server -> client ($CLIENT_IP)"
+pass "ping between the VMs on the private network ($SERVER_IP <-> $CLIENT_IP)"
+
+# ---- 5. the VPN ----------------------------------------------------------------------------
+if [[ $DO_VPN == 0 ]]; then
+  skipped=$((skipped + 1))
+  say "--no-vpn: not starting the VPN"
+  exit 0
+fi
+node -e 'const s = require(process.argv[1]).scripts || {}; process.exit(s.server && s.client ? 0 : 1)' "$W/$NAME/package.json" ||
+  fail "package.json has no \"server\" and \"client\" scripts yet: the VPN step cannot run"
+
+# Each program runs in the background inside its VM, in a session of its own (setsid) so
+# that the whole group can be stopped at the end; its PID goes to /tmp/minivpn-*.pid.
+vm server "cd /vagrant && sudo setsid sh -c 'echo \$\$ >/tmp/minivpn-server.pid; exec npm run server' >/tmp/minivpn-server.log 2>&1 </dev/null &"
+say "waiting for the server to listen on UDP port 1194"
+vm server 'for i in $(seq 120); do ss -Huln | grep -q ":1194 " && exit 0; sleep 1; done; exit 1' ||
+  { vm server 'tail -20 /tmp/minivpn-server.log'; fail "npm run server: not listening on UDP 1194 after 120 s"; }
+vm client "cd /vagrant && sudo setsid sh -c 'echo \$\$ >/tmp/minivpn-client.pid; exec npm run client -- --server $SERVER_IP:1194 --name alice' >/tmp/minivpn-client.log 2>&1 </dev/null &"
+say "waiting for the tunnel: ping 10.8.0.1 from the client"
+if vm client 'for i in $(seq 120); do ping -c 1 -W 2 10.8.0.1 >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1'; then
+  vm client 'ping -c 3 -W 2 10.8.0.1; ip -4 -br addr' 2>&1 | sed 's/^/    client: /'
+  pass "ping from the client VM through the tunnel to 10.8.0.1"
+  tunnel_ok=1
+else
+  tunnel_ok=0
+fi
+for m in server client; do
+  say "$m log (last lines):"
+  vm "$m" "tail -15 /tmp/minivpn-$m.log" 2>&1 | sed "s/^/    $m: /"
+  vm "$m" "sudo sh -c 'kill -TERM -- -\$(cat /tmp/minivpn-$m.pid)' 2>/dev/null || true"
+done
+[[ $tunnel_ok == 1 ]] || fail "ping 10.8.0.1 through the tunnel"
+exit 0
