@@ -6,7 +6,7 @@
 // ping RTT through the tunnel, and the CPU seconds the VPN processes (server + client)
 // spent per megabyte moved. Prints medians, min-max and ratios to OpenVPN.
 //
-//   npm run bench -- [--runs 3] [--seconds 10] [--json FILE]
+//   npm run bench -- [--runs 3] [--seconds 10] [--json FILE] [--chart FILE (default bench-results.svg)]
 import { ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -24,18 +24,18 @@ type System = typeof SYSTEMS[number];
 
 interface Sample { fwd_mbps: number; rev_mbps: number; rtt_ms: number; cpu_s_per_mb: number | null; cpu_us_per_packet: number | null }
 
-interface Options { runs: number; seconds: number; json?: string }
+interface Options { runs: number; seconds: number; json?: string; chart: string }
 
 function say(line: string): void {
   process.stdout.write(`[bench] ${line}\n`);
 }
 
 function usage(): string {
-  return 'usage: npm run bench -- [--runs N (default 3)] [--seconds N (default 10)] [--json FILE]';
+  return 'usage: npm run bench -- [--runs N (default 3)] [--seconds N (default 10)] [--json FILE] [--chart FILE (default bench-results.svg)]';
 }
 
 export function parseArgs(argv: string[]): Options {
-  const o: Options = { runs: 3, seconds: 10 };
+  const o: Options = { runs: 3, seconds: 10, chart: 'bench-results.svg' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -51,6 +51,7 @@ export function parseArgs(argv: string[]): Options {
     if (a === '--runs') o.runs = posInt('--runs', val(), 100);
     else if (a === '--seconds') o.seconds = posInt('--seconds', val(), 600);
     else if (a === '--json') o.json = val();
+    else if (a === '--chart') o.chart = val();
     else if (a === '--help' || a === '-h') { console.log(usage()); process.exit(0); }
     else throw new Error(`unknown option ${JSON.stringify(a)}\n${usage()}`);
   }
@@ -255,6 +256,38 @@ function jsonResult(runs: Array<Record<System, Sample>>): Record<string, Record<
   return out;
 }
 
+/**
+ * The medians as an SVG bar chart: throughput both ways per system (log scale, since the raw
+ * veth is ~30x any VPN), each VPN bar labelled with its ratio to OpenVPN.
+ */
+export function chart(runs: Array<Record<System, Sample>>): string {
+  const W = 820, rowH = 54, left = 150, top = 40, plotW = W - left - 230; // room for the labels
+  const med = (sys: System, k: Metric) => { const v = values(runs.map((r) => r[sys]), k); return v.length ? median(v) : 0; };
+  const max = Math.max(...SYSTEMS.flatMap((sys) => [med(sys, 'fwd_mbps'), med(sys, 'rev_mbps')]), 1);
+  const x = (v: number) => (v <= 1 ? 0 : (Math.log10(v) / Math.log10(max)) * plotW);
+  const esc = (t: string) => t.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+  const parts: string[] = [];
+  SYSTEMS.forEach((sys, i) => {
+    const y = top + i * rowH;
+    parts.push(`<text x="${left - 8}" y="${y + 22}" text-anchor="end" font-size="13">${esc(sys)}</text>`);
+    (['fwd_mbps', 'rev_mbps'] as Metric[]).forEach((k, j) => {
+      const v = med(sys, k);
+      const ratio = sys === 'openvpn' || sys === 'raw' ? '' : ` (${fmt(ratioMedian(runs, sys, k), 2)}x OpenVPN)`;
+      const by = y + 6 + j * 20;
+      parts.push(`<rect x="${left}" y="${by}" width="${x(v).toFixed(1)}" height="16" fill="${j ? '#f58518' : '#4c78a8'}"/>`);
+      parts.push(`<text x="${left + x(v) + 4}" y="${by + 12}" font-size="11">${fmt(v, 0)} Mbit/s${ratio}</text>`);
+    });
+  });
+  const h = top + SYSTEMS.length * rowH + 30;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${h}" font-family="sans-serif">
+<text x="${left}" y="20" font-size="15" font-weight="bold">iperf3 TCP through each tunnel (median of ${runs.length} run(s), log scale)</text>
+${parts.join('\n')}
+<rect x="${left}" y="${h - 22}" width="12" height="12" fill="#4c78a8"/><text x="${left + 16}" y="${h - 12}" font-size="11">client to server</text>
+<rect x="${left + 130}" y="${h - 22}" width="12" height="12" fill="#f58518"/><text x="${left + 146}" y="${h - 12}" font-size="11">server to client</text>
+</svg>
+`;
+}
+
 // ---- main --------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
@@ -299,6 +332,8 @@ async function main(): Promise<void> {
       fs.writeFileSync(opts.json, JSON.stringify(jsonResult(runs), null, 2) + '\n');
       say(`wrote ${opts.json}`);
     }
+    fs.writeFileSync(opts.chart, chart(runs));
+    say(`wrote ${opts.chart} (open it in a browser)`);
   } finally {
     rmDir();
   }
