@@ -167,6 +167,9 @@ DHCP=ipv4
 EOF
 in_root systemctl enable systemd-networkd.service systemd-resolved.service >/dev/null 2>&1
 
+# ping without root: ICMP "ping sockets" for every group (iputils-ping uses them).
+echo 'net.ipv4.ping_group_range = 0 2147483647' >"$ROOT/etc/sysctl.d/50-minivpn-ping.conf"
+
 echo minivpn >"$ROOT/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tminivpn\n' >"$ROOT/etc/hosts"
 echo '/dev/vda / ext4 errors=remount-ro 0 1' >"$ROOT/etc/fstab"

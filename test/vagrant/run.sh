@@ -295,9 +295,9 @@ say "CA certificate sha256: server $ca_server; client: $(echo "$ca_client" | hea
   fail "the client VM has the server's PKI (pki/ca.crt, pki/clients/alice.key)"
 pass "PKI made on the server reached the client through the project folder"
 
-vm client "ping -c 3 -W 2 $SERVER_IP" 2>&1 | sed 's/^/    client: /'
+vm client "sudo ping -c 3 -W 2 $SERVER_IP" 2>&1 | sed 's/^/    client: /'
 [[ ${PIPESTATUS[0]} -eq 0 ]] || fail "ping client -> server ($SERVER_IP)"
-vm server "ping -c 3 -W 2 $CLIENT_IP" 2>&1 | sed 's/^/    server: /'
+vm server "sudo ping -c 3 -W 2 $CLIENT_IP" 2>&1 | sed 's/^/    server: /'
 [[ ${PIPESTATUS[0]} -eq 0 ]] || fail "ping server -> client ($CLIENT_IP)"
 pass "ping between the VMs on the private network ($SERVER_IP <-> $CLIENT_IP)"
 
@@ -318,8 +318,8 @@ vm server 'for i in $(seq 120); do ss -Huln | grep -q ":1194 " && exit 0; sleep 
   { vm server 'tail -20 /tmp/minivpn-server.log'; fail "npm run server: not listening on UDP 1194 after 120 s"; }
 vm client "cd /vagrant && sudo setsid sh -c 'echo \$\$ >/tmp/minivpn-client.pid; exec npm run client -- --server $SERVER_IP:1194 --name alice' >/tmp/minivpn-client.log 2>&1 </dev/null &"
 say "waiting for the tunnel: ping 10.8.0.1 from the client"
-if vm client 'for i in $(seq 120); do ping -c 1 -W 2 10.8.0.1 >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1'; then
-  vm client 'ping -c 3 -W 2 10.8.0.1; ip -4 -br addr' 2>&1 | sed 's/^/    client: /'
+if vm client 'for i in $(seq 120); do sudo ping -c 1 -W 2 10.8.0.1 >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1'; then
+  vm client 'sudo ping -c 3 -W 2 10.8.0.1; ip -4 -br addr' 2>&1 | sed 's/^/    client: /'
   pass "ping from the client VM through the tunnel to 10.8.0.1"
   tunnel_ok=1
 else
