@@ -198,7 +198,7 @@ cleanup() {
   exit 1
 }
 trap cleanup EXIT
-trap 'say "interrupted"; exit 130' INT TERM
+trap 'failed=$((failed + 1)); say "FAILED: interrupted"; exit 130' INT TERM
 
 # ---- 1. the box --------------------------------------------------------------------------
 mkdir -p "$CACHE"
@@ -310,13 +310,13 @@ fi
 node -e 'const s = require(process.argv[1]).scripts || {}; process.exit(s.server && s.client ? 0 : 1)' "$W/$NAME/package.json" ||
   fail "package.json has no \"server\" and \"client\" scripts yet: the VPN step cannot run"
 
-# Each program runs in the background inside its VM, in a session of its own (setsid) so
-# that the whole group can be stopped at the end; its PID goes to /tmp/minivpn-*.pid.
-vm server "cd /vagrant && sudo setsid sh -c 'echo \$\$ >/tmp/minivpn-server.pid; exec npm run server' >/tmp/minivpn-server.log 2>&1 </dev/null &"
+# Each program runs as a transient systemd service in its VM (systemd-run returns at once;
+# a background job under `vagrant ssh` kept the session open). Logs: journalctl -u UNIT.
+vm server "sudo systemd-run --unit=minivpn-server --working-directory=/vagrant npm run server"
 say "waiting for the server to listen on UDP port 1194"
 vm server 'for i in $(seq 120); do ss -Huln | grep -q ":1194 " && exit 0; sleep 1; done; exit 1' ||
-  { vm server 'tail -20 /tmp/minivpn-server.log'; fail "npm run server: not listening on UDP 1194 after 120 s"; }
-vm client "cd /vagrant && sudo setsid sh -c 'echo \$\$ >/tmp/minivpn-client.pid; exec npm run client -- --server $SERVER_IP:1194 --name alice' >/tmp/minivpn-client.log 2>&1 </dev/null &"
+  { vm server 'sudo journalctl -u minivpn-server --no-pager | tail -20'; fail "npm run server: not listening on UDP 1194 after 120 s"; }
+vm client "sudo systemd-run --unit=minivpn-client --working-directory=/vagrant npm run client -- --server $SERVER_IP:1194 --name alice"
 say "waiting for the tunnel: ping 10.8.0.1 from the client"
 if vm client 'for i in $(seq 120); do sudo ping -c 1 -W 2 10.8.0.1 >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1'; then
   vm client 'sudo ping -c 3 -W 2 10.8.0.1; ip -4 -br addr' 2>&1 | sed 's/^/    client: /'
@@ -327,8 +327,8 @@ else
 fi
 for m in server client; do
   say "$m log (last lines):"
-  vm "$m" "tail -15 /tmp/minivpn-$m.log" 2>&1 | sed "s/^/    $m: /"
-  vm "$m" "sudo sh -c 'kill -TERM -- -\$(cat /tmp/minivpn-$m.pid)' 2>/dev/null || true"
+  vm "$m" "sudo journalctl -u minivpn-$m --no-pager | tail -15" 2>&1 | sed "s/^/    $m: /"
+  vm "$m" "sudo systemctl stop minivpn-$m" || true
 done
 [[ $tunnel_ok == 1 ]] || fail "ping 10.8.0.1 through the tunnel"
 exit 0
