@@ -35,8 +35,6 @@ SERVER_IP=${SERVER_IP:-}
 DNS=${DNS:-}
 DNS_APPLY=${DNS_APPLY:-0}
 
-IP_RE='^([0-9]{1,3}\.){3}[0-9]{1,3}$'
-CIDR_RE='^([0-9]{1,3}\.){3}[0-9]{1,3}/([0-9]|[12][0-9]|3[0-2])$'
 
 [[ $ACTION == up || $ACTION == down ]] || die "usage: TUN=tun0 ADDR=10.8.0.2/24 ... $0 up|down"
 [[ $TUN =~ ^[A-Za-z0-9_.-]{1,15}$ ]] || die "TUN must be an interface name of 1-15 letters, digits, '_', '.', '-' (got '$TUN')"
@@ -95,9 +93,7 @@ fi
 
 # ---------------------------------------------------------------------------------------
 # up: check everything first, so a typo does not leave a half-configured machine.
-[[ $ADDR =~ $CIDR_RE ]] || die "ADDR must be an IPv4 address with prefix length, e.g. 10.8.0.2/24 (got '$ADDR')"
-[[ -z $MTU || ($MTU =~ ^[0-9]+$ && $MTU -ge 576 && $MTU -le 65535) ]] ||
-  die "MTU must be a number from 576 to 65535 (got '$MTU')"
+check_tun "VPN client"
 for r in $ROUTES; do
   [[ $r =~ $CIDR_RE ]] || die "ROUTES: '$r' is not an IPv4 network like 10.9.0.0/24"
 done
@@ -108,8 +104,6 @@ fi
 for d in $DNS; do
   [[ $d =~ $IP_RE ]] || die "DNS: '$d' is not an IPv4 address"
 done
-ip link show dev "$TUN" >/dev/null 2>&1 ||
-  die "device '$TUN' does not exist (the VPN client creates it before running this script)"
 
 # Up twice in a row: undo the first one, then do it again, so nothing is recorded twice.
 if [[ -s $STATE ]]; then
@@ -131,16 +125,9 @@ add_route() {
   fi
 }
 
-# The tunnel interface. A smaller MTU than the wire's leaves room for the UDP + DTLS +
-# framing bytes each tunnelled packet gains on the way.
-[[ -n $MTU ]] && run ip link set dev "$TUN" mtu "$MTU"
-if ip -4 -o addr show dev "$TUN" | grep -qF " inet $ADDR "; then
-  say "address $ADDR already on $TUN"
-else
-  run ip addr add "$ADDR" dev "$TUN"
-  echo "addr $ADDR" >>"$STATE"
-fi
-run ip link set dev "$TUN" up
+# The tunnel interface (scripts/common.sh: MTU, address, link up).
+tun_up
+[[ $ADDR_ADDED == 1 ]] && echo "addr $ADDR" >>"$STATE"
 
 if [[ $REDIRECT_GATEWAY == 1 ]]; then
   # 1. Pin the route to the VPN server to the path it takes now (normally the default

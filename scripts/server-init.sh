@@ -33,7 +33,6 @@ NAT_OUT=${NAT_OUT:-}
 MSS_CLAMP=${MSS_CLAMP:-1}
 IPT=${IPTABLES:-iptables}
 
-CIDR_RE='^([0-9]{1,3}\.){3}[0-9]{1,3}/([0-9]|[12][0-9]|3[0-2])$'
 IFNAME_RE='^[A-Za-z0-9_.-]{1,15}$'
 
 [[ $ACTION == up || $ACTION == down ]] || die "usage: TUN=tun0 ADDR=10.8.0.1/24 ... $0 up|down"
@@ -83,27 +82,16 @@ if [[ $ACTION == down ]]; then
 fi
 
 # ---- up: check everything first, so a typo does not leave a half-configured machine ----
-[[ $ADDR =~ $CIDR_RE ]] || die "ADDR must be an IPv4 address with prefix length, e.g. 10.8.0.1/24 (got '$ADDR')"
-[[ -z $MTU || ($MTU =~ ^[0-9]+$ && $MTU -ge 576 && $MTU -le 65535) ]] ||
-  die "MTU must be a number from 576 to 65535 (got '$MTU')"
+check_tun "VPN server"
 [[ $MSS_CLAMP == 0 || $MSS_CLAMP == 1 ]] || die "MSS_CLAMP must be 0 or 1 (got '$MSS_CLAMP')"
-ip link show dev "$TUN" >/dev/null 2>&1 ||
-  die "device '$TUN' does not exist (the VPN server creates it before running this script)"
 if [[ -n $NAT_OUT ]]; then
   [[ $NAT_OUT =~ $IFNAME_RE ]] || die "NAT_OUT must be an interface name (got '$NAT_OUT')"
   ip link show dev "$NAT_OUT" >/dev/null 2>&1 || die "NAT_OUT interface '$NAT_OUT' does not exist"
   [[ $POOL =~ $CIDR_RE ]] || die "POOL must be the client pool, e.g. 10.8.0.0/24, when NAT_OUT is set (got '$POOL')"
 fi
 
-# The tunnel interface itself. A smaller MTU than the wire's leaves room for the
-# UDP + DTLS + framing bytes each tunnelled packet gains on the way.
-[[ -n $MTU ]] && run ip link set dev "$TUN" mtu "$MTU"
-if ip -4 -o addr show dev "$TUN" | grep -qF " inet $ADDR "; then
-  say "address $ADDR already on $TUN"
-else
-  run ip addr add "$ADDR" dev "$TUN"
-fi
-run ip link set dev "$TUN" up
+# The tunnel interface itself (scripts/common.sh: MTU, address, link up).
+tun_up
 
 # Routing between the tunnel and the other interfaces (the LAN, the internet).
 run sysctl -qw net.ipv4.ip_forward=1
