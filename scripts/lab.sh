@@ -34,6 +34,9 @@
 #
 # Usage (as root):
 #   lab.sh up [--clients N]   build the lab (does nothing if it is already up)
+#   lab.sh up --pair          only client1 and server, joined by one cable (no router, web
+#                             or LAN): the benchmark's topology, so that the kernel's work
+#                             per packet is one veth hop, not a routed path
 #   lab.sh down               remove everything the lab made, even after a crash
 #   lab.sh status             hosts, addresses and running services
 #   lab.sh exec HOST CMD...   run CMD inside HOST, e.g.: lab.sh exec client1 curl http://203.0.113.80/
@@ -177,6 +180,10 @@ teardown() {
 complete() {
   [[ -f $STATE/ready ]] || return 1
   local h want
+  if [[ $(cat "$STATE/topology" 2>/dev/null) == pair ]]; then
+    for h in client1 server; do [[ -e /run/netns/$(ns "$h") ]] || return 1; done
+    return 0
+  fi
   want=$(cat "$STATE/clients" 2>/dev/null) || return 1
   for h in inet server web lan $(seq -f 'client%g' 1 "$want"); do
     [[ -e /run/netns/$(ns "$h") ]] || return 1
@@ -188,23 +195,27 @@ complete() {
 # Commands
 
 cmd_up() {
-  local clients=1 i
+  local clients=1 i topology=full
   while [[ $# -gt 0 ]]; do
     case $1 in
       --clients) [[ $# -ge 2 ]] || die "--clients needs a number"; clients=$2; shift 2 ;;
       --clients=*) clients=${1#*=}; shift ;;
-      *) die "up: unknown option '$1' (usage: lab.sh up [--clients N])" ;;
+      --pair) topology=pair; shift ;;
+      *) die "up: unknown option '$1' (usage: lab.sh up [--clients N | --pair])" ;;
     esac
   done
   if ! [[ $clients =~ ^[1-9][0-9]*$ ]] || ((clients > MAX_CLIENTS)); then
     die "--clients must be a number from 1 to $MAX_CLIENTS (got '$clients')"
   fi
+  [[ $topology == pair && $clients != 1 ]] && die "--pair has exactly one client (drop --clients)"
 
   take_lock
   if complete; then
-    say "already up with $(cat "$STATE/clients") client(s); nothing to do (lab.sh down to rebuild)"
-    [[ $(cat "$STATE/clients") == "$clients" ]] ||
-      say "note: you asked for $clients client(s); run 'lab.sh down' first to change that"
+    local have
+    have=$(cat "$STATE/topology" 2>/dev/null || echo full)
+    say "already up ($have, $(cat "$STATE/clients") client(s)); nothing to do (lab.sh down to rebuild)"
+    [[ $have == "$topology" && $(cat "$STATE/clients") == "$clients" ]] ||
+      say "note: you asked for a different lab ($topology, $clients client(s)); run 'lab.sh down' first to change it"
     return 0
   fi
   if [[ -n $(lab_namespaces) || -d $STATE ]]; then
@@ -213,6 +224,12 @@ cmd_up() {
   fi
   mkdir -p "$STATE"
   echo "$clients" >"$STATE/clients"
+  echo "$topology" >"$STATE/topology"
+
+  if [[ $topology == pair ]]; then
+    up_pair
+    return 0
+  fi
 
   say "creating hosts: inet server web lan and $clients client(s)"
   make_host inet 1
@@ -254,6 +271,23 @@ cmd_up() {
   say "up: $clients client(s); try: $0 exec client1 curl -s http://203.0.113.80/"
 }
 
+# The pair: one cable, each end on its own subnet with a route to the other one "on link"
+# (the addresses stay those of the full lab, so every command works on both).
+#
+#   client1 eth0 192.0.2.11/24 ---------- eth0 198.51.100.2/24 server
+up_pair() {
+  say "creating hosts: client1 server (pair: one cable, no router)"
+  make_host client1 0
+  make_host server 0
+  cable client1 eth0 server eth0
+  addr client1 eth0 192.0.2.11/24
+  addr server eth0 198.51.100.2/24
+  ip -n "$(ns client1)" route add 198.51.100.0/24 dev eth0
+  ip -n "$(ns server)" route add 192.0.2.0/24 dev eth0
+  touch "$STATE/ready"
+  say "up (pair); try: $0 exec client1 ping -c 1 198.51.100.2"
+}
+
 cmd_down() {
   take_lock
   if [[ -z $(lab_namespaces) && ! -d $STATE ]]; then
@@ -272,7 +306,7 @@ cmd_status() {
     say "not up"
     return 1
   fi
-  if complete; then say "up, $(cat "$STATE/clients") client(s), state in $STATE"
+  if complete; then say "up ($(cat "$STATE/topology" 2>/dev/null || echo full)), $(cat "$STATE/clients") client(s), state in $STATE"
   else say "INCOMPLETE (crashed or still building?): run 'lab.sh down' then 'lab.sh up'"; fi
   printf '%-9s %-16s %s\n' HOST NAMESPACE ADDRESSES
   for h in $hosts; do

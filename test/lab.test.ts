@@ -181,6 +181,34 @@ t.test('down cleans up after an "up" killed part way; up after a crash rebuilds'
   t.same(namespaces(prefix), [], 'no namespace left');
 });
 
+t.test('up --pair: client1 and server on one cable, nothing else; down removes it', async (t) => {
+  const linksBefore = rootLinks();
+  const prefix = uniquePrefix('p');
+  try {
+    const up = await labScript(prefix, ['up', '--pair']);
+    t.equal(up.code, 0, `up --pair exits 0: ${up.stderr}`);
+    t.same(namespaces(prefix).sort(), [`${prefix}-client1`, `${prefix}-server`], 'exactly two hosts');
+    // One hop: the server answers from its own address, with TTL 64 (no router decremented it).
+    const ping = await labScript(prefix, ['exec', 'client1', 'ping', '-c', '1', '-W', '2', ADDR.server]);
+    t.equal(ping.code, 0, 'client1 reaches the server');
+    t.match(ping.stdout, /ttl=64/, 'directly, not through a router');
+    const links = await labScript(prefix, ['exec', 'server', 'ip', '-o', 'link', 'show']);
+    t.same(links.stdout.split('\n').filter(Boolean).map((l) => l.split(':')[1].trim().split('@')[0]).sort(), ['eth0', 'lo'], 'the server has one cable');
+    const st = await labScript(prefix, ['status']);
+    t.match(st.stdout, /up \(pair\)/, 'status names the topology');
+    const again = await labScript(prefix, ['up', '--pair']);
+    t.match(again.stdout, /already up \(pair/, 'up again is a no-op');
+    const full = await labScript(prefix, ['up', '--pair', '--clients', '2']);
+    t.not(full.code, 0, '--pair with --clients 2 is refused');
+    t.match(full.stderr, /exactly one client/);
+  } finally {
+    await labScript(prefix, ['down']);
+  }
+  t.same(namespaces(prefix), [], 'no namespace left');
+  t.notOk(fs.existsSync(`/run/minivpn-lab/${prefix}`), 'state directory removed');
+  t.same(rootLinks(), linksBefore, 'root namespace interfaces unchanged');
+});
+
 t.test('bad arguments are refused with a clear message', async (t) => {
   const prefix = uniquePrefix('b');
   const r = await labScript(prefix, ['up', '--clients', '9']);

@@ -11,6 +11,8 @@ const log = logger('lab');
 export interface LabOptions {
   prefix?: string;   // namespace prefix; default LAB_PREFIX or "mv"
   clients?: number;  // number of client hosts, 1..8; default 1
+  /** Only client1 and server, joined by one cable (lab.sh up --pair): the benchmark's lab. */
+  pair?: boolean;
 }
 
 export interface ExecResult { code: number; stdout: string; stderr: string }
@@ -173,7 +175,8 @@ export class Lab {
     active.add(lab);
     installExitHandlers();
     const t0 = Date.now();
-    const r = await labScript(prefix, ['up', '--clients', String(clients)]);
+    if (opts.pair && clients !== 1) throw new Error('a pair lab has exactly one client');
+    const r = await labScript(prefix, opts.pair ? ['up', '--pair'] : ['up', '--clients', String(clients)]);
     if (r.code !== 0) {
       await labScript(prefix, ['down']).catch(() => undefined);
       active.delete(lab);
