@@ -18,6 +18,8 @@ import { ensureTools, openvpnClientArgs, openvpnServerArgs, openvpnVersion, OVPN
 const SERVER_MAIN = path.resolve(__dirname, '..', 'src', 'server', 'main.js');
 const CLIENT_MAIN = path.resolve(__dirname, '..', 'src', 'client', 'main.js');
 const MINIVPN_SERVER_TUN = '10.8.0.1';
+const MINIVPN_TUN_DEV = 'mvpn0';  // the server's default --tun-name
+const OVPN_TUN_DEV = 'ovpns0';    // openvpnServerArgs' default dev
 
 const SYSTEMS = ['raw', 'minivpn-dtls', 'minivpn-plaintext', 'openvpn'] as const;
 type System = typeof SYSTEMS[number];
@@ -29,18 +31,18 @@ interface Sample {
   cpu_s_per_mb: number | null; cpu_us_per_packet: number | null;
 }
 
-interface Options { runs: number; seconds: number; json?: string; chart: string }
+interface Options { runs: number; seconds: number; json?: string; chart: string; udpGso: boolean }
 
 function say(line: string): void {
   process.stdout.write(`[bench] ${line}\n`);
 }
 
 function usage(): string {
-  return 'usage: npm run bench -- [--runs N (default 3)] [--seconds N (default 10)] [--json FILE] [--chart FILE (default bench-results.svg)]';
+  return 'usage: npm run bench -- [--runs N (default 3)] [--seconds N (default 10)] [--json FILE] [--chart FILE (default bench-results.svg)] [--udp-gso (minivpn with UDP segmentation offload)]';
 }
 
 export function parseArgs(argv: string[]): Options {
-  const o: Options = { runs: 3, seconds: 10, chart: 'bench-results.svg' };
+  const o: Options = { runs: 3, seconds: 10, chart: 'bench-results.svg', udpGso: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -57,6 +59,7 @@ export function parseArgs(argv: string[]): Options {
     else if (a === '--seconds') o.seconds = posInt('--seconds', val(), 600);
     else if (a === '--json') o.json = val();
     else if (a === '--chart') o.chart = val();
+    else if (a === '--udp-gso') o.udpGso = true;
     else if (a === '--help' || a === '-h') { console.log(usage()); process.exit(0); }
     else throw new Error(`unknown option ${JSON.stringify(a)}\n${usage()}`);
   }
@@ -102,29 +105,33 @@ async function pingRtt(lab: Lab, target: string): Promise<number> {
   return median(times);
 }
 
-/** Packets the server's underlay interface sent plus received (from /proc/net/dev in its namespace). */
-async function underlayPackets(lab: Lab): Promise<number> {
+/**
+ * Packets the server's TUN device sent plus received (from /proc/net/dev in its namespace):
+ * each is one datagram on the wire. (Not the underlay's eth0 counters: with UDP segmentation
+ * offload a run of datagrams crosses the veth as one packet.)
+ */
+async function tunnelPackets(lab: Lab, dev: string): Promise<number> {
   const r = await lab.exec('server', ['cat', '/proc/net/dev']);
-  const line = r.stdout.split('\n').find((l) => l.trim().startsWith('eth0:'));
+  const line = r.stdout.split('\n').find((l) => l.trim().startsWith(`${dev}:`));
   if (!line) return 0;
   const f = line.split(':')[1].trim().split(/\s+/).map(Number);
   return f[1] + f[9]; // rx packets, tx packets
 }
 
 /** Pings, iperf3 both ways, pings again to `target`; CPU of `pids` over the two iperf3 runs. */
-async function measure(lab: Lab, name: System, target: string, seconds: number, pids: number[]): Promise<Sample> {
+async function measure(lab: Lab, name: System, target: string, seconds: number, pids: number[], tunDev = ''): Promise<Sample> {
   const rttFirst = await pingRtt(lab, target);
   const cpu0 = pids.length ? totalCpu(pids) : 0;
-  const pk0 = await underlayPackets(lab);
+  const pk0 = tunDev ? await tunnelPackets(lab, tunDev) : 0;
   say(`  ${name}: iperf3 client1 -> ${target} for ${seconds}s`);
   const fwd = await iperf(lab, target, seconds, false);
   say(`  ${name}: iperf3 -R (server -> client1) for ${seconds}s`);
   const rev = await iperf(lab, target, seconds, true);
   const cpu1 = pids.length ? totalCpu(pids) : 0;
-  const packets = (await underlayPackets(lab)) - pk0;
+  const packets = tunDev ? (await tunnelPackets(lab, tunDev)) - pk0 : 0;
   const mb = (fwd.bytes + rev.bytes) / 1e6;
   const rtt = await pingRtt(lab, target);
-  // Every underlay packet is handled once by each end (TUN->UDP on one, UDP->TUN on the
+  // Every tunnel packet is handled once by each end (TUN->UDP on one, UDP->TUN on the
   // other), so CPU per packet per end = total CPU / packets / 2.
   const s: Sample = {
     fwd_mbps: fwd.mbps, rev_mbps: rev.mbps, rtt_ms: rtt, rtt_first_ms: rttFirst,
@@ -150,8 +157,8 @@ async function stop(p: ChildProcess): Promise<void> {
   }
 }
 
-async function withMinivpn<T>(lab: Lab, dir: string, pki: string, plaintext: boolean, fn: (pids: number[]) => Promise<T>): Promise<T> {
-  const mode = plaintext ? ['--insecure-plaintext'] : [];
+async function withMinivpn<T>(lab: Lab, dir: string, pki: string, plaintext: boolean, udpGso: boolean, fn: (pids: number[]) => Promise<T>): Promise<T> {
+  const mode = [...(plaintext ? ['--insecure-plaintext'] : []), ...(udpGso ? ['--udp-gso'] : [])];
   const run = fs.mkdtempSync(path.join(dir, 'mv-'));
   const procs: ChildProcess[] = [];
   try {
@@ -308,7 +315,7 @@ async function main(): Promise<void> {
   const installed = ensureTools(say);
   if (installed.length) say(`installed: ${installed.join(' ')}`);
   say(`${openvpnVersion()}; node ${process.version}; ${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-  say(`${opts.runs} run(s), iperf3 ${opts.seconds}s each way`);
+  say(`${opts.runs} run(s), iperf3 ${opts.seconds}s each way${opts.udpGso ? '; minivpn with --udp-gso' : ''}`);
 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'minivpn-bench-'));
   // On Ctrl-C the lab's own handlers kill our processes and remove the lab, then exit;
@@ -328,9 +335,9 @@ async function main(): Promise<void> {
         say(`run ${i}/${opts.runs}`);
         const run = {} as Record<System, Sample>;
         run.raw = await measure(lab, 'raw', ADDR.server, opts.seconds, []);
-        run['minivpn-dtls'] = await withMinivpn(lab, dir, pki, false, (pids) => measure(lab, 'minivpn-dtls', MINIVPN_SERVER_TUN, opts.seconds, pids));
-        run['minivpn-plaintext'] = await withMinivpn(lab, dir, pki, true, (pids) => measure(lab, 'minivpn-plaintext', MINIVPN_SERVER_TUN, opts.seconds, pids));
-        run.openvpn = await withOpenvpn(lab, pki, (pids) => measure(lab, 'openvpn', OVPN_SERVER_TUN, opts.seconds, pids));
+        run['minivpn-dtls'] = await withMinivpn(lab, dir, pki, false, opts.udpGso, (pids) => measure(lab, 'minivpn-dtls', MINIVPN_SERVER_TUN, opts.seconds, pids, MINIVPN_TUN_DEV));
+        run['minivpn-plaintext'] = await withMinivpn(lab, dir, pki, true, opts.udpGso, (pids) => measure(lab, 'minivpn-plaintext', MINIVPN_SERVER_TUN, opts.seconds, pids, MINIVPN_TUN_DEV));
+        run.openvpn = await withOpenvpn(lab, pki, (pids) => measure(lab, 'openvpn', OVPN_SERVER_TUN, opts.seconds, pids, OVPN_TUN_DEV));
         runs.push(run);
       }
       await stop(iperfServer);

@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -41,14 +42,16 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
       InstanceMethod<&Udp::RefJs>("ref"),
       InstanceMethod<&Udp::UnrefJs>("unref"),
       InstanceMethod<&Udp::LocalAddress>("localAddress"),
+      InstanceAccessor<&Udp::GsoGetter>("gso"),
     });
   }
 
-  // new Udp(family: 4 | 6, bufferBytes). A family-6 socket is dual stack (IPv4 too).
+  // new Udp(family: 4 | 6, bufferBytes, gso). A family-6 socket is dual stack (IPv4 too).
   explicit Udp(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Udp>(info) {
     Napi::Env env = info.Env();
     v6_ = info[0].As<Napi::Number>().Int32Value() == 6;
     int bytes = info.Length() > 1 ? info[1].As<Napi::Number>().Int32Value() : 4 << 20;
+    gso_ = info.Length() > 2 && info[2].ToBoolean().Value();
     int fd = socket(v6_ ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) { SockError(env, errno, "socket").ThrowAsJavaScriptException(); return; }
     if (v6_) { int off = 0; setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off); }
@@ -248,32 +251,110 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
         slen = sizeof *s4;
       }
     }
-    if (out_.size() < count) { out_.resize(count); outIov_.resize(count); }
-    size_t k = 0;
+    if (out_.size() < count) { out_.resize(count); outIov_.resize(count); segs_.resize(count); ctrl_.resize(count); }
+    // Each message is a run of datagrams; with GSO a run is several datagrams of one size
+    // (the last may be shorter) that the kernel sends as one: one trip through the stack
+    // (routing, netfilter, the veth or NIC queue) per run instead of per datagram, cut into
+    // datagrams as late as possible. Without GSO every run is one datagram.
+    size_t nmsg = 0, k = 0;
     for (size_t i = 0; i < count; i++) {
-      if (static_cast<size_t>(offs[i]) + lens[i] > buf.Length()) continue;
+      if (static_cast<size_t>(offs[i]) + lens[i] > buf.Length() || lens[i] == 0) continue;
       outIov_[k].iov_base = buf.Data() + offs[i];
       outIov_[k].iov_len = lens[i];
-      memset(&out_[k], 0, sizeof out_[k]);
-      out_[k].msg_hdr.msg_iov = &outIov_[k];
-      out_[k].msg_hdr.msg_iovlen = 1;
-      if (slen) { out_[k].msg_hdr.msg_name = &ss; out_[k].msg_hdr.msg_namelen = slen; }
+      mmsghdr* prev = nmsg ? &out_[nmsg - 1] : nullptr;
+      if (gso_ && prev && CanJoin(prev, lens[i])) {
+        prev->msg_hdr.msg_iovlen++;
+        segs_[nmsg - 1]++;
+        k++;
+        continue;
+      }
+      mmsghdr& m = out_[nmsg];
+      memset(&m, 0, sizeof m);
+      m.msg_hdr.msg_iov = &outIov_[k];
+      m.msg_hdr.msg_iovlen = 1;
+      if (slen) { m.msg_hdr.msg_name = &ss; m.msg_hdr.msg_namelen = slen; }
+      segs_[nmsg] = 1;
+      nmsg++;
       k++;
     }
-    size_t sent = 0;
+    if (gso_) for (size_t j = 0; j < nmsg; j++) if (segs_[j] > 1) SetSegment(&out_[j], &ctrl_[j]);
+    size_t done = 0, sent = 0;
     bool retried = false;
-    while (sent < k) {
-      int r = sendmmsg(fd_, out_.data() + sent, k - sent, MSG_DONTWAIT);
+    while (done < nmsg) {
+      int r = sendmmsg(fd_, out_.data() + done, nmsg - done, MSG_DONTWAIT);
       if (r < 0) {
         if (errno == EINTR) continue;
         // A pending ICMP error is reported by (and cleared by) the next send, which then
         // did not go out: try once more.
         if ((errno == ECONNREFUSED || errno == EHOSTUNREACH || errno == ENETUNREACH) && !retried) { retried = true; continue; }
+        // A route or device that cannot take segmentation offload refuses the run: EIO (no
+        // checksum offload), EMSGSIZE or EINVAL (segments above the route's MTU). Send it,
+        // and everything after, one datagram per message, and from now on without GSO.
+        if ((errno == EIO || errno == EMSGSIZE || errno == EINVAL) && out_[done].msg_hdr.msg_controllen) {
+          gso_ = false;
+          gsoFailed_ = true;
+          sent += SendPlain(&out_[done], nmsg - done);
+          break;
+        }
         break;  // EAGAIN (buffer full) drops the rest, as a router would
       }
-      sent += r;
+      for (int j = 0; j < r; j++) sent += segs_[done + j];
+      done += r;
     }
     return Napi::Number::New(env, static_cast<double>(sent));
+  }
+
+  // Largest run: UDP's 16-bit length (and the kernel's segment limit of 64) bounds a message.
+  static constexpr size_t kMaxRunBytes = 60000;
+  static constexpr size_t kMaxSegments = 64;
+
+  // May a datagram of `len` bytes join the run in m? Runs are datagrams of one size; a
+  // shorter one may end a run, so a run whose last datagram is shorter is closed.
+  bool CanJoin(const mmsghdr* m, size_t len) const {
+    const iovec* iov = m->msg_hdr.msg_iov;
+    size_t n = m->msg_hdr.msg_iovlen, size = iov[0].iov_len;
+    if (n >= kMaxSegments || len > size || iov[n - 1].iov_len != size) return false;
+    return (n + 1) * size <= kMaxRunBytes;
+  }
+
+  struct SegmentCmsg { alignas(cmsghdr) char buf[CMSG_SPACE(sizeof(uint16_t))]; };
+
+  static void SetSegment(mmsghdr* m, SegmentCmsg* c) {
+    m->msg_hdr.msg_control = c->buf;
+    m->msg_hdr.msg_controllen = sizeof c->buf;
+    cmsghdr* h = CMSG_FIRSTHDR(&m->msg_hdr);
+    h->cmsg_level = SOL_UDP;
+    h->cmsg_type = UDP_SEGMENT;
+    h->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    uint16_t size = static_cast<uint16_t>(m->msg_hdr.msg_iov[0].iov_len);
+    memcpy(CMSG_DATA(h), &size, sizeof size);
+  }
+
+  // The fallback: the runs in msgs[0..n) sent one datagram per message, without GSO.
+  size_t SendPlain(const mmsghdr* msgs, size_t n) {
+    std::vector<mmsghdr> one;
+    for (size_t j = 0; j < n; j++) {
+      for (size_t i = 0; i < msgs[j].msg_hdr.msg_iovlen; i++) {
+        mmsghdr m;
+        memset(&m, 0, sizeof m);
+        m.msg_hdr.msg_name = msgs[j].msg_hdr.msg_name;
+        m.msg_hdr.msg_namelen = msgs[j].msg_hdr.msg_namelen;
+        m.msg_hdr.msg_iov = msgs[j].msg_hdr.msg_iov + i;
+        m.msg_hdr.msg_iovlen = 1;
+        one.push_back(m);
+      }
+    }
+    size_t sent = 0;
+    while (sent < one.size()) {
+      int r = sendmmsg(fd_, one.data() + sent, one.size() - sent, MSG_DONTWAIT);
+      if (r < 0) { if (errno == EINTR) continue; break; }
+      sent += r;
+    }
+    return sent;
+  }
+
+  Napi::Value GsoGetter(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), gso_ ? "on" : gsoFailed_ ? "refused by the route" : "off");
   }
 
   void Shutdown() {
@@ -289,6 +370,8 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
   Napi::Value UnrefJs(const Napi::CallbackInfo& info) { SetRef(false); return info.Env().Undefined(); }
 
   bool v6_ = false;
+  bool gso_ = false;
+  bool gsoFailed_ = false;
   bool connected_ = false;
   uint32_t slot_ = 0;
   Napi::FunctionReference cb_;
@@ -299,6 +382,8 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
   uint32_t* ports_ = nullptr;
   std::vector<mmsghdr> msgs_, out_;
   std::vector<iovec> iovs_, outIov_;
+  std::vector<size_t> segs_;       // datagrams in each outgoing message
+  std::vector<SegmentCmsg> ctrl_;  // its UDP_SEGMENT control message
   std::vector<sockaddr_storage> names_;
 };
 

@@ -32,6 +32,7 @@ export interface ServerConfig {
   dns: string[];
   natOut: string | null;
   mssClamp: boolean;
+  udpGso: boolean;
   keepaliveSec: number;
   timeoutSec: number;
   onConnect: string | null;
@@ -56,6 +57,7 @@ export interface ClientConfig {
   reconnectMinSec: number;
   reconnectMaxSec: number;
   stateDir: string;
+  udpGso: boolean;
   logLevel: LogLevel;
 }
 
@@ -338,6 +340,7 @@ const SERVER_FIELDS: Field[] = [
   { key: 'redirectGateway', flag: 'redirect-gateway', type: 'bool', def: false, help: 'push a default route: all client traffic goes through the tunnel', check: bool },
   { key: 'dns', flag: 'dns', type: 'list', metavar: 'ADDR[,ADDR]', def: [], defText: 'none', help: 'DNS servers pushed to clients; repeatable', check: list(ipv4, '["10.8.0.1"] of IPv4 addresses') },
   { key: 'mssClamp', flag: 'mss-clamp', type: 'bool', def: true, help: 'clamp the TCP MSS of connections through the tunnel to fit its MTU', check: bool },
+  { key: 'udpGso', flag: 'udp-gso', type: 'bool', def: false, help: 'UDP segmentation offload: send runs of same-size datagrams as one (faster; a capture on this host then shows each run as one large packet)', check: bool },
   { key: 'natOut', flag: 'nat-out', type: 'value', nullable: true, metavar: 'IFACE', def: null, defText: 'off', help: 'masquerade client traffic leaving through this interface', check: nullable(ifname('an interface name')) },
   { key: 'keepaliveSec', flag: 'keepalive-sec', aliases: ['keepalive'], type: 'value', number: true, metavar: 'SEC', def: 10, help: 'send a keepalive after this much silence', check: seconds(0.1, 3600) },
   { key: 'timeoutSec', flag: 'timeout-sec', aliases: ['timeout'], type: 'value', number: true, metavar: 'SEC', def: 60, help: 'drop a client silent this long (must exceed keepalive)', check: seconds(0.2, 86400) },
@@ -365,6 +368,7 @@ const CLIENT_FIELDS: Field[] = [
   { key: 'reconnectMinSec', flag: 'reconnect-min-sec', type: 'value', number: true, metavar: 'SEC', def: 1, help: 'first wait before reconnecting (doubles each try)', check: seconds(0.1, 3600) },
   { key: 'reconnectMaxSec', flag: 'reconnect-max-sec', type: 'value', number: true, metavar: 'SEC', def: 30, help: 'longest wait between reconnects', check: seconds(0.1, 3600) },
   { key: 'stateDir', flag: 'state-dir', type: 'value', metavar: 'DIR', def: 'run', help: 'where the client keeps its runtime state', check: path },
+  { key: 'udpGso', flag: 'udp-gso', type: 'bool', def: false, help: 'UDP segmentation offload: send runs of same-size datagrams as one (faster; a capture on this host then shows each run as one large packet)', check: bool },
   { key: 'logLevel', flag: 'log-level', type: 'value', metavar: 'LEVEL', def: 'info', help: 'debug, info, warn or error (env MINIVPN_LOG)', check: oneOf(LOG_LEVELS) },
 ];
 
@@ -545,6 +549,7 @@ export function parseServerArgs(argv: string[], env: NodeJS.ProcessEnv = process
     dns: c.dns as string[],
     natOut: c.natOut as string | null,
     mssClamp: c.mssClamp as boolean,
+    udpGso: c.udpGso as boolean,
     keepaliveSec: keepalive,
     timeoutSec: timeout,
     onConnect: c.onConnect as string | null,
@@ -596,6 +601,7 @@ export function parseClientArgs(argv: string[], env: NodeJS.ProcessEnv = process
     reconnectMinSec: min,
     reconnectMaxSec: max,
     stateDir: c.stateDir as string,
+    udpGso: c.udpGso as boolean,
     logLevel: c.logLevel as LogLevel,
   };
 }

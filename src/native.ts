@@ -20,6 +20,8 @@ export interface NativeUdp {
   start(buf: Buffer, offs: Uint32Array, lens: Uint32Array, addrs: Buffer, ports: Uint32Array, slotSize: number, onDatagrams: (count: number) => void): void;
   /** Datagrams the kernel took (the rest were dropped: socket buffer full). */
   sendBatch(buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number, addr16: Buffer | null, port: number): number;
+  /** UDP segmentation offload: "on", "off", or "refused by the route". */
+  readonly gso: string;
   close(): void;
   ref(): void;
   unref(): void;
@@ -80,7 +82,7 @@ export interface NativeDtlsContext {
 
 interface Addon {
   Tun: new (name: string) => NativeTun;
-  Udp: new (family: 4 | 6, bufferBytes: number) => NativeUdp;
+  Udp: new (family: 4 | 6, bufferBytes: number, gso: boolean) => NativeUdp;
   DtlsContext: new (opts: NativeDtlsContextOptions) => NativeDtlsContext;
   DtlsConnection: new () => NativeDtlsConnection;
   opensslVersion: string;

@@ -55,6 +55,7 @@ t.test('server defaults', async (t) => {
     dns: [],
     natOut: null,
     mssClamp: true,
+    udpGso: false,
     keepaliveSec: 10,
     timeoutSec: 60,
     onConnect: null, onDisconnect: null,
@@ -210,6 +211,7 @@ t.test('client defaults and forms', async (t) => {
     reconnectMinSec: 1,
     reconnectMaxSec: 30,
     stateDir: 'run',
+    udpGso: false,
     logLevel: 'info',
   });
   t.same(parseClientArgs(['--server', '[2001:db8::5]:99', '--name', 'a'], NOENV).server, { host: '2001:db8::5', port: 99 });
@@ -238,6 +240,15 @@ t.test('--help and usage()', async (t) => {
     t.match(s, flag, `server usage mentions ${flag}`);
   }
   t.match(usage('client'), '--server HOST:PORT');
+});
+
+t.test('--udp-gso turns UDP segmentation offload on (off by default, on both sides)', async (t) => {
+  t.equal(parseServerArgs([], NOENV).udpGso, false);
+  t.equal(parseServerArgs(['--udp-gso'], NOENV).udpGso, true);
+  t.equal(parseClientArgs(['--server', '192.0.2.1', '--name', 'a', '--udp-gso'], NOENV).udpGso, true);
+  const f = tmpFile(t, JSON.stringify({ udpGso: 'yes' }));
+  throwsField(t, () => parseServerArgs(['--config', f], NOENV), 'udpGso', /"udpGso": expected/, 'a string for a boolean in the file names the field');
+  t.match(usage('server'), /--\[no-\]udp-gso .*capture/, 'the help says what it changes in a capture');
 });
 
 t.test('--no-mss-clamp turns MSS clamping off', async (t) => {

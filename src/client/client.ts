@@ -101,12 +101,12 @@ export class VpnClient {
     }
     let sock: UdpSocket;
     try {
-      sock = UdpSocket.connect(this.serverIp, cfg.server.port);
+      sock = UdpSocket.connect(this.serverIp, cfg.server.port, { gso: cfg.udpGso });
     } catch (err) {
       return { kind: 'retry', why: `cannot reach ${this.serverIp}: ${(err as Error).message}` };
     }
     this.sock = sock;
-    log.info(`connecting to ${this.serverIp}:${cfg.server.port}`, { mode: cfg.plaintext ? 'plaintext' : 'dtls', attempt });
+    log.info(`connecting to ${this.serverIp}:${cfg.server.port}`, { mode: cfg.plaintext ? 'plaintext' : 'dtls', attempt, ...(cfg.udpGso ? { udpGso: 'on' } : {}) });
 
     const outcome = new Promise<Outcome>((resolve) => (this.end = resolve));
     sock.onDatagrams(this.udpRx, (rx) => {

@@ -76,17 +76,29 @@ export function addr16(host: string): Buffer {
   return b;
 }
 
+export interface UdpOptions {
+  /**
+   * UDP segmentation offload (default off): sendBatch hands the kernel each run of same-size
+   * datagrams to one peer as one send, so the stack (routing, firewall, the device queue) is
+   * crossed once per run; the kernel cuts it into datagrams at the device, or at the
+   * receiving socket on the same machine. On the wire they are the same datagrams, but a
+   * capture taken on this host (or on a veth in the lab) sees the run as one large packet:
+   * off by default, so that what tcpdump shows in the labs is one datagram per packet.
+   */
+  gso?: boolean;
+}
+
 export class UdpSocket {
   private readonly s: NativeUdp;
   private closed = false;
 
-  private constructor(readonly family: 4 | 6) {
-    this.s = new addon.Udp(family, BUFFER_BYTES);
+  private constructor(readonly family: 4 | 6, opts: UdpOptions) {
+    this.s = new addon.Udp(family, BUFFER_BYTES, opts.gso ?? false);
   }
 
   /** Binds; host '::' listens on IPv6 and IPv4 (dual stack). */
-  static bind(host: string, port: number): UdpSocket {
-    const u = new UdpSocket(net.isIPv6(host) ? 6 : 4);
+  static bind(host: string, port: number, opts: UdpOptions = {}): UdpSocket {
+    const u = new UdpSocket(net.isIPv6(host) ? 6 : 4, opts);
     try {
       u.s.bind(host, port);
     } catch (err) {
@@ -97,11 +109,14 @@ export class UdpSocket {
   }
 
   /** A client socket connected to one server: the kernel drops datagrams from anyone else. */
-  static connect(host: string, port: number): UdpSocket {
-    const u = new UdpSocket(net.isIPv6(host) ? 6 : 4);
+  static connect(host: string, port: number, opts: UdpOptions = {}): UdpSocket {
+    const u = new UdpSocket(net.isIPv6(host) ? 6 : 4, opts);
     u.s.connect(host, port);
     return u;
   }
+
+  /** "on", "off", or "refused by the route" (a device that cannot segment: sends went on without). */
+  get gso(): string { return this.s.gso; }
 
   address(): { address: string; port: number } {
     return this.s.localAddress();

@@ -98,7 +98,7 @@ export class VpnServer {
       NAT_OUT: cfg.natOut ?? '',
       MSS_CLAMP: cfg.mssClamp ? '1' : '0',
     });
-    this.sock = UdpSocket.bind(cfg.listen.host, cfg.listen.port);
+    this.sock = UdpSocket.bind(cfg.listen.host, cfg.listen.port, { gso: cfg.udpGso });
     this.sock.onDatagrams(this.udpRx, (rx) => this.onDatagrams(rx));
     this.tun.onPackets((b) => this.onTunBatch(b));
     this.tick = setInterval(() => this.onTick(), 1000);
@@ -112,6 +112,7 @@ export class VpnServer {
     log.info(`listening on udp ${where}`, {
       mode: cfg.plaintext ? 'plaintext' : 'dtls', tun: this.tun.name, pool: this.pool.cidr, server: this.pool.serverAddress,
     });
+    if (cfg.udpGso) log.info('UDP segmentation offload is on: a capture on this host shows a run of datagrams as one large packet');
   }
 
   // ---- UDP side ------------------------------------------------------------------------
