@@ -273,7 +273,7 @@ t.test('Counters', async (t) => {
   t.same(Object.keys(snap).sort(), [...DROP_REASONS].sort(), 'every reason listed');
   t.same(
     [...DROP_REASONS].sort(),
-    ['bad_ip', 'client_to_client_off', 'garbage', 'mismatch_dtls', 'mismatch_plaintext', 'no_route', 'replayed_or_bad_record', 'spoofed_source', 'too_big', 'unauthorized'],
+    ['bad_ip', 'client_to_client_off', 'garbage', 'mismatch_dtls', 'mismatch_plaintext', 'no_route', 'not_ipv4', 'replayed_or_bad_record', 'spoofed_source', 'too_big', 'unauthorized'],
   );
   t.equal(snap.garbage, 2);
   snap.garbage = 100;

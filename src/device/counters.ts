@@ -5,6 +5,7 @@
 export const DROP_REASONS = [
   'garbage', // not a frame, or fails the frame checks
   'bad_ip', // inner packet fails checkIp
+  'not_ipv4', // a well-formed IPv6 packet: the tunnel carries IPv4 only
   'spoofed_source', // client sent a packet whose source is not its tunnel address
   'no_route', // destination is no client's address (and not forwardable)
   'replayed_or_bad_record', // DTLS rejected the record (replay window, bad MAC, ...)

@@ -241,7 +241,8 @@ export class VpnServer {
       if (type === FrameType.DATA) {
         if (!s.address) { this.counters.inc('unauthorized'); continue; }
         const ipOff = off + 1, ipLen = len - 1;
-        if (checkIp(buf, ipOff, ipLen) !== null || ipVersion(buf, ipOff) !== 4) { this.counters.inc('bad_ip'); continue; }
+        if (checkIp(buf, ipOff, ipLen) !== null) { this.counters.inc('bad_ip'); continue; }
+        if (ipVersion(buf, ipOff) !== 4) { this.counters.inc('not_ipv4'); continue; } // e.g. the client OS's IPv6 router solicitations
         // Anti-spoofing: a client may only send from the address we gave it.
         if (ipv4Src(buf, ipOff) !== s.address) { this.counters.inc('spoofed_source'); s.drops++; continue; }
         s.rxPackets++;
@@ -351,7 +352,8 @@ export class VpnServer {
     const pending = this.pending;
     for (let i = 0; i < b.count; i++) {
       const off = b.offs[i], len = b.lens[i];
-      if (len < 20 || ipVersion(buf, off) !== 4) { this.counters.inc('no_route'); continue; }
+      if (ipVersion(buf, off) !== 4) { this.counters.inc('not_ipv4'); continue; } // the kernel's own IPv6 on the TUN
+      if (len < 20) { this.counters.inc('bad_ip'); continue; }
       const s = this.router.lookup(ipv4Dst(buf, off));
       if (!s) { this.counters.inc('no_route'); continue; }
       buf[off - 1] = FrameType.DATA; // the frame header goes into the headroom: no copy
