@@ -11,9 +11,9 @@ const NS = `mvudp-${process.pid}`;
 
 interface Result { sent: number; received: number; lens: number[]; intact: boolean; gso: string }
 
-function run(gso: boolean, ns?: string): Result {
-  const cmd = ns ? ['ip', ['netns', 'exec', ns, process.execPath, FIXTURE, gso ? '1' : '0']] as const
-    : [process.execPath, [FIXTURE, gso ? '1' : '0']] as const;
+function run(gso: boolean, ns?: string, host = '127.0.0.1'): Result {
+  const args = [FIXTURE, gso ? '1' : '0', host];
+  const cmd = ns ? ['ip', ['netns', 'exec', ns, process.execPath, ...args]] as const : [process.execPath, args] as const;
   const r = spawnSync(cmd[0], [...cmd[1]], { encoding: 'utf8', timeout: 30_000 });
   if (r.status !== 0) throw new Error(`fixture exited ${r.status}: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as Result;
@@ -33,6 +33,13 @@ t.test('with GSO: runs of same-size datagrams leave as one send and arrive as th
   t.equal(r.sent, SIZES.length, 'sendBatch counts datagrams, not runs');
   t.same(r.lens, SIZES, 'the kernel cut the runs back into the original datagrams, in order');
   t.ok(r.intact, 'and the same bytes');
+});
+
+t.test('with GSO over IPv6 (::1): the same datagrams arrive', async (t) => {
+  const r = run(true, undefined, '::1');
+  t.equal(r.gso, 'on');
+  t.same(r.lens, SIZES, 'every datagram, in order');
+  t.ok(r.intact);
 });
 
 t.test('with GSO on a route that refuses it (MTU below the datagram size): plain sends, nothing lost', async (t) => {
