@@ -99,6 +99,8 @@ export class VpnServer {
       MSS_CLAMP: cfg.mssClamp ? '1' : '0',
     });
     this.sock = UdpSocket.bind(cfg.listen.host, cfg.listen.port, { gso: cfg.udpGso });
+    // (Before "listening": whoever waits for that line sees this one too.)
+    if (cfg.udpGso) log.info('UDP segmentation offload is on: a capture on this host shows a run of datagrams as one large packet');
     this.sock.onDatagrams(this.udpRx, (rx) => this.onDatagrams(rx));
     this.tun.onPackets((b) => this.onTunBatch(b));
     this.tick = setInterval(() => this.onTick(), 1000);
@@ -112,7 +114,6 @@ export class VpnServer {
     log.info(`listening on udp ${where}`, {
       mode: cfg.plaintext ? 'plaintext' : 'dtls', tun: this.tun.name, pool: this.pool.cidr, server: this.pool.serverAddress,
     });
-    if (cfg.udpGso) log.info('UDP segmentation offload is on: a capture on this host shows a run of datagrams as one large packet');
   }
 
   // ---- UDP side ------------------------------------------------------------------------
