@@ -42,6 +42,14 @@ t.test('with GSO over IPv6 (::1): the same datagrams arrive', async (t) => {
   t.ok(r.intact);
 });
 
+t.test('with GSO from a dual-stack socket ([::]) to an IPv4 peer, as the server sends by default', async (t) => {
+  const r = run(true, undefined, 'dual');
+  t.equal(r.gso, 'on');
+  t.equal(r.sent, SIZES.length);
+  t.same(r.lens, SIZES, 'every datagram, in order');
+  t.ok(r.intact);
+});
+
 t.test('with GSO on a route that refuses it (MTU below the datagram size): plain sends, nothing lost', async (t) => {
   execFileSync('ip', ['netns', 'add', NS]);
   t.teardown(() => { spawnSync('ip', ['netns', 'del', NS]); });
