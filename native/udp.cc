@@ -58,6 +58,11 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
     // Large buffers absorb bursts; the FORCE variants pass the sysctl cap when we are root.
     if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof bytes) != 0) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+    // The receiving half of segmentation offload: with UDP_GRO the kernel hands us runs of
+    // same-size datagrams from one sender as one message (a GSO run from a peer on this
+    // machine stays whole; from a NIC, GRO may build one), and we cut it into datagrams.
+    int one = 1;
+    if (gso_ && setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0) gro_ = true;
     Adopt(env, fd);
   }
 
@@ -177,39 +182,102 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
   }
 
   void OnReadable() override {
+    if (gro_) return ReadGro();
     for (auto& m : msgs_) m.msg_hdr.msg_namelen = sizeof(sockaddr_storage);
     int n;
     do { n = recvmmsg(fd_, msgs_.data(), msgs_.size(), MSG_DONTWAIT, nullptr); } while (n < 0 && errno == EINTR);
     if (n <= 0) {
       // EAGAIN: nothing (after all). Anything else, e.g. ECONNREFUSED from an ICMP port
       // unreachable on a connected socket, is reported to JS as a negative count.
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-        Napi::Env env = Env();
-        Napi::HandleScope scope(env);
-        cb_.MakeCallback(Value(), {Napi::Number::New(env, -errno)});
-      }
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) Deliver(-errno);
       return;
     }
     for (int i = 0; i < n; i++) {
       offs_[i] = static_cast<uint32_t>(i * slot_);
       lens_[i] = msgs_[i].msg_len;
-      uint8_t* a = addrs_ + 16 * i;
-      auto* ss = &names_[i];
-      if (ss->ss_family == AF_INET6) {
-        auto* s6 = reinterpret_cast<sockaddr_in6*>(ss);
-        memcpy(a, &s6->sin6_addr, 16);
-        ports_[i] = ntohs(s6->sin6_port);
-      } else {
-        auto* s4 = reinterpret_cast<sockaddr_in*>(ss);
-        memset(a, 0, 10);
-        a[10] = a[11] = 0xff;  // IPv4-mapped
-        memcpy(a + 12, &s4->sin_addr, 4);
-        ports_[i] = ntohs(s4->sin_port);
+      SetPeer(i, &names_[i]);
+    }
+    Deliver(n);
+  }
+
+  // The UDP_GRO read: messages land in our staging buffers (a run can be 64 KB), and each is
+  // cut at its segment size into the JS batch's slots; a full batch goes to JS and filling
+  // goes on, so one read may make several callbacks.
+  static constexpr size_t kGroBytes = 65536;
+  void ReadGro() {
+    size_t cap = msgs_.size();
+    if (cap == 0) return;
+    if (groBuf_.empty()) {
+      groBuf_.resize(cap * kGroBytes);
+      groIov_.resize(cap);
+      groMsgs_.assign(cap, mmsghdr{});
+      groCtrl_.resize(cap);
+      for (size_t i = 0; i < cap; i++) {
+        groIov_[i].iov_base = groBuf_.data() + i * kGroBytes;
+        groIov_[i].iov_len = kGroBytes;
       }
     }
+    for (size_t i = 0; i < cap; i++) {
+      mmsghdr& m = groMsgs_[i];
+      m.msg_hdr.msg_iov = &groIov_[i];
+      m.msg_hdr.msg_iovlen = 1;
+      m.msg_hdr.msg_name = &names_[i];
+      m.msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+      m.msg_hdr.msg_control = groCtrl_[i].buf;
+      m.msg_hdr.msg_controllen = sizeof groCtrl_[i].buf;
+      m.msg_hdr.msg_flags = 0;
+    }
+    int n;
+    do { n = recvmmsg(fd_, groMsgs_.data(), cap, MSG_DONTWAIT, nullptr); } while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) Deliver(-errno);
+      return;
+    }
+    size_t k = 0;  // datagrams in the JS batch so far
+    for (int i = 0; i < n && fd_ >= 0; i++) {
+      const mmsghdr& m = groMsgs_[i];
+      size_t total = m.msg_len, seg = total;
+      for (cmsghdr* h = CMSG_FIRSTHDR(&m.msg_hdr); h; h = CMSG_NXTHDR(const_cast<msghdr*>(&m.msg_hdr), h)) {
+        if (h->cmsg_level == SOL_UDP && h->cmsg_type == UDP_GRO) {
+          int size;
+          memcpy(&size, CMSG_DATA(h), sizeof size);
+          if (size > 0) seg = static_cast<size_t>(size);
+        }
+      }
+      const uint8_t* p = static_cast<const uint8_t*>(groIov_[i].iov_base);
+      for (size_t at = 0; at < total; at += seg) {
+        size_t len = std::min(seg, total - at);
+        if (len > slot_) continue;  // larger than a slot: cannot be ours (slots hold an MTU)
+        memcpy(static_cast<uint8_t*>(iovs_[k].iov_base), p + at, len);
+        offs_[k] = static_cast<uint32_t>(k * slot_);
+        lens_[k] = static_cast<uint32_t>(len);
+        SetPeer(k, &names_[i]);
+        if (++k == cap) { Deliver(static_cast<double>(k)); k = 0; if (fd_ < 0) return; }
+      }
+    }
+    if (k) Deliver(static_cast<double>(k));
+  }
+
+  void SetPeer(size_t k, const sockaddr_storage* ss) {
+    uint8_t* a = addrs_ + 16 * k;
+    if (ss->ss_family == AF_INET6) {
+      auto* s6 = reinterpret_cast<const sockaddr_in6*>(ss);
+      memcpy(a, &s6->sin6_addr, 16);
+      ports_[k] = ntohs(s6->sin6_port);
+    } else {
+      auto* s4 = reinterpret_cast<const sockaddr_in*>(ss);
+      memset(a, 0, 10);
+      a[10] = a[11] = 0xff;  // IPv4-mapped
+      memcpy(a + 12, &s4->sin_addr, 4);
+      ports_[k] = ntohs(s4->sin_port);
+    }
+  }
+
+  // Hands JS the batch: k datagrams, or a negative errno.
+  void Deliver(double k) {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    cb_.MakeCallback(Value(), {Napi::Number::New(env, n)});
+    cb_.MakeCallback(Value(), {Napi::Number::New(env, k)});
   }
 
   void OnError() override {
@@ -217,9 +285,7 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
     socklen_t len = sizeof err;
     getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);  // reading it clears it
     if (err == 0 || cb_.IsEmpty()) return;
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    cb_.MakeCallback(Value(), {Napi::Number::New(env, -err)});
+    Deliver(-err);
   }
 
   // sendBatch(buf, offs, lens, count, addr16 | null, port) -> datagrams the kernel took.
@@ -372,6 +438,12 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
   bool v6_ = false;
   bool gso_ = false;
   bool gsoFailed_ = false;
+  bool gro_ = false;
+  struct GroCmsg { alignas(cmsghdr) char buf[CMSG_SPACE(sizeof(int))]; };
+  std::vector<uint8_t> groBuf_;    // staging for UDP_GRO reads: kGroBytes per message
+  std::vector<iovec> groIov_;
+  std::vector<mmsghdr> groMsgs_;
+  std::vector<GroCmsg> groCtrl_;
   bool connected_ = false;
   uint32_t slot_ = 0;
   Napi::FunctionReference cb_;

@@ -81,7 +81,8 @@ export interface UdpOptions {
    * UDP segmentation offload (default off): sendBatch hands the kernel each run of same-size
    * datagrams to one peer as one send, so the stack (routing, firewall, the device queue) is
    * crossed once per run; the kernel cuts it into datagrams at the device, or at the
-   * receiving socket on the same machine. On the wire they are the same datagrams, but a
+   * receiving socket on the same machine. The socket also reads with UDP_GRO: a run arrives
+   * whole and the native reader cuts it into the batch. On the wire they are the same datagrams, but a
    * capture taken on this host (or on a veth in the lab) sees the run as one large packet:
    * off by default, so that what tcpdump shows in the labs is one datagram per packet.
    */
