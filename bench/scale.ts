@@ -21,6 +21,7 @@ import { median, parseWorkerArgs, RampResult, runWorker, WorkerHandle, PingStats
 import { writeLabPki } from '../src/pki/pki';
 import { readStatus } from '../src/server/status';
 import type { ServerStatus } from '../src/server/server';
+import { eachFlag } from './args';
 
 const SERVER_MAIN = path.resolve(__dirname, '..', 'src', 'server', 'main.js');
 const SERVER_NAME = 'server.minivpn.test';
@@ -50,30 +51,17 @@ function usage(): string {
 
 export function parseArgs(argv: string[]): Options {
   const o: Options = { clients: 1000, concurrency: 64, keepaliveSec: 1, idleSec: 10, runs: 20 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value\n${usage()}`);
-      return v;
-    };
-    const num = (v: string, min: number, max: number, int = true) => {
-      const n = Number(v);
-      if (!Number.isFinite(n) || n < min || n > max || (int && !Number.isInteger(n))) {
-        throw new Error(`bad ${a} ${JSON.stringify(v)}: expected ${int ? 'an integer' : 'a number'} from ${min} to ${max}`);
-      }
-      return n;
-    };
-    if (a === '--clients') o.clients = num(val(), 1, 2000);
-    else if (a === '--concurrency') o.concurrency = num(val(), 1, 1024);
-    else if (a === '--keepalive-sec') o.keepaliveSec = num(val(), 0.1, 3600, false);
-    else if (a === '--idle-sec') o.idleSec = num(val(), 1, 600);
-    else if (a === '--runs') o.runs = num(val(), 1, 1000);
-    else if (a === '--pki') o.pki = path.resolve(val());
-    else if (a === '--json') o.json = val();
-    else if (a === '--help' || a === '-h') { console.log(usage()); process.exit(0); }
-    else throw new Error(`unknown option ${JSON.stringify(a)}\n${usage()}`);
-  }
+  eachFlag(argv, usage, (f) => {
+    if (f.name === '--clients') o.clients = f.number(1, 2000);
+    else if (f.name === '--concurrency') o.concurrency = f.number(1, 1024);
+    else if (f.name === '--keepalive-sec') o.keepaliveSec = f.number(0.1, 3600, false);
+    else if (f.name === '--idle-sec') o.idleSec = f.number(1, 600);
+    else if (f.name === '--runs') o.runs = f.number(1, 1000);
+    else if (f.name === '--pki') o.pki = path.resolve(f.value());
+    else if (f.name === '--json') o.json = f.value();
+    else return false;
+    return true;
+  });
   return o;
 }
 

@@ -13,6 +13,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { ADDR, Lab, uniquePrefix, withLab } from '../src/lab/topology';
 import { writeLabPki } from '../src/pki/pki';
+import { eachFlag } from './args';
 import { ensureTools, openvpnClientArgs, openvpnServerArgs, openvpnVersion, OVPN_SERVER_TUN, startOpenVpn } from './openvpn';
 
 const SERVER_MAIN = path.resolve(__dirname, '..', 'src', 'server', 'main.js');
@@ -43,26 +44,15 @@ function usage(): string {
 
 export function parseArgs(argv: string[]): Options {
   const o: Options = { runs: 3, seconds: 10, chart: 'bench-results.svg', udpGso: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value\n${usage()}`);
-      return v;
-    };
-    const posInt = (name: string, v: string, max: number) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1 || n > max) throw new Error(`bad ${name} ${JSON.stringify(v)}: expected an integer from 1 to ${max}`);
-      return n;
-    };
-    if (a === '--runs') o.runs = posInt('--runs', val(), 100);
-    else if (a === '--seconds') o.seconds = posInt('--seconds', val(), 600);
-    else if (a === '--json') o.json = val();
-    else if (a === '--chart') o.chart = val();
-    else if (a === '--udp-gso') o.udpGso = true;
-    else if (a === '--help' || a === '-h') { console.log(usage()); process.exit(0); }
-    else throw new Error(`unknown option ${JSON.stringify(a)}\n${usage()}`);
-  }
+  eachFlag(argv, usage, (f) => {
+    if (f.name === '--runs') o.runs = f.number(1, 100);
+    else if (f.name === '--seconds') o.seconds = f.number(1, 600);
+    else if (f.name === '--json') o.json = f.value();
+    else if (f.name === '--chart') o.chart = f.value();
+    else if (f.name === '--udp-gso') o.udpGso = true;
+    else return false;
+    return true;
+  });
   return o;
 }
 
