@@ -215,17 +215,17 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
       for (size_t i = 0; i < cap; i++) {
         groIov_[i].iov_base = groBuf_.data() + i * kGroBytes;
         groIov_[i].iov_len = kGroBytes;
+        msghdr& h = groMsgs_[i].msg_hdr;
+        h.msg_iov = &groIov_[i];
+        h.msg_iovlen = 1;
+        h.msg_name = &names_[i];
+        h.msg_control = groCtrl_[i].buf;
       }
     }
+    // recvmmsg shrinks these to what it filled in: give the full sizes back.
     for (size_t i = 0; i < cap; i++) {
-      mmsghdr& m = groMsgs_[i];
-      m.msg_hdr.msg_iov = &groIov_[i];
-      m.msg_hdr.msg_iovlen = 1;
-      m.msg_hdr.msg_name = &names_[i];
-      m.msg_hdr.msg_namelen = sizeof(sockaddr_storage);
-      m.msg_hdr.msg_control = groCtrl_[i].buf;
-      m.msg_hdr.msg_controllen = sizeof groCtrl_[i].buf;
-      m.msg_hdr.msg_flags = 0;
+      groMsgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+      groMsgs_[i].msg_hdr.msg_controllen = sizeof groCtrl_[i].buf;
     }
     int n;
     do { n = recvmmsg(fd_, groMsgs_.data(), cap, MSG_DONTWAIT, nullptr); } while (n < 0 && errno == EINTR);

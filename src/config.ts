@@ -324,6 +324,13 @@ interface Field {
 
 const cidrRoute = ipv4Cidr('10.9.0.0/24', 0, 32);
 
+// Both sides decide it for what they send and read.
+const UDP_GSO_FIELD: Field = {
+  key: 'udpGso', flag: 'udp-gso', type: 'bool', def: false,
+  help: 'UDP segmentation offload: runs of same-size datagrams sent and read as one (faster; a capture on this host then shows each run as one large packet)',
+  check: bool,
+};
+
 const SERVER_FIELDS: Field[] = [
   { key: 'listen', flag: 'listen', type: 'value', metavar: 'HOST:PORT', def: { host: '::', port: 1194 }, defText: '[::]:1194', help: 'UDP address to listen on; [::] is dual stack', check: hostPort('listen') },
   { key: 'pool', flag: 'pool', type: 'value', metavar: 'CIDR', def: { network: '10.8.0.0', prefix: 24 }, defText: '10.8.0.0/24', help: 'tunnel address pool; the server takes the first address (.1)', check: ipv4Cidr('10.8.0.0/24', 8, 30) },
@@ -340,7 +347,7 @@ const SERVER_FIELDS: Field[] = [
   { key: 'redirectGateway', flag: 'redirect-gateway', type: 'bool', def: false, help: 'push a default route: all client traffic goes through the tunnel', check: bool },
   { key: 'dns', flag: 'dns', type: 'list', metavar: 'ADDR[,ADDR]', def: [], defText: 'none', help: 'DNS servers pushed to clients; repeatable', check: list(ipv4, '["10.8.0.1"] of IPv4 addresses') },
   { key: 'mssClamp', flag: 'mss-clamp', type: 'bool', def: true, help: 'clamp the TCP MSS of connections through the tunnel to fit its MTU', check: bool },
-  { key: 'udpGso', flag: 'udp-gso', type: 'bool', def: false, help: 'UDP segmentation offload: send runs of same-size datagrams as one (faster; a capture on this host then shows each run as one large packet)', check: bool },
+  UDP_GSO_FIELD,
   { key: 'natOut', flag: 'nat-out', type: 'value', nullable: true, metavar: 'IFACE', def: null, defText: 'off', help: 'masquerade client traffic leaving through this interface', check: nullable(ifname('an interface name')) },
   { key: 'keepaliveSec', flag: 'keepalive-sec', aliases: ['keepalive'], type: 'value', number: true, metavar: 'SEC', def: 10, help: 'send a keepalive after this much silence', check: seconds(0.1, 3600) },
   { key: 'timeoutSec', flag: 'timeout-sec', aliases: ['timeout'], type: 'value', number: true, metavar: 'SEC', def: 60, help: 'drop a client silent this long (must exceed keepalive)', check: seconds(0.2, 86400) },
@@ -368,7 +375,7 @@ const CLIENT_FIELDS: Field[] = [
   { key: 'reconnectMinSec', flag: 'reconnect-min-sec', type: 'value', number: true, metavar: 'SEC', def: 1, help: 'first wait before reconnecting (doubles each try)', check: seconds(0.1, 3600) },
   { key: 'reconnectMaxSec', flag: 'reconnect-max-sec', type: 'value', number: true, metavar: 'SEC', def: 30, help: 'longest wait between reconnects', check: seconds(0.1, 3600) },
   { key: 'stateDir', flag: 'state-dir', type: 'value', metavar: 'DIR', def: 'run', help: 'where the client keeps its runtime state', check: path },
-  { key: 'udpGso', flag: 'udp-gso', type: 'bool', def: false, help: 'UDP segmentation offload: send runs of same-size datagrams as one (faster; a capture on this host then shows each run as one large packet)', check: bool },
+  UDP_GSO_FIELD,
   { key: 'logLevel', flag: 'log-level', type: 'value', metavar: 'LEVEL', def: 'info', help: 'debug, info, warn or error (env MINIVPN_LOG)', check: oneOf(LOG_LEVELS) },
 ];
 
