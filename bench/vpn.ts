@@ -13,13 +13,14 @@ import * as os from 'os';
 import * as path from 'path';
 import { ADDR, Lab, uniquePrefix, withLab } from '../src/lab/topology';
 import { writeLabPki } from '../src/pki/pki';
+import { readStatus } from '../src/server/status';
+import type { ServerStatus } from '../src/server/server';
 import { eachFlag } from './args';
 import { ensureTools, openvpnClientArgs, openvpnServerArgs, openvpnVersion, OVPN_SERVER_TUN, startOpenVpn } from './openvpn';
 
 const SERVER_MAIN = path.resolve(__dirname, '..', 'src', 'server', 'main.js');
 const CLIENT_MAIN = path.resolve(__dirname, '..', 'src', 'client', 'main.js');
 const MINIVPN_SERVER_TUN = '10.8.0.1';
-const MINIVPN_TUN_DEV = 'mvpn0';  // the server's default --tun-name
 const OVPN_TUN_DEV = 'ovpns0';    // openvpnServerArgs' default dev
 
 const SYSTEMS = ['raw', 'minivpn-dtls', 'minivpn-plaintext', 'openvpn'] as const;
@@ -32,24 +33,25 @@ interface Sample {
   cpu_s_per_mb: number | null; cpu_us_per_packet: number | null;
 }
 
-interface Options { runs: number; seconds: number; json?: string; chart: string; udpGso: boolean }
+interface Options { runs: number; seconds: number; json?: string; chart: string; udpGso: boolean; tunGro: boolean }
 
 function say(line: string): void {
   process.stdout.write(`[bench] ${line}\n`);
 }
 
 function usage(): string {
-  return 'usage: npm run bench -- [--runs N (default 3)] [--seconds N (default 10)] [--json FILE] [--chart FILE (default bench-results.svg)] [--udp-gso (minivpn with UDP segmentation offload)]';
+  return 'usage: npm run bench -- [--runs N (default 3)] [--seconds N (default 10)] [--json FILE] [--chart FILE (default bench-results.svg)] [--udp-gso (minivpn with UDP segmentation offload)] [--tun-gro (minivpn merging TCP segments on TUN writes)]';
 }
 
 export function parseArgs(argv: string[]): Options {
-  const o: Options = { runs: 3, seconds: 10, chart: 'bench-results.svg', udpGso: false };
+  const o: Options = { runs: 3, seconds: 10, chart: 'bench-results.svg', udpGso: false, tunGro: false };
   eachFlag(argv, usage, (f) => {
     if (f.name === '--runs') o.runs = f.number(1, 100);
     else if (f.name === '--seconds') o.seconds = f.number(1, 600);
     else if (f.name === '--json') o.json = f.value();
     else if (f.name === '--chart') o.chart = f.value();
     else if (f.name === '--udp-gso') o.udpGso = true;
+    else if (f.name === '--tun-gro') o.tunGro = true;
     else return false;
     return true;
   });
@@ -95,10 +97,13 @@ async function pingRtt(lab: Lab, target: string): Promise<number> {
   return median(times);
 }
 
+/** Counts the packets that crossed the tunnel so far (both directions). */
+type PacketCounter = () => Promise<number>;
+
 /**
- * Packets the server's TUN device sent plus received (from /proc/net/dev in its namespace):
- * each is one datagram on the wire. (Not the underlay's eth0 counters: with UDP segmentation
- * offload a run of datagrams crosses the veth as one packet.)
+ * OpenVPN's: packets its server's TUN device sent plus received (from /proc/net/dev in its
+ * namespace); each is one datagram on the wire. (Not the underlay's eth0 counters: with UDP
+ * segmentation offload a run of datagrams crosses the veth as one packet.)
  */
 async function tunnelPackets(lab: Lab, dev: string): Promise<number> {
   const r = await lab.exec('server', ['cat', '/proc/net/dev']);
@@ -108,17 +113,28 @@ async function tunnelPackets(lab: Lab, dev: string): Promise<number> {
   return f[1] + f[9]; // rx packets, tx packets
 }
 
+/**
+ * minivpn's: the packets its server forwarded for its clients, from the status socket. (Not the
+ * TUN's counters: with --tun-gro one write into the TUN carries many packets.)
+ */
+function statusPackets(socket: string): PacketCounter {
+  return async () => {
+    const st = (await readStatus(socket)) as ServerStatus;
+    return st.clients.reduce((n, c) => n + c.rxPackets + c.txPackets, 0);
+  };
+}
+
 /** Pings, iperf3 both ways, pings again to `target`; CPU of `pids` over the two iperf3 runs. */
-async function measure(lab: Lab, name: System, target: string, seconds: number, pids: number[], tunDev = ''): Promise<Sample> {
+async function measure(lab: Lab, name: System, target: string, seconds: number, pids: number[], packetCount?: PacketCounter): Promise<Sample> {
   const rttFirst = await pingRtt(lab, target);
   const cpu0 = pids.length ? totalCpu(pids) : 0;
-  const pk0 = tunDev ? await tunnelPackets(lab, tunDev) : 0;
+  const pk0 = packetCount ? await packetCount() : 0;
   say(`  ${name}: iperf3 client1 -> ${target} for ${seconds}s`);
   const fwd = await iperf(lab, target, seconds, false);
   say(`  ${name}: iperf3 -R (server -> client1) for ${seconds}s`);
   const rev = await iperf(lab, target, seconds, true);
   const cpu1 = pids.length ? totalCpu(pids) : 0;
-  const packets = tunDev ? (await tunnelPackets(lab, tunDev)) - pk0 : 0;
+  const packets = packetCount ? (await packetCount()) - pk0 : 0;
   const mb = (fwd.bytes + rev.bytes) / 1e6;
   const rtt = await pingRtt(lab, target);
   // Every tunnel packet is handled once by each end (TUN->UDP on one, UDP->TUN on the
@@ -147,8 +163,7 @@ async function stop(p: ChildProcess): Promise<void> {
   }
 }
 
-async function withMinivpn<T>(lab: Lab, dir: string, pki: string, plaintext: boolean, udpGso: boolean, fn: (pids: number[]) => Promise<T>): Promise<T> {
-  const mode = [...(plaintext ? ['--insecure-plaintext'] : []), ...(udpGso ? ['--udp-gso'] : [])];
+async function withMinivpn<T>(lab: Lab, dir: string, pki: string, flags: string[], fn: (pids: number[], packets: PacketCounter) => Promise<T>): Promise<T> {
   const run = fs.mkdtempSync(path.join(dir, 'mv-'));
   const procs: ChildProcess[] = [];
   try {
@@ -156,26 +171,26 @@ async function withMinivpn<T>(lab: Lab, dir: string, pki: string, plaintext: boo
       '--listen', `${ADDR.server}:1194`,
       '--ca', `${pki}/ca.crt`, '--cert', `${pki}/server.crt`, '--key', `${pki}/server.key`,
       '--authorized-dir', `${pki}/authorized`, '--leases-file', `${run}/leases.json`,
-      '--status-socket', `${run}/status.sock`, ...mode]);
+      '--status-socket', `${run}/status.sock`, ...flags]);
     procs.push(server);
     await lab.waitForLine(server, /listening on udp/, 15_000);
     const client = lab.spawn('client1', [process.execPath, CLIENT_MAIN,
       '--server', `${ADDR.server}:1194`, '--name', 'bench',
       '--ca', `${pki}/ca.crt`, '--cert', `${pki}/clients/bench.crt`, '--key', `${pki}/clients/bench.key`,
-      '--state-dir', `${run}/state`, ...mode]);
+      '--state-dir', `${run}/state`, ...flags]);
     procs.push(client);
     try {
       await lab.waitForLine(client, /tunnel up: /, 15_000);
     } catch (err) {
       throw new Error(`minivpn client did not come up: ${(err as Error).message}\n${lab.output(client).split('\n').slice(-10).join('\n')}`);
     }
-    return await fn([server.pid!, client.pid!]);
+    return await fn([server.pid!, client.pid!], statusPackets(`${run}/status.sock`));
   } finally {
     for (const p of procs.reverse()) await stop(p);
   }
 }
 
-async function withOpenvpn<T>(lab: Lab, pki: string, fn: (pids: number[]) => Promise<T>): Promise<T> {
+async function withOpenvpn<T>(lab: Lab, pki: string, fn: (pids: number[], packets: PacketCounter) => Promise<T>): Promise<T> {
   const procs: ChildProcess[] = [];
   try {
     const serverArgs = openvpnServerArgs({ ca: `${pki}/ca.crt`, cert: `${pki}/server.crt`, key: `${pki}/server.key` });
@@ -188,7 +203,7 @@ async function withOpenvpn<T>(lab: Lab, pki: string, fn: (pids: number[]) => Pro
     }
     const client = await startOpenVpn(lab, 'client1', openvpnClientArgs({ ca: `${pki}/ca.crt`, cert: `${pki}/clients/bench.crt`, key: `${pki}/clients/bench.key` }));
     procs.push(client);
-    return await fn([server.pid!, client.pid!]);
+    return await fn([server.pid!, client.pid!], () => tunnelPackets(lab, OVPN_TUN_DEV));
   } finally {
     for (const p of procs.reverse()) await stop(p);
   }
@@ -305,7 +320,8 @@ async function main(): Promise<void> {
   const installed = ensureTools(say);
   if (installed.length) say(`installed: ${installed.join(' ')}`);
   say(`${openvpnVersion()}; node ${process.version}; ${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-  say(`${opts.runs} run(s), iperf3 ${opts.seconds}s each way${opts.udpGso ? '; minivpn with --udp-gso' : ''}`);
+  const offloads = [...(opts.udpGso ? ['--udp-gso'] : []), ...(opts.tunGro ? ['--tun-gro'] : [])];
+  say(`${opts.runs} run(s), iperf3 ${opts.seconds}s each way${offloads.length ? `; minivpn with ${offloads.join(' ')}` : ''}`);
 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'minivpn-bench-'));
   // On Ctrl-C the lab's own handlers kill our processes and remove the lab, then exit;
@@ -325,9 +341,9 @@ async function main(): Promise<void> {
         say(`run ${i}/${opts.runs}`);
         const run = {} as Record<System, Sample>;
         run.raw = await measure(lab, 'raw', ADDR.server, opts.seconds, []);
-        run['minivpn-dtls'] = await withMinivpn(lab, dir, pki, false, opts.udpGso, (pids) => measure(lab, 'minivpn-dtls', MINIVPN_SERVER_TUN, opts.seconds, pids, MINIVPN_TUN_DEV));
-        run['minivpn-plaintext'] = await withMinivpn(lab, dir, pki, true, opts.udpGso, (pids) => measure(lab, 'minivpn-plaintext', MINIVPN_SERVER_TUN, opts.seconds, pids, MINIVPN_TUN_DEV));
-        run.openvpn = await withOpenvpn(lab, pki, (pids) => measure(lab, 'openvpn', OVPN_SERVER_TUN, opts.seconds, pids, OVPN_TUN_DEV));
+        run['minivpn-dtls'] = await withMinivpn(lab, dir, pki, offloads, (pids, pk) => measure(lab, 'minivpn-dtls', MINIVPN_SERVER_TUN, opts.seconds, pids, pk));
+        run['minivpn-plaintext'] = await withMinivpn(lab, dir, pki, ['--insecure-plaintext', ...offloads], (pids, pk) => measure(lab, 'minivpn-plaintext', MINIVPN_SERVER_TUN, opts.seconds, pids, pk));
+        run.openvpn = await withOpenvpn(lab, pki, (pids, pk) => measure(lab, 'openvpn', OVPN_SERVER_TUN, opts.seconds, pids, pk));
         runs.push(run);
       }
       await stop(iperfServer);

@@ -546,10 +546,13 @@ Napi::Value Connection::Handshake(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), Step());
 }
 
-// open(inBuf, inOffs, inLens, inCount, outBuf, outOffs, outLens) -> records written to out.
+// open(inBuf, inOffs, inLens, inCount, outBuf, outOffs, outLens[, outFirst, outUsed])
+//   -> the record count in out.
 // Feeds each datagram to OpenSSL and reads every application record it yields straight into
 // outBuf (one SSL_read per record, no copies in between). Handshake progress, alerts and
-// close_notify are handled on the way; check `state` afterwards.
+// close_notify are handled on the way; check `state` afterwards. With outFirst/outUsed the
+// records are appended after the first outFirst records (outUsed bytes), so a caller can
+// gather a whole receive batch's packets and write them to the TUN in one call.
 Napi::Value Connection::Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!ssl_) return Napi::Number::New(env, 0);
@@ -559,7 +562,12 @@ Napi::Value Connection::Open(const Napi::CallbackInfo& info) {
   uint32_t inCount = a.inCount;
   size_t outMax = a.outMax;
   DgramState* ds = StateOf(ssl_);
-  size_t used = 0, count = 0;
+  size_t count = info.Length() > 7 ? info[7].As<Napi::Number>().Uint32Value() : 0;
+  size_t used = info.Length() > 8 ? info[8].As<Napi::Number>().Uint32Value() : 0;
+  if (count > outMax || used > out.Length()) {
+    Napi::RangeError::New(env, "open: outFirst/outUsed beyond the output batch").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
   for (uint32_t i = 0; i < inCount && state_ <= OPEN; i++) {
     if (static_cast<size_t>(inOffs[i]) + inLens[i] > in.Length()) continue;
     ds->in = in.Data() + inOffs[i];

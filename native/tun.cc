@@ -5,6 +5,12 @@
 // non-blocking fd with uv_poll on the event loop thread and, per wakeup, read as many packets
 // as fit into a buffer that JavaScript gave us once. JavaScript then gets one call per batch:
 // onPackets(count), with offsets and lengths filled in. Nothing is allocated per packet.
+//
+// GRO (optional): with IFF_VNET_HDR every read and write carries a virtio_net_hdr in front
+// of the packet, and a write may then hand the kernel one large TCP packet that stands for
+// many segments (gso_type TCPV4), as a NIC's receive offload does. writeBatch merges the
+// consecutive segments of one TCP flow in a batch into such a write, so the kernel's TCP
+// receive path (and its ACK) runs once per merged packet instead of once per segment.
 #include <napi.h>
 #include <uv.h>
 
@@ -17,11 +23,27 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 namespace {
+
+// The kernel's struct virtio_net_hdr (linux/virtio_net.h, which C++ cannot include: it has a
+// field named `class`). Host byte order: a TUN uses the host's endianness unless told otherwise.
+struct virtio_net_hdr {
+  uint8_t flags;
+  uint8_t gso_type;
+  uint16_t hdr_len;      // bytes of headers in front of the payload
+  uint16_t gso_size;     // payload bytes per segment
+  uint16_t csum_start;   // where the checksum's coverage starts
+  uint16_t csum_offset;  // where, from csum_start, the checksum goes
+};
+static_assert(sizeof(virtio_net_hdr) == 10, "virtio_net_hdr is 10 bytes");
+constexpr uint8_t VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+constexpr uint8_t VIRTIO_NET_HDR_GSO_NONE = 0;
+constexpr uint8_t VIRTIO_NET_HDR_GSO_TCPV4 = 1;
 
 // Errors carry the errno code (err.code) and say what to do about it.
 Napi::Error TunError(Napi::Env env, int err, const std::string& what) {
@@ -58,13 +80,16 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
       InstanceMethod<&Tun::UnrefJs>("unref"),
       InstanceAccessor<&Tun::Name>("name"),
       InstanceAccessor<&Tun::Fd>("fd"),
+      InstanceAccessor<&Tun::Gro>("gro"),
+      InstanceAccessor<&Tun::Coalesced>("coalesced"),
     });
   }
 
-  // new Tun(name) opens the device; name '' lets the kernel pick (tun0, tun1, ...).
+  // new Tun(name, gro) opens the device; name '' lets the kernel pick (tun0, tun1, ...).
   explicit Tun(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tun>(info) {
     Napi::Env env = info.Env();
     std::string want = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+    gro_ = vnet_ = info.Length() > 1 && info[1].ToBoolean().Value();
     if (want.size() >= IFNAMSIZ) {
       TunError(env, EINVAL, "open TUN '" + want + "'").ThrowAsJavaScriptException();
       return;
@@ -77,6 +102,7 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
     ifr.ifr_flags = IFF_TUN | IFF_NO_PI;  // raw IP packets, no 4-byte packet-info header
+    if (vnet_) ifr.ifr_flags |= IFF_VNET_HDR;
     strncpy(ifr.ifr_name, want.c_str(), IFNAMSIZ - 1);
     if (ioctl(fd_, TUNSETIFF, &ifr) < 0) {
       int err = errno;
@@ -86,6 +112,16 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
       return;
     }
     name_ = ifr.ifr_name;
+    int hdrSize = sizeof(virtio_net_hdr);
+    if (vnet_ && ioctl(fd_, TUNSETVNETHDRSZ, &hdrSize) < 0) {
+      int err = errno;
+      ::close(fd_);
+      fd_ = -1;
+      TunError(env, err, "TUNSETVNETHDRSZ").ThrowAsJavaScriptException();
+      return;
+    }
+    // No TUNSETOFFLOAD: the kernel keeps segmenting and checksumming what it sends us, so
+    // reads stay one packet each. (Large reads were measured and did not pay: bench/README.md.)
     Adopt(env, fd_);
   }
 
@@ -138,12 +174,12 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
     size_t used = 0;
     uint32_t n = 0;
     while (n < maxCount_ && used + headroom_ + maxPacket_ <= bufLen_) {
-      ssize_t r = read(fd_, buf_ + used + headroom_, maxPacket_);
+      ssize_t r = ReadOne(buf_ + used + headroom_);
       if (r < 0) {
         if (errno == EINTR) continue;
         break;  // EAGAIN: drained. Other errors: the next poll reports them again.
       }
-      if (r == 0) break;
+      if (r == 0) continue;  // (a packet we could not use; see ReadOne)
       offs_[n] = static_cast<uint32_t>(used + headroom_);
       lens_[n] = static_cast<uint32_t>(r);
       used += (headroom_ + static_cast<size_t>(r) + 7) & ~static_cast<size_t>(7);  // 8-byte aligned slots
@@ -156,6 +192,37 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
     cb_.MakeCallback(Value(), {Napi::Number::New(env, n)});
   }
 
+  // One packet into `to` (maxPacket_ bytes): its length, 0 to skip it, -1 with errno set.
+  ssize_t ReadOne(uint8_t* to) {
+    if (!vnet_) return read(fd_, to, maxPacket_);
+    virtio_net_hdr h;
+    iovec iov[2] = {{&h, sizeof h}, {to, maxPacket_}};
+    ssize_t r = readv(fd_, iov, 2);
+    if (r < 0) return r;
+    r -= static_cast<ssize_t>(sizeof h);
+    if (r <= 0 || h.gso_type != VIRTIO_NET_HDR_GSO_NONE) return 0;  // we offered no TSO
+    if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+      // The kernel left the checksum to the "hardware": finish it (the field holds the
+      // pseudo-header sum, so summing from csum_start over the rest gives the checksum).
+      size_t at = h.csum_start + h.csum_offset;
+      if (at + 2 > static_cast<size_t>(r)) return 0;
+      uint16_t c = static_cast<uint16_t>(~Fold(Sum(to + h.csum_start, r - h.csum_start, 0)));
+      to[at] = c >> 8;
+      to[at + 1] = c & 0xff;
+    }
+    return r;
+  }
+
+  static uint32_t Sum(const uint8_t* p, size_t n, uint32_t sum) {
+    for (; n > 1; p += 2, n -= 2) sum += (p[0] << 8) | p[1];
+    if (n) sum += p[0] << 8;
+    return sum;
+  }
+  static uint16_t Fold(uint32_t sum) {
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    return static_cast<uint16_t>(sum);
+  }
+
   // write(buffer, offset, length) -> bytes written, or -errno (EAGAIN: queue full, packet dropped)
   Napi::Value Write(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -164,9 +231,21 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
     size_t off = info.Length() > 1 ? info[1].As<Napi::Number>().Uint32Value() : 0;
     size_t len = info.Length() > 2 ? info[2].As<Napi::Number>().Uint32Value() : buf.Length() - off;
     if (off + len > buf.Length()) { Napi::RangeError::New(env, "write: range outside buffer").ThrowAsJavaScriptException(); return env.Undefined(); }
-    ssize_t r;
-    do { r = ::write(fd_, buf.Data() + off, len); } while (r < 0 && errno == EINTR);
+    ssize_t r = WriteOne(buf.Data() + off, len);
     return Napi::Number::New(env, r < 0 ? -errno : r);
+  }
+
+  // One packet as it is (with GRO: behind an empty virtio_net_hdr, "nothing offloaded").
+  ssize_t WriteOne(const uint8_t* p, size_t len) {
+    ssize_t r;
+    if (!vnet_) {
+      do { r = ::write(fd_, p, len); } while (r < 0 && errno == EINTR);
+      return r;
+    }
+    virtio_net_hdr h{};
+    iovec iov[2] = {{&h, sizeof h}, {const_cast<uint8_t*>(p), len}};
+    do { r = writev(fd_, iov, 2); } while (r < 0 && errno == EINTR);
+    return r < 0 ? r : r - static_cast<ssize_t>(sizeof h);
   }
 
   // writeBatch(buffer, offsets, lengths, count) -> number of packets the kernel took.
@@ -180,13 +259,93 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
     uint32_t count = info[3].As<Napi::Number>().Uint32Value();
     if (count > offs.ElementLength() || count > lens.ElementLength()) count = std::min(offs.ElementLength(), lens.ElementLength());
     uint32_t ok = 0;
-    for (uint32_t i = 0; i < count; i++) {
-      if (static_cast<size_t>(offs[i]) + lens[i] > buf.Length()) continue;
-      ssize_t r;
-      do { r = ::write(fd_, buf.Data() + offs[i], lens[i]); } while (r < 0 && errno == EINTR);
-      if (r >= 0) ok++;
+    for (uint32_t i = 0; i < count;) {
+      if (static_cast<size_t>(offs[i]) + lens[i] > buf.Length()) { i++; continue; }
+      uint32_t n = gro_ ? WriteMerged(buf.Data(), buf.Length(), offs.Data() + i, lens.Data() + i, count - i) : 0;
+      if (n > 0) { ok += n; i += n; continue; }
+      if (WriteOne(buf.Data() + offs[i], lens[i]) >= 0) ok++;
+      i++;
     }
     return Napi::Number::New(env, ok);
+  }
+
+  // ---- GRO: merging a TCP flow's consecutive segments into one write --------------------
+
+  // A segment we may merge: IPv4 without options or fragmentation, DF set, TCP with data and
+  // only ACK (and PSH) set. Returns the TCP header length, 0 if it is not one.
+  static uint32_t Mergeable(const uint8_t* p, size_t len) {
+    if (len < 40 || p[0] != 0x45 || p[9] != IPPROTO_TCP) return 0;
+    if (static_cast<size_t>((p[2] << 8) | p[3]) != len || p[6] != 0x40 || p[7] != 0) return 0;  // DF set, not a fragment
+    uint32_t thl = (p[32] >> 4) * 4u;
+    if (thl < 20 || 20 + thl >= len) return 0;  // no payload: nothing to merge
+    if ((p[33] & ~0x08) != 0x10) return 0;        // ACK, maybe PSH; no SYN/FIN/RST/URG/ECE/CWR
+    return thl;
+  }
+  static uint32_t Seq(const uint8_t* p) { return (p[24] << 24 | p[25] << 16 | p[26] << 8 | p[27]) & 0xffffffffu; }
+
+  // Writes packets [0, count) starting with the first as one merged packet if at least two
+  // of them belong together; returns how many it wrote (0: the first is written alone).
+  uint32_t WriteMerged(const uint8_t* base, size_t baseLen, const uint32_t* offs, const uint32_t* lens, uint32_t count) {
+    const uint8_t* first = base + offs[0];
+    uint32_t thl = Mergeable(first, lens[0]);
+    if (thl == 0 || count < 2) return 0;
+    uint32_t hlen = 20 + thl, mss = lens[0] - hlen;
+    uint32_t total = lens[0], nextSeq = Seq(first) + mss;
+    bool psh = first[33] & 0x08;
+    uint32_t n = 1, lastPay = mss;
+    iovec iov[2 + kMaxMerge];  // virtio_net_hdr, merged headers, then each segment's payload
+    iov[2] = {const_cast<uint8_t*>(first + hlen), mss};
+    while (n < count && n < kMaxMerge && !psh && lastPay == mss) {
+      const uint8_t* p = base + offs[n];
+      size_t len = lens[n];
+      if (offs[n] + len > baseLen || Mergeable(p, len) != thl) break;
+      uint32_t pay = len - hlen;
+      // Same flow and same headers but for length, id, checksums, seq and PSH; in order.
+      if (pay > mss || total + pay > 65535 || Seq(p) != nextSeq) break;
+      if (p[1] != first[1] || p[8] != first[8] || memcmp(p + 12, first + 12, 8) != 0) break;  // TOS, TTL, addresses
+      if (memcmp(p + 20, first + 20, 4) != 0 || memcmp(p + 28, first + 28, 4) != 0) break;  // ports, ack
+      if (memcmp(p + 34, first + 34, 2) != 0 || memcmp(p + 40, first + 40, thl - 20) != 0) break;  // window, options
+      iov[2 + n] = {const_cast<uint8_t*>(p + hlen), pay};
+      psh = p[33] & 0x08;
+      total += pay;
+      nextSeq += pay;
+      lastPay = pay;
+      n++;
+    }
+    if (n < 2) return 0;
+
+    // The merged packet's headers: the first segment's, with the total length, a fresh IP
+    // checksum, PSH if the last had it, and in the TCP checksum field the pseudo-header sum,
+    // which the kernel completes (NEEDS_CSUM) while it segments or delivers the packet.
+    memcpy(hdr_, first, hlen);
+    hdr_[2] = total >> 8;
+    hdr_[3] = total & 0xff;
+    hdr_[10] = hdr_[11] = 0;
+    uint16_t ipsum = static_cast<uint16_t>(~Fold(Sum(hdr_, 20, 0)));
+    hdr_[10] = ipsum >> 8;
+    hdr_[11] = ipsum & 0xff;
+    if (psh) hdr_[33] |= 0x08;
+    uint16_t pseudo = Fold(Sum(hdr_ + 12, 8, IPPROTO_TCP + (total - 20)));
+    hdr_[36] = pseudo >> 8;
+    hdr_[37] = pseudo & 0xff;
+
+    virtio_net_hdr h{};
+    h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+    h.hdr_len = static_cast<uint16_t>(hlen);
+    h.gso_size = static_cast<uint16_t>(mss);
+    h.csum_start = 20;
+    h.csum_offset = 16;
+    iov[0] = {&h, sizeof h};
+    iov[1] = {hdr_, hlen};
+    ssize_t r;
+    do { r = writev(fd_, iov, static_cast<int>(2 + n)); } while (r < 0 && errno == EINTR);
+    if (r < 0 && errno == EINVAL) {
+      gro_ = false;  // a kernel that takes no GSO from a TUN: from now on, one write per packet
+      return 0;
+    }
+    if (r >= 0) coalesced_ += n - 1;
+    return n;  // written, or lost together (queue full) as single writes would have been
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -198,6 +357,8 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
   Napi::Value UnrefJs(const Napi::CallbackInfo& info) { SetRef(false); return info.Env().Undefined(); }
   Napi::Value Name(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }
   Napi::Value Fd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
+  Napi::Value Gro(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), gro_); }
+  Napi::Value Coalesced(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(coalesced_)); }
 
   // Stops the reader and closes the fd; closing the last fd removes a non-persistent TUN.
   void Shutdown() {
@@ -221,6 +382,12 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
   size_t maxCount_ = 0;
   uint32_t maxPacket_ = 0;
   uint32_t headroom_ = 0;
+  // GRO
+  static constexpr uint32_t kMaxMerge = 64;  // segments per merged packet (64 KB of 1 KB+ segments)
+  bool vnet_ = false;  // the fd has IFF_VNET_HDR: every read and write carries a virtio_net_hdr
+  bool gro_ = false;   // merge segments in writeBatch (vnet_, and the kernel has not refused it)
+  uint64_t coalesced_ = 0;
+  uint8_t hdr_[20 + 60];
 };
 
 }  // namespace

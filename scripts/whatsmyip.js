@@ -9,9 +9,12 @@
 //                     251 is prime, so a lost or repeated chunk shifts the pattern visibly.
 //   GET /hello     -> a short HTML page containing "minivpn-secret-page", a string you
 //                     can look for in a packet capture (is the tunnel really encrypted?).
+//   POST /sha256   -> "<sha256 of the request body>  <bytes>\n", to check uploads:
+//                     curl --data-binary @file http://.../sha256 against sha256sum file.
 //
 // It logs one line per request to stdout.
 'use strict';
+const crypto = require('crypto');
 const http = require('http');
 
 const MAX_BYTES = 1 << 30; // 1 GiB: enough for any transfer check, bounded against typos
@@ -76,7 +79,8 @@ function handle(req, res) {
   };
 
   const bytes = /^\/bytes\/(\d{1,10})$/.exec(path);
-  if (req.method !== 'GET' && req.method !== 'HEAD') reply(405, 'text/plain', 'only GET\n');
+  if (path === '/sha256' && req.method === 'POST') return hashUpload(req, res, remote);
+  if (req.method !== 'GET' && req.method !== 'HEAD') reply(405, 'text/plain', 'only GET (and POST /sha256)\n');
   else if (path === '/') reply(200, 'text/plain', remote + '\n');
   else if (path === '/hello') reply(200, 'text/html', HELLO);
   else if (bytes && Number(bytes[1]) <= MAX_BYTES) {
@@ -86,6 +90,23 @@ function handle(req, res) {
   else reply(404, 'text/plain', 'not found\n');
 
   console.log(`${new Date().toISOString()} ${remote} ${req.method} ${path} ${status} ${length}`);
+}
+
+// Hashes the body as it streams in (an upload is never held in memory), bounded by MAX_BYTES.
+function hashUpload(req, res, remote) {
+  const h = crypto.createHash('sha256');
+  let n = 0;
+  req.on('data', (chunk) => {
+    n += chunk.length;
+    if (n > MAX_BYTES) req.destroy();
+    else h.update(chunk);
+  });
+  req.on('end', () => {
+    const body = `${h.digest('hex')}  ${n}\n`;
+    res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': body.length });
+    res.end(body);
+    console.log(`${new Date().toISOString()} ${remote} POST /sha256 200 ${n}`);
+  });
 }
 
 const opts = parseArgs(process.argv.slice(2));

@@ -33,6 +33,7 @@ export interface ServerConfig {
   natOut: string | null;
   mssClamp: boolean;
   udpGso: boolean;
+  tunGro: boolean;
   keepaliveSec: number;
   timeoutSec: number;
   onConnect: string | null;
@@ -58,6 +59,7 @@ export interface ClientConfig {
   reconnectMaxSec: number;
   stateDir: string;
   udpGso: boolean;
+  tunGro: boolean;
   logLevel: LogLevel;
 }
 
@@ -331,6 +333,13 @@ const UDP_GSO_FIELD: Field = {
   check: bool,
 };
 
+// Each side decides it for the packets it writes into its own TUN.
+const TUN_GRO_FIELD: Field = {
+  key: 'tunGro', flag: 'tun-gro', type: 'bool', def: false,
+  help: "TUN receive offload: a batch's segments of one TCP connection are written to the kernel as one large packet (faster; a capture on the TUN then shows the merged packets)",
+  check: bool,
+};
+
 const SERVER_FIELDS: Field[] = [
   { key: 'listen', flag: 'listen', type: 'value', metavar: 'HOST:PORT', def: { host: '::', port: 1194 }, defText: '[::]:1194', help: 'UDP address to listen on; [::] is dual stack', check: hostPort('listen') },
   { key: 'pool', flag: 'pool', type: 'value', metavar: 'CIDR', def: { network: '10.8.0.0', prefix: 24 }, defText: '10.8.0.0/24', help: 'tunnel address pool; the server takes the first address (.1)', check: ipv4Cidr('10.8.0.0/24', 8, 30) },
@@ -348,6 +357,7 @@ const SERVER_FIELDS: Field[] = [
   { key: 'dns', flag: 'dns', type: 'list', metavar: 'ADDR[,ADDR]', def: [], defText: 'none', help: 'DNS servers pushed to clients; repeatable', check: list(ipv4, '["10.8.0.1"] of IPv4 addresses') },
   { key: 'mssClamp', flag: 'mss-clamp', type: 'bool', def: true, help: 'clamp the TCP MSS of connections through the tunnel to fit its MTU', check: bool },
   UDP_GSO_FIELD,
+  TUN_GRO_FIELD,
   { key: 'natOut', flag: 'nat-out', type: 'value', nullable: true, metavar: 'IFACE', def: null, defText: 'off', help: 'masquerade client traffic leaving through this interface', check: nullable(ifname('an interface name')) },
   { key: 'keepaliveSec', flag: 'keepalive-sec', aliases: ['keepalive'], type: 'value', number: true, metavar: 'SEC', def: 10, help: 'send a keepalive after this much silence', check: seconds(0.1, 3600) },
   { key: 'timeoutSec', flag: 'timeout-sec', aliases: ['timeout'], type: 'value', number: true, metavar: 'SEC', def: 60, help: 'drop a client silent this long (must exceed keepalive)', check: seconds(0.2, 86400) },
@@ -376,6 +386,7 @@ const CLIENT_FIELDS: Field[] = [
   { key: 'reconnectMaxSec', flag: 'reconnect-max-sec', type: 'value', number: true, metavar: 'SEC', def: 30, help: 'longest wait between reconnects', check: seconds(0.1, 3600) },
   { key: 'stateDir', flag: 'state-dir', type: 'value', metavar: 'DIR', def: 'run', help: 'where the client keeps its runtime state', check: path },
   UDP_GSO_FIELD,
+  TUN_GRO_FIELD,
   { key: 'logLevel', flag: 'log-level', type: 'value', metavar: 'LEVEL', def: 'info', help: 'debug, info, warn or error (env MINIVPN_LOG)', check: oneOf(LOG_LEVELS) },
 ];
 
@@ -557,6 +568,7 @@ export function parseServerArgs(argv: string[], env: NodeJS.ProcessEnv = process
     natOut: c.natOut as string | null,
     mssClamp: c.mssClamp as boolean,
     udpGso: c.udpGso as boolean,
+    tunGro: c.tunGro as boolean,
     keepaliveSec: keepalive,
     timeoutSec: timeout,
     onConnect: c.onConnect as string | null,
@@ -609,6 +621,7 @@ export function parseClientArgs(argv: string[], env: NodeJS.ProcessEnv = process
     reconnectMaxSec: max,
     stateDir: c.stateDir as string,
     udpGso: c.udpGso as boolean,
+    tunGro: c.tunGro as boolean,
     logLevel: c.logLevel as LogLevel,
   };
 }

@@ -9,6 +9,10 @@ export interface NativeTun {
   /** Bytes written, or -errno (e.g. -11 EAGAIN when the kernel queue is full: packet dropped). */
   write(buf: Buffer, off?: number, len?: number): number;
   writeBatch(buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number): number;
+  /** Whether writeBatch merges TCP segments (false if not asked for, or refused by the kernel). */
+  readonly gro: boolean;
+  /** With GRO: TCP segments merged into the write of an earlier segment, since open. */
+  readonly coalesced: number;
   close(): void;
   ref(): void;
   unref(): void;
@@ -47,8 +51,9 @@ export interface NativeDtlsConnection {
   /** Datagrams OpenSSL discarded after the handshake: replays, forgeries, garbage. */
   readonly dropped: number;
   handshake(): NativeState;
+  /** Returns the record count in out; outFirst/outUsed append after records already there. */
   open(inBuf: Buffer, inOffs: Uint32Array, inLens: Uint32Array, inCount: number,
-       outBuf: Buffer, outOffs: Uint32Array, outLens: Uint32Array): number;
+       outBuf: Buffer, outOffs: Uint32Array, outLens: Uint32Array, outFirst?: number, outUsed?: number): number;
   seal(inBuf: Buffer, inOffs: Uint32Array, inLens: Uint32Array, inCount: number,
        outBuf: Buffer, outOffs: Uint32Array, outLens: Uint32Array): number;
   takeOutput(): Buffer[] | null;
@@ -81,7 +86,7 @@ export interface NativeDtlsContext {
 }
 
 interface Addon {
-  Tun: new (name: string) => NativeTun;
+  Tun: new (name: string, gro?: boolean) => NativeTun;
   Udp: new (family: 4 | 6, bufferBytes: number, gso: boolean) => NativeUdp;
   DtlsContext: new (opts: NativeDtlsContextOptions) => NativeDtlsContext;
   DtlsConnection: new () => NativeDtlsConnection;

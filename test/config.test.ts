@@ -56,6 +56,7 @@ t.test('server defaults', async (t) => {
     natOut: null,
     mssClamp: true,
     udpGso: false,
+    tunGro: false,
     keepaliveSec: 10,
     timeoutSec: 60,
     onConnect: null, onDisconnect: null,
@@ -212,6 +213,7 @@ t.test('client defaults and forms', async (t) => {
     reconnectMaxSec: 30,
     stateDir: 'run',
     udpGso: false,
+    tunGro: false,
     logLevel: 'info',
   });
   t.same(parseClientArgs(['--server', '[2001:db8::5]:99', '--name', 'a'], NOENV).server, { host: '2001:db8::5', port: 99 });
@@ -240,6 +242,16 @@ t.test('--help and usage()', async (t) => {
     t.match(s, flag, `server usage mentions ${flag}`);
   }
   t.match(usage('client'), '--server HOST:PORT');
+});
+
+t.test('--tun-gro turns merging on the TUN on (off by default, on both sides)', async (t) => {
+  t.equal(parseServerArgs([], NOENV).tunGro, false);
+  t.equal(parseServerArgs(['--tun-gro'], NOENV).tunGro, true);
+  t.equal(parseClientArgs(['--server', '192.0.2.1', '--name', 'a'], NOENV).tunGro, false);
+  t.equal(parseClientArgs(['--server', '192.0.2.1', '--name', 'a', '--tun-gro'], NOENV).tunGro, true);
+  const f = tmpFile(t, JSON.stringify({ tunGro: 1 }));
+  throwsField(t, () => parseServerArgs(['--config', f], NOENV), 'tunGro', /"tunGro": expected/, 'a number for a boolean in the file names the field');
+  t.match(usage('client'), /--\[no-\]tun-gro .*capture/, 'the help says what it changes in a capture');
 });
 
 t.test('--udp-gso turns UDP segmentation offload on (off by default, on both sides)', async (t) => {

@@ -20,21 +20,25 @@ t.teardown(() => {
   spawnSync('ip', ['netns', 'del', NS]);
 });
 
-t.test('ping routed into a TUN is answered from JavaScript; close removes the interface; the process exits', async (t) => {
-  const r = inNs([fixture('tun-echo.js')]);
-  t.equal(r.status, 0, `fixture exits 0 by itself (stderr: ${r.stderr})`);
-  const ev = events(r.stdout);
-  t.same(ev[0], { event: 'opened', name: 'mvtest0' }, 'the real interface name is returned');
-  const busy = ev.find((e) => e.event === 'second-open');
-  t.equal(busy?.code, 'EBUSY', 'opening a name in use fails with EBUSY');
-  t.match(busy?.message ?? '', /in use by another device or process/);
-  const ping = ev.find((e) => e.event === 'ping');
-  t.equal(ping?.code, 0, `ping succeeded: ${ping?.summary}`);
-  t.equal(ping?.requests, 3, 'three echo requests read from the TUN');
-  t.ok(ev.filter((e) => e.event === 'echo-request').every((e) => e.len === 84 && e.written), 'replies written');
-  t.same(ev.find((e) => e.event === 'closed'), { event: 'closed', interfaceRemoved: true });
-  t.equal(ev[ev.length - 1].event, 'exit', 'nothing kept the event loop alive after close');
-});
+for (const gro of [false, true]) {
+  const what = gro ? ' (GRO: a virtio_net_hdr on every read and write)' : '';
+  t.test(`ping routed into a TUN is answered from JavaScript; close removes the interface; the process exits${what}`, async (t) => {
+    const r = inNs([fixture('tun-echo.js'), ...(gro ? ['gro'] : [])]);
+    t.equal(r.status, 0, `fixture exits 0 by itself (stderr: ${r.stderr})`);
+    const ev = events(r.stdout);
+    t.same(ev[0], { event: 'opened', name: 'mvtest0', gro }, 'the real interface name is returned');
+    const busy = ev.find((e) => e.event === 'second-open');
+    t.equal(busy?.code, 'EBUSY', 'opening a name in use fails with EBUSY');
+    t.match(busy?.message ?? '', /in use by another device or process/);
+    const ping = ev.find((e) => e.event === 'ping');
+    t.equal(ping?.code, 0, `ping succeeded: ${ping?.summary}`);
+    t.equal(ping?.requests, 3, 'three echo requests read from the TUN');
+    t.equal(ping?.coalesced, 0, 'nothing merged: ICMP is written as it is');
+    t.ok(ev.filter((e) => e.event === 'echo-request').every((e) => e.len === 84 && e.written), 'replies written');
+    t.same(ev.find((e) => e.event === 'closed'), { event: 'closed', interfaceRemoved: true });
+    t.equal(ev[ev.length - 1].event, 'exit', 'nothing kept the event loop alive after close');
+  });
+}
 
 t.test('a worker thread that ends with a live reader does not abort the process', async (t) => {
   for (const mode of ['terminate', 'exit']) {

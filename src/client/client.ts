@@ -9,6 +9,7 @@ import { BatchRing, PacketBatch } from '../batch';
 import { ClientConfig } from '../config';
 import { UdpBatch, UdpSocket } from '../conn/udp';
 import { Channel, DtlsChannel, PlaintextChannel } from '../device/channel';
+import { RX_FRAMES, RX_ROOM, TunQueue } from '../device/tunqueue';
 import { DtlsContext } from '../dtls/dtls';
 import { logger } from '../log';
 import { runInitScript } from '../os/scripts';
@@ -31,10 +32,10 @@ export class VpnClient {
   private tun: Tun | null = null;
   private applied: ConfigMsg | null = null;
   private serverIp = '';
-  private readonly rx = new PacketBatch(BATCH, SLOT);
+  // Decrypted frames of one receive batch, and the TUN packets among them (written at its end).
+  private readonly rx = new PacketBatch(RX_FRAMES, SLOT);
+  private readonly tunq = new TunQueue(RX_FRAMES);
   private readonly sealRing = new BatchRing(4, BATCH, SLOT);
-  private readonly tunOffs = new Uint32Array(BATCH);
-  private readonly tunLens = new Uint32Array(BATCH);
   private readonly txOffs = new Uint32Array(BATCH);
   private readonly txLens = new Uint32Array(BATCH);
   private readonly oneOff = new Uint32Array([0]);
@@ -48,7 +49,7 @@ export class VpnClient {
   private timer: NodeJS.Timeout | null = null;
   private mismatchLogged = false;
   /** Counters a student can look at in the log when the client stops. */
-  readonly stats = { rxPackets: 0, txPackets: 0, dropped: 0 };
+  readonly stats = { rxPackets: 0, txPackets: 0, dropped: 0, groMerged: 0 };
 
   constructor(readonly cfg: ClientConfig) {
     if (cfg.plaintext) {
@@ -112,6 +113,7 @@ export class VpnClient {
     sock.onDatagrams(this.udpRx, (rx) => {
       // A connected socket only hears the server.
       for (let i = 0; i < rx.count; i++) this.onDatagram(rx.buf, rx.offs[i], rx.lens[i]);
+      this.endReceive();
     }, (errno) => {
       // ECONNREFUSED: an ICMP port unreachable came back, nothing listens on the server's port.
       const why = errno === 111 ? 'the server port is closed (ICMP port unreachable)' : `network error (errno ${errno})`;
@@ -180,6 +182,7 @@ export class VpnClient {
       return;
     }
     const wasOpen = ch.state === 'open';
+    if (this.rx.count > RX_FRAMES - RX_ROOM) this.endReceive(); // room for this datagram's frames
     const frames = ch.receive(dbuf, doff, dlen);
     if (!wasOpen) {
       this.flushControl();
@@ -196,15 +199,14 @@ export class VpnClient {
       }
     }
     this.lastSeen = Date.now();
-    let tunCount = 0;
     const buf = frames.buf;
-    for (let i = 0; i < frames.count; i++) {
+    for (let i = frames.first; i < frames.count; i++) {
       const off = frames.offs[i], len = frames.lens[i];
       const type = frameType(buf, off, len);
       if (type === FrameType.DATA) {
         if (!this.tun) continue;
-        this.tunOffs[tunCount] = off + 1;
-        this.tunLens[tunCount++] = len - 1;
+        this.tunq.add(this.tun, buf, off + 1, len - 1);
+        this.stats.rxPackets++;
       } else if (type === FrameType.CONTROL) {
         this.onControl(buf.subarray(off + 1, off + len));
       } else if (type === FrameType.KEEPALIVE) {
@@ -218,12 +220,14 @@ export class VpnClient {
         this.stats.dropped++;
       }
     }
-    if (tunCount > 0 && this.tun) {
-      this.tun.writeBatch(buf, this.tunOffs, this.tunLens, tunCount);
-      this.stats.rxPackets += tunCount;
-    }
     const after: string = ch.state;
     if (after === 'closed') this.finish({ kind: 'retry', why: 'the server closed the connection' });
+  }
+
+  /** The receive batch is done: write its TUN packets, empty the frame batch. */
+  private endReceive(): void {
+    this.tunq.flush(this.tun);
+    this.rx.count = 0;
   }
 
   private mismatch(what: string): void {
@@ -256,7 +260,7 @@ export class VpnClient {
     if (!same) {
       if (this.tun && this.applied) await this.routesDown();
       if (!this.tun) {
-        this.tun = Tun.open({ name: this.cfg.tunName, batchSize: BATCH, maxPacket: SLOT - 8, headroom: FRAME_OVERHEAD });
+        this.tun = Tun.open({ name: this.cfg.tunName, batchSize: BATCH, maxPacket: SLOT - 8, headroom: FRAME_OVERHEAD, gro: this.cfg.tunGro });
         this.tun.onPackets((b) => this.onTunBatch(b));
       }
       await runInitScript('client-init.sh', 'up', {
@@ -275,6 +279,7 @@ export class VpnClient {
       server: `${this.serverIp}:${this.cfg.server.port}`, mtu: c.mtu,
       routes: c.redirectGateway ? 'all (full tunnel)' : c.routes.join(',') || 'tunnel subnet only',
       mode: this.cfg.plaintext ? 'plaintext' : 'dtls',
+      ...(this.cfg.tunGro ? { gro: this.tun!.gro ? 'on' : 'refused by the kernel' } : {}),
     });
   }
 
@@ -357,12 +362,13 @@ export class VpnClient {
   private async teardown(): Promise<void> {
     if (this.hsTimer) clearTimeout(this.hsTimer);
     if (this.tun) {
+      if (this.cfg.tunGro) this.stats.groMerged = this.tun.coalesced;
       if (this.applied) await this.routesDown();
       this.tun.close();
       this.tun = null;
       this.applied = null;
     }
-    log.info('stopped', { rxPackets: this.stats.rxPackets, txPackets: this.stats.txPackets });
+    log.info('stopped', { rxPackets: this.stats.rxPackets, txPackets: this.stats.txPackets, ...(this.cfg.tunGro ? { groMerged: this.stats.groMerged } : {}) });
   }
 }
 

@@ -12,8 +12,12 @@ export interface Channel {
   readonly error: string | null;
   /** Datagrams the channel discarded after it was open (replays, forgeries, garbage). */
   readonly dropped: number;
-  /** One received datagram, buf[off, off+len) -> the frames it carried (valid until the next call). */
-  receive(buf: Buffer, off: number, len: number): BatchView;
+  /**
+   * One received datagram, buf[off, off+len) -> the frames it carried: entries first..count-1
+   * of the view. (A DTLS channel appends them to the receive batch its owner gave it, and
+   * the owner empties that batch once it has written the packets to the TUN.)
+   */
+  receive(buf: Buffer, off: number, len: number): FrameRange;
   /** Frames (offs/lens into buf) -> datagrams to send, written into `out` when it needs room. */
   seal(buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number, out: PacketBatch): BatchView;
   /** Datagrams the protocol itself wants sent (handshake flights, alerts). */
@@ -26,20 +30,29 @@ export interface Channel {
   destroy(): void;
 }
 
+/** Frames first..count-1 of a batch view. */
+export interface FrameRange extends BatchView {
+  first: number;
+}
+
 export class DtlsChannel implements Channel {
   readonly kind = 'dtls';
   private readonly rx: PacketBatch;
+  private readonly range: FrameRange;
 
   constructor(readonly conn: DtlsConnection, rx: PacketBatch) {
     this.rx = rx;
+    this.range = { buf: rx.buf, offs: rx.offs, lens: rx.lens, count: 0, first: 0 };
   }
   get state(): ConnState { return this.conn.state; }
   get error(): string | null { return this.conn.error; }
   get dropped(): number { return this.conn.dropped; }
 
-  receive(buf: Buffer, off: number, len: number): BatchView {
-    this.conn.openAt(buf, off, len, this.rx);
-    return this.rx;
+  receive(buf: Buffer, off: number, len: number): FrameRange {
+    this.range.first = this.rx.count;
+    this.conn.openAt(buf, off, len, this.rx, true);
+    this.range.count = this.rx.count;
+    return this.range;
   }
   seal(buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number, out: PacketBatch): BatchView {
     this.conn.seal(buf, offs, lens, count, out);
@@ -58,12 +71,12 @@ export class PlaintextChannel implements Channel {
   readonly dropped = 0;
   private closed = false;
   // Reused views: a plaintext datagram *is* the frame, and frames are sent as they are.
-  private readonly one: BatchView = { buf: Buffer.alloc(0), offs: new Uint32Array(1), lens: new Uint32Array(1), count: 1 };
+  private readonly one: FrameRange = { buf: Buffer.alloc(0), offs: new Uint32Array(1), lens: new Uint32Array(1), count: 1, first: 0 };
   private readonly view: BatchView = { buf: Buffer.alloc(0), offs: new Uint32Array(0), lens: new Uint32Array(0), count: 0 };
 
   get state(): ConnState { return this.closed ? 'closed' : 'open'; }
 
-  receive(buf: Buffer, off: number, len: number): BatchView {
+  receive(buf: Buffer, off: number, len: number): FrameRange {
     this.one.buf = buf;
     this.one.offs[0] = off;
     this.one.lens[0] = len;

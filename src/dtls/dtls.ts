@@ -136,15 +136,19 @@ export class DtlsConnection {
     return this.openAt(datagram, 0, datagram.length, out);
   }
 
-  /** Feeds the datagram at buf[off, off+len) (e.g. a slot of a receive batch). */
-  openAt(buf: Buffer, off: number, len: number, out: PacketBatch): number {
+  /**
+   * Feeds the datagram at buf[off, off+len) (e.g. a slot of a receive batch). Its records
+   * replace what is in `out`, or with `append` go after it; returns how many it added.
+   */
+  openAt(buf: Buffer, off: number, len: number, out: PacketBatch, append = false): number {
     ONE_OFF[0] = off;
     ONE_LEN[0] = len;
     const wasOpen = this.n.state === 1;
-    const n = this.n.open(buf, ONE_OFF, ONE_LEN, 1, out.buf, out.offs, out.lens);
-    out.count = n;
+    const first = append ? out.count : 0;
+    const used = first > 0 ? (out.offs[first - 1] + out.lens[first - 1] + 7) & ~7 : 0;
+    out.count = this.n.open(buf, ONE_OFF, ONE_LEN, 1, out.buf, out.offs, out.lens, first, used);
     if (!wasOpen) this.ctx.flushKeylog();
-    return n;
+    return out.count - first;
   }
 
   /** Feeds a batch of datagrams; decrypted records land in `out`. */

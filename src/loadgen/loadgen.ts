@@ -159,6 +159,7 @@ export class SimSession {
     const ch = this.ch;
     if (!ch) return;
     const wasOpen = ch.state === 'open';
+    this.shared.rx.count = 0; // frames are handled right away: the shared batch starts empty
     const frames = ch.receive(buf, off, len);
     if (!wasOpen) {
       this.flush();
@@ -167,7 +168,7 @@ export class SimSession {
       if (st === 'open') this.sendFrame(encodeFrame(FrameType.CONTROL, encodeControl({ type: 'hello', v: 1 })));
     }
     const fb = frames.buf;
-    for (let i = 0; i < frames.count; i++) {
+    for (let i = frames.first; i < frames.count; i++) {
       const o = frames.offs[i], l = frames.lens[i];
       const type = frameType(fb, o, l);
       if (type === FrameType.KEEPALIVE) {

@@ -4,8 +4,9 @@
 // free byte in front; we write the DATA frame type there, group the packets by the client
 // that owns the destination address, and seal each group in one call.
 // Data path, client -> TUN: a datagram is opened into frames; DATA frames whose inner
-// source address is the client's own are written to the TUN (or straight to another
-// client), everything else is dropped and counted.
+// source address is the client's own go to the TUN (or straight to another client),
+// everything else is dropped and counted. The TUN packets of a whole receive batch are
+// written together at its end (TunQueue), so GRO can merge a TCP flow's segments.
 import { BatchRing, BatchView } from '../batch';
 import { ServerConfig } from '../config';
 import { Peer, UdpBatch, UdpSocket } from '../conn/udp';
@@ -13,6 +14,7 @@ import { DtlsContext } from '../dtls/dtls';
 import { Channel, DtlsChannel, PlaintextChannel } from '../device/channel';
 import { AuthorizedClients } from '../device/authz';
 import { Counters } from '../device/counters';
+import { RX_FRAMES, RX_ROOM, TunQueue } from '../device/tunqueue';
 import { AddressPool, PoolExhaustedError } from '../device/pool';
 import { Router } from '../device/router';
 import { Session, sessionStatus, SessionStatus } from '../device/session';
@@ -44,6 +46,8 @@ export interface ServerStatus {
   uptimeSec: number;
   clients: SessionStatus[];
   drops: Record<string, number>;
+  /** With --tun-gro: TCP segments merged into an earlier segment's TUN write. */
+  groMerged?: number;
 }
 
 export class VpnServer {
@@ -59,10 +63,10 @@ export class VpnServer {
   private readonly byRemote = new Map<number | string, Session>();
   private readonly byCn = new Map<string, Session>();
   private readonly sealRing = new BatchRing(4, BATCH, SLOT);
-  private readonly rx = new PacketBatch(BATCH, SLOT);
-  // TUN writes collected from one datagram (offsets into the channel's receive view).
-  private readonly tunOffs = new Uint32Array(BATCH);
-  private readonly tunLens = new Uint32Array(BATCH);
+  // Decrypted frames of one receive batch (all DTLS sessions append here), and the TUN
+  // packets among them, written when the batch is done.
+  private readonly rx = new PacketBatch(RX_FRAMES, SLOT);
+  private readonly tunq = new TunQueue(RX_FRAMES);
   private readonly pending: Session[] = [];
   private tick: NodeJS.Timeout | null = null;
   private status: StatusServer | null = null;
@@ -88,8 +92,8 @@ export class VpnServer {
         keylogFile: cfg.keylog, mtu: cfg.underlayMtu - 28,
       });
     }
-    this.tun = Tun.open({ name: cfg.tunName, batchSize: BATCH, maxPacket: SLOT - 8, headroom: FRAME_OVERHEAD });
-    log.info('TUN device open', { dev: this.tun.name, mtu: cfg.mtu });
+    this.tun = Tun.open({ name: cfg.tunName, batchSize: BATCH, maxPacket: SLOT - 8, headroom: FRAME_OVERHEAD, gro: cfg.tunGro });
+    log.info('TUN device open', { dev: this.tun.name, mtu: cfg.mtu, ...(cfg.tunGro ? { gro: this.tun.gro ? 'on' : 'refused by the kernel' } : {}) });
     await runInitScript('server-init.sh', 'up', {
       TUN: this.tun.name,
       ADDR: `${this.pool.serverAddress}/${cfg.pool.prefix}`,
@@ -134,6 +138,7 @@ export class VpnServer {
       }
       this.hsQueue.push({ msg: Buffer.from(rx.packet(i)), peer: s ? s.peer : rx.peer(i) });
     }
+    this.endReceive();
     if (this.hsQueue.length && !this.hsScheduled) {
       this.hsScheduled = true;
       setImmediate(() => this.runHandshakes());
@@ -149,6 +154,7 @@ export class VpnServer {
       else if (this.cfg.plaintext) this.newPlaintextPeer(msg, peer);
       else this.newDtlsPeer(msg, peer);
     }
+    this.endReceive();
     if (this.hsQueue.length && !this.hsScheduled) {
       this.hsScheduled = true;
       setImmediate(() => this.runHandshakes());
@@ -156,6 +162,12 @@ export class VpnServer {
   }
   private readonly hsQueue: { msg: Buffer; peer: Peer }[] = [];
   private hsScheduled = false;
+
+  /** The receive batch is done: write its TUN packets, empty the frame batch. */
+  private endReceive(): void {
+    this.tunq.flush(this.tun);
+    this.rx.count = 0;
+  }
 
   private newDtlsPeer(msg: Buffer, peer: Peer): void {
     const key = peer.text;
@@ -215,6 +227,7 @@ export class VpnServer {
     const ch = s.channel;
     const wasOpen = ch.state === 'open';
     const droppedBefore = ch.dropped;
+    if (this.rx.count > RX_FRAMES - RX_ROOM) this.endReceive(); // room for this datagram's frames
     const frames = ch.receive(dbuf, doff, dlen);
     if (ch.dropped !== droppedBefore) this.counters.inc('replayed_or_bad_record', ch.dropped - droppedBefore);
     if (!wasOpen) {
@@ -227,16 +240,15 @@ export class VpnServer {
       }
       if (now === 'open') this.onHandshakeDone(s);
     }
-    if (frames.count === 0) {
+    if (frames.count === frames.first) {
       const state: string = ch.state; // (re-read: receive() may have seen close_notify)
       if (state === 'closed') this.dropSession(s, 'client closed the connection', false);
       return;
     }
     s.lastSeen = Date.now();
     s.rxBytes += dlen;
-    let tunCount = 0;
     const buf = frames.buf;
-    for (let i = 0; i < frames.count; i++) {
+    for (let i = frames.first; i < frames.count; i++) {
       const off = frames.offs[i], len = frames.lens[i];
       const type = frameType(buf, off, len);
       if (type === FrameType.DATA) {
@@ -258,8 +270,7 @@ export class VpnServer {
           this.sendFrames(peer, buf, this.c2cOff, this.c2cLen, 1);
           continue;
         }
-        this.tunOffs[tunCount] = ipOff;
-        this.tunLens[tunCount++] = ipLen;
+        this.tunq.add(this.tun, buf, ipOff, ipLen);
       } else if (type === FrameType.CONTROL) {
         this.onControl(s, buf.subarray(off + 1, off + len));
       } else if (type === FrameType.KEEPALIVE) {
@@ -273,7 +284,6 @@ export class VpnServer {
         this.counters.inc('garbage');
       }
     }
-    if (tunCount > 0) this.tun.writeBatch(buf, this.tunOffs, this.tunLens, tunCount);
   }
 
   private onHandshakeDone(s: Session): void {
@@ -473,6 +483,7 @@ export class VpnServer {
       uptimeSec: Math.round((Date.now() - this.started) / 1000),
       clients: [...this.byCn.values()].map(sessionStatus),
       drops: this.counters.snapshot(),
+      ...(this.cfg.tunGro ? { groMerged: this.tun.coalesced } : {}),
     };
   }
 

@@ -12,6 +12,12 @@ export interface TunOptions {
   maxPacket?: number;
   /** Free bytes left before each packet read, for a header written in place. */
   headroom?: number;
+  /**
+   * Receive offload: writeBatch merges consecutive segments of one TCP connection into one
+   * large packet (IFF_VNET_HDR), so the kernel's TCP stack handles them once. A capture on
+   * the interface then shows the merged packets, as with GRO on a network card.
+   */
+  gro?: boolean;
 }
 
 export class Tun {
@@ -39,8 +45,9 @@ export class Tun {
       batchSize: opts.batchSize ?? 64,
       maxPacket: opts.maxPacket ?? 65535,
       headroom: opts.headroom ?? 0,
+      gro: opts.gro ?? false,
     };
-    return new Tun(new addon.Tun(o.name), o);
+    return new Tun(new addon.Tun(o.name, o.gro), o);
   }
 
   /** Starts reading: cb runs once per batch with this.rx filled (count = this.rx.count). */
@@ -61,6 +68,11 @@ export class Tun {
   writeBatch(buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number): number {
     return this.dev.writeBatch(buf, offs, lens, count);
   }
+
+  /** Whether writeBatch merges TCP segments (asked for, and the kernel has not refused it). */
+  get gro(): boolean { return this.dev.gro; }
+  /** Segments merged into an earlier segment's write since open (0 without GRO). */
+  get coalesced(): number { return this.dev.coalesced; }
 
   /** Keeps (or stops keeping) the process alive while the device is open. */
   ref(): void { this.dev.ref(); }
