@@ -40,18 +40,18 @@ function say(line: string): void {
 }
 
 function usage(): string {
-  return 'usage: npm run bench -- [--runs N (default 3)] [--seconds N (default 10)] [--json FILE] [--chart FILE (default bench-results.svg)] [--udp-gso (minivpn with UDP segmentation offload)] [--tun-gro (minivpn merging TCP segments on TUN writes)]';
+  return 'usage: npm run bench -- [--runs N (default 3)] [--seconds N (default 10)] [--json FILE] [--chart FILE (default bench-results.svg)] [--udp-gso (minivpn with UDP segmentation offload)] [--no-tun-gro (minivpn without merging TCP segments on TUN writes)]';
 }
 
 export function parseArgs(argv: string[]): Options {
-  const o: Options = { runs: 3, seconds: 10, chart: 'bench-results.svg', udpGso: false, tunGro: false };
+  const o: Options = { runs: 3, seconds: 10, chart: 'bench-results.svg', udpGso: false, tunGro: true };
   eachFlag(argv, usage, (f) => {
     if (f.name === '--runs') o.runs = f.number(1, 100);
     else if (f.name === '--seconds') o.seconds = f.number(1, 600);
     else if (f.name === '--json') o.json = f.value();
     else if (f.name === '--chart') o.chart = f.value();
     else if (f.name === '--udp-gso') o.udpGso = true;
-    else if (f.name === '--tun-gro') o.tunGro = true;
+    else if (f.name === '--no-tun-gro') o.tunGro = false;
     else return false;
     return true;
   });
@@ -320,7 +320,7 @@ async function main(): Promise<void> {
   const installed = ensureTools(say);
   if (installed.length) say(`installed: ${installed.join(' ')}`);
   say(`${openvpnVersion()}; node ${process.version}; ${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-  const offloads = [...(opts.udpGso ? ['--udp-gso'] : []), ...(opts.tunGro ? ['--tun-gro'] : [])];
+  const offloads = [...(opts.udpGso ? ['--udp-gso'] : []), ...(opts.tunGro ? [] : ['--no-tun-gro'])];
   say(`${opts.runs} run(s), iperf3 ${opts.seconds}s each way${offloads.length ? `; minivpn with ${offloads.join(' ')}` : ''}`);
 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'minivpn-bench-'));

@@ -56,7 +56,7 @@ t.test('server defaults', async (t) => {
     natOut: null,
     mssClamp: true,
     udpGso: false,
-    tunGro: false,
+    tunGro: true,
     keepaliveSec: 10,
     timeoutSec: 60,
     onConnect: null, onDisconnect: null,
@@ -213,7 +213,7 @@ t.test('client defaults and forms', async (t) => {
     reconnectMaxSec: 30,
     stateDir: 'run',
     udpGso: false,
-    tunGro: false,
+    tunGro: true,
     logLevel: 'info',
   });
   t.same(parseClientArgs(['--server', '[2001:db8::5]:99', '--name', 'a'], NOENV).server, { host: '2001:db8::5', port: 99 });
@@ -244,11 +244,11 @@ t.test('--help and usage()', async (t) => {
   t.match(usage('client'), '--server HOST:PORT');
 });
 
-t.test('--tun-gro turns merging on the TUN on (off by default, on both sides)', async (t) => {
-  t.equal(parseServerArgs([], NOENV).tunGro, false);
-  t.equal(parseServerArgs(['--tun-gro'], NOENV).tunGro, true);
-  t.equal(parseClientArgs(['--server', '192.0.2.1', '--name', 'a'], NOENV).tunGro, false);
-  t.equal(parseClientArgs(['--server', '192.0.2.1', '--name', 'a', '--tun-gro'], NOENV).tunGro, true);
+t.test('--tun-gro: merging on the TUN is on by default on both sides, --no-tun-gro turns it off', async (t) => {
+  t.equal(parseServerArgs([], NOENV).tunGro, true);
+  t.equal(parseServerArgs(['--no-tun-gro'], NOENV).tunGro, false);
+  t.equal(parseClientArgs(['--server', '192.0.2.1', '--name', 'a'], NOENV).tunGro, true);
+  t.equal(parseClientArgs(['--server', '192.0.2.1', '--name', 'a', '--no-tun-gro'], NOENV).tunGro, false);
   const f = tmpFile(t, JSON.stringify({ tunGro: 1 }));
   throwsField(t, () => parseServerArgs(['--config', f], NOENV), 'tunGro', /"tunGro": expected/, 'a number for a boolean in the file names the field');
   t.match(usage('client'), /--\[no-\]tun-gro .*capture/, 'the help says what it changes in a capture');
