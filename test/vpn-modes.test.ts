@@ -5,18 +5,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { withLab, uniquePrefix, ADDR, Lab } from '../src/lab/topology';
-import { vpnFixture, startServer, startClient, spawnClient, exited, VpnFixture } from './helpers/vpn';
-
-/** Captures UDP 1194 on the server's underlay interface while `during` runs. */
-async function capture(lab: Lab, file: string, during: () => Promise<void>): Promise<Buffer> {
-  const dump = lab.spawn('server', ['tcpdump', '-i', 'eth0', '--immediate-mode', '-U', '-n', '-s', '0', '-w', file, 'udp port 1194']);
-  await lab.waitForLine(dump, /listening on/, 10000);
-  await during();
-  await new Promise((r) => setTimeout(r, 300));
-  dump.kill('SIGINT');
-  await exited(dump, 5000);
-  return fs.readFileSync(file);
-}
+import { vpnFixture, startServer, startClient, spawnClient, exited, capture, VpnFixture } from './helpers/vpn';
 
 /** DTLS content types of every record tshark decodes in the capture. */
 function dtlsContentTypes(file: string): number[] {
@@ -43,7 +32,7 @@ t.test('plaintext vs DTLS on the wire', { timeout: 120_000 }, async (t) => {
       }
       const file = path.join(f.dir, `${mode}.pcap`);
       let page = '';
-      const pcap = await capture(lab, file, async () => { page = await httpThroughTunnel(lab); });
+      const pcap = await capture(lab, 'server', 'eth0', 'udp port 1194', file, async () => { page = await httpThroughTunnel(lab); });
       t.ok(pcap.length > 1000, `${mode}: the capture holds the exchange (${pcap.length} bytes)`);
       t.match(page, /minivpn-secret-page/, `${mode}: the page came through the tunnel`);
       const secretOnWire = pcap.includes(Buffer.from('minivpn-secret-page'));

@@ -6,23 +6,12 @@ import t from 'tap';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { withLab, uniquePrefix, Lab } from '../src/lab/topology';
+import { withLab, uniquePrefix } from '../src/lab/topology';
 import { decodeLink, readPcap } from '../src/lab/pcap';
 import { ipv4HeaderChecksumValid, pseudoHeaderSum, PROTO_TCP } from '../src/wire/ip';
-import { vpnFixture, startServer, startClient, exited, STATUS_MAIN } from './helpers/vpn';
+import { vpnFixture, startServer, startClient, exited, capture, STATUS_MAIN } from './helpers/vpn';
 
 const MB5 = 5_000_000;
-
-/** Runs `during` with tcpdump capturing TCP headers on the server's TUN. */
-async function captureTun(lab: Lab, file: string, during: () => Promise<void>): Promise<Buffer> {
-  const dump = lab.spawn('server', ['tcpdump', '-i', 'mvpn0', '--immediate-mode', '-U', '-n', '-s', '120', '-w', file, 'tcp']);
-  await lab.waitForLine(dump, /listening on/, 10000);
-  await during();
-  await new Promise((r) => setTimeout(r, 300));
-  dump.kill('SIGINT');
-  await exited(dump, 5000);
-  return fs.readFileSync(file);
-}
 
 function fold(sum: number): number {
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
@@ -72,9 +61,9 @@ t.test('--udp-gso --tun-gro: intact transfers both ways, merged segments, well-f
 
       // Upload: the client -> tunnel -> the server's TUN (merged there) -> forwarded to the LAN host.
       let up = '';
-      const pcap = await captureTun(lab, path.join(f.dir, `${mode}-tun.pcap`), async () => {
+      const pcap = await capture(lab, 'server', 'mvpn0', 'tcp', path.join(f.dir, `${mode}-tun.pcap`), async () => {
         up = (await lab.exec('client1', ['curl', '-sf', '-m', '60', '--data-binary', `@${upload}`, 'http://10.9.0.10/sha256'], { timeoutMs: 70000 })).stdout;
-      });
+      }, 120);
       t.equal(up.trim(), `${uploadSha}  ${MB5}`, `${mode}: the LAN host got the 5 MB upload intact`);
       const m = mergedPackets(pcap, mtu);
       t.ok(m.merged > 10, `${mode}: the server's TUN took ${m.merged} merged packets longer than the MTU (${mtu})`);

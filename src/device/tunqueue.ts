@@ -1,7 +1,10 @@
 // Packets bound for the TUN, gathered over a whole receive batch and written with one
 // writeBatch call. Fewer native crossings, and with GRO (--tun-gro) the TUN can merge the
 // segments of one TCP connection that arrived in different datagrams.
+import { logger } from '../log';
 import { Tun } from '../tun/tun';
+
+const log = logger('tun');
 
 /**
  * Decrypted frames one receive batch may gather (the server's and the client's shared
@@ -17,7 +20,11 @@ export class TunQueue {
   private readonly lens: Uint32Array;
   private count = 0;
 
-  constructor(readonly capacity: number) {
+  /** Set while the TUN should merge: the first flush that finds merging refused says so, once. */
+  private watchGro: boolean;
+
+  constructor(readonly capacity: number, gro = false) {
+    this.watchGro = gro;
     this.offs = new Uint32Array(capacity);
     this.lens = new Uint32Array(capacity);
   }
@@ -34,6 +41,10 @@ export class TunQueue {
   flush(tun: Tun | null): number {
     if (this.count === 0) return 0;
     const n = tun ? tun.writeBatch(this.buf!, this.offs, this.lens, this.count) : 0;
+    if (this.watchGro && tun && !tun.gro) {
+      this.watchGro = false;
+      log.warn(`the kernel refused a merged write into ${tun.name}: writing one packet per write from now on (as with --no-tun-gro)`);
+    }
     this.count = 0;
     this.buf = null;
     return n;

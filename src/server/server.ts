@@ -66,7 +66,7 @@ export class VpnServer {
   // Decrypted frames of one receive batch (all DTLS sessions append here), and the TUN
   // packets among them, written when the batch is done.
   private readonly rx = new PacketBatch(RX_FRAMES, SLOT);
-  private readonly tunq = new TunQueue(RX_FRAMES);
+  private readonly tunq: TunQueue;
   private readonly pending: Session[] = [];
   private tick: NodeJS.Timeout | null = null;
   private status: StatusServer | null = null;
@@ -75,6 +75,7 @@ export class VpnServer {
   private mismatchLogged = new Map<string, number>();
 
   constructor(readonly cfg: ServerConfig) {
+    this.tunq = new TunQueue(RX_FRAMES, cfg.tunGro);
     const cidr = `${cfg.pool.network}/${cfg.pool.prefix}`;
     this.pool = new AddressPool(cidr, { leasesFile: cfg.leasesFile });
     this.poolCidr = parseCidr(cidr);
@@ -93,7 +94,7 @@ export class VpnServer {
       });
     }
     this.tun = Tun.open({ name: cfg.tunName, batchSize: BATCH, maxPacket: SLOT - 8, headroom: FRAME_OVERHEAD, gro: cfg.tunGro });
-    log.info('TUN device open', { dev: this.tun.name, mtu: cfg.mtu, ...(cfg.tunGro ? { gro: this.tun.gro ? 'on' : 'refused by the kernel' } : {}) });
+    log.info('TUN device open', { dev: this.tun.name, mtu: cfg.mtu, ...(cfg.tunGro ? { gro: 'on' } : {}) });
     await runInitScript('server-init.sh', 'up', {
       TUN: this.tun.name,
       ADDR: `${this.pool.serverAddress}/${cfg.pool.prefix}`,

@@ -64,3 +64,18 @@ export function exited(p: ChildProcess, timeoutMs: number): Promise<number | nul
     p.once('exit', (code) => { clearTimeout(t); resolve(code); });
   });
 }
+
+/**
+ * Runs `during` while tcpdump on `host` writes what `iface` sees (matching `filter`, `snaplen`
+ * bytes of each packet, 0 for all) to `file`; returns the file's bytes.
+ */
+export async function capture(lab: Lab, host: string, iface: string, filter: string, file: string,
+  during: () => Promise<void>, snaplen = 0): Promise<Buffer> {
+  const dump = lab.spawn(host, ['tcpdump', '-i', iface, '--immediate-mode', '-U', '-n', '-s', String(snaplen), '-w', file, filter]);
+  await lab.waitForLine(dump, /listening on/, 10000);
+  await during();
+  await new Promise((r) => setTimeout(r, 300));
+  dump.kill('SIGINT');
+  await exited(dump, 5000);
+  return fs.readFileSync(file);
+}
