@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/uio.h>
@@ -281,14 +282,36 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
     if ((p[33] & ~0x08) != 0x10) return 0;        // ACK, maybe PSH; no SYN/FIN/RST/URG/ECE/CWR
     return thl;
   }
-  static uint32_t Seq(const uint8_t* p) { return (p[24] << 24 | p[25] << 16 | p[26] << 8 | p[27]) & 0xffffffffu; }
+  static uint32_t Seq(const uint8_t* p) {
+    return static_cast<uint32_t>(p[24]) << 24 | static_cast<uint32_t>(p[25]) << 16 | static_cast<uint32_t>(p[26]) << 8 | p[27];
+  }
+
+  // Whether the segment's TCP checksum is right. A merged packet's checksum is left to the
+  // kernel, which then trusts it, so each segment is checked here, where the kernel would
+  // have checked it: a corrupt one is written alone and the kernel drops it as before.
+  static bool TcpChecksumOk(const uint8_t* p, size_t len) {
+    // 8 bytes at a time in host order (the one's-complement sum does not care about byte
+    // order until the end), then the tail as big-endian 16-bit words.
+    uint64_t acc = 0;
+    size_t i = 20;
+    for (; i + 8 <= len; i += 8) {
+      uint64_t w;
+      memcpy(&w, p + i, 8);
+      acc += (w & 0xffffffffu) + (w >> 32);
+    }
+    while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
+    uint32_t sum = ntohs(static_cast<uint16_t>(acc));
+    sum = Sum(p + i, len - i, sum);
+    sum = Sum(p + 12, 8, sum + IPPROTO_TCP + static_cast<uint32_t>(len - 20));
+    return Fold(sum) == 0xffff;
+  }
 
   // Writes packets [0, count) starting with the first as one merged packet if at least two
   // of them belong together; returns how many it wrote (0: the first is written alone).
   uint32_t WriteMerged(const uint8_t* base, size_t baseLen, const uint32_t* offs, const uint32_t* lens, uint32_t count) {
     const uint8_t* first = base + offs[0];
     uint32_t thl = Mergeable(first, lens[0]);
-    if (thl == 0 || count < 2) return 0;
+    if (thl == 0 || count < 2 || !TcpChecksumOk(first, lens[0])) return 0;
     uint32_t hlen = 20 + thl, mss = lens[0] - hlen;
     uint32_t total = lens[0], nextSeq = Seq(first) + mss;
     bool psh = first[33] & 0x08;
@@ -305,6 +328,7 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
       if (p[1] != first[1] || p[8] != first[8] || memcmp(p + 12, first + 12, 8) != 0) break;  // TOS, TTL, addresses
       if (memcmp(p + 20, first + 20, 4) != 0 || memcmp(p + 28, first + 28, 4) != 0) break;  // ports, ack
       if (memcmp(p + 34, first + 34, 2) != 0 || memcmp(p + 40, first + 40, thl - 20) != 0) break;  // window, options
+      if (!TcpChecksumOk(p, len)) break;
       iov[2 + n] = {const_cast<uint8_t*>(p + hlen), pay};
       psh = p[33] & 0x08;
       total += pay;

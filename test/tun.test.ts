@@ -40,6 +40,23 @@ for (const gro of [false, true]) {
   });
 }
 
+t.test('GRO merges only in-order segments of one TCP connection with right checksums', async (t) => {
+  const r = inNs([fixture('tun-gro.js')]);
+  t.equal(r.status, 0, `fixture exits 0 (stderr: ${r.stderr})`);
+  const m = JSON.parse(r.stdout.trim());
+  t.equal(m.gro, true, 'the kernel took the merged writes');
+  // [packets written, segments merged into an earlier one]
+  t.same(m.inOrder, [3, 2], 'three in-order segments: one write');
+  t.same(m.shortLast, [3, 2], 'a shorter last segment still joins');
+  t.same(m.afterShort, [2, 0], 'nothing joins after a short segment');
+  t.same(m.badChecksum, [3, 0], 'a segment with a wrong checksum is not merged (the kernel drops it alone)');
+  t.same(m.badFirst, [2, 0], 'nor is one with a wrong checksum at the start');
+  t.same(m.gap, [2, 0], 'a gap in the sequence numbers stops a merge');
+  t.same(m.otherFlow, [2, 0], 'another connection is not merged');
+  t.same(m.syn, [2, 0], 'a SYN is not merged');
+  t.same(m.fin, [2, 0], 'a FIN is not merged');
+});
+
 t.test('a worker thread that ends with a live reader does not abort the process', async (t) => {
   for (const mode of ['terminate', 'exit']) {
     const r = inNs([fixture('tun-worker.js'), mode]);
