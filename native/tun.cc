@@ -214,7 +214,18 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
     return r;
   }
 
+  // The one's-complement sum of p[0, n) as big-endian 16-bit words, plus `sum` (not folded).
+  // 8 bytes at a time in host order (the sum does not care about byte order until the
+  // end), then the tail two bytes at a time.
   static uint32_t Sum(const uint8_t* p, size_t n, uint32_t sum) {
+    uint64_t acc = 0;
+    for (; n >= 8; p += 8, n -= 8) {
+      uint64_t w;
+      memcpy(&w, p, 8);
+      acc += (w & 0xffffffffu) + (w >> 32);
+    }
+    while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
+    sum += ntohs(static_cast<uint16_t>(acc));
     for (; n > 1; p += 2, n -= 2) sum += (p[0] << 8) | p[1];
     if (n) sum += p[0] << 8;
     return sum;
@@ -290,20 +301,8 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
   // kernel, which then trusts it, so each segment is checked here, where the kernel would
   // have checked it: a corrupt one is written alone and the kernel drops it as before.
   static bool TcpChecksumOk(const uint8_t* p, size_t len) {
-    // 8 bytes at a time in host order (the one's-complement sum does not care about byte
-    // order until the end), then the tail as big-endian 16-bit words.
-    uint64_t acc = 0;
-    size_t i = 20;
-    for (; i + 8 <= len; i += 8) {
-      uint64_t w;
-      memcpy(&w, p + i, 8);
-      acc += (w & 0xffffffffu) + (w >> 32);
-    }
-    while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
-    uint32_t sum = ntohs(static_cast<uint16_t>(acc));
-    sum = Sum(p + i, len - i, sum);
-    sum = Sum(p + 12, 8, sum + IPPROTO_TCP + static_cast<uint32_t>(len - 20));
-    return Fold(sum) == 0xffff;
+    uint32_t pseudo = Sum(p + 12, 8, IPPROTO_TCP + static_cast<uint32_t>(len - 20));
+    return Fold(Sum(p + 20, len - 20, pseudo)) == 0xffff;
   }
 
   // Writes packets [0, count) starting with the first as one merged packet if at least two
@@ -341,17 +340,18 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
     // The merged packet's headers: the first segment's, with the total length, a fresh IP
     // checksum, PSH if the last had it, and in the TCP checksum field the pseudo-header sum,
     // which the kernel completes (NEEDS_CSUM) while it segments or delivers the packet.
-    memcpy(hdr_, first, hlen);
-    hdr_[2] = total >> 8;
-    hdr_[3] = total & 0xff;
-    hdr_[10] = hdr_[11] = 0;
-    uint16_t ipsum = static_cast<uint16_t>(~Fold(Sum(hdr_, 20, 0)));
-    hdr_[10] = ipsum >> 8;
-    hdr_[11] = ipsum & 0xff;
-    if (psh) hdr_[33] |= 0x08;
-    uint16_t pseudo = Fold(Sum(hdr_ + 12, 8, IPPROTO_TCP + (total - 20)));
-    hdr_[36] = pseudo >> 8;
-    hdr_[37] = pseudo & 0xff;
+    uint8_t hdr[20 + 60];
+    memcpy(hdr, first, hlen);
+    hdr[2] = total >> 8;
+    hdr[3] = total & 0xff;
+    hdr[10] = hdr[11] = 0;
+    uint16_t ipsum = static_cast<uint16_t>(~Fold(Sum(hdr, 20, 0)));
+    hdr[10] = ipsum >> 8;
+    hdr[11] = ipsum & 0xff;
+    if (psh) hdr[33] |= 0x08;
+    uint16_t pseudo = Fold(Sum(hdr + 12, 8, IPPROTO_TCP + (total - 20)));
+    hdr[36] = pseudo >> 8;
+    hdr[37] = pseudo & 0xff;
 
     virtio_net_hdr h{};
     h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
@@ -361,7 +361,7 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
     h.csum_start = 20;
     h.csum_offset = 16;
     iov[0] = {&h, sizeof h};
-    iov[1] = {hdr_, hlen};
+    iov[1] = {hdr, hlen};
     ssize_t r;
     do { r = writev(fd_, iov, static_cast<int>(2 + n)); } while (r < 0 && errno == EINTR);
     if (r < 0 && errno == EINVAL) {
@@ -411,7 +411,6 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
   bool vnet_ = false;  // the fd has IFF_VNET_HDR: every read and write carries a virtio_net_hdr
   bool gro_ = false;   // merge segments in writeBatch (vnet_, and the kernel has not refused it)
   uint64_t coalesced_ = 0;
-  uint8_t hdr_[20 + 60];
 };
 
 }  // namespace

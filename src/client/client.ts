@@ -9,7 +9,7 @@ import { BatchRing, PacketBatch } from '../batch';
 import { ClientConfig } from '../config';
 import { UdpBatch, UdpSocket } from '../conn/udp';
 import { Channel, DtlsChannel, PlaintextChannel } from '../device/channel';
-import { RX_FRAMES, RX_ROOM, TunQueue } from '../device/tunqueue';
+import { TunQueue } from '../device/tunqueue';
 import { DtlsContext } from '../dtls/dtls';
 import { logger } from '../log';
 import { runInitScript } from '../os/scripts';
@@ -33,7 +33,7 @@ export class VpnClient {
   private applied: ConfigMsg | null = null;
   private serverIp = '';
   // Decrypted frames of one receive batch, and the TUN packets among them (written at its end).
-  private readonly rx = new PacketBatch(RX_FRAMES, SLOT);
+  private readonly rx: PacketBatch;
   private readonly tunq: TunQueue;
   private readonly sealRing = new BatchRing(4, BATCH, SLOT);
   private readonly txOffs = new Uint32Array(BATCH);
@@ -52,7 +52,8 @@ export class VpnClient {
   readonly stats = { rxPackets: 0, txPackets: 0, dropped: 0, groMerged: 0 };
 
   constructor(readonly cfg: ClientConfig) {
-    this.tunq = new TunQueue(RX_FRAMES, cfg.tunGro);
+    this.tunq = new TunQueue(SLOT, cfg.tunGro);
+    this.rx = this.tunq.frames;
     if (cfg.plaintext) {
       log.warn('INSECURE PLAINTEXT MODE: tunnel traffic is NOT encrypted or authenticated; for labs only');
     } else {
@@ -114,7 +115,7 @@ export class VpnClient {
     sock.onDatagrams(this.udpRx, (rx) => {
       // A connected socket only hears the server.
       for (let i = 0; i < rx.count; i++) this.onDatagram(rx.buf, rx.offs[i], rx.lens[i]);
-      this.endReceive();
+      this.tunq.flush(this.tun); // the receive batch is done
     }, (errno) => {
       // ECONNREFUSED: an ICMP port unreachable came back, nothing listens on the server's port.
       const why = errno === 111 ? 'the server port is closed (ICMP port unreachable)' : `network error (errno ${errno})`;
@@ -183,7 +184,7 @@ export class VpnClient {
       return;
     }
     const wasOpen = ch.state === 'open';
-    if (this.rx.count > RX_FRAMES - RX_ROOM) this.endReceive(); // room for this datagram's frames
+    this.tunq.makeRoom(this.tun); // room for this datagram's frames
     const frames = ch.receive(dbuf, doff, dlen);
     if (!wasOpen) {
       this.flushControl();
@@ -225,11 +226,6 @@ export class VpnClient {
     if (after === 'closed') this.finish({ kind: 'retry', why: 'the server closed the connection' });
   }
 
-  /** The receive batch is done: write its TUN packets, empty the frame batch. */
-  private endReceive(): void {
-    this.tunq.flush(this.tun);
-    this.rx.count = 0;
-  }
 
   private mismatch(what: string): void {
     if (!this.mismatchLogged) log.error(`mode mismatch: ${what}`);

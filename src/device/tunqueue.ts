@@ -1,18 +1,19 @@
 // Packets bound for the TUN, gathered over a whole receive batch and written with one
 // writeBatch call. Fewer native crossings, and with GRO (--tun-gro) the TUN can merge the
 // segments of one TCP connection that arrived in different datagrams.
+import { PacketBatch } from '../batch';
 import { logger } from '../log';
 import { Tun } from '../tun/tun';
 
 const log = logger('tun');
 
 /**
- * Decrypted frames one receive batch may gather (the server's and the client's shared
- * receive batch): when fewer than RX_ROOM entries are left, the queue is written out and the
- * batch emptied before the next datagram. RX_ROOM exceeds the records a 1500-byte datagram can hold.
+ * Decrypted frames one receive batch may gather in `frames`: when fewer than RX_ROOM entries
+ * are left, the queue is written out and `frames` emptied before the next datagram.
+ * RX_ROOM exceeds the records a 1500-byte datagram can hold.
  */
-export const RX_FRAMES = 128;
-export const RX_ROOM = 48;
+const RX_FRAMES = 128;
+const RX_ROOM = 48;
 
 export class TunQueue {
   private buf: Buffer | null = null;
@@ -23,22 +24,38 @@ export class TunQueue {
   /** Set while the TUN should merge: the first flush that finds merging refused says so, once. */
   private watchGro: boolean;
 
-  constructor(readonly capacity: number, gro = false) {
+  /** Where DTLS channels open the records of a receive batch (queued packets point into it). */
+  readonly frames: PacketBatch;
+  readonly capacity = RX_FRAMES;
+
+  constructor(slotSize: number, gro = false) {
+    this.frames = new PacketBatch(RX_FRAMES, slotSize);
     this.watchGro = gro;
-    this.offs = new Uint32Array(capacity);
-    this.lens = new Uint32Array(capacity);
+    this.offs = new Uint32Array(RX_FRAMES);
+    this.lens = new Uint32Array(RX_FRAMES);
   }
 
   /** Queues the packet buf[off, off+len); buf must stay untouched until the next flush(). */
   add(tun: Tun, buf: Buffer, off: number, len: number): void {
-    if (this.count > 0 && (buf !== this.buf || this.count === this.capacity)) this.flush(tun);
+    // (Writes out early, but keeps `frames`: the current datagram's frames are still in use.)
+    if (this.count > 0 && (buf !== this.buf || this.count === this.capacity)) this.write(tun);
     this.buf = buf;
     this.offs[this.count] = off;
     this.lens[this.count++] = len;
   }
 
-  /** Writes what is queued; returns how many packets the kernel took. */
+  /** Before each datagram: writes out and empties when `frames` may not hold its records. */
+  makeRoom(tun: Tun | null): void {
+    if (this.frames.count > RX_FRAMES - RX_ROOM) this.flush(tun);
+  }
+
+  /** Writes what is queued and empties `frames`; returns how many packets the kernel took. */
   flush(tun: Tun | null): number {
+    this.frames.count = 0;
+    return this.write(tun);
+  }
+
+  private write(tun: Tun | null): number {
     if (this.count === 0) return 0;
     const n = tun ? tun.writeBatch(this.buf!, this.offs, this.lens, this.count) : 0;
     if (this.watchGro && tun && !tun.gro) {

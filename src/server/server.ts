@@ -14,7 +14,7 @@ import { DtlsContext } from '../dtls/dtls';
 import { Channel, DtlsChannel, PlaintextChannel } from '../device/channel';
 import { AuthorizedClients } from '../device/authz';
 import { Counters } from '../device/counters';
-import { RX_FRAMES, RX_ROOM, TunQueue } from '../device/tunqueue';
+import { TunQueue } from '../device/tunqueue';
 import { AddressPool, PoolExhaustedError } from '../device/pool';
 import { Router } from '../device/router';
 import { Session, sessionStatus, SessionStatus } from '../device/session';
@@ -65,7 +65,7 @@ export class VpnServer {
   private readonly sealRing = new BatchRing(4, BATCH, SLOT);
   // Decrypted frames of one receive batch (all DTLS sessions append here), and the TUN
   // packets among them, written when the batch is done.
-  private readonly rx = new PacketBatch(RX_FRAMES, SLOT);
+  private readonly rx: PacketBatch;
   private readonly tunq: TunQueue;
   private readonly pending: Session[] = [];
   private tick: NodeJS.Timeout | null = null;
@@ -75,7 +75,8 @@ export class VpnServer {
   private mismatchLogged = new Map<string, number>();
 
   constructor(readonly cfg: ServerConfig) {
-    this.tunq = new TunQueue(RX_FRAMES, cfg.tunGro);
+    this.tunq = new TunQueue(SLOT, cfg.tunGro);
+    this.rx = this.tunq.frames;
     const cidr = `${cfg.pool.network}/${cfg.pool.prefix}`;
     this.pool = new AddressPool(cidr, { leasesFile: cfg.leasesFile });
     this.poolCidr = parseCidr(cidr);
@@ -139,7 +140,7 @@ export class VpnServer {
       }
       this.hsQueue.push({ msg: Buffer.from(rx.packet(i)), peer: s ? s.peer : rx.peer(i) });
     }
-    this.endReceive();
+    this.tunq.flush(this.tun); // the receive batch is done
     if (this.hsQueue.length && !this.hsScheduled) {
       this.hsScheduled = true;
       setImmediate(() => this.runHandshakes());
@@ -155,7 +156,7 @@ export class VpnServer {
       else if (this.cfg.plaintext) this.newPlaintextPeer(msg, peer);
       else this.newDtlsPeer(msg, peer);
     }
-    this.endReceive();
+    this.tunq.flush(this.tun); // the receive batch is done
     if (this.hsQueue.length && !this.hsScheduled) {
       this.hsScheduled = true;
       setImmediate(() => this.runHandshakes());
@@ -164,11 +165,6 @@ export class VpnServer {
   private readonly hsQueue: { msg: Buffer; peer: Peer }[] = [];
   private hsScheduled = false;
 
-  /** The receive batch is done: write its TUN packets, empty the frame batch. */
-  private endReceive(): void {
-    this.tunq.flush(this.tun);
-    this.rx.count = 0;
-  }
 
   private newDtlsPeer(msg: Buffer, peer: Peer): void {
     const key = peer.text;
@@ -228,7 +224,7 @@ export class VpnServer {
     const ch = s.channel;
     const wasOpen = ch.state === 'open';
     const droppedBefore = ch.dropped;
-    if (this.rx.count > RX_FRAMES - RX_ROOM) this.endReceive(); // room for this datagram's frames
+    this.tunq.makeRoom(this.tun); // room for this datagram's frames
     const frames = ch.receive(dbuf, doff, dlen);
     if (ch.dropped !== droppedBefore) this.counters.inc('replayed_or_bad_record', ch.dropped - droppedBefore);
     if (!wasOpen) {
