@@ -74,7 +74,6 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Tun", {
       InstanceMethod<&Tun::Start>("start"),
-      InstanceMethod<&Tun::ReadNow>("readNow"),
       InstanceMethod<&Tun::Write>("write"),
       InstanceMethod<&Tun::WriteBatch>("writeBatch"),
       InstanceMethod<&Tun::Close>("close"),
@@ -167,26 +166,12 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
     return env.Undefined();
   }
 
-  void OnReadable() override {
-    uint32_t n = Fill();
-    if (n == 0) return;
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    // MakeCallback so that promise jobs and process.nextTick run after the batch, as for any I/O.
-    cb_.MakeCallback(Value(), {Napi::Number::New(env, n)});
-  }
+  void OnReadable() override { Drain(); }
 
-  // readNow(): fills the batch from what is queued now, without waiting for the poll; returns
-  // the count (0: nothing queued). For a caller that just wrote packets whose answers the
-  // kernel queued within that write (a ping to this host's tunnel address, a TCP ACK).
-  Napi::Value ReadNow(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), polling() ? Fill() : 0);
-  }
-
-  // Read until EAGAIN or until the batch is full. uv_poll is level-triggered, so a full
-  // batch simply makes the loop call us again next turn, which keeps one busy TUN from
-  // starving the UDP socket.
-  uint32_t Fill() {
+  // Read until EAGAIN or until the batch is full; one JS call per batch. uv_poll is
+  // level-triggered, so a full batch simply makes the loop call us again next turn,
+  // which keeps one busy TUN from starving the UDP socket.
+  void Drain() {
     size_t used = 0;
     uint32_t n = 0;
     while (n < maxCount_ && used + headroom_ + maxPacket_ <= bufLen_) {
@@ -201,7 +186,11 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
       used += (headroom_ + static_cast<size_t>(r) + 7) & ~static_cast<size_t>(7);  // 8-byte aligned slots
       n++;
     }
-    return n;
+    if (n == 0) return;
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    // MakeCallback so that promise jobs and process.nextTick run after the batch, as for any I/O.
+    cb_.MakeCallback(Value(), {Napi::Number::New(env, n)});
   }
 
   // One packet into `to` (maxPacket_ bytes): its length, 0 to skip it, -1 with errno set.

@@ -6,7 +6,6 @@ export interface NativeTun {
   readonly name: string;
   readonly fd: number;
   start(buf: Buffer, offs: Uint32Array, lens: Uint32Array, maxPacket: number, headroom: number, onPackets: (count: number) => void): void;
-  readNow(): number;
   /** Bytes written, or -errno (e.g. -11 EAGAIN when the kernel queue is full: packet dropped). */
   write(buf: Buffer, off?: number, len?: number): number;
   writeBatch(buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number): number;

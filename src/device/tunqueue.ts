@@ -20,8 +20,6 @@ export class TunQueue {
   private readonly offs: Uint32Array;
   private readonly lens: Uint32Array;
   private count = 0;
-  /** Packets written early (by add) since the last flush. */
-  private written = 0;
 
   /** Set while the TUN should merge: the first flush that finds merging refused says so, once. */
   private watchGro: boolean;
@@ -40,7 +38,7 @@ export class TunQueue {
   /** Queues the packet buf[off, off+len); buf must stay untouched until the next flush(). */
   add(tun: Tun, buf: Buffer, off: number, len: number): void {
     // (Writes out early, but keeps `frames`: the current datagram's frames are still in use.)
-    if (this.count > 0 && (buf !== this.buf || this.count === this.capacity)) this.written += this.write(tun);
+    if (this.count > 0 && (buf !== this.buf || this.count === this.capacity)) this.write(tun);
     this.buf = buf;
     this.offs[this.count] = off;
     this.lens[this.count++] = len;
@@ -51,18 +49,10 @@ export class TunQueue {
     if (this.frames.count > RX_FRAMES - RX_ROOM) this.flush(tun);
   }
 
-  /**
-   * Writes what is queued and empties `frames`; returns how many packets the kernel took.
-   * Then reads the TUN at once if anything was written: the kernel answers a packet for this
-   * host within the write itself (an echo reply, a TCP ACK), and reading it now sends the
-   * answer in this event-loop turn instead of one wake-up later (tun.readNow).
-   */
+  /** Writes what is queued and empties `frames`; returns how many packets the kernel took. */
   flush(tun: Tun | null): number {
     this.frames.count = 0;
-    const n = this.write(tun) + this.written;
-    this.written = 0;
-    if (n > 0) tun!.readNow();
-    return n;
+    return this.write(tun);
   }
 
   private write(tun: Tun | null): number {

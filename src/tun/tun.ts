@@ -28,7 +28,6 @@ export class Tun {
   private readonly maxPacket: number;
   private readonly headroom: number;
   private closed = false;
-  private onBatch: ((batch: PacketBatch) => void) | null = null;
 
   private constructor(dev: NativeTun, opts: Required<TunOptions>) {
     this.dev = dev;
@@ -54,28 +53,10 @@ export class Tun {
   /** Starts reading: cb runs once per batch with this.rx filled (count = this.rx.count). */
   onPackets(cb: (batch: PacketBatch) => void): void {
     const rx = this.rx;
-    this.onBatch = cb;
     this.dev.start(rx.buf, rx.offs, rx.lens, this.maxPacket, this.headroom, (count: number) => {
       rx.count = count;
       cb(rx);
     });
-  }
-
-  /**
-   * Reads what the kernel has queued right now and hands it to the onPackets callback, without
-   * waiting for the event loop. Call it after writing packets the kernel answers within the
-   * write itself (a ping to this host, a TCP ACK): the answer then leaves in the same turn
-   * instead of costing one more wake-up. Returns the packets read (0: nothing was queued).
-   * Not from inside the onPackets callback (the batch it holds would be overwritten).
-   */
-  readNow(): number {
-    if (!this.onBatch || this.closed) return 0;
-    const n = this.dev.readNow();
-    if (n > 0) {
-      this.rx.count = n;
-      this.onBatch(this.rx);
-    }
-    return n;
   }
 
   /** Writes one IP packet; false if the kernel dropped it (queue full) or it was refused. */
