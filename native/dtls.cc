@@ -193,13 +193,22 @@ class Connection : public Napi::ObjectWrap<Connection> {
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value SetMtu(const Napi::CallbackInfo& info);
   Napi::Value Destroy(const Napi::CallbackInfo& info);
-  Napi::Value StateGetter(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), state_); }
+  Napi::Value BindStatus(const Napi::CallbackInfo& info);
   Napi::Value ErrorGetter(const Napi::CallbackInfo& info) {
     return error_.empty() ? info.Env().Null() : Napi::String::New(info.Env(), error_).As<Napi::Value>();
   }
-  Napi::Value DroppedGetter(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), dropped_); }
 
   int Step();  // drive the handshake; returns state_
+  // Copies state_, dropped_ and the output queue's length into the JS-owned status array,
+  // so JavaScript reads them per datagram without a native call (each one costs an N-API
+  // crossing and an unwrap; the server asked three times per datagram). Called at the end of
+  // every method that may change them.
+  void Publish() {
+    if (!status_) return;
+    status_[0] = state_;
+    status_[1] = dropped_;
+    status_[2] = ssl_ ? static_cast<double>(StateOf(ssl_)->queue.size()) : 0;
+  }
   void Fail(const std::string& why);
   void Free() {
     if (ssl_) {
@@ -217,6 +226,8 @@ class Connection : public Napi::ObjectWrap<Connection> {
   double dropped_ = 0;  // datagrams OpenSSL discarded: replayed, forged, or garbage
   std::string error_;
   Napi::ObjectReference ctxRef_;  // the context must outlive its connections
+  double* status_ = nullptr;      // [state, dropped, queued output datagrams], see Publish
+  Napi::ObjectReference statusRef_;
 };
 
 
@@ -493,9 +504,8 @@ Napi::Function Connection::Define(Napi::Env env) {
     InstanceMethod<&Connection::Info>("info"),
     InstanceMethod<&Connection::SetMtu>("setMtu"),
     InstanceMethod<&Connection::Destroy>("destroy"),
-    InstanceAccessor<&Connection::StateGetter>("state"),
+    InstanceMethod<&Connection::BindStatus>("bindStatus"),
     InstanceAccessor<&Connection::ErrorGetter>("error"),
-    InstanceAccessor<&Connection::DroppedGetter>("dropped"),
   });
 }
 
@@ -543,7 +553,25 @@ int Connection::Step() {
 }
 
 Napi::Value Connection::Handshake(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), Step());
+  Step();
+  Publish();
+  return Napi::Number::New(info.Env(), state_);
+}
+
+// bindStatus(Float64Array of 3): where Publish() keeps [state, dropped, queued output].
+Napi::Value Connection::BindStatus(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray() ||
+      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[0].As<Napi::Float64Array>().ElementLength() < 3) {
+    Napi::TypeError::New(env, "bindStatus(Float64Array of 3)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto a = info[0].As<Napi::Float64Array>();
+  statusRef_ = Napi::Persistent(a.As<Napi::Object>());  // keeps the memory alive
+  status_ = a.Data();
+  Publish();
+  return env.Undefined();
 }
 
 // open(inBuf, inOffs, inLens, inCount, outBuf, outOffs, outLens[, outFirst, outUsed])
@@ -609,6 +637,7 @@ Napi::Value Connection::Open(const Napi::CallbackInfo& info) {
     if (count == before && !handshakeDatagram && !handshakeLayer && ds->in == nullptr && state_ == OPEN) dropped_++;
     ds->in = nullptr;
   }
+  Publish();
   return Napi::Number::New(env, static_cast<double>(count));
 }
 
@@ -641,6 +670,7 @@ Napi::Value Connection::Seal(const Napi::CallbackInfo& info) {
     }
   }
   ds->sink = nullptr;
+  Publish();
   return Napi::Number::New(env, static_cast<double>(sink.count));
 }
 
@@ -649,7 +679,9 @@ Napi::Value Connection::Seal(const Napi::CallbackInfo& info) {
 Napi::Value Connection::TakeOutput(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!ssl_) return env.Null();
-  return TakeQueue(env, StateOf(ssl_));
+  Napi::Value out = TakeQueue(env, StateOf(ssl_));
+  Publish();
+  return out;
 }
 
 // timeout() -> ms until OpenSSL's retransmission timer fires, or -1 if none is running.
@@ -664,6 +696,7 @@ Napi::Value Connection::HandleTimeout(const Napi::CallbackInfo& info) {
   if (!ssl_) return Napi::Number::New(info.Env(), state_);
   if (DTLSv1_handle_timeout(ssl_) < 0) Fail("handshake timed out: no answer from the peer");
   ERR_clear_error();
+  Publish();
   return Napi::Number::New(info.Env(), state_);
 }
 
@@ -673,6 +706,7 @@ Napi::Value Connection::Shutdown(const Napi::CallbackInfo& info) {
     ERR_clear_error();
     state_ = CLOSED;
   }
+  Publish();
   return info.Env().Undefined();
 }
 
@@ -745,6 +779,7 @@ Napi::Value Connection::SetMtu(const Napi::CallbackInfo& info) {
 Napi::Value Connection::Destroy(const Napi::CallbackInfo& info) {
   Free();
   if (state_ < CLOSED) state_ = CLOSED;
+  Publish();
   return info.Env().Undefined();
 }
 

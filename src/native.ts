@@ -46,10 +46,7 @@ export interface PeerIdentity {
 }
 
 export interface NativeDtlsConnection {
-  readonly state: NativeState;
   readonly error: string | null;
-  /** Datagrams OpenSSL discarded after the handshake: replays, forgeries, garbage. */
-  readonly dropped: number;
   handshake(): NativeState;
   /** Returns the record count in out; outFirst/outUsed append after records already there. */
   open(inBuf: Buffer, inOffs: Uint32Array, inLens: Uint32Array, inCount: number,
@@ -64,6 +61,8 @@ export interface NativeDtlsConnection {
   info(): { version: string; cipher: string; dataMtu: number };
   setMtu(mtu: number): void;
   destroy(): void;
+  /** Where the connection keeps [state, dropped, queued output datagrams] after every call. */
+  bindStatus(status: Float64Array): void;
 }
 
 export interface NativeDtlsContextOptions {

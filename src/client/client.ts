@@ -42,6 +42,8 @@ export class VpnClient {
   private readonly oneLen = new Uint32Array(1);
   private lastSeen = 0;
   private lastSent = 0;
+  /** Date.now() at the start of the current batch (set by each event callback): one clock read per batch, not per packet. */
+  private now = Date.now();
   private keepaliveMs = 10_000;
   private deadMs = 60_000;
   private stopped = false;
@@ -113,6 +115,7 @@ export class VpnClient {
 
     const outcome = new Promise<Outcome>((resolve) => (this.end = resolve));
     sock.onDatagrams(this.udpRx, (rx) => {
+      this.now = Date.now();
       // A connected socket only hears the server.
       for (let i = 0; i < rx.count; i++) this.onDatagram(rx.buf, rx.offs[i], rx.lens[i]);
       this.tunq.flush(this.tun); // the receive batch is done
@@ -200,7 +203,7 @@ export class VpnClient {
         this.sendHello();
       }
     }
-    this.lastSeen = Date.now();
+    this.lastSeen = this.now;
     const buf = frames.buf;
     for (let i = frames.first; i < frames.count; i++) {
       const off = frames.offs[i], len = frames.lens[i];
@@ -293,6 +296,7 @@ export class VpnClient {
   // ---- send ----------------------------------------------------------------------------
 
   private onTunBatch(b: PacketBatch): void {
+    this.now = Date.now();
     const ch = this.channel;
     if (!ch || ch.state !== 'open' || !this.sock) return; // reconnecting: packets wait in no queue
     for (let i = 0; i < b.count; i++) {
@@ -308,7 +312,7 @@ export class VpnClient {
   private send(view: { buf: Buffer; offs: Uint32Array; lens: Uint32Array; count: number }): void {
     if (!this.sock) return;
     this.sock.sendBatch(view, null); // connected socket: no address per datagram
-    this.lastSent = Date.now();
+    this.lastSent = this.now;
   }
 
   private sendFrame(frame: Buffer): void {
@@ -338,7 +342,7 @@ export class VpnClient {
   private hsTimer: NodeJS.Timeout | null = null;
 
   private onTick(): void {
-    const now = Date.now();
+    const now = this.now = Date.now();
     if (!this.channel || this.channel.state !== 'open' || !this.applied) return;
     if (now - this.lastSeen > this.deadMs) {
       this.finish({ kind: 'retry', why: `no traffic from the server for ${Math.round((now - this.lastSeen) / 1000)}s` });

@@ -117,12 +117,21 @@ const ONE_OFF = new Uint32Array(1);
 const ONE_LEN = new Uint32Array(1);
 
 export class DtlsConnection {
-  constructor(private readonly n: NativeDtlsConnection, private readonly ctx: DtlsContext) {}
+  /**
+   * [state, dropped, queued output datagrams], kept up to date by the native connection after
+   * each call: the data path reads them per datagram without crossing into native code.
+   * (An ArrayBuffer's memory never moves, so native code may keep a pointer to it.)
+   */
+  private readonly status = new Float64Array(new ArrayBuffer(3 * 8));
 
-  get state(): ConnState { return STATES[this.n.state]; }
+  constructor(private readonly n: NativeDtlsConnection, private readonly ctx: DtlsContext) {
+    n.bindStatus(this.status);
+  }
+
+  get state(): ConnState { return STATES[this.status[0]]; }
   get error(): string | null { return this.n.error; }
   /** Datagrams dropped by OpenSSL after the handshake (replays, bad MACs, garbage). */
-  get dropped(): number { return this.n.dropped; }
+  get dropped(): number { return this.status[1]; }
 
   /** Drives the handshake; output (if any) is in takeOutput(). */
   handshake(): ConnState {
@@ -143,7 +152,7 @@ export class DtlsConnection {
   openAt(buf: Buffer, off: number, len: number, out: PacketBatch, append = false): number {
     ONE_OFF[0] = off;
     ONE_LEN[0] = len;
-    const wasOpen = this.n.state === 1;
+    const wasOpen = this.status[0] === 1;
     const first = append ? out.count : 0;
     const used = first > 0 ? (out.offs[first - 1] + out.lens[first - 1] + 7) & ~7 : 0;
     out.count = this.n.open(buf, ONE_OFF, ONE_LEN, 1, out.buf, out.offs, out.lens, first, used);
@@ -166,7 +175,7 @@ export class DtlsConnection {
   }
 
   /** Datagrams to send: handshake flights, retransmissions, alerts, close_notify. */
-  takeOutput(): Buffer[] | null { return this.n.takeOutput(); }
+  takeOutput(): Buffer[] | null { return this.status[2] > 0 ? this.n.takeOutput() : null; }
 
   /** Milliseconds until onTimeout() should run, or -1 for no timer. */
   timeoutMs(): number { return this.n.timeout(); }

@@ -71,6 +71,8 @@ export class VpnServer {
   private tick: NodeJS.Timeout | null = null;
   private status: StatusServer | null = null;
   private readonly started = Date.now();
+  /** Date.now() at the start of the current batch (set by each event callback): one clock read per batch, not per packet. */
+  private now = Date.now();
   private stopping = false;
   private mismatchLogged = new Map<string, number>();
 
@@ -125,6 +127,7 @@ export class VpnServer {
   // ---- UDP side ------------------------------------------------------------------------
 
   private onDatagrams(rx: UdpBatch): void {
+    this.now = Date.now();
     for (let i = 0; i < rx.count; i++) {
       const s = this.byRemote.get(rx.peerKey(i));
       if (s && s.channel.state === 'open') {
@@ -148,6 +151,7 @@ export class VpnServer {
   }
 
   private runHandshakes(): void {
+    this.now = Date.now();
     this.hsScheduled = false;
     for (let n = 0; n < HANDSHAKES_PER_TURN && this.hsQueue.length; n++) {
       const { msg, peer } = this.hsQueue.shift()!;
@@ -242,7 +246,7 @@ export class VpnServer {
       if (state === 'closed') this.dropSession(s, 'client closed the connection', false);
       return;
     }
-    s.lastSeen = Date.now();
+    s.lastSeen = this.now;
     s.rxBytes += dlen;
     const buf = frames.buf;
     for (let i = frames.first; i < frames.count; i++) {
@@ -356,6 +360,7 @@ export class VpnServer {
   // ---- TUN side ------------------------------------------------------------------------
 
   private onTunBatch(b: PacketBatch): void {
+    this.now = Date.now();
     const buf = b.buf;
     const pending = this.pending;
     for (let i = 0; i < b.count; i++) {
@@ -384,7 +389,7 @@ export class VpnServer {
     const view: BatchView = s.channel.seal(buf, offs, lens, count, this.sealRing.next());
     for (let i = 0; i < view.count; i++) s.txBytes += view.lens[i];
     this.sock.sendBatch(view, s.peer);
-    s.lastSent = Date.now();
+    s.lastSent = this.now;
     this.flushControl(s);
   }
 
@@ -446,7 +451,7 @@ export class VpnServer {
 
   /** Keepalives, dead-peer detection, stuck handshakes: once a second. */
   private onTick(): void {
-    const now = Date.now();
+    const now = this.now = Date.now();
     const keepMs = this.cfg.keepaliveSec * 1000, deadMs = this.cfg.timeoutSec * 1000;
     for (const s of this.byRemote.values()) {
       if (!s.address) {
