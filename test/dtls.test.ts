@@ -97,6 +97,20 @@ t.test('replays, garbage and truncated datagrams are dropped and counted', async
   t.equal(out.packet(0).toString(), 'still alive');
 });
 
+t.test('a datagram that carries several records yields every one, in order', async (t) => {
+  const p = await testPki();
+  const r = await handshake(server(p.ca, p.server), client(p.ca, p.client));
+  const out = new PacketBatch(8, 2048);
+  const d0 = r.server!.dropped;
+  // DTLS allows several records in one datagram (RFC 6347 4.1.1); OpenSSL's own peers do it.
+  const three = Buffer.concat(['one', 'two', 'three'].map((w) => sealOne(r.client, w)));
+  t.equal(r.server!.openOne(three, out), 3, 'three packets out of one datagram');
+  t.same([0, 1, 2].map((i) => out.packet(i).toString()), ['one', 'two', 'three']);
+  t.equal(r.server!.openOne(sealOne(r.client, 'four'), out), 1, 'the next datagram as usual');
+  t.equal(out.packet(0).toString(), 'four');
+  t.equal(r.server!.dropped, d0, 'nothing counted as dropped');
+});
+
 t.test('spoofed ClientHellos create no state and do not disturb a live connection', async (t) => {
   const p = await testPki();
   const sctx = server(p.ca, p.server);
