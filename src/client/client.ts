@@ -229,7 +229,6 @@ export class VpnClient {
     if (after === 'closed') this.finish({ kind: 'retry', why: 'the server closed the connection' });
   }
 
-
   private mismatch(what: string): void {
     if (!this.mismatchLogged) log.error(`mode mismatch: ${what}`);
     this.mismatchLogged = true;
