@@ -12,6 +12,8 @@
 // Node 20 and 22 ship OpenSSL 3.0).
 #include <napi.h>
 
+#include "handle.h"
+
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -175,6 +177,8 @@ class Context;
 
 class Connection : public Napi::ObjectWrap<Connection> {
  public:
+  static constexpr uint32_t kHandleTag = 0x64746c73;  // "dtls"
+  static constexpr const char* kHandleName = "DTLS connection";
   static Napi::Object Make(Napi::Env env) { return env.GetInstanceData<Napi::FunctionReference>()->New({}); }
   static Napi::Function Define(Napi::Env env);
   explicit Connection(const Napi::CallbackInfo& info);
@@ -185,6 +189,17 @@ class Connection : public Napi::ObjectWrap<Connection> {
   Napi::Value Handshake(const Napi::CallbackInfo& info);
   Napi::Value Open(const Napi::CallbackInfo& info);
   Napi::Value Seal(const Napi::CallbackInfo& info);
+  Napi::Value Handle(const Napi::CallbackInfo& info);
+ public:
+  // The data path's calls: plain functions on handles (see handle.h), no unwrap, no arrays.
+  static Napi::Value OpenHandles(const Napi::CallbackInfo& info);
+  static Napi::Value SealHandles(const Napi::CallbackInfo& info);
+ private:
+  // The work of open/seal, on raw memory (both argument styles end here).
+  size_t OpenInto(const uint8_t* in, size_t inLen, const uint32_t* inOffs, const uint32_t* inLens, uint32_t inCount,
+                  uint8_t* out, size_t outLen, uint32_t* outOffs, uint32_t* outLens, size_t outMax, size_t count, size_t used);
+  size_t SealInto(const uint8_t* in, size_t inLen, const uint32_t* inOffs, const uint32_t* inLens, uint32_t inCount,
+                  uint8_t* out, size_t outLen, uint32_t* outOffs, uint32_t* outLens, size_t outMax);
   Napi::Value TakeOutput(const Napi::CallbackInfo& info);
   Napi::Value Timeout(const Napi::CallbackInfo& info);
   Napi::Value HandleTimeout(const Napi::CallbackInfo& info);
@@ -496,6 +511,7 @@ Napi::Function Connection::Define(Napi::Env env) {
     InstanceMethod<&Connection::Handshake>("handshake"),
     InstanceMethod<&Connection::Open>("open"),
     InstanceMethod<&Connection::Seal>("seal"),
+    InstanceMethod<&Connection::Handle>("handle"),
     InstanceMethod<&Connection::TakeOutput>("takeOutput"),
     InstanceMethod<&Connection::Timeout>("timeout"),
     InstanceMethod<&Connection::HandleTimeout>("handleTimeout"),
@@ -585,20 +601,48 @@ Napi::Value Connection::Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!ssl_) return Napi::Number::New(env, 0);
   BatchArgs a(info);
-  auto& in = a.in; auto& inOffs = a.inOffs; auto& inLens = a.inLens; auto& out = a.out;
-  auto& outOffs = a.outOffs; auto& outLens = a.outLens;
-  uint32_t inCount = a.inCount;
-  size_t outMax = a.outMax;
-  DgramState* ds = StateOf(ssl_);
   size_t count = info.Length() > 7 ? info[7].As<Napi::Number>().Uint32Value() : 0;
   size_t used = info.Length() > 8 ? info[8].As<Napi::Number>().Uint32Value() : 0;
-  if (count > outMax || used > out.Length()) {
+  if (count > a.outMax || used > a.out.Length()) {
     Napi::RangeError::New(env, "open: outFirst/outUsed beyond the output batch").ThrowAsJavaScriptException();
     return env.Undefined();
   }
+  count = OpenInto(a.in.Data(), a.in.Length(), a.inOffs.Data(), a.inLens.Data(), a.inCount,
+                   a.out.Data(), a.out.Length(), a.outOffs.Data(), a.outLens.Data(), a.outMax, count, used);
+  return Napi::Number::New(env, static_cast<double>(count));
+}
+
+// handle() -> the handle that dtlsOpen/dtlsSeal take.
+Napi::Value Connection::Handle(const Napi::CallbackInfo& info) { return NewObjHandle(info.Env(), this); }
+
+// dtlsOpen(conn, inBatch, index, outBatch, outFirst, outUsed) -> the record count in out.
+// open() for datagram `index` of a registered batch, into a registered batch: the data path's
+// form of open(), on handles (see handle.h).
+Napi::Value Connection::OpenHandles(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Connection* c = ObjFromHandle<Connection>(env, info[0], "dtlsOpen");
+  BatchRef* in = c ? FromHandle<BatchRef>(env, info[1], "dtlsOpen") : nullptr;
+  BatchRef* out = in ? FromHandle<BatchRef>(env, info[3], "dtlsOpen") : nullptr;
+  if (!out) return env.Undefined();
+  uint32_t index = info[2].As<Napi::Number>().Uint32Value();
+  size_t count = info[4].As<Napi::Number>().Uint32Value();
+  size_t used = info[5].As<Napi::Number>().Uint32Value();
+  if (index >= in->cap || count > out->cap || used > out->bufLen) {
+    Napi::RangeError::New(env, "dtlsOpen: index, outFirst or outUsed beyond its batch").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (c->ssl_) count = c->OpenInto(in->buf, in->bufLen, in->offs + index, in->lens + index, 1,
+                                   out->buf, out->bufLen, out->offs, out->lens, out->cap, count, used);
+  return Napi::Number::New(env, static_cast<double>(count));
+}
+
+size_t Connection::OpenInto(const uint8_t* in, size_t inLen, const uint32_t* inOffs, const uint32_t* inLens, uint32_t inCount,
+                            uint8_t* out, size_t outLen, uint32_t* outOffs, uint32_t* outLens, size_t outMax,
+                            size_t count, size_t used) {
+  DgramState* ds = StateOf(ssl_);
   for (uint32_t i = 0; i < inCount && state_ <= OPEN; i++) {
-    if (static_cast<size_t>(inOffs[i]) + inLens[i] > in.Length()) continue;
-    ds->in = in.Data() + inOffs[i];
+    if (static_cast<size_t>(inOffs[i]) + inLens[i] > inLen) continue;
+    ds->in = in + inOffs[i];
     ds->inLen = inLens[i];
     bool handshakeDatagram = state_ == HANDSHAKING;
     if (handshakeDatagram) {
@@ -607,8 +651,8 @@ Napi::Value Connection::Open(const Napi::CallbackInfo& info) {
     }
     size_t before = count;
     // A datagram may carry several records; keep reading until OpenSSL wants more input.
-    while (count < outMax && out.Length() - used >= 2048) {
-      int r = SSL_read(ssl_, out.Data() + used, static_cast<int>(out.Length() - used));
+    while (count < outMax && outLen - used >= 2048) {
+      int r = SSL_read(ssl_, out + used, static_cast<int>(outLen - used));
       if (r > 0) {
         outOffs[count] = static_cast<uint32_t>(used);
         outLens[count] = static_cast<uint32_t>(r);
@@ -632,13 +676,13 @@ Napi::Value Connection::Open(const Napi::CallbackInfo& info) {
     // a forgery or garbage (RFC 6347: invalid records are dropped silently). Handshake and
     // ChangeCipherSpec records (content types 22, 20) are not counted: after the handshake
     // they are the peer's retransmissions, which OpenSSL answers, not attacks on the data.
-    uint8_t ct = inLens[i] > 0 ? in.Data()[inOffs[i]] : 0;
+    uint8_t ct = inLens[i] > 0 ? in[inOffs[i]] : 0;
     bool handshakeLayer = ct == 22 || ct == 20;
     if (count == before && !handshakeDatagram && !handshakeLayer && ds->in == nullptr && state_ == OPEN) dropped_++;
     ds->in = nullptr;
   }
   Publish();
-  return Napi::Number::New(env, static_cast<double>(count));
+  return count;
 }
 
 // seal(inBuf, inOffs, inLens, inCount, outBuf, outOffs, outLens) -> records written to out.
@@ -650,20 +694,41 @@ Napi::Value Connection::Seal(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   BatchArgs a(info);
-  auto& in = a.in; auto& inOffs = a.inOffs; auto& inLens = a.inLens; auto& out = a.out;
-  auto& outOffs = a.outOffs; auto& outLens = a.outLens;
-  uint32_t inCount = a.inCount;
+  size_t n = SealInto(a.in.Data(), a.in.Length(), a.inOffs.Data(), a.inLens.Data(), a.inCount,
+                      a.out.Data(), a.out.Length(), a.outOffs.Data(), a.outLens.Data(), a.outMax);
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+// dtlsSeal(conn, inBatch, count, outBatch) -> records written to out: seal() for the first
+// `count` packets of a registered batch, into a registered batch (see handle.h).
+Napi::Value Connection::SealHandles(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Connection* c = ObjFromHandle<Connection>(env, info[0], "dtlsSeal");
+  BatchRef* in = c ? FromHandle<BatchRef>(env, info[1], "dtlsSeal") : nullptr;
+  BatchRef* out = in ? FromHandle<BatchRef>(env, info[3], "dtlsSeal") : nullptr;
+  if (!out) return env.Undefined();
+  if (!c->ssl_ || c->state_ != OPEN) {
+    Napi::Error::New(env, "seal: the connection is not open").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  uint32_t count = static_cast<uint32_t>(std::min<size_t>(info[2].As<Napi::Number>().Uint32Value(), in->cap));
+  size_t n = c->SealInto(in->buf, in->bufLen, in->offs, in->lens, count, out->buf, out->bufLen, out->offs, out->lens, out->cap);
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+size_t Connection::SealInto(const uint8_t* in, size_t inLen, const uint32_t* inOffs, const uint32_t* inLens, uint32_t inCount,
+                            uint8_t* out, size_t outLen, uint32_t* outOffs, uint32_t* outLens, size_t outMax) {
   Sink sink;
-  sink.buf = out.Data();
-  sink.cap = out.Length();
-  sink.offs = outOffs.Data();
-  sink.lens = outLens.Data();
-  sink.max = std::min(outOffs.ElementLength(), outLens.ElementLength());
+  sink.buf = out;
+  sink.cap = outLen;
+  sink.offs = outOffs;
+  sink.lens = outLens;
+  sink.max = outMax;
   DgramState* ds = StateOf(ssl_);
   ds->sink = &sink;
   for (uint32_t i = 0; i < inCount; i++) {
-    if (static_cast<size_t>(inOffs[i]) + inLens[i] > in.Length() || inLens[i] == 0) continue;
-    int r = SSL_write(ssl_, in.Data() + inOffs[i], static_cast<int>(inLens[i]));
+    if (static_cast<size_t>(inOffs[i]) + inLens[i] > inLen || inLens[i] == 0) continue;
+    int r = SSL_write(ssl_, in + inOffs[i], static_cast<int>(inLens[i]));
     if (r <= 0) {
       Fail("write failed: " + TakeErrors());
       break;
@@ -671,7 +736,7 @@ Napi::Value Connection::Seal(const Napi::CallbackInfo& info) {
   }
   ds->sink = nullptr;
   Publish();
-  return Napi::Number::New(env, static_cast<double>(sink.count));
+  return sink.count;
 }
 
 // takeOutput() -> Buffer[] | null: datagrams OpenSSL wants sent (handshake flights,
@@ -791,6 +856,8 @@ Napi::Object InitDtls(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(conn)));
   exports.Set("DtlsConnection", conn);
   exports.Set("DtlsContext", Context::Define(env));
+  exports.Set("dtlsOpen", Napi::Function::New<Connection::OpenHandles>(env, "dtlsOpen"));
+  exports.Set("dtlsSeal", Napi::Function::New<Connection::SealHandles>(env, "dtlsSeal"));
   exports.Set("opensslVersion", Napi::String::New(env, OpenSSL_version(OPENSSL_VERSION)));
   return exports;
 }

@@ -8,12 +8,13 @@
 //
 // GRO (optional): with IFF_VNET_HDR every read and write carries a virtio_net_hdr in front
 // of the packet, and a write may then hand the kernel one large TCP packet that stands for
-// many segments (gso_type TCPV4), as a NIC's receive offload does. writeBatch merges the
+// many segments (gso_type TCPV4), as a NIC's receive offload does. tunWrite merges the
 // consecutive segments of one TCP flow in a batch into such a write, so the kernel's TCP
 // receive path (and its ACK) runs once per merged packet instead of once per segment.
 #include <napi.h>
 #include <uv.h>
 
+#include "handle.h"
 #include "poll.h"
 
 #include <cerrno>
@@ -71,11 +72,13 @@ Napi::Error TunError(Napi::Env env, int err, const std::string& what) {
 
 class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
  public:
+  static constexpr uint32_t kHandleTag = 0x74756e30;  // "tun0"
+  static constexpr const char* kHandleName = "TUN";
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Tun", {
       InstanceMethod<&Tun::Start>("start"),
       InstanceMethod<&Tun::Write>("write"),
-      InstanceMethod<&Tun::WriteBatch>("writeBatch"),
+      InstanceMethod<&Tun::Handle>("handle"),
       InstanceMethod<&Tun::Close>("close"),
       InstanceMethod<&Tun::RefJs>("ref"),
       InstanceMethod<&Tun::UnrefJs>("unref"),
@@ -260,26 +263,31 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
     return r < 0 ? r : r - static_cast<ssize_t>(sizeof h);
   }
 
-  // writeBatch(buffer, offsets, lengths, count) -> number of packets the kernel took.
-  // A TUN fd takes one packet per write(); the batch saves the JS->native crossings.
-  Napi::Value WriteBatch(const Napi::CallbackInfo& info) {
+  Napi::Value Handle(const Napi::CallbackInfo& info) { return NewObjHandle(info.Env(), this); }
+
+ public:
+  // tunWrite(tun, batch, count) -> number of packets the kernel took: the first `count`
+  // packets of a registered batch (handles: see handle.h). A TUN fd takes one packet per
+  // write() (or one merged packet, with GRO); the batch saves the JS->native crossings.
+  static Napi::Value WriteHandles(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (fd_ < 0) { TunError(env, EBADF, "writeBatch").ThrowAsJavaScriptException(); return env.Undefined(); }
-    auto buf = info[0].As<Napi::Buffer<uint8_t>>();
-    auto offs = info[1].As<Napi::Uint32Array>();
-    auto lens = info[2].As<Napi::Uint32Array>();
-    uint32_t count = info[3].As<Napi::Number>().Uint32Value();
-    if (count > offs.ElementLength() || count > lens.ElementLength()) count = std::min(offs.ElementLength(), lens.ElementLength());
+    Tun* t = ObjFromHandle<Tun>(env, info[0], "tunWrite");
+    BatchRef* b = t ? FromHandle<BatchRef>(env, info[1], "tunWrite") : nullptr;
+    if (!b) return env.Undefined();
+    if (t->fd_ < 0) { TunError(env, EBADF, "tunWrite").ThrowAsJavaScriptException(); return env.Undefined(); }
+    uint32_t count = static_cast<uint32_t>(std::min<size_t>(info[2].As<Napi::Number>().Uint32Value(), b->cap));
     uint32_t ok = 0;
     for (uint32_t i = 0; i < count;) {
-      if (static_cast<size_t>(offs[i]) + lens[i] > buf.Length()) { i++; continue; }
-      uint32_t n = gro_ ? WriteMerged(buf.Data(), buf.Length(), offs.Data() + i, lens.Data() + i, count - i) : 0;
+      if (static_cast<size_t>(b->offs[i]) + b->lens[i] > b->bufLen) { i++; continue; }
+      uint32_t n = t->gro_ ? t->WriteMerged(b->buf, b->bufLen, b->offs + i, b->lens + i, count - i) : 0;
       if (n > 0) { ok += n; i += n; continue; }
-      if (WriteOne(buf.Data() + offs[i], lens[i]) >= 0) ok++;
+      if (t->WriteOne(b->buf + b->offs[i], b->lens[i]) >= 0) ok++;
       i++;
     }
     return Napi::Number::New(env, ok);
   }
+
+ private:
 
   // ---- GRO: merging a TCP flow's consecutive segments into one write --------------------
 
@@ -417,5 +425,6 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
 
 Napi::Object InitTun(Napi::Env env, Napi::Object exports) {
   exports.Set("Tun", Tun::Define(env));
+  exports.Set("tunWrite", Napi::Function::New<Tun::WriteHandles>(env, "tunWrite"));
   return exports;
 }

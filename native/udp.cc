@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "handle.h"
 #include "poll.h"
 
 namespace {
@@ -30,14 +31,44 @@ Napi::Error SockError(Napi::Env env, int err, const std::string& what) {
   return e;
 }
 
+// A peer's address, made once per peer (udpPeer) in both forms a socket may need.
+struct PeerAddr {
+  static constexpr uint32_t kTag = 0x70656572;  // "peer"
+  static constexpr const char* kName = "peer address";
+  HandleHead head{kTag};
+  sockaddr_in6 v6{};  // for a dual-stack socket (IPv4 peers as ::ffff:a.b.c.d)
+  sockaddr_in v4{};   // for an IPv4 socket
+};
+
+// udpPeer(addr16: Buffer, port) -> a peer handle for udpSend.
+Napi::Value MakePeer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsBuffer() || info[0].As<Napi::Buffer<uint8_t>>().Length() != 16 || !info[1].IsNumber()) {
+    Napi::TypeError::New(env, "udpPeer(addr16: 16-byte Buffer, port)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  const uint8_t* a = info[0].As<Napi::Buffer<uint8_t>>().Data();
+  uint16_t port = htons(static_cast<uint16_t>(info[1].As<Napi::Number>().Uint32Value()));
+  auto* p = new PeerAddr();
+  p->v6.sin6_family = AF_INET6;
+  p->v6.sin6_port = port;
+  memcpy(&p->v6.sin6_addr, a, 16);
+  p->v4.sin_family = AF_INET;
+  p->v4.sin_port = port;
+  memcpy(&p->v4.sin_addr, a + 12, 4);
+  return Napi::External<PeerAddr>::New(env, p, [](Napi::Env, PeerAddr* q) { delete q; });
+}
+
 class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
  public:
+  static constexpr uint32_t kHandleTag = 0x75647030;  // "udp0"
+  static constexpr const char* kHandleName = "UDP socket";
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Udp", {
       InstanceMethod<&Udp::Bind>("bind"),
       InstanceMethod<&Udp::Connect>("connect"),
       InstanceMethod<&Udp::Start>("start"),
-      InstanceMethod<&Udp::SendBatch>("sendBatch"),
+      InstanceMethod<&Udp::Handle>("handle"),
       InstanceMethod<&Udp::Close>("close"),
       InstanceMethod<&Udp::RefJs>("ref"),
       InstanceMethod<&Udp::UnrefJs>("unref"),
@@ -288,35 +319,33 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
     Deliver(-err);
   }
 
-  // sendBatch(buf, offs, lens, count, addr16 | null, port) -> datagrams the kernel took.
-  // All datagrams go to one peer: a batch sealed for one session. One sendmmsg call.
-  Napi::Value SendBatch(const Napi::CallbackInfo& info) {
+  Napi::Value Handle(const Napi::CallbackInfo& info) { return NewObjHandle(info.Env(), this); }
+
+ public:
+  // udpSend(udp, batch, count, peer | null) -> datagrams the kernel took: the first `count`
+  // packets of a registered batch (handles: see handle.h), all to one peer (null: the
+  // connected one), as a batch sealed for one session is. One sendmmsg call.
+  static Napi::Value SendHandles(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (fd_ < 0) return Napi::Number::New(env, 0);
-    auto buf = info[0].As<Napi::Buffer<uint8_t>>();
-    auto offs = info[1].As<Napi::Uint32Array>();
-    auto lens = info[2].As<Napi::Uint32Array>();
-    size_t count = std::min<size_t>(info[3].As<Napi::Number>().Uint32Value(), std::min(offs.ElementLength(), lens.ElementLength()));
-    sockaddr_storage ss;
+    Udp* u = ObjFromHandle<Udp>(env, info[0], "udpSend");
+    BatchRef* b = u ? FromHandle<BatchRef>(env, info[1], "udpSend") : nullptr;
+    if (!b) return env.Undefined();
+    PeerAddr* peer = nullptr;
+    if (!info[3].IsNull() && !(peer = FromHandle<PeerAddr>(env, info[3], "udpSend"))) return env.Undefined();
+    size_t count = std::min<size_t>(info[2].As<Napi::Number>().Uint32Value(), b->cap);
+    return Napi::Number::New(env, static_cast<double>(u->Send(b, count, peer)));
+  }
+
+ private:
+  size_t Send(const BatchRef* b, size_t count, PeerAddr* peer) {
+    if (fd_ < 0) return 0;
+    const uint8_t* buf = b->buf;
+    const uint32_t* offs = b->offs;
+    const uint32_t* lens = b->lens;
+    void* name = nullptr;
     socklen_t slen = 0;
-    if (info[4].IsBuffer()) {
-      auto a = info[4].As<Napi::Buffer<uint8_t>>();
-      int port = info[5].As<Napi::Number>().Int32Value();
-      memset(&ss, 0, sizeof ss);
-      if (v6_) {
-        auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons(port);
-        memcpy(&s6->sin6_addr, a.Data(), 16);
-        slen = sizeof *s6;
-      } else {
-        auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons(port);
-        memcpy(&s4->sin_addr, a.Data() + 12, 4);
-        slen = sizeof *s4;
-      }
-    }
+    if (peer && v6_) { name = &peer->v6; slen = sizeof peer->v6; }
+    if (peer && !v6_) { name = &peer->v4; slen = sizeof peer->v4; }
     if (out_.size() < count) { out_.resize(count); outIov_.resize(count); segs_.resize(count); ctrl_.resize(count); }
     // Each message is a run of datagrams; with GSO a run is several datagrams of one size
     // (the last may be shorter) that the kernel sends as one: one trip through the stack
@@ -324,8 +353,8 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
     // datagrams as late as possible. Without GSO every run is one datagram.
     size_t nmsg = 0, k = 0;
     for (size_t i = 0; i < count; i++) {
-      if (static_cast<size_t>(offs[i]) + lens[i] > buf.Length() || lens[i] == 0) continue;
-      outIov_[k].iov_base = buf.Data() + offs[i];
+      if (static_cast<size_t>(offs[i]) + lens[i] > b->bufLen || lens[i] == 0) continue;
+      outIov_[k].iov_base = const_cast<uint8_t*>(buf) + offs[i];
       outIov_[k].iov_len = lens[i];
       mmsghdr* prev = nmsg ? &out_[nmsg - 1] : nullptr;
       if (gso_ && prev && CanJoin(prev, lens[i])) {
@@ -338,7 +367,7 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
       memset(&m, 0, sizeof m);
       m.msg_hdr.msg_iov = &outIov_[k];
       m.msg_hdr.msg_iovlen = 1;
-      if (slen) { m.msg_hdr.msg_name = &ss; m.msg_hdr.msg_namelen = slen; }
+      if (slen) { m.msg_hdr.msg_name = name; m.msg_hdr.msg_namelen = slen; }
       segs_[nmsg] = 1;
       nmsg++;
       k++;
@@ -367,7 +396,7 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
       for (int j = 0; j < r; j++) sent += segs_[done + j];
       done += r;
     }
-    return Napi::Number::New(env, static_cast<double>(sent));
+    return sent;
   }
 
   // Largest run: UDP's 16-bit length (and the kernel's segment limit of 64) bounds a message.
@@ -463,5 +492,7 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
 
 Napi::Object InitUdp(Napi::Env env, Napi::Object exports) {
   exports.Set("Udp", Udp::Define(env));
+  exports.Set("udpSend", Napi::Function::New<Udp::SendHandles>(env, "udpSend"));
+  exports.Set("udpPeer", Napi::Function::New<MakePeer>(env, "udpPeer"));
   return exports;
 }

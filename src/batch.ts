@@ -1,6 +1,7 @@
 // A batch of packets in one reusable buffer: packet i is buf[offs[i] .. offs[i] + lens[i]).
 // The data path moves batches, not single packets, so the cost of crossing between
 // JavaScript and native code (and of any per-call bookkeeping) is paid once per batch.
+import type { BatchHandle } from './native';
 
 /** What the data path passes around: packets as (offset, length) pairs into one buffer. */
 export interface BatchView {
@@ -15,11 +16,25 @@ export class PacketBatch implements BatchView {
   readonly offs: Uint32Array;
   readonly lens: Uint32Array;
   count = 0;
+  /**
+   * The batch's native handle (native/handle.h), made the first time native code is given
+   * this batch (batchHandle() in src/native.ts): its arrays are converted once, not per call.
+   */
+  handle: BatchHandle | null = null;
 
-  constructor(readonly capacity: number, readonly slotSize: number) {
-    this.buf = Buffer.allocUnsafe(capacity * slotSize);
+  /** `capacity` packets of up to `slotSize` bytes each; with `buf`, entries into that buffer instead. */
+  constructor(readonly capacity: number, readonly slotSize: number, buf?: Buffer) {
+    this.buf = buf ?? Buffer.allocUnsafe(capacity * slotSize);
     this.offs = new Uint32Array(capacity);
     this.lens = new Uint32Array(capacity);
+  }
+
+  /**
+   * A batch of its own offsets and lengths into another batch's buffer: a subset of its
+   * packets, or packets grown in place (e.g. with the frame header in the headroom).
+   */
+  static over(buf: Buffer, capacity: number): PacketBatch {
+    return new PacketBatch(capacity, 0, buf);
   }
 
   /** Copies one packet in (slow path and tests); returns false when the batch is full. */

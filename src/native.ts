@@ -1,6 +1,7 @@
 // Loads the native addon (native/*.cc) and describes it in TypeScript.
 // Everything here is mechanism; policy (who may connect, what to route) lives in TypeScript.
 import path from 'node:path';
+import type { PacketBatch } from './batch';
 
 export interface NativeTun {
   readonly name: string;
@@ -8,8 +9,9 @@ export interface NativeTun {
   start(buf: Buffer, offs: Uint32Array, lens: Uint32Array, maxPacket: number, headroom: number, onPackets: (count: number) => void): void;
   /** Bytes written, or -errno (e.g. -11 EAGAIN when the kernel queue is full: packet dropped). */
   write(buf: Buffer, off?: number, len?: number): number;
-  writeBatch(buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number): number;
-  /** Whether writeBatch merges TCP segments (false if not asked for, or refused by the kernel). */
+  /** The handle tunWrite takes. */
+  handle(): TunHandle;
+  /** Whether tunWrite merges TCP segments (false if not asked for, or refused by the kernel). */
   readonly gro: boolean;
   /** With GRO: TCP segments merged into the write of an earlier segment, since open. */
   readonly coalesced: number;
@@ -22,8 +24,8 @@ export interface NativeUdp {
   bind(host: string, port: number): number;
   connect(host: string, port: number): void;
   start(buf: Buffer, offs: Uint32Array, lens: Uint32Array, addrs: Buffer, ports: Uint32Array, slotSize: number, onDatagrams: (count: number) => void): void;
-  /** Datagrams the kernel took (the rest were dropped: socket buffer full). */
-  sendBatch(buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number, addr16: Buffer | null, port: number): number;
+  /** The handle udpSend takes. */
+  handle(): UdpHandle;
   /** UDP segmentation offload: "on", "off", or "refused by the route". */
   readonly gso: string;
   close(): void;
@@ -31,6 +33,16 @@ export interface NativeUdp {
   unref(): void;
   localAddress(): { address: string; port: number };
 }
+
+/**
+ * Handles (native/handle.h): made once, then passed on every data-path call instead of an
+ * object and its typed arrays. Opaque to JavaScript.
+ */
+export interface BatchHandle { readonly __handle: 'batch' }
+export interface DtlsHandle { readonly __handle: 'dtls' }
+export interface TunHandle { readonly __handle: 'tun' }
+export interface UdpHandle { readonly __handle: 'udp' }
+export interface PeerHandle { readonly __handle: 'peer' }
 
 /** 0 handshaking, 1 open, 2 closed, 3 failed */
 export type NativeState = 0 | 1 | 2 | 3;
@@ -63,6 +75,8 @@ export interface NativeDtlsConnection {
   destroy(): void;
   /** Where the connection keeps [state, dropped, queued output datagrams] after every call. */
   bindStatus(status: Float64Array): void;
+  /** The handle dtlsOpen and dtlsSeal take. */
+  handle(): DtlsHandle;
 }
 
 export interface NativeDtlsContextOptions {
@@ -90,6 +104,17 @@ interface Addon {
   DtlsContext: new (opts: NativeDtlsContextOptions) => NativeDtlsContext;
   DtlsConnection: new () => NativeDtlsConnection;
   opensslVersion: string;
+  batchRef(buf: Buffer, offs: Uint32Array, lens: Uint32Array): BatchHandle;
+  /** Writes the first `count` packets of `batch` into the TUN; returns how many the kernel took. */
+  tunWrite(tun: TunHandle, batch: BatchHandle, count: number): number;
+  /** A peer's address (16 bytes: IPv6 or IPv4-mapped) and port, for udpSend. */
+  udpPeer(addr16: Buffer, port: number): PeerHandle;
+  /** Sends the first `count` packets of `batch` to `peer` (null: the connected one); returns how many the kernel took. */
+  udpSend(udp: UdpHandle, batch: BatchHandle, count: number, peer: PeerHandle | null): number;
+  /** open() of datagram `index` of `inb` into `out` (after outFirst records, outUsed bytes). */
+  dtlsOpen(conn: DtlsHandle, inb: BatchHandle, index: number, out: BatchHandle, outFirst: number, outUsed: number): number;
+  /** seal() of the first `count` packets of `inb` into `out`. */
+  dtlsSeal(conn: DtlsHandle, inb: BatchHandle, count: number, out: BatchHandle): number;
 }
 
 function load(): Addon {
@@ -104,3 +129,8 @@ function load(): Addon {
 }
 
 export const addon: Addon = load();
+
+/** The batch's handle, made on first use. */
+export function batchHandle(b: PacketBatch): BatchHandle {
+  return b.handle ?? (b.handle = addon.batchRef(b.buf, b.offs, b.lens));
+}

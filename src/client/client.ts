@@ -36,10 +36,9 @@ export class VpnClient {
   private readonly rx: PacketBatch;
   private readonly tunq: TunQueue;
   private readonly sealRing = new BatchRing(4, BATCH, SLOT);
-  private readonly txOffs = new Uint32Array(BATCH);
-  private readonly txLens = new Uint32Array(BATCH);
-  private readonly oneOff = new Uint32Array([0]);
-  private readonly oneLen = new Uint32Array(1);
+  /** The packets of a TUN read with the frame header in front: entries into the TUN's buffer. */
+  private tx: PacketBatch | null = null;
+  private readonly small = new PacketBatch(1, SLOT);
   private lastSeen = 0;
   private lastSent = 0;
   /** Date.now() at the start of the current batch (set by each event callback): one clock read per batch, not per packet. */
@@ -117,7 +116,7 @@ export class VpnClient {
     sock.onDatagrams(this.udpRx, (rx) => {
       this.now = Date.now();
       // A connected socket only hears the server.
-      for (let i = 0; i < rx.count; i++) this.onDatagram(rx.buf, rx.offs[i], rx.lens[i]);
+      for (let i = 0; i < rx.count; i++) this.onDatagram(rx, i);
       this.tunq.flush(this.tun); // the receive batch is done
     }, (errno) => {
       // ECONNREFUSED: an ICMP port unreachable came back, nothing listens on the server's port.
@@ -172,9 +171,10 @@ export class VpnClient {
 
   // ---- receive -------------------------------------------------------------------------
 
-  private onDatagram(dbuf: Buffer, doff: number, dlen: number): void {
+  private onDatagram(rx: UdpBatch, i: number): void {
     const ch = this.channel;
     if (!ch) return;
+    const dbuf = rx.buf, doff = rx.offs[i], dlen = rx.lens[i];
     if (ch.kind === 'dtls' && looksLikeFrame(dbuf, doff, dlen)) {
       // Unauthenticated: it may end a handshake attempt with a clear reason, never a live session.
       if (ch.state === 'open') { this.stats.dropped++; return; }
@@ -188,7 +188,7 @@ export class VpnClient {
     }
     const wasOpen = ch.state === 'open';
     this.tunq.makeRoom(this.tun); // room for this datagram's frames
-    const frames = ch.receive(dbuf, doff, dlen);
+    const frames = ch.receive(rx, i);
     if (!wasOpen) {
       this.flushControl();
       const st: string = ch.state;
@@ -205,8 +205,8 @@ export class VpnClient {
     }
     this.lastSeen = this.now;
     const buf = frames.buf;
-    for (let i = frames.first; i < frames.count; i++) {
-      const off = frames.offs[i], len = frames.lens[i];
+    for (let k = frames.first; k < frames.count; k++) {
+      const off = frames.offs[k], len = frames.lens[k];
       const type = frameType(buf, off, len);
       if (type === FrameType.DATA) {
         if (!this.tun) continue;
@@ -260,6 +260,7 @@ export class VpnClient {
       if (this.tun && this.applied) await this.routesDown();
       if (!this.tun) {
         this.tun = Tun.open({ name: this.cfg.tunName, batchSize: BATCH, maxPacket: SLOT - 8, headroom: FRAME_OVERHEAD, gro: this.cfg.tunGro });
+        this.tx = PacketBatch.over(this.tun.rx.buf, BATCH);
         this.tun.onPackets((b) => this.onTunBatch(b));
       }
       await runInitScript('client-init.sh', 'up', {
@@ -297,18 +298,19 @@ export class VpnClient {
   private onTunBatch(b: PacketBatch): void {
     this.now = Date.now();
     const ch = this.channel;
-    if (!ch || ch.state !== 'open' || !this.sock) return; // reconnecting: packets wait in no queue
+    const tx = this.tx;
+    if (!ch || ch.state !== 'open' || !this.sock || !tx) return; // reconnecting: packets wait in no queue
     for (let i = 0; i < b.count; i++) {
       b.buf[b.offs[i] - 1] = FrameType.DATA; // header into the headroom: no copy
-      this.txOffs[i] = b.offs[i] - 1;
-      this.txLens[i] = b.lens[i] + 1;
+      tx.offs[i] = b.offs[i] - 1;
+      tx.lens[i] = b.lens[i] + 1;
     }
-    const view = ch.seal(b.buf, this.txOffs, this.txLens, b.count, this.sealRing.next());
+    const view = ch.seal(tx, b.count, this.sealRing.next());
     this.send(view);
     this.stats.txPackets += b.count;
   }
 
-  private send(view: { buf: Buffer; offs: Uint32Array; lens: Uint32Array; count: number }): void {
+  private send(view: PacketBatch): void {
     if (!this.sock) return;
     this.sock.sendBatch(view, null); // connected socket: no address per datagram
     this.lastSent = this.now;
@@ -317,8 +319,9 @@ export class VpnClient {
   private sendFrame(frame: Buffer): void {
     const ch = this.channel;
     if (!ch || ch.state !== 'open') return;
-    this.oneLen[0] = frame.length;
-    this.send(ch.seal(frame, this.oneOff, this.oneLen, 1, this.sealRing.next()));
+    this.small.clear();
+    if (!this.small.push(frame)) throw new Error(`control frame of ${frame.length} bytes exceeds ${SLOT}`);
+    this.send(ch.seal(this.small, 1, this.sealRing.next()));
     this.flushControl();
   }
 

@@ -6,8 +6,8 @@
 // port. peerKey() turns that into a Map key: a number for IPv4 peers (no allocation),
 // a string for IPv6 peers.
 import net from 'node:net';
-import { addon, NativeUdp } from '../native';
-import { BatchView, PacketBatch } from '../batch';
+import { addon, batchHandle, NativeUdp, PeerHandle, UdpHandle } from '../native';
+import { PacketBatch } from '../batch';
 
 const BUFFER_BYTES = 4 * 1024 * 1024;
 
@@ -18,6 +18,13 @@ export interface Peer {
   /** "192.0.2.11:40000" or "[2001:db8::1]:40000", for logs and status */
   text: string;
   host: string;
+  /** The address in native form, made on first send (peerHandle()). */
+  handle: PeerHandle | null;
+}
+
+/** The peer's native address handle, made on first use. */
+export function peerHandle(p: Peer): PeerHandle {
+  return p.handle ?? (p.handle = addon.udpPeer(p.addr, p.port));
 }
 
 /** The batch a read fills: datagram i is rx.packet(i), from address slot i / ports[i]. */
@@ -48,7 +55,7 @@ export class UdpBatch extends PacketBatch {
     let host: string;
     if (this.isV4Mapped(i)) host = `${addr[12]}.${addr[13]}.${addr[14]}.${addr[15]}`;
     else host = formatV6(addr);
-    return { addr, port, key: this.peerKey(i), host, text: host.includes(':') ? `[${host}]:${port}` : `${host}:${port}` };
+    return { addr, port, key: this.peerKey(i), host, text: host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`, handle: null };
   }
 }
 
@@ -91,10 +98,12 @@ export interface UdpOptions {
 
 export class UdpSocket {
   private readonly s: NativeUdp;
+  private readonly h: UdpHandle;
   private closed = false;
 
   private constructor(readonly family: 4 | 6, opts: UdpOptions) {
     this.s = new addon.Udp(family, BUFFER_BYTES, opts.gso ?? false);
+    this.h = this.s.handle();
   }
 
   /** Binds; host '::' listens on IPv6 and IPv4 (dual stack). */
@@ -135,20 +144,20 @@ export class UdpSocket {
     });
   }
 
-  /** Sends every datagram of the batch to one peer (null: the connected peer). */
-  sendBatch(view: BatchView, peer: Peer | null): number {
-    if (this.closed || view.count === 0) return 0;
-    return this.s.sendBatch(view.buf, view.offs, view.lens, view.count, peer ? peer.addr : null, peer ? peer.port : 0);
+  /** Sends every datagram of the batch to one peer (null: the connected peer); returns how many the kernel took. */
+  sendBatch(batch: PacketBatch, peer: Peer | null): number {
+    if (this.closed || batch.count === 0) return 0;
+    return addon.udpSend(this.h, batchHandle(batch), batch.count, peer ? peerHandle(peer) : null);
   }
 
-  private readonly oneOff = new Uint32Array(1);
-  private readonly oneLen = new Uint32Array(1);
-  /** Sends one datagram (control path). */
+  private one: PacketBatch | null = null;
+  /** Sends one datagram (control path: copied into a batch of one). */
   send(buf: Buffer, peer: Peer | null): void {
     if (this.closed) return;
-    this.oneOff[0] = 0;
-    this.oneLen[0] = buf.length;
-    this.s.sendBatch(buf, this.oneOff, this.oneLen, 1, peer ? peer.addr : null, peer ? peer.port : 0);
+    const one = this.one ?? (this.one = new PacketBatch(1, 65536));
+    one.clear();
+    if (!one.push(buf)) throw new RangeError(`a datagram of ${buf.length} bytes does not fit in UDP`);
+    this.sendBatch(one, peer);
   }
 
   close(): void {

@@ -13,13 +13,16 @@ export interface Channel {
   /** Datagrams the channel discarded after it was open (replays, forgeries, garbage). */
   readonly dropped: number;
   /**
-   * One received datagram, buf[off, off+len) -> the frames it carried: entries first..count-1
-   * of the view. (A DTLS channel appends them to the receive batch its owner gave it, and
-   * the owner empties that batch once it has written the packets to the TUN.)
+   * One received datagram, packet i of `datagrams` -> the frames it carried: entries
+   * first..count-1 of the view. (A DTLS channel appends them to the receive batch its owner
+   * gave it, and the owner empties that batch once it has written the packets to the TUN.)
    */
-  receive(buf: Buffer, off: number, len: number): FrameRange;
-  /** Frames (offs/lens into buf) -> datagrams to send, written into `out` when it needs room. */
-  seal(buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number, out: PacketBatch): BatchView;
+  receive(datagrams: PacketBatch, i: number): FrameRange;
+  /**
+   * The first `count` frames of `frames` -> datagrams to send: `out` (DTLS) or, when a frame
+   * is its own datagram (plaintext), `frames` itself with its count set to `count`.
+   */
+  seal(frames: PacketBatch, count: number, out: PacketBatch): PacketBatch;
   /** Datagrams the protocol itself wants sent (handshake flights, alerts). */
   takeOutput(): Buffer[] | null;
   /** ms until onTimeout() is due, -1 for none. */
@@ -48,14 +51,14 @@ export class DtlsChannel implements Channel {
   get error(): string | null { return this.conn.error; }
   get dropped(): number { return this.conn.dropped; }
 
-  receive(buf: Buffer, off: number, len: number): FrameRange {
+  receive(datagrams: PacketBatch, i: number): FrameRange {
     this.range.first = this.rx.count;
-    this.conn.openAt(buf, off, len, this.rx, true);
+    this.conn.openSlot(datagrams, i, this.rx, true);
     this.range.count = this.rx.count;
     return this.range;
   }
-  seal(buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number, out: PacketBatch): BatchView {
-    this.conn.seal(buf, offs, lens, count, out);
+  seal(frames: PacketBatch, count: number, out: PacketBatch): PacketBatch {
+    this.conn.sealBatch(frames, count, out);
     return out;
   }
   takeOutput(): Buffer[] | null { return this.conn.takeOutput(); }
@@ -72,22 +75,18 @@ export class PlaintextChannel implements Channel {
   private closed = false;
   // Reused views: a plaintext datagram *is* the frame, and frames are sent as they are.
   private readonly one: FrameRange = { buf: Buffer.alloc(0), offs: new Uint32Array(1), lens: new Uint32Array(1), count: 1, first: 0 };
-  private readonly view: BatchView = { buf: Buffer.alloc(0), offs: new Uint32Array(0), lens: new Uint32Array(0), count: 0 };
 
   get state(): ConnState { return this.closed ? 'closed' : 'open'; }
 
-  receive(buf: Buffer, off: number, len: number): FrameRange {
-    this.one.buf = buf;
-    this.one.offs[0] = off;
-    this.one.lens[0] = len;
+  receive(datagrams: PacketBatch, i: number): FrameRange {
+    this.one.buf = datagrams.buf;
+    this.one.offs[0] = datagrams.offs[i];
+    this.one.lens[0] = datagrams.lens[i];
     return this.one;
   }
-  seal(buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number): BatchView {
-    this.view.buf = buf;
-    this.view.offs = offs;
-    this.view.lens = lens;
-    this.view.count = count;
-    return this.view;
+  seal(frames: PacketBatch, count: number): PacketBatch {
+    frames.count = count;
+    return frames;
   }
   takeOutput(): Buffer[] | null { return null; }
   timeoutMs(): number { return -1; }

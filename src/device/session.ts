@@ -1,8 +1,10 @@
 // One client as the server sees it: its channel, identity, tunnel address and counters.
 import { Channel } from './channel';
 import { Peer } from '../conn/udp';
+import { PacketBatch } from '../batch';
 
-const BATCH = 64;
+/** Packets per batch on the data path (TUN reads, UDP reads, what one seal call takes). */
+export const BATCH = 64;
 
 export class Session {
   cn = '';
@@ -22,15 +24,14 @@ export class Session {
   drops = 0;
   closed = false;
   timer: NodeJS.Timeout | null = null;
-  // Packets of the current TUN batch bound for this client (filled, sealed, reset per batch).
-  readonly txOffs = new Uint32Array(BATCH);
-  readonly txLens = new Uint32Array(BATCH);
-  txCount = 0;
-
   /** "address:port" of the client's underlay end, for logs and status. */
   readonly key: string;
 
-  constructor(readonly channel: Channel, readonly peer: Peer) {
+  /**
+   * @param tx the frames of the current TUN batch bound for this client: entries into the
+   *   TUN's read buffer (filled, sealed and reset per batch; see PacketBatch.over)
+   */
+  constructor(readonly channel: Channel, readonly peer: Peer, readonly tx: PacketBatch) {
     this.key = peer.text;
   }
 }

@@ -16,10 +16,10 @@ const RX_FRAMES = 128;
 const RX_ROOM = 48;
 
 export class TunQueue {
-  private buf: Buffer | null = null;
-  private readonly offs: Uint32Array;
-  private readonly lens: Uint32Array;
-  private count = 0;
+  /** The queued packets: entries into one buffer (the frames batch, or a plaintext receive batch). */
+  private cur: PacketBatch | null = null;
+  /** One such view per buffer seen (a handful: each keeps its native handle). */
+  private readonly views: PacketBatch[] = [];
 
   /** Set while the TUN should merge: the first flush that finds merging refused says so, once. */
   private watchGro: boolean;
@@ -31,17 +31,27 @@ export class TunQueue {
   constructor(slotSize: number, gro = false) {
     this.frames = new PacketBatch(RX_FRAMES, slotSize);
     this.watchGro = gro;
-    this.offs = new Uint32Array(RX_FRAMES);
-    this.lens = new Uint32Array(RX_FRAMES);
   }
 
   /** Queues the packet buf[off, off+len); buf must stay untouched until the next flush(). */
   add(tun: Tun, buf: Buffer, off: number, len: number): void {
+    let q = this.cur;
     // (Writes out early, but keeps `frames`: the current datagram's frames are still in use.)
-    if (this.count > 0 && (buf !== this.buf || this.count === this.capacity)) this.write(tun);
-    this.buf = buf;
-    this.offs[this.count] = off;
-    this.lens[this.count++] = len;
+    if (q !== null && (q.buf !== buf || q.count === this.capacity)) {
+      this.write(tun);
+      q = null;
+    }
+    if (q === null) q = this.cur = this.viewOf(buf);
+    q.offs[q.count] = off;
+    q.lens[q.count++] = len;
+  }
+
+  private viewOf(buf: Buffer): PacketBatch {
+    for (const v of this.views) if (v.buf === buf) return v;
+    if (this.views.length >= 4) this.views.shift(); // (callers use two or three buffers)
+    const v = PacketBatch.over(buf, RX_FRAMES);
+    this.views.push(v);
+    return v;
   }
 
   /** Before each datagram: writes out and empties when `frames` may not hold its records. */
@@ -56,14 +66,15 @@ export class TunQueue {
   }
 
   private write(tun: Tun | null): number {
-    if (this.count === 0) return 0;
-    const n = tun ? tun.writeBatch(this.buf!, this.offs, this.lens, this.count) : 0;
+    const q = this.cur;
+    if (q === null) return 0;
+    this.cur = null;
+    const n = tun ? tun.writeBatch(q) : 0;
+    q.count = 0;
     if (this.watchGro && tun && !tun.gro) {
       this.watchGro = false;
       log.warn(`the kernel refused a merged write into ${tun.name}: writing one packet per write from now on (as with --no-tun-gro)`);
     }
-    this.count = 0;
-    this.buf = null;
     return n;
   }
 }

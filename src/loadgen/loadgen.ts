@@ -78,8 +78,7 @@ class Shared {
   readonly udpRx = new UdpBatch(BATCH, SLOT);
   readonly rx = new PacketBatch(BATCH, SLOT);
   readonly sealOut = new PacketBatch(4, SLOT);
-  readonly oneOff = new Uint32Array([0]);
-  readonly oneLen = new Uint32Array(1);
+  readonly small = new PacketBatch(1, SLOT);
 }
 
 /** One simulated client. */
@@ -127,7 +126,7 @@ export class SimSession {
     this.sock = sock;
     const sh = this.shared;
     sock.onDatagrams(sh.udpRx, (rx) => {
-      for (let i = 0; i < rx.count; i++) this.onDatagram(rx.buf, rx.offs[i], rx.lens[i]);
+      for (let i = 0; i < rx.count; i++) this.onDatagram(rx, i);
     }, (errno) => this.fail(`network error (errno ${errno})`));
     const done = new Promise<ConfigMsg>((resolve, reject) => {
       const t = setTimeout(() => this.fail(`no config within ${this.opts.connectTimeoutMs ?? 30_000} ms`), this.opts.connectTimeoutMs ?? 30_000);
@@ -155,12 +154,12 @@ export class SimSession {
     settle?.(new Error(`${this.id.cn}: ${why}`));
   }
 
-  private onDatagram(buf: Buffer, off: number, len: number): void {
+  private onDatagram(rx: PacketBatch, i: number): void {
     const ch = this.ch;
     if (!ch) return;
     const wasOpen = ch.state === 'open';
     this.shared.rx.count = 0; // frames are handled right away: the shared batch starts empty
-    const frames = ch.receive(buf, off, len);
+    const frames = ch.receive(rx, i);
     if (!wasOpen) {
       this.flush();
       const st: string = ch.state;
@@ -168,8 +167,8 @@ export class SimSession {
       if (st === 'open') this.sendFrame(encodeFrame(FrameType.CONTROL, encodeControl({ type: 'hello', v: 1 })));
     }
     const fb = frames.buf;
-    for (let i = frames.first; i < frames.count; i++) {
-      const o = frames.offs[i], l = frames.lens[i];
+    for (let k = frames.first; k < frames.count; k++) {
+      const o = frames.offs[k], l = frames.lens[k];
       const type = frameType(fb, o, l);
       if (type === FrameType.KEEPALIVE) {
         this.keepalivesAnswered++;
@@ -246,8 +245,9 @@ export class SimSession {
   private sendFrame(frame: Buffer): void {
     const ch = this.ch, sock = this.sock, sh = this.shared;
     if (!ch || !sock || ch.state !== 'open') return;
-    sh.oneLen[0] = frame.length;
-    sock.sendBatch(ch.seal(frame, sh.oneOff, sh.oneLen, 1, sh.sealOut), null);
+    sh.small.clear();
+    if (!sh.small.push(frame)) throw new Error(`control frame of ${frame.length} bytes exceeds ${SLOT}`);
+    sock.sendBatch(ch.seal(sh.small, 1, sh.sealOut), null);
     this.lastSent = Date.now();
     this.flush();
   }

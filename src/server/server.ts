@@ -7,7 +7,7 @@
 // source address is the client's own go to the TUN (or straight to another client),
 // everything else is dropped and counted. The TUN packets of a whole receive batch are
 // written together at its end (TunQueue), so GRO can merge a TCP flow's segments.
-import { BatchRing, BatchView } from '../batch';
+import { BatchRing } from '../batch';
 import { ServerConfig } from '../config';
 import { Peer, UdpBatch, UdpSocket } from '../conn/udp';
 import { DtlsContext } from '../dtls/dtls';
@@ -17,7 +17,7 @@ import { Counters } from '../device/counters';
 import { TunQueue } from '../device/tunqueue';
 import { AddressPool, PoolExhaustedError } from '../device/pool';
 import { Router } from '../device/router';
-import { Session, sessionStatus, SessionStatus } from '../device/session';
+import { Session, sessionStatus, SessionStatus, BATCH } from '../device/session';
 import { logger } from '../log';
 import { runHook, runInitScript } from '../os/scripts';
 import { Tun } from '../tun/tun';
@@ -28,7 +28,6 @@ import { checkIp, ipv4Dst, ipv4Src, ipVersion, parseCidr, inCidr, Cidr } from '.
 import { StatusServer } from './status';
 
 const log = logger('server');
-const BATCH = 64;
 const SLOT = 2048;
 const MAX_HANDSHAKING = 2048;
 const HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -79,6 +78,7 @@ export class VpnServer {
   constructor(readonly cfg: ServerConfig) {
     this.tunq = new TunQueue(SLOT, cfg.tunGro);
     this.rx = this.tunq.frames;
+    this.c2c = PacketBatch.over(this.rx.buf, 1);
     const cidr = `${cfg.pool.network}/${cfg.pool.prefix}`;
     this.pool = new AddressPool(cidr, { leasesFile: cfg.leasesFile });
     this.poolCidr = parseCidr(cidr);
@@ -131,7 +131,7 @@ export class VpnServer {
     for (let i = 0; i < rx.count; i++) {
       const s = this.byRemote.get(rx.peerKey(i));
       if (s && s.channel.state === 'open') {
-        this.fromSession(s, rx.buf, rx.offs[i], rx.lens[i]);
+        this.fromSession(s, rx, i);
         continue;
       }
       // Handshakes and new peers: the slow path. A handshake step costs milliseconds of
@@ -156,7 +156,7 @@ export class VpnServer {
     for (let n = 0; n < HANDSHAKES_PER_TURN && this.hsQueue.length; n++) {
       const { msg, peer } = this.hsQueue.shift()!;
       const s = this.byRemote.get(peer.key);
-      if (s) this.fromSession(s, msg, 0, msg.length);
+      if (s) this.fromSession(s, this.one(msg), 0);
       else if (this.cfg.plaintext) this.newPlaintextPeer(msg, peer);
       else this.newDtlsPeer(msg, peer);
     }
@@ -192,7 +192,7 @@ export class VpnServer {
       for (const d of r.reply) this.sock.send(d, peer);
       return;
     }
-    const s = new Session(new DtlsChannel(r.conn, this.rx), peer);
+    const s = this.newSession(new DtlsChannel(r.conn, this.rx), peer);
     this.byRemote.set(peer.key, s);
     log.debug('handshake started', { remote: key });
     this.flushControl(s);
@@ -210,9 +210,9 @@ export class VpnServer {
       this.counters.inc('garbage');
       return;
     }
-    const s = new Session(new PlaintextChannel(), peer);
+    const s = this.newSession(new PlaintextChannel(), peer);
     this.byRemote.set(peer.key, s);
-    this.fromSession(s, msg, 0, msg.length);
+    this.fromSession(s, this.one(msg), 0);
     if (!s.cn) this.dropSession(s, 'no valid hello', false);
   }
 
@@ -224,12 +224,29 @@ export class VpnServer {
     log.warn(`mode mismatch from ${key}: ${what}`);
   }
 
-  private fromSession(s: Session, dbuf: Buffer, doff: number, dlen: number): void {
+  /** A session whose frames to the client are the packets of our TUN reads (plus a header). */
+  private newSession(ch: Channel, peer: Peer): Session {
+    return new Session(ch, peer, PacketBatch.over(this.tun.rx.buf, BATCH));
+  }
+
+  /** A slow-path datagram (queued handshake) as packet 0 of a batch, which is what channels take. */
+  private one(msg: Buffer): PacketBatch {
+    const b = this.oneIn;
+    b.clear();
+    if (!b.push(msg)) b.count = 0; // larger than any datagram we read: nothing to open
+    return b;
+  }
+  private readonly oneIn = new PacketBatch(1, SLOT);
+
+  /** Datagram i of `datagrams`, from the session's client. */
+  private fromSession(s: Session, datagrams: PacketBatch, i: number): void {
+    if (i >= datagrams.count) return;
     const ch = s.channel;
+    const dlen = datagrams.lens[i];
     const wasOpen = ch.state === 'open';
     const droppedBefore = ch.dropped;
     this.tunq.makeRoom(this.tun); // room for this datagram's frames
-    const frames = ch.receive(dbuf, doff, dlen);
+    const frames = ch.receive(datagrams, i);
     if (ch.dropped !== droppedBefore) this.counters.inc('replayed_or_bad_record', ch.dropped - droppedBefore);
     if (!wasOpen) {
       this.flushControl(s);
@@ -266,9 +283,9 @@ export class VpnServer {
           if (!peer) { this.counters.inc('no_route'); continue; }
           if (!this.cfg.clientToClient) { this.counters.inc('client_to_client_off'); continue; }
           // Client to client: re-seal the frame (type byte included) for the other session.
-          this.c2cOff[0] = off;
-          this.c2cLen[0] = len;
-          this.sendFrames(peer, buf, this.c2cOff, this.c2cLen, 1);
+          this.c2c.offs[0] = off;
+          this.c2c.lens[0] = len;
+          this.sendFrames(peer, this.c2c, 1);
           continue;
         }
         this.tunq.add(this.tun, buf, ipOff, ipLen);
@@ -370,37 +387,38 @@ export class VpnServer {
       const s = this.router.lookup(ipv4Dst(buf, off));
       if (!s) { this.counters.inc('no_route'); continue; }
       buf[off - 1] = FrameType.DATA; // the frame header goes into the headroom: no copy
-      if (s.txCount === 0) pending.push(s);
-      s.txOffs[s.txCount] = off - 1;
-      s.txLens[s.txCount++] = len + 1;
+      const tx = s.tx;
+      if (tx.count === 0) pending.push(s);
+      tx.offs[tx.count] = off - 1;
+      tx.lens[tx.count++] = len + 1;
     }
     for (let j = 0; j < pending.length; j++) {
       const s = pending[j];
-      this.sendFrames(s, buf, s.txOffs, s.txLens, s.txCount);
-      s.txPackets += s.txCount;
-      s.txCount = 0;
+      this.sendFrames(s, s.tx, s.tx.count);
+      s.txPackets += s.tx.count;
+      s.tx.count = 0;
     }
     pending.length = 0;
   }
 
-  /** Seals frames for one session and sends the datagrams. */
-  private sendFrames(s: Session, buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number): void {
+  /** Seals the first `count` frames of `frames` for one session and sends the datagrams. */
+  private sendFrames(s: Session, frames: PacketBatch, count: number): void {
     if (s.channel.state !== 'open') return;
-    const view: BatchView = s.channel.seal(buf, offs, lens, count, this.sealRing.next());
+    const view = s.channel.seal(frames, count, this.sealRing.next());
     for (let i = 0; i < view.count; i++) s.txBytes += view.lens[i];
     this.sock.sendBatch(view, s.peer);
     s.lastSent = this.now;
     this.flushControl(s);
   }
 
-  private readonly c2cOff = new Uint32Array(1);
-  private readonly c2cLen = new Uint32Array(1);
-  private readonly oneOff = new Uint32Array([0]);
-  private readonly oneLen = new Uint32Array(1);
-  /** Control-path send of one frame (allocation is fine here). */
+  /** A frame of the receive batch, sent on to another client (entry 0 names it). */
+  private readonly c2c: PacketBatch;
+  private readonly small = new PacketBatch(1, SLOT);
+  /** Control-path send of one frame (a copy is fine here). */
   private sendSmall(s: Session, frame: Buffer): void {
-    this.oneLen[0] = frame.length;
-    this.sendFrames(s, frame, this.oneOff, this.oneLen, 1);
+    this.small.clear();
+    if (!this.small.push(frame)) throw new Error(`control frame of ${frame.length} bytes exceeds ${SLOT}`);
+    this.sendFrames(s, this.small, 1);
   }
 
   /** Sends what the protocol queued (handshake, alerts) and re-arms its timer. */

@@ -1,6 +1,6 @@
 // A TUN device: the kernel hands us IP packets that were routed into the interface, and
 // injects the packets we write as if they had arrived on it.
-import { addon, NativeTun } from '../native';
+import { addon, batchHandle, NativeTun, TunHandle } from '../native';
 import { PacketBatch } from '../batch';
 
 export interface TunOptions {
@@ -25,12 +25,14 @@ export class Tun {
   /** The batch every read fills; valid only during the onPackets callback. */
   readonly rx: PacketBatch;
   private readonly dev: NativeTun;
+  private readonly h: TunHandle;
   private readonly maxPacket: number;
   private readonly headroom: number;
   private closed = false;
 
   private constructor(dev: NativeTun, opts: Required<TunOptions>) {
     this.dev = dev;
+    this.h = dev.handle();
     this.name = dev.name;
     this.maxPacket = opts.maxPacket;
     this.headroom = opts.headroom;
@@ -64,9 +66,9 @@ export class Tun {
     return this.dev.write(buf, off, len) >= 0;
   }
 
-  /** Writes packets batch.offs[i], batch.lens[i] for i < count; returns how many were taken. */
-  writeBatch(buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number): number {
-    return this.dev.writeBatch(buf, offs, lens, count);
+  /** Writes the first `count` packets of the batch; returns how many the kernel took. */
+  writeBatch(batch: PacketBatch, count = batch.count): number {
+    return addon.tunWrite(this.h, batchHandle(batch), count);
   }
 
   /** Whether writeBatch merges TCP segments (asked for, and the kernel has not refused it). */
