@@ -84,8 +84,7 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
       InstanceMethod<&Tun::UnrefJs>("unref"),
       InstanceAccessor<&Tun::Name>("name"),
       InstanceAccessor<&Tun::Fd>("fd"),
-      InstanceAccessor<&Tun::Gro>("gro"),
-      InstanceAccessor<&Tun::Coalesced>("coalesced"),
+      InstanceMethod<&Tun::BindStatus>("bindStatus"),
     });
   }
 
@@ -284,6 +283,7 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
       if (t->WriteOne(b->buf + b->offs[i], b->lens[i]) >= 0) ok++;
       i++;
     }
+    t->Publish();
     return Napi::Number::New(env, ok);
   }
 
@@ -389,8 +389,27 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
   Napi::Value UnrefJs(const Napi::CallbackInfo& info) { SetRef(false); return info.Env().Undefined(); }
   Napi::Value Name(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }
   Napi::Value Fd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
-  Napi::Value Gro(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), gro_); }
-  Napi::Value Coalesced(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(coalesced_)); }
+
+  // bindStatus(Float64Array of 2): where Publish() keeps [gro, coalesced], so JavaScript reads
+  // them after each write without another native call (as a DTLS connection's status).
+  Napi::Value BindStatus(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+        info[0].As<Napi::Float64Array>().ElementLength() < 2) {
+      Napi::TypeError::New(env, "bindStatus(Float64Array of 2)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    auto a = info[0].As<Napi::Float64Array>();
+    statusRef_ = Napi::Persistent(a.As<Napi::Object>());  // keeps the memory alive
+    status_ = a.Data();
+    Publish();
+    return env.Undefined();
+  }
+  void Publish() {
+    if (!status_) return;
+    status_[0] = gro_ ? 1 : 0;
+    status_[1] = static_cast<double>(coalesced_);
+  }
 
   // Stops the reader and closes the fd; closing the last fd removes a non-persistent TUN.
   void Shutdown() {
@@ -417,8 +436,10 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
   // GRO
   static constexpr uint32_t kMaxMerge = 64;  // segments per merged packet (64 KB of 1 KB+ segments)
   bool vnet_ = false;  // the fd has IFF_VNET_HDR: every read and write carries a virtio_net_hdr
-  bool gro_ = false;   // merge segments in writeBatch (vnet_, and the kernel has not refused it)
+  bool gro_ = false;   // merge segments in tunWrite (vnet_, and the kernel has not refused it)
   uint64_t coalesced_ = 0;
+  double* status_ = nullptr;  // [gro, coalesced], see Publish
+  Napi::ObjectReference statusRef_;
 };
 
 }  // namespace

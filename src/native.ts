@@ -11,10 +11,12 @@ export interface NativeTun {
   write(buf: Buffer, off?: number, len?: number): number;
   /** The handle tunWrite takes. */
   handle(): TunHandle;
-  /** Whether tunWrite merges TCP segments (false if not asked for, or refused by the kernel). */
-  readonly gro: boolean;
-  /** With GRO: TCP segments merged into the write of an earlier segment, since open. */
-  readonly coalesced: number;
+  /**
+   * Where the device keeps [gro, coalesced] after every tunWrite: whether it merges TCP
+   * segments (0 if not asked for, or refused by the kernel), and with GRO how many segments
+   * were merged into the write of an earlier one since open.
+   */
+  bindStatus(status: Float64Array): void;
   close(): void;
   ref(): void;
   unref(): void;

@@ -26,6 +26,8 @@ export class Tun {
   readonly rx: PacketBatch;
   private readonly dev: NativeTun;
   private readonly h: TunHandle;
+  /** [gro, coalesced], kept up to date by the native device after each write (no native call to read). */
+  private readonly status = new Float64Array(new ArrayBuffer(2 * 8));
   private readonly maxPacket: number;
   private readonly headroom: number;
   private closed = false;
@@ -33,6 +35,7 @@ export class Tun {
   private constructor(dev: NativeTun, opts: Required<TunOptions>) {
     this.dev = dev;
     this.h = dev.handle();
+    dev.bindStatus(this.status);
     this.name = dev.name;
     this.maxPacket = opts.maxPacket;
     this.headroom = opts.headroom;
@@ -72,9 +75,9 @@ export class Tun {
   }
 
   /** Whether writeBatch merges TCP segments (asked for, and the kernel has not refused it). */
-  get gro(): boolean { return this.dev.gro; }
+  get gro(): boolean { return this.status[0] === 1; }
   /** Segments merged into an earlier segment's write since open (0 without GRO). */
-  get coalesced(): number { return this.dev.coalesced; }
+  get coalesced(): number { return this.status[1]; }
 
   /** Keeps (or stops keeping) the process alive while the device is open. */
   ref(): void { this.dev.ref(); }
