@@ -59,6 +59,10 @@ class PolledFd {
 
   bool polling() const { return poll_ != nullptr; }
 
+  // The event loop's clock (uv_now: monotonic ms, updated when the poll returned), handed to
+  // JavaScript with each batch so the data path stamps it without reading a clock itself.
+  double LoopNow() const { return poll_ ? static_cast<double>(uv_now(poll_->loop)) : 0; }
+
   int fd_ = -1;
 
  private:

@@ -192,7 +192,7 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
     // MakeCallback so that promise jobs and process.nextTick run after the batch, as for any I/O.
-    cb_.MakeCallback(Value(), {Napi::Number::New(env, n)});
+    cb_.MakeCallback(Value(), {Napi::Number::New(env, n), Napi::Number::New(env, LoopNow())});
   }
 
   // One packet into `to` (maxPacket_ bytes): its length, 0 to skip it, -1 with errno set.

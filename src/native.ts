@@ -6,7 +6,8 @@ import type { PacketBatch } from './batch';
 export interface NativeTun {
   readonly name: string;
   readonly fd: number;
-  start(buf: Buffer, offs: Uint32Array, lens: Uint32Array, maxPacket: number, headroom: number, onPackets: (count: number) => void): void;
+  /** onPackets gets the batch's packet count and the loop's monotonic time in ms (clock.ts). */
+  start(buf: Buffer, offs: Uint32Array, lens: Uint32Array, maxPacket: number, headroom: number, onPackets: (count: number, nowMs: number) => void): void;
   /** Bytes written, or -errno (e.g. -11 EAGAIN when the kernel queue is full: packet dropped). */
   write(buf: Buffer, off?: number, len?: number): number;
   /** The handle tunWrite takes. */
@@ -25,7 +26,8 @@ export interface NativeTun {
 export interface NativeUdp {
   bind(host: string, port: number): number;
   connect(host: string, port: number): void;
-  start(buf: Buffer, offs: Uint32Array, lens: Uint32Array, addrs: Buffer, ports: Uint32Array, slotSize: number, onDatagrams: (count: number) => void): void;
+  /** onDatagrams gets the datagram count (or -errno) and the loop's monotonic time in ms (clock.ts). */
+  start(buf: Buffer, offs: Uint32Array, lens: Uint32Array, addrs: Buffer, ports: Uint32Array, slotSize: number, onDatagrams: (count: number, nowMs: number) => void): void;
   /** The handle udpSend takes. */
   handle(): UdpHandle;
   /** UDP segmentation offload: "on", "off", or "refused by the route". */
@@ -106,6 +108,8 @@ interface Addon {
   DtlsContext: new (opts: NativeDtlsContextOptions) => NativeDtlsContext;
   DtlsConnection: new () => NativeDtlsConnection;
   opensslVersion: string;
+  /** The event loop's monotonic clock in ms (uv_now). */
+  loopNow(): number;
   batchRef(buf: Buffer, offs: Uint32Array, lens: Uint32Array): BatchHandle;
   /** Writes the first `count` packets of `batch` into the TUN; returns how many the kernel took. */
   tunWrite(tun: TunHandle, batch: BatchHandle, count: number): number;

@@ -3,7 +3,10 @@
 import t from 'tap';
 import fs from 'node:fs';
 import { withLab, uniquePrefix } from '../src/lab/topology';
+import path from 'node:path';
 import { vpnFixture, startServer, startClient, spawnClient, exited } from './helpers/vpn';
+
+const CLOCK_STEP = path.join(__dirname, 'fixtures', 'clock-step.js');
 
 t.test('network loss: both ends notice the dead peer; the client comes back with its address', { timeout: 120_000 }, async (t) => {
   const f = await vpnFixture(['alice']);
@@ -28,6 +31,45 @@ t.test('network loss: both ends notice the dead peer; the client comes back with
     t.match(back, new RegExp(`tunnel up: ${c.address.replace(/\./g, '\\.')}/`), 'same address after the outage');
     const ping = await lab.exec('client1', ['ping', '-c', '1', '-W', '2', '10.8.0.1']);
     t.equal(ping.code, 0, 'traffic flows again');
+    c.proc.kill('SIGTERM');
+    await exited(c.proc, 10000);
+    server.kill('SIGTERM');
+    await exited(server, 10000);
+  });
+});
+
+// Timeouts run on the event loop's monotonic clock (src/clock.ts). A wall clock stepped back
+// an hour during an outage made "now - lastSeen" negative with Date.now(): the dead peer was
+// never noticed. Stepped forward an hour, every live peer looked dead at once.
+t.test('a stepped wall clock changes nothing: a live tunnel stays, a dead peer is noticed', { timeout: 120_000 }, async (t) => {
+  const f = await vpnFixture(['alice']);
+  t.teardown(f.cleanup);
+  const step = (ms: number) => ({ nodeArgs: ['--require', CLOCK_STEP], env: { ...process.env, CLOCK_STEP_MS: String(ms) } });
+  await withLab({ prefix: uniquePrefix('clock'), clients: 1 }, async (lab) => {
+    // Forward: the server's clock jumps an hour ahead while the tunnel is idle but alive.
+    const server = await startServer(lab, f, [], step(3_600_000)); // keepalive 1 s, timeout 5 s
+    const c = await startClient(lab, f, 1, 'alice', [], step(-3_600_000));
+    server.kill('SIGUSR2');
+    await lab.waitForLine(server, /clock-step: wall clock stepped by 3600s/, 5000);
+    await new Promise((r) => setTimeout(r, 2500)); // two ticks of dead-peer checks
+    const ping = await lab.exec('client1', ['ping', '-c', '1', '-W', '2', '10.8.0.1']);
+    t.equal(ping.code, 0, "the tunnel still carries traffic after the server's clock jumped ahead");
+    t.notMatch(lab.output(server), /client disconnected/, 'the server dropped no session');
+    t.notMatch(lab.output(c.proc), /reconnecting/, 'the client did not reconnect');
+    // Back: the outage starts, then the client's clock steps back an hour.
+    const block = ['-s', '192.0.2.11', '-j', 'DROP'];
+    const unblock = ['-d', '192.0.2.11', '-j', 'DROP'];
+    await lab.exec('inet', ['iptables', '-I', 'FORWARD', ...block]);
+    await lab.exec('inet', ['iptables', '-I', 'FORWARD', ...unblock]);
+    const t0 = Date.now();
+    c.proc.kill('SIGUSR2');
+    await lab.waitForLine(c.proc, /clock-step: wall clock stepped by -3600s/, 5000);
+    const clientSaw = await lab.waitForLine(c.proc, /no traffic from the server for \d+s/, 15000);
+    t.ok(Date.now() - t0 < 9000, `client noticed in ${Date.now() - t0} ms: ${clientSaw.replace(/^\S+ /, '')}`);
+    const serverSaw = await lab.waitForLine(server, /client disconnected cn=alice .*dead peer/, 15000);
+    t.match(serverSaw, /address=10\.8\.0\.2/, 'server dropped the silent session');
+    await lab.exec('inet', ['iptables', '-D', 'FORWARD', ...block]);
+    await lab.exec('inet', ['iptables', '-D', 'FORWARD', ...unblock]);
     c.proc.kill('SIGTERM');
     await exited(c.proc, 10000);
     server.kill('SIGTERM');

@@ -12,6 +12,7 @@ import { Channel, DtlsChannel, PlaintextChannel } from '../device/channel';
 import { TunQueue } from '../device/tunqueue';
 import { DtlsContext } from '../dtls/dtls';
 import { logger } from '../log';
+import { monotonicMs } from '../clock';
 import { runInitScript } from '../os/scripts';
 import { Tun } from '../tun/tun';
 import { ConfigMsg, decodeControl, encodeControl } from '../wire/control';
@@ -39,10 +40,11 @@ export class VpnClient {
   /** The packets of a TUN read with the frame header in front: entries into the TUN's buffer. */
   private tx: PacketBatch | null = null;
   private readonly small = new PacketBatch(1, SLOT);
+  /** Times in monotonic ms (clock.ts). */
   private lastSeen = 0;
   private lastSent = 0;
-  /** Date.now() at the start of the current batch (set by each event callback): one clock read per batch, not per packet. */
-  private now = Date.now();
+  /** Monotonic ms of the current batch, set by each event callback: no clock read per packet. */
+  private now = monotonicMs();
   private keepaliveMs = 10_000;
   private deadMs = 60_000;
   private stopped = false;
@@ -70,7 +72,7 @@ export class VpnClient {
     let attempt = 0;
     while (!this.stopped) {
       attempt++;
-      const startedAt = Date.now();
+      const startedAt = monotonicMs();
       const o = await this.connectOnce(attempt);
       if (o.kind === 'stopped' || this.stopped) break;
       if (o.kind === 'fatal') {
@@ -79,7 +81,7 @@ export class VpnClient {
         return 1;
       }
       // A connection that lasted a while resets the backoff: this is a new problem.
-      if (Date.now() - startedAt > 30_000) delay = this.cfg.reconnectMinSec;
+      if (monotonicMs() - startedAt > 30_000) delay = this.cfg.reconnectMinSec;
       log.warn(`${o.why}; reconnecting in ${delay}s (attempt ${attempt + 1})`);
       await this.sleep(delay * 1000);
       delay = Math.min(delay * 2, this.cfg.reconnectMaxSec);
@@ -113,8 +115,9 @@ export class VpnClient {
     log.info(`connecting to ${this.serverIp}:${cfg.server.port}`, { mode: cfg.plaintext ? 'plaintext' : 'dtls', attempt, ...(cfg.udpGso ? { udpGso: 'on' } : {}) });
 
     const outcome = new Promise<Outcome>((resolve) => (this.end = resolve));
-    sock.onDatagrams(this.udpRx, (rx) => {
-      this.now = Date.now();
+    this.now = monotonicMs();
+    sock.onDatagrams(this.udpRx, (rx, now) => {
+      this.now = now;
       // A connected socket only hears the server.
       for (let i = 0; i < rx.count; i++) this.onDatagram(rx, i);
       this.tunq.flush(this.tun); // the receive batch is done
@@ -133,7 +136,7 @@ export class VpnClient {
       this.channel = new PlaintextChannel();
       this.sendHello();
     }
-    this.lastSeen = Date.now();
+    this.lastSeen = this.now = monotonicMs();
     const configTimer = setTimeout(() => {
       if (!this.applied || this.channel?.state !== 'open') this.finish({ kind: 'retry', why: `no answer from the server within ${CONFIG_WAIT_MS / 1000}s` });
     }, CONFIG_WAIT_MS);
@@ -261,7 +264,7 @@ export class VpnClient {
       if (!this.tun) {
         this.tun = Tun.open({ name: this.cfg.tunName, batchSize: BATCH, maxPacket: SLOT - 8, headroom: FRAME_OVERHEAD, gro: this.cfg.tunGro });
         this.tx = PacketBatch.over(this.tun.rx.buf, BATCH);
-        this.tun.onPackets((b) => this.onTunBatch(b));
+        this.tun.onPackets((b, now) => this.onTunBatch(b, now));
       }
       await runInitScript('client-init.sh', 'up', {
         TUN: this.tun.name,
@@ -295,8 +298,8 @@ export class VpnClient {
 
   // ---- send ----------------------------------------------------------------------------
 
-  private onTunBatch(b: PacketBatch): void {
-    this.now = Date.now();
+  private onTunBatch(b: PacketBatch, now: number): void {
+    this.now = now;
     const ch = this.channel;
     const tx = this.tx;
     if (!ch || ch.state !== 'open' || !this.sock || !tx) return; // reconnecting: packets wait in no queue
@@ -344,7 +347,7 @@ export class VpnClient {
   private hsTimer: NodeJS.Timeout | null = null;
 
   private onTick(): void {
-    const now = this.now = Date.now();
+    const now = this.now = monotonicMs();
     if (!this.channel || this.channel.state !== 'open' || !this.applied) return;
     if (now - this.lastSeen > this.deadMs) {
       this.finish({ kind: 'retry', why: `no traffic from the server for ${Math.round((now - this.lastSeen) / 1000)}s` });

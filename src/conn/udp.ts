@@ -133,14 +133,15 @@ export class UdpSocket {
   }
 
   /**
-   * Starts reading: cb runs once per batch of datagrams (rx.count of them). onError gets
-   * socket errors such as ECONNREFUSED (the server's port is closed) as an errno number.
+   * Starts reading: cb runs once per batch of datagrams (rx.count of them), with the event
+   * loop's monotonic time in ms (see clock.ts). onError gets socket errors such as
+   * ECONNREFUSED (the server's port is closed) as an errno number.
    */
-  onDatagrams(rx: UdpBatch, cb: (rx: UdpBatch) => void, onError: (errno: number) => void = () => undefined): void {
-    this.s.start(rx.buf, rx.offs, rx.lens, rx.addrs, rx.ports, rx.slotSize, (n) => {
+  onDatagrams(rx: UdpBatch, cb: (rx: UdpBatch, nowMs: number) => void, onError: (errno: number) => void = () => undefined): void {
+    this.s.start(rx.buf, rx.offs, rx.lens, rx.addrs, rx.ports, rx.slotSize, (n, nowMs) => {
       if (n < 0) return onError(-n);
       rx.count = n;
-      cb(rx);
+      cb(rx, nowMs);
     });
   }
 

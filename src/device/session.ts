@@ -2,6 +2,7 @@
 import { Channel } from './channel';
 import { Peer } from '../conn/udp';
 import { PacketBatch } from '../batch';
+import { monotonicMs } from '../clock';
 
 /** Packets per batch on the data path (TUN reads, UDP reads, what one seal call takes). */
 export const BATCH = 64;
@@ -12,10 +13,11 @@ export class Session {
   /** Tunnel address as uint32 (0 until authorized) and as text. */
   address = 0;
   addressStr = '';
-  readonly createdAt = Date.now();
+  /** Times in monotonic ms (clock.ts). */
+  readonly createdAt = monotonicMs();
   connectedAt = 0;
-  lastSeen = Date.now();
-  lastSent = Date.now();
+  lastSeen = this.createdAt;
+  lastSent = this.createdAt;
   rxBytes = 0;
   rxPackets = 0;
   txBytes = 0;
@@ -51,8 +53,8 @@ export interface SessionStatus {
   droppedSpoofed: number;
 }
 
-export function sessionStatus(s: Session): SessionStatus {
-  const now = Date.now();
+/** `now` in monotonic ms (clock.ts), as the session's times. */
+export function sessionStatus(s: Session, now: number): SessionStatus {
   return {
     cn: s.cn,
     address: s.addressStr,

@@ -19,6 +19,7 @@ import { AddressPool, PoolExhaustedError } from '../device/pool';
 import { Router } from '../device/router';
 import { Session, sessionStatus, SessionStatus, BATCH } from '../device/session';
 import { logger } from '../log';
+import { monotonicMs } from '../clock';
 import { runHook, runInitScript } from '../os/scripts';
 import { Tun } from '../tun/tun';
 import { PacketBatch } from '../batch';
@@ -69,9 +70,9 @@ export class VpnServer {
   private readonly pending: Session[] = [];
   private tick: NodeJS.Timeout | null = null;
   private status: StatusServer | null = null;
-  private readonly started = Date.now();
-  /** Date.now() at the start of the current batch (set by each event callback): one clock read per batch, not per packet. */
-  private now = Date.now();
+  private readonly started = monotonicMs();
+  /** Monotonic ms (clock.ts) of the current batch, set by each event callback: no clock read per packet. */
+  private now = monotonicMs();
   private stopping = false;
   private mismatchLogged = new Map<string, number>();
 
@@ -109,8 +110,8 @@ export class VpnServer {
     this.sock = UdpSocket.bind(cfg.listen.host, cfg.listen.port, { gso: cfg.udpGso });
     // (Before "listening": whoever waits for that line sees this one too.)
     if (cfg.udpGso) log.info('UDP segmentation offload is on: a capture on this host shows a run of datagrams as one large packet');
-    this.sock.onDatagrams(this.udpRx, (rx) => this.onDatagrams(rx));
-    this.tun.onPackets((b) => this.onTunBatch(b));
+    this.sock.onDatagrams(this.udpRx, (rx, now) => this.onDatagrams(rx, now));
+    this.tun.onPackets((b, now) => this.onTunBatch(b, now));
     this.tick = setInterval(() => this.onTick(), 1000);
     this.status = new StatusServer(cfg.statusSocket, () => this.snapshot());
     await this.status.listen();
@@ -126,8 +127,8 @@ export class VpnServer {
 
   // ---- UDP side ------------------------------------------------------------------------
 
-  private onDatagrams(rx: UdpBatch): void {
-    this.now = Date.now();
+  private onDatagrams(rx: UdpBatch, now: number): void {
+    this.now = now;
     for (let i = 0; i < rx.count; i++) {
       const s = this.byRemote.get(rx.peerKey(i));
       if (s && s.channel.state === 'open') {
@@ -151,7 +152,7 @@ export class VpnServer {
   }
 
   private runHandshakes(): void {
-    this.now = Date.now();
+    this.now = monotonicMs();
     this.hsScheduled = false;
     for (let n = 0; n < HANDSHAKES_PER_TURN && this.hsQueue.length; n++) {
       const { msg, peer } = this.hsQueue.shift()!;
@@ -218,8 +219,9 @@ export class VpnServer {
 
   private logMismatch(key: string, what: string): void {
     const last = this.mismatchLogged.get(key) ?? 0;
-    if (Date.now() - last < 10_000) return; // one line per peer per 10 s, not per packet
-    this.mismatchLogged.set(key, Date.now());
+    const now = monotonicMs();
+    if (this.mismatchLogged.has(key) && now - last < 10_000) return; // one line per peer per 10 s, not per packet
+    this.mismatchLogged.set(key, now);
     if (this.mismatchLogged.size > 1000) this.mismatchLogged.clear();
     log.warn(`mode mismatch from ${key}: ${what}`);
   }
@@ -334,7 +336,7 @@ export class VpnServer {
     }
     s.address = lease.address;
     s.addressStr = lease.addressStr;
-    s.connectedAt = Date.now();
+    s.connectedAt = this.now;
     this.router.add(s.address, s);
     this.byCn.set(s.cn, s);
     log.info('client connected', { cn: s.cn, address: s.addressStr, remote: s.key, mode: s.channel.kind });
@@ -376,8 +378,8 @@ export class VpnServer {
 
   // ---- TUN side ------------------------------------------------------------------------
 
-  private onTunBatch(b: PacketBatch): void {
-    this.now = Date.now();
+  private onTunBatch(b: PacketBatch, now: number): void {
+    this.now = now;
     const buf = b.buf;
     const pending = this.pending;
     for (let i = 0; i < b.count; i++) {
@@ -469,7 +471,7 @@ export class VpnServer {
 
   /** Keepalives, dead-peer detection, stuck handshakes: once a second. */
   private onTick(): void {
-    const now = this.now = Date.now();
+    const now = this.now = monotonicMs();
     const keepMs = this.cfg.keepaliveSec * 1000, deadMs = this.cfg.timeoutSec * 1000;
     for (const s of this.byRemote.values()) {
       if (!s.address) {
@@ -500,8 +502,8 @@ export class VpnServer {
       tun: this.tun.name,
       pool: this.pool.cidr,
       serverAddress: this.pool.serverAddress,
-      uptimeSec: Math.round((Date.now() - this.started) / 1000),
-      clients: [...this.byCn.values()].map(sessionStatus),
+      uptimeSec: Math.round((monotonicMs() - this.started) / 1000),
+      clients: [...this.byCn.values()].map((s) => sessionStatus(s, monotonicMs())),
       drops: this.counters.snapshot(),
       ...(this.cfg.tunGro ? { groMerged: this.tun.coalesced } : {}),
     };

@@ -55,12 +55,15 @@ export class Tun {
     return new Tun(new addon.Tun(o.name, o.gro), o);
   }
 
-  /** Starts reading: cb runs once per batch with this.rx filled (count = this.rx.count). */
-  onPackets(cb: (batch: PacketBatch) => void): void {
+  /**
+   * Starts reading: cb runs once per batch with this.rx filled (count = this.rx.count), and
+   * the event loop's monotonic time in ms (see clock.ts).
+   */
+  onPackets(cb: (batch: PacketBatch, nowMs: number) => void): void {
     const rx = this.rx;
-    this.dev.start(rx.buf, rx.offs, rx.lens, this.maxPacket, this.headroom, (count: number) => {
+    this.dev.start(rx.buf, rx.offs, rx.lens, this.maxPacket, this.headroom, (count: number, nowMs: number) => {
       rx.count = count;
-      cb(rx);
+      cb(rx, nowMs);
     });
   }
 

@@ -36,21 +36,24 @@ export function serverArgs(f: VpnFixture, extra: string[] = []): string[] {
   ];
 }
 
-export async function startServer(lab: Lab, f: VpnFixture, extra: string[] = []): Promise<ChildProcess> {
-  const p = lab.spawn('server', [process.execPath, SERVER_MAIN, ...serverArgs(f, extra)]);
+/** `node` options for the spawned processes (e.g. --require a fixture), and their environment. */
+export interface NodeOpts { nodeArgs?: string[]; env?: NodeJS.ProcessEnv }
+
+export async function startServer(lab: Lab, f: VpnFixture, extra: string[] = [], o: NodeOpts = {}): Promise<ChildProcess> {
+  const p = lab.spawn('server', [process.execPath, ...(o.nodeArgs ?? []), SERVER_MAIN, ...serverArgs(f, extra)], o.env ? { env: o.env } : {});
   await lab.waitForLine(p, /listening on udp/, 15000);
   return p;
 }
 
-export function spawnClient(lab: Lab, f: VpnFixture, i: number, name: string, extra: string[] = []): ChildProcess {
-  return lab.spawn(`client${i}`, [process.execPath, CLIENT_MAIN,
+export function spawnClient(lab: Lab, f: VpnFixture, i: number, name: string, extra: string[] = [], o: NodeOpts = {}): ChildProcess {
+  return lab.spawn(`client${i}`, [process.execPath, ...(o.nodeArgs ?? []), CLIENT_MAIN,
     '--server', `${ADDR.server}:1194`, '--name', name,
     '--ca', `${f.pki}/ca.crt`, '--cert', `${f.pki}/clients/${name}.crt`, '--key', `${f.pki}/clients/${name}.key`,
-    '--state-dir', `${f.dir}/state-${i}`, '--reconnect-max-sec', '2', ...extra]);
+    '--state-dir', `${f.dir}/state-${i}`, '--reconnect-max-sec', '2', ...extra], o.env ? { env: o.env } : {});
 }
 
-export async function startClient(lab: Lab, f: VpnFixture, i: number, name: string, extra: string[] = []): Promise<{ proc: ChildProcess; address: string }> {
-  const proc = spawnClient(lab, f, i, name, extra);
+export async function startClient(lab: Lab, f: VpnFixture, i: number, name: string, extra: string[] = [], o: NodeOpts = {}): Promise<{ proc: ChildProcess; address: string }> {
+  const proc = spawnClient(lab, f, i, name, extra, o);
   const line = await lab.waitForLine(proc, /tunnel up: /, 15000);
   const address = /tunnel up: ([0-9.]+)\//.exec(line)![1];
   return { proc, address };
