@@ -81,6 +81,7 @@ const { DtlsContext } = require(root + '/dist/src/dtls/dtls.js');
 const { PacketBatch } = require(root + '/dist/src/batch.js');
 const { Tun } = require(root + '/dist/src/tun/tun.js');
 const { handshake } = require(root + '/dist/test/helpers/dtls-link.js');
+const { buildIpv4Tcp } = require(root + '/dist/src/lab/pcap.js');
 const linkExists = (name) => { try { execFileSync('ip', ['link', 'show', name], { stdio: 'ignore' }); return true; } catch { return false; } };
 (async () => {
   const pki = JSON.parse(fs.readFileSync(pkiFile, 'utf8'));
@@ -105,10 +106,25 @@ const linkExists = (name) => { try { execFileSync('ip', ['link', 'show', name], 
     out.opened = r.server.openOne(record, opened);
     out.roundTrip = out.opened === 1 && opened.packet(0).toString() === text;
     out.replayOpened = r.server.openOne(record, opened);
+    // The data path's form of the same: native handles (native/handle.h), a GC in between.
+    require('v8').setFlagsFromString('--expose-gc');
+    const gc = require('vm').runInNewContext('gc');
+    const sealed2 = new PacketBatch(4, 2048);
+    out.sealedByHandle = r.client.sealBatch(plain, 1, sealed2);
+    gc(); gc();
+    const opened2 = new PacketBatch(4, 2048);
+    out.handleRoundTrip = r.server.openSlot(sealed2, 0, opened2) === 1 && opened2.packet(0).toString() === text;
   }
-  const tun = Tun.open({ name: tunName });
+  const tun = Tun.open({ name: tunName, gro: true });
   out.tunName = tun.name;
   out.tunListed = linkExists(tunName);
+  // One packet written through the TUN handle (it stays in this namespace: no route out).
+  execFileSync('ip', ['link', 'set', tunName, 'up']);
+  const pkt = buildIpv4Tcp({ src: '10.78.0.2', dst: '10.78.0.1', srcPort: 40000, dstPort: 9, seq: 1, ack: 1, flags: ['ACK'], payload: Buffer.alloc(10) });
+  const one = new PacketBatch(1, 2048);
+  one.push(pkt);
+  out.tunWritten = tun.writeBatch(one);
+  out.tunGro = tun.gro;
   tun.close();
   out.tunGoneAfterClose = !linkExists(tunName);
   process.stdout.write(JSON.stringify(out) + '\n');
@@ -162,8 +178,12 @@ for (const major of MAJORS) {
     t.equal(out.recordHidesText, true, 'the record does not carry the plaintext');
     t.equal(out.roundTrip, true, 'the record opened back to the same text');
     t.equal(out.replayOpened, 0, 'a replay of it is refused');
+    t.equal(out.sealedByHandle, 1, 'sealed again through the handles');
+    t.equal(out.handleRoundTrip, true, 'and opened back through them after a GC');
     t.equal(out.tunName, TUN, 'a TUN opened inside the namespace');
     t.equal(out.tunListed, true, 'the interface existed while open');
+    t.equal(out.tunWritten, 1, 'a packet written through the TUN handle was taken');
+    t.equal(out.tunGro, true, 'with GRO (IFF_VNET_HDR) on');
     t.equal(out.tunGoneAfterClose, true, 'closing removed the interface');
     t.comment(`Node ${major}: probe ${r.ms} ms; ${((Date.now() - started) / 1000).toFixed(1)} s since the test started`);
   });
