@@ -191,8 +191,7 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
     if (n == 0) return;
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    // MakeCallback so that promise jobs and process.nextTick run after the batch, as for any I/O.
-    cb_.MakeCallback(Value(), {Napi::Number::New(env, n), Napi::Number::New(env, LoopNow())});
+    CallJs(env, cb_, Value(), n, LoopNow());
   }
 
   // One packet into `to` (maxPacket_ bytes): its length, 0 to skip it, -1 with errno set.

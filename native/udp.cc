@@ -308,7 +308,7 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
   void Deliver(double k) {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    cb_.MakeCallback(Value(), {Napi::Number::New(env, k), Napi::Number::New(env, LoopNow())});
+    CallJs(env, cb_, Value(), k, LoopNow());
   }
 
   void OnError() override {

@@ -3,11 +3,22 @@
 import path from 'node:path';
 import type { PacketBatch } from './batch';
 
+/**
+ * What the native readers call per batch. Returning false says "I only forwarded packets":
+ * nothing was queued for later (no promise, no process.nextTick, no log line), so the
+ * native side skips running Node's queued jobs after it (native/poll.h, CallJs). Any other
+ * return value (true, or nothing at all) runs them, as after any I/O callback.
+ */
+export type BatchCallback = (count: number, nowMs: number) => boolean | void;
+
 export interface NativeTun {
   readonly name: string;
   readonly fd: number;
-  /** onPackets gets the batch's packet count and the loop's monotonic time in ms (clock.ts). */
-  start(buf: Buffer, offs: Uint32Array, lens: Uint32Array, maxPacket: number, headroom: number, onPackets: (count: number, nowMs: number) => void): void;
+  /**
+   * onPackets gets the batch's packet count and the loop's monotonic time in ms (clock.ts);
+   * it returns false when it only forwarded packets (see BatchCallback).
+   */
+  start(buf: Buffer, offs: Uint32Array, lens: Uint32Array, maxPacket: number, headroom: number, onPackets: BatchCallback): void;
   /** Bytes written, or -errno (e.g. -11 EAGAIN when the kernel queue is full: packet dropped). */
   write(buf: Buffer, off?: number, len?: number): number;
   /** The handle tunWrite takes. */
@@ -27,7 +38,7 @@ export interface NativeUdp {
   bind(host: string, port: number): number;
   connect(host: string, port: number): void;
   /** onDatagrams gets the datagram count (or -errno) and the loop's monotonic time in ms (clock.ts). */
-  start(buf: Buffer, offs: Uint32Array, lens: Uint32Array, addrs: Buffer, ports: Uint32Array, slotSize: number, onDatagrams: (count: number, nowMs: number) => void): void;
+  start(buf: Buffer, offs: Uint32Array, lens: Uint32Array, addrs: Buffer, ports: Uint32Array, slotSize: number, onDatagrams: BatchCallback): void;
   /** The handle udpSend takes. */
   handle(): UdpHandle;
   /** UDP segmentation offload: "on", "off", or "refused by the route". */

@@ -3,6 +3,8 @@
 // handles to what the typed-array calls did: same bytes out, wrong arguments refused with a
 // clear error (never a crash), and the memory behind a handle kept alive by the handle.
 import t from 'tap';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { DtlsConnection, DtlsContext } from '../src/dtls/dtls';
@@ -110,4 +112,17 @@ t.test('destroy(): the data-path calls stop, without a crash', async (t) => {
   t.equal(server.openSlot(sealed, 0, new PacketBatch(1, 2048)), 0, 'nothing opened after destroy');
   client.destroy();
   t.throws(() => client.sealBatch(b, 1, sealed), /not open/);
+});
+
+// The readers call JavaScript directly, not with MakeCallback (native/poll.h, CallJs), and
+// run Node's queued jobs right after a batch only when its callback did not return false.
+t.test('batch callbacks: queued jobs run right after a batch unless it returned false; exceptions are uncaught', async (t) => {
+  const run = (mode: string) => {
+    const r = spawnSync(process.execPath, [path.join(__dirname, 'fixtures', 'batch-callback.js'), mode], { encoding: 'utf8', timeout: 10000 });
+    t.equal(r.status, 0, `child (${mode}) exits 0${r.stderr ? `: ${r.stderr.slice(-300)}` : ''}`);
+    return JSON.parse(r.stdout.trim() || '{}');
+  };
+  t.same(run('true').order, ['A', 'job', 'B'], 'true: the promise job ran right after its batch, before the next callback');
+  t.same(run('false').order, ['A', 'B', 'job'], 'false: it ran later in the same loop turn (after the poll phase)');
+  t.same(run('throw'), { uncaught: 'thrown in a batch callback' }, 'an exception reaches uncaughtException, as from any I/O callback');
 });

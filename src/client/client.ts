@@ -118,9 +118,11 @@ export class VpnClient {
     this.now = monotonicMs();
     sock.onDatagrams(this.udpRx, (rx, now) => {
       this.now = now;
+      this.slow = false;
       // A connected socket only hears the server.
       for (let i = 0; i < rx.count; i++) this.onDatagram(rx, i);
       this.tunq.flush(this.tun); // the receive batch is done
+      return this.slow; // false: only packets (BatchCallback in native.ts)
     }, (errno) => {
       // ECONNREFUSED: an ICMP port unreachable came back, nothing listens on the server's port.
       const why = errno === 111 ? 'the server port is closed (ICMP port unreachable)' : `network error (errno ${errno})`;
@@ -174,11 +176,15 @@ export class VpnClient {
 
   // ---- receive -------------------------------------------------------------------------
 
+  /** Set when a receive batch did more than deliver packets (see onDatagrams' callback). */
+  private slow = false;
+
   private onDatagram(rx: UdpBatch, i: number): void {
     const ch = this.channel;
     if (!ch) return;
     const dbuf = rx.buf, doff = rx.offs[i], dlen = rx.lens[i];
     if (ch.kind === 'dtls' && looksLikeFrame(dbuf, doff, dlen)) {
+      this.slow = true;
       // Unauthenticated: it may end a handshake attempt with a clear reason, never a live session.
       if (ch.state === 'open') { this.stats.dropped++; return; }
       const said = dbuf.subarray(doff + 1, doff + dlen).toString('utf8').replace(/[^\x20-\x7e]/g, '');
@@ -186,6 +192,7 @@ export class VpnClient {
       return;
     }
     if (ch.kind === 'plaintext' && looksLikeDtls(dbuf, doff, dlen)) {
+      this.slow = true;
       this.mismatch('the server answered with DTLS: it requires DTLS, and this client runs --insecure-plaintext');
       return;
     }
@@ -193,6 +200,7 @@ export class VpnClient {
     this.tunq.makeRoom(this.tun); // room for this datagram's frames
     const frames = ch.receive(rx, i);
     if (!wasOpen) {
+      this.slow = true;
       this.flushControl();
       const st: string = ch.state;
       if (st === 'failed') {
@@ -215,7 +223,10 @@ export class VpnClient {
         if (!this.tun) continue;
         this.tunq.add(this.tun, buf, off + 1, len - 1);
         this.stats.rxPackets++;
-      } else if (type === FrameType.CONTROL) {
+        continue;
+      }
+      this.slow = true; // anything but a packet: control messages, keepalives, close
+      if (type === FrameType.CONTROL) {
         this.onControl(buf.subarray(off + 1, off + len));
       } else if (type === FrameType.KEEPALIVE) {
         this.sendFrame(encodeFrame(FrameType.KEEPALIVE_REPLY));
@@ -229,7 +240,10 @@ export class VpnClient {
       }
     }
     const after: string = ch.state;
-    if (after === 'closed') this.finish({ kind: 'retry', why: 'the server closed the connection' });
+    if (after === 'closed') {
+      this.slow = true;
+      this.finish({ kind: 'retry', why: 'the server closed the connection' });
+    }
   }
 
   private mismatch(what: string): void {
@@ -298,11 +312,12 @@ export class VpnClient {
 
   // ---- send ----------------------------------------------------------------------------
 
-  private onTunBatch(b: PacketBatch, now: number): void {
+  /** Only forwards packets: returns false (BatchCallback in native.ts). */
+  private onTunBatch(b: PacketBatch, now: number): boolean {
     this.now = now;
     const ch = this.channel;
     const tx = this.tx;
-    if (!ch || ch.state !== 'open' || !this.sock || !tx) return; // reconnecting: packets wait in no queue
+    if (!ch || ch.state !== 'open' || !this.sock || !tx) return false; // reconnecting: packets wait in no queue
     for (let i = 0; i < b.count; i++) {
       b.buf[b.offs[i] - 1] = FrameType.DATA; // header into the headroom: no copy
       tx.offs[i] = b.offs[i] - 1;
@@ -311,6 +326,7 @@ export class VpnClient {
     const view = ch.seal(tx, b.count, this.sealRing.next());
     this.send(view);
     this.stats.txPackets += b.count;
+    return false;
   }
 
   private send(view: PacketBatch): void {

@@ -134,14 +134,18 @@ export class UdpSocket {
 
   /**
    * Starts reading: cb runs once per batch of datagrams (rx.count of them), with the event
-   * loop's monotonic time in ms (see clock.ts). onError gets socket errors such as
+   * loop's monotonic time in ms (see clock.ts); it returns false when it only forwarded
+   * packets (see BatchCallback in native.ts). onError gets socket errors such as
    * ECONNREFUSED (the server's port is closed) as an errno number.
    */
-  onDatagrams(rx: UdpBatch, cb: (rx: UdpBatch, nowMs: number) => void, onError: (errno: number) => void = () => undefined): void {
+  onDatagrams(rx: UdpBatch, cb: (rx: UdpBatch, nowMs: number) => boolean | void, onError: (errno: number) => void = () => undefined): void {
     this.s.start(rx.buf, rx.offs, rx.lens, rx.addrs, rx.ports, rx.slotSize, (n, nowMs) => {
-      if (n < 0) return onError(-n);
+      if (n < 0) {
+        onError(-n);
+        return true;
+      }
       rx.count = n;
-      cb(rx, nowMs);
+      return cb(rx, nowMs);
     });
   }
 

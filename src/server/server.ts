@@ -127,14 +127,17 @@ export class VpnServer {
 
   // ---- UDP side ------------------------------------------------------------------------
 
-  private onDatagrams(rx: UdpBatch, now: number): void {
+  /** Returns false when the batch only carried packets (BatchCallback in native.ts). */
+  private onDatagrams(rx: UdpBatch, now: number): boolean {
     this.now = now;
+    this.slow = false;
     for (let i = 0; i < rx.count; i++) {
       const s = this.byRemote.get(rx.peerKey(i));
       if (s && s.channel.state === 'open') {
         this.fromSession(s, rx, i);
         continue;
       }
+      this.slow = true;
       // Handshakes and new peers: the slow path. A handshake step costs milliseconds of
       // public-key crypto, so they wait in a queue and run a few per event-loop turn;
       // established sessions' traffic never waits behind a crowd of connecting clients.
@@ -149,7 +152,10 @@ export class VpnServer {
       this.hsScheduled = true;
       setImmediate(() => this.runHandshakes());
     }
+    return this.slow;
   }
+  /** Set when a batch did more than forward packets: control messages, handshakes, logs, hooks. */
+  private slow = false;
 
   private runHandshakes(): void {
     this.now = monotonicMs();
@@ -251,6 +257,7 @@ export class VpnServer {
     const frames = ch.receive(datagrams, i);
     if (ch.dropped !== droppedBefore) this.counters.inc('replayed_or_bad_record', ch.dropped - droppedBefore);
     if (!wasOpen) {
+      this.slow = true;
       this.flushControl(s);
       const now: string = ch.state;
       if (now === 'failed') {
@@ -292,6 +299,7 @@ export class VpnServer {
         }
         this.tunq.add(this.tun, buf, ipOff, ipLen);
       } else if (type === FrameType.CONTROL) {
+        this.slow = true;
         this.onControl(s, buf.subarray(off + 1, off + len));
       } else if (type === FrameType.KEEPALIVE) {
         this.sendSmall(s, encodeFrame(FrameType.KEEPALIVE_REPLY));
@@ -378,7 +386,8 @@ export class VpnServer {
 
   // ---- TUN side ------------------------------------------------------------------------
 
-  private onTunBatch(b: PacketBatch, now: number): void {
+  /** Only forwards packets: returns false (BatchCallback in native.ts). */
+  private onTunBatch(b: PacketBatch, now: number): boolean {
     this.now = now;
     const buf = b.buf;
     const pending = this.pending;
@@ -401,6 +410,7 @@ export class VpnServer {
       s.tx.count = 0;
     }
     pending.length = 0;
+    return false;
   }
 
   /** Seals the first `count` frames of `frames` for one session and sends the datagrams. */
@@ -450,6 +460,7 @@ export class VpnServer {
   dropSession(s: Session, reason: string, notify: boolean): void {
     if (s.closed) return;
     s.closed = true;
+    this.slow = true; // logs, and may run a hook
     if (notify && s.channel.state === 'open') {
       this.sendSmall(s, encodeFrame(FrameType.CONTROL, encodeControl({ type: 'bye', v: 1, reason })));
       s.channel.shutdown();

@@ -57,13 +57,14 @@ export class Tun {
 
   /**
    * Starts reading: cb runs once per batch with this.rx filled (count = this.rx.count), and
-   * the event loop's monotonic time in ms (see clock.ts).
+   * the event loop's monotonic time in ms (see clock.ts). cb returns false when it only
+   * forwarded packets (see BatchCallback in native.ts).
    */
-  onPackets(cb: (batch: PacketBatch, nowMs: number) => void): void {
+  onPackets(cb: (batch: PacketBatch, nowMs: number) => boolean | void): void {
     const rx = this.rx;
     this.dev.start(rx.buf, rx.offs, rx.lens, this.maxPacket, this.headroom, (count: number, nowMs: number) => {
       rx.count = count;
-      cb(rx, nowMs);
+      return cb(rx, nowMs);
     });
   }
 
