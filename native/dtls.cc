@@ -576,18 +576,8 @@ Napi::Value Connection::Handshake(const Napi::CallbackInfo& info) {
 
 // bindStatus(Float64Array of 3): where Publish() keeps [state, dropped, queued output].
 Napi::Value Connection::BindStatus(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsTypedArray() ||
-      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-      info[0].As<Napi::Float64Array>().ElementLength() < 3) {
-    Napi::TypeError::New(env, "bindStatus(Float64Array of 3)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  auto a = info[0].As<Napi::Float64Array>();
-  statusRef_ = Napi::Persistent(a.As<Napi::Object>());  // keeps the memory alive
-  status_ = a.Data();
-  Publish();
-  return env.Undefined();
+  if ((status_ = BindStatusArray(info, 3, statusRef_))) Publish();
+  return info.Env().Undefined();
 }
 
 // open(inBuf, inOffs, inLens, inCount, outBuf, outOffs, outLens[, outFirst, outUsed])

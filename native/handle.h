@@ -67,4 +67,20 @@ T* ObjFromHandle(Napi::Env env, napi_value v, const char* what) {
   return h ? h->obj : nullptr;
 }
 
+// bindStatus(Float64Array of n): the memory of a status array JavaScript owns and native code
+// keeps up to date after each call (a DTLS connection's state, a TUN's GRO counters), so the
+// data path reads it without a native call. `keep` holds the array alive (its memory never
+// moves). Returns nullptr, with a TypeError thrown, if the argument is not such an array.
+inline double* BindStatusArray(const Napi::CallbackInfo& info, size_t n, Napi::ObjectReference& keep) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[0].As<Napi::Float64Array>().ElementLength() < n) {
+    Napi::TypeError::New(env, "bindStatus(Float64Array of " + std::to_string(n) + ")").ThrowAsJavaScriptException();
+    return nullptr;
+  }
+  auto a = info[0].As<Napi::Float64Array>();
+  keep = Napi::Persistent(a.As<Napi::Object>());
+  return a.Data();
+}
+
 void InitHandles(Napi::Env env, Napi::Object exports);

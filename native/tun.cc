@@ -392,17 +392,8 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
   // bindStatus(Float64Array of 2): where Publish() keeps [gro, coalesced], so JavaScript reads
   // them after each write without another native call (as a DTLS connection's status).
   Napi::Value BindStatus(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-        info[0].As<Napi::Float64Array>().ElementLength() < 2) {
-      Napi::TypeError::New(env, "bindStatus(Float64Array of 2)").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    auto a = info[0].As<Napi::Float64Array>();
-    statusRef_ = Napi::Persistent(a.As<Napi::Object>());  // keeps the memory alive
-    status_ = a.Data();
-    Publish();
-    return env.Undefined();
+    if ((status_ = BindStatusArray(info, 2, statusRef_))) Publish();
+    return info.Env().Undefined();
   }
   void Publish() {
     if (!status_) return;
