@@ -84,7 +84,7 @@ function measure(client: DtlsConnection, server: DtlsConnection, seconds: number
   while (Date.now() < end) {
     const t0 = cpuNs();
     for (let j = 0; j < RING; j++) {
-      const n = client.seal(plain.buf, plain.offs, plain.lens, BATCH, sealed[j]);
+      const n = client.seal(plain, BATCH, sealed[j]);
       if (n !== BATCH) throw new Error(`sealed ${n} of ${BATCH} (client ${client.state} ${client.error ?? ''})`);
     }
     const t1 = cpuNs();

@@ -187,15 +187,13 @@ class Connection : public Napi::ObjectWrap<Connection> {
 
  private:
   Napi::Value Handshake(const Napi::CallbackInfo& info);
-  Napi::Value Open(const Napi::CallbackInfo& info);
-  Napi::Value Seal(const Napi::CallbackInfo& info);
   Napi::Value Handle(const Napi::CallbackInfo& info);
  public:
   // The data path's calls: plain functions on handles (see handle.h), no unwrap, no arrays.
   static Napi::Value OpenHandles(const Napi::CallbackInfo& info);
   static Napi::Value SealHandles(const Napi::CallbackInfo& info);
  private:
-  // The work of open/seal, on raw memory (both argument styles end here).
+  // The work of dtlsOpen/dtlsSeal, on raw memory.
   size_t OpenInto(const uint8_t* in, size_t inLen, const uint32_t* inOffs, const uint32_t* inLens, uint32_t inCount,
                   uint8_t* out, size_t outLen, uint32_t* outOffs, uint32_t* outLens, size_t outMax, size_t count, size_t used);
   size_t SealInto(const uint8_t* in, size_t inLen, const uint32_t* inOffs, const uint32_t* inLens, uint32_t inCount,
@@ -487,30 +485,9 @@ class Context : public Napi::ObjectWrap<Context> {
 // ---------------------------------------------------------------------------------------
 // Connection
 
-// The arguments of open() and seal(): (inBuf, inOffs, inLens, inCount, outBuf, outOffs, outLens),
-// with the counts clamped to what the arrays hold.
-struct BatchArgs {
-  Napi::Buffer<uint8_t> in;
-  Napi::Uint32Array inOffs, inLens;
-  uint32_t inCount;
-  Napi::Buffer<uint8_t> out;
-  Napi::Uint32Array outOffs, outLens;
-  size_t outMax;
-  explicit BatchArgs(const Napi::CallbackInfo& info)
-      : in(info[0].As<Napi::Buffer<uint8_t>>()), inOffs(info[1].As<Napi::Uint32Array>()),
-        inLens(info[2].As<Napi::Uint32Array>()), inCount(info[3].As<Napi::Number>().Uint32Value()),
-        out(info[4].As<Napi::Buffer<uint8_t>>()), outOffs(info[5].As<Napi::Uint32Array>()),
-        outLens(info[6].As<Napi::Uint32Array>()) {
-    outMax = std::min(outOffs.ElementLength(), outLens.ElementLength());
-    inCount = std::min<uint32_t>(inCount, std::min(inOffs.ElementLength(), inLens.ElementLength()));
-  }
-};
-
 Napi::Function Connection::Define(Napi::Env env) {
   return DefineClass(env, "DtlsConnection", {
     InstanceMethod<&Connection::Handshake>("handshake"),
-    InstanceMethod<&Connection::Open>("open"),
-    InstanceMethod<&Connection::Seal>("seal"),
     InstanceMethod<&Connection::Handle>("handle"),
     InstanceMethod<&Connection::TakeOutput>("takeOutput"),
     InstanceMethod<&Connection::Timeout>("timeout"),
@@ -580,48 +557,32 @@ Napi::Value Connection::BindStatus(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// open(inBuf, inOffs, inLens, inCount, outBuf, outOffs, outLens[, outFirst, outUsed])
-//   -> the record count in out.
-// Feeds each datagram to OpenSSL and reads every application record it yields straight into
-// outBuf (one SSL_read per record, no copies in between). Handshake progress, alerts and
-// close_notify are handled on the way; check `state` afterwards. With outFirst/outUsed the
-// records are appended after the first outFirst records (outUsed bytes), so a caller can
-// gather a whole receive batch's packets and write them to the TUN in one call.
-Napi::Value Connection::Open(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!ssl_) return Napi::Number::New(env, 0);
-  BatchArgs a(info);
-  size_t count = info.Length() > 7 ? info[7].As<Napi::Number>().Uint32Value() : 0;
-  size_t used = info.Length() > 8 ? info[8].As<Napi::Number>().Uint32Value() : 0;
-  if (count > a.outMax || used > a.out.Length()) {
-    Napi::RangeError::New(env, "open: outFirst/outUsed beyond the output batch").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  count = OpenInto(a.in.Data(), a.in.Length(), a.inOffs.Data(), a.inLens.Data(), a.inCount,
-                   a.out.Data(), a.out.Length(), a.outOffs.Data(), a.outLens.Data(), a.outMax, count, used);
-  return Napi::Number::New(env, static_cast<double>(count));
-}
-
 // handle() -> the handle that dtlsOpen/dtlsSeal take.
 Napi::Value Connection::Handle(const Napi::CallbackInfo& info) { return NewObjHandle(info.Env(), this); }
 
-// dtlsOpen(conn, inBatch, index, outBatch, outFirst, outUsed) -> the record count in out.
-// open() for datagram `index` of a registered batch, into a registered batch: the data path's
-// form of open(), on handles (see handle.h).
+// dtlsOpen(conn, inBatch, index, count, outBatch, outFirst) -> the record count in out.
+// Feeds datagrams index..index+count-1 of a batch to OpenSSL and reads every application
+// record they yield straight into the output batch (one SSL_read per record, no copies in
+// between), after its first outFirst records: a caller can gather a whole receive batch's
+// packets and write them to the TUN in one call. Handshake progress, alerts and close_notify
+// are handled on the way; the connection's status array says what happened.
 Napi::Value Connection::OpenHandles(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Connection* c = ObjFromHandle<Connection>(env, info[0], "dtlsOpen");
   BatchRef* in = c ? FromHandle<BatchRef>(env, info[1], "dtlsOpen") : nullptr;
-  BatchRef* out = in ? FromHandle<BatchRef>(env, info[3], "dtlsOpen") : nullptr;
+  BatchRef* out = in ? FromHandle<BatchRef>(env, info[4], "dtlsOpen") : nullptr;
   if (!out) return env.Undefined();
-  uint32_t index = info[2].As<Napi::Number>().Uint32Value();
-  size_t count = info[4].As<Napi::Number>().Uint32Value();
-  size_t used = info[5].As<Napi::Number>().Uint32Value();
-  if (index >= in->cap || count > out->cap || used > out->bufLen) {
-    Napi::RangeError::New(env, "dtlsOpen: index, outFirst or outUsed beyond its batch").ThrowAsJavaScriptException();
+  size_t index = info[2].As<Napi::Number>().Uint32Value();
+  size_t n = info[3].As<Napi::Number>().Uint32Value();
+  size_t count = info[5].As<Napi::Number>().Uint32Value();
+  if (index + n > in->cap || count > out->cap) {
+    Napi::RangeError::New(env, "dtlsOpen: index, count or outFirst beyond its batch").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  if (c->ssl_) count = c->OpenInto(in->buf, in->bufLen, in->offs + index, in->lens + index, 1,
+  // Records go after the first `count` (8-byte aligned, as OpenInto lays them out).
+  size_t used = count > 0 ? (static_cast<size_t>(out->offs[count - 1]) + out->lens[count - 1] + 7) & ~static_cast<size_t>(7) : 0;
+  if (used > out->bufLen) used = out->bufLen;
+  if (c->ssl_) count = c->OpenInto(in->buf, in->bufLen, in->offs + index, in->lens + index, static_cast<uint32_t>(n),
                                    out->buf, out->bufLen, out->offs, out->lens, out->cap, count, used);
   return Napi::Number::New(env, static_cast<double>(count));
 }
@@ -632,6 +593,12 @@ size_t Connection::OpenInto(const uint8_t* in, size_t inLen, const uint32_t* inO
   DgramState* ds = StateOf(ssl_);
   for (uint32_t i = 0; i < inCount && state_ <= OPEN; i++) {
     if (static_cast<size_t>(inOffs[i]) + inLens[i] > inLen) continue;
+    // An empty UDP datagram is legal on the wire, but to OpenSSL a read of 0 bytes is the end
+    // of the stream: it would fail the connection. Anyone can send one; drop it.
+    if (inLens[i] == 0) {
+      if (state_ == OPEN) dropped_++;
+      continue;
+    }
     ds->in = in + inOffs[i];
     ds->inLen = inLens[i];
     bool handshakeDatagram = state_ == HANDSHAKING;
@@ -675,22 +642,9 @@ size_t Connection::OpenInto(const uint8_t* in, size_t inLen, const uint32_t* inO
   return count;
 }
 
-// seal(inBuf, inOffs, inLens, inCount, outBuf, outOffs, outLens) -> records written to out.
-// One record per input; records that do not fit in out go to the output queue (takeOutput).
-Napi::Value Connection::Seal(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!ssl_ || state_ != OPEN) {
-    Napi::Error::New(env, "seal: the connection is not open").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  BatchArgs a(info);
-  size_t n = SealInto(a.in.Data(), a.in.Length(), a.inOffs.Data(), a.inLens.Data(), a.inCount,
-                      a.out.Data(), a.out.Length(), a.outOffs.Data(), a.outLens.Data(), a.outMax);
-  return Napi::Number::New(env, static_cast<double>(n));
-}
-
-// dtlsSeal(conn, inBatch, count, outBatch) -> records written to out: seal() for the first
-// `count` packets of a registered batch, into a registered batch (see handle.h).
+// dtlsSeal(conn, inBatch, count, outBatch) -> records written to out: one record per packet
+// of the first `count` of a batch. Records that do not fit in out go to the output queue
+// (takeOutput).
 Napi::Value Connection::SealHandles(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Connection* c = ObjFromHandle<Connection>(env, info[0], "dtlsSeal");

@@ -75,11 +75,6 @@ export interface PeerIdentity {
 export interface NativeDtlsConnection {
   readonly error: string | null;
   handshake(): NativeState;
-  /** Returns the record count in out; outFirst/outUsed append after records already there. */
-  open(inBuf: Buffer, inOffs: Uint32Array, inLens: Uint32Array, inCount: number,
-       outBuf: Buffer, outOffs: Uint32Array, outLens: Uint32Array, outFirst?: number, outUsed?: number): number;
-  seal(inBuf: Buffer, inOffs: Uint32Array, inLens: Uint32Array, inCount: number,
-       outBuf: Buffer, outOffs: Uint32Array, outLens: Uint32Array): number;
   takeOutput(): Buffer[] | null;
   timeout(): number;
   handleTimeout(): NativeState;
@@ -128,9 +123,9 @@ interface Addon {
   udpPeer(addr16: Buffer, port: number): PeerHandle;
   /** Sends the first `count` packets of `batch` to `peer` (null: the connected one); returns how many the kernel took. */
   udpSend(udp: UdpHandle, batch: BatchHandle, count: number, peer: PeerHandle | null): number;
-  /** open() of datagram `index` of `inb` into `out` (after outFirst records, outUsed bytes). */
-  dtlsOpen(conn: DtlsHandle, inb: BatchHandle, index: number, out: BatchHandle, outFirst: number, outUsed: number): number;
-  /** seal() of the first `count` packets of `inb` into `out`. */
+  /** Opens datagrams index..index+count-1 of `inb` into `out`, after its first outFirst records; returns out's record count. */
+  dtlsOpen(conn: DtlsHandle, inb: BatchHandle, index: number, count: number, out: BatchHandle, outFirst: number): number;
+  /** Seals the first `count` packets of `inb` into `out`, one record each; returns how many. */
   dtlsSeal(conn: DtlsHandle, inb: BatchHandle, count: number, out: BatchHandle): number;
 }
 

@@ -1,7 +1,7 @@
 // The data path's native calls take handles (native/handle.h): a batch's arrays converted
 // once, and the TUN, UDP socket and DTLS connection named by one value. These tests hold the
-// handles to what the typed-array calls did: same bytes out, wrong arguments refused with a
-// clear error (never a crash), and the memory behind a handle kept alive by the handle.
+// record calls on batches (count, one datagram or many, append), wrong arguments refused with
+// a clear error (never a crash), and the memory behind a handle kept alive by the handle.
 import t from 'tap';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -27,17 +27,16 @@ async function pair(): Promise<{ client: DtlsConnection; server: DtlsConnection 
 
 const words = ['first packet', 'second, a little longer', 'third'];
 
-t.test('sealBatch/openSlot (handles) and seal/openAt (typed arrays) are the same protocol', async (t) => {
+t.test('seal and open on batches: the first `count` packets, one datagram or many, appended or not', async (t) => {
   const { client, server } = await pair();
   const plain = new PacketBatch(4, 2048);
   for (const w of words) plain.push(Buffer.from(w));
   const sealed = new PacketBatch(4, 2048);
-  t.equal(client.sealBatch(plain, 2, sealed), 2, 'only the first `count` packets are sealed');
-  t.equal(client.sealBatch(plain, 3, sealed), 3);
+  t.equal(client.seal(plain, 2, sealed), 2, 'only the first `count` packets are sealed');
+  t.equal(client.seal(plain, 3, sealed), 3);
   t.equal(sealed.count, 3);
-  // Records sealed with handles open with the typed-array call, and the other way round.
   const out = new PacketBatch(8, 2048);
-  t.equal(server.openAt(sealed.buf, sealed.offs[0], sealed.lens[0], out), 1);
+  t.equal(server.openOne(Buffer.from(sealed.packet(0)), out), 1, 'a datagram from anywhere (copied in)');
   t.equal(out.packet(0).toString(), words[0]);
   t.equal(server.openSlot(sealed, 1, out), 1, 'datagram 1 of the batch');
   t.equal(out.packet(0).toString(), words[1]);
@@ -45,14 +44,13 @@ t.test('sealBatch/openSlot (handles) and seal/openAt (typed arrays) are the same
   t.same([0, 1].map((i) => out.packet(i).toString()), [words[1], words[2]]);
   t.equal(out.count, 2);
 
-  const back = new PacketBatch(1, 2048);
-  back.push(Buffer.from('reply'));
-  const rec = new PacketBatch(1, 2048);
-  t.equal(server.seal(back.buf, back.offs, back.lens, 1, rec), 1);
-  t.equal(client.openSlot(rec, 0, out), 1);
-  t.equal(out.packet(0).toString(), 'reply');
+  // A whole batch in one call.
+  const again = new PacketBatch(4, 2048);
+  t.equal(client.seal(plain, 3, again), 3);
+  t.equal(server.open(again, out), 3, 'three datagrams, three records');
+  t.same([0, 1, 2].map((i) => out.packet(i).toString()), words);
 
-  // Replays and garbage through openSlot are dropped and counted, as through openAt.
+  // Replays and garbage are dropped and counted.
   const d0 = server.dropped;
   t.equal(server.openSlot(sealed, 1, out), 0, 'a replayed record is not delivered');
   const junk = new PacketBatch(1, 64);
@@ -70,15 +68,15 @@ t.test('a handle of the wrong kind, or no handle, is a TypeError that names the 
   const ch = (client as unknown as { h: DtlsHandle }).h;
   t.throws(() => addon.dtlsSeal(bh as unknown as DtlsHandle, bh, 1, bh), /dtlsSeal: expected a DTLS connection handle/);
   t.throws(() => addon.dtlsSeal(ch, ch as unknown as BatchHandle, 1, bh), /dtlsSeal: expected a batch handle/);
-  t.throws(() => addon.dtlsOpen(ch, bh, 0, {} as BatchHandle, 0, 0), /dtlsOpen: expected a batch handle/);
+  t.throws(() => addon.dtlsOpen(ch, bh, 0, 1, {} as BatchHandle, 0), /dtlsOpen: expected a batch handle/);
   t.throws(() => addon.tunWrite(ch as unknown as TunHandle, bh, 1), /tunWrite: expected a TUN handle/);
   t.throws(() => addon.udpSend(ch as unknown as UdpHandle, bh, 1, null), /udpSend: expected a UDP socket handle/);
   t.throws(() => addon.udpSend(ch as unknown as UdpHandle, bh, 1, bh as unknown as PeerHandle), /expected a UDP socket handle/);
   t.throws(() => addon.batchRef(Buffer.alloc(4), new Uint8Array(2) as unknown as Uint32Array, new Uint32Array(2)), /batchRef\(buf: Buffer, offs: Uint32Array, lens: Uint32Array\)/);
   t.throws(() => addon.udpPeer(Buffer.alloc(4), 1), /udpPeer\(addr16: 16-byte Buffer, port\)/);
-  t.throws(() => addon.dtlsOpen((server as unknown as { h: DtlsHandle }).h, bh, 2, bh, 0, 0), /dtlsOpen: index, outFirst or outUsed beyond its batch/);
+  t.throws(() => addon.dtlsOpen((server as unknown as { h: DtlsHandle }).h, bh, 2, 1, bh, 0), /dtlsOpen: index, count or outFirst beyond its batch/);
   t.equal(client.state, 'open', 'nothing happened to the connection');
-  t.equal(client.sealBatch(b, 1, new PacketBatch(1, 2048)), 1, 'and it still seals');
+  t.equal(client.seal(b, 1, new PacketBatch(1, 2048)), 1, 'and it still seals');
 });
 
 t.test('a batch handle keeps its arrays alive, and a DTLS handle its connection', async (t) => {
@@ -107,11 +105,11 @@ t.test('destroy(): the data-path calls stop, without a crash', async (t) => {
   const b = new PacketBatch(1, 2048);
   b.push(Buffer.from('late'));
   const sealed = new PacketBatch(1, 2048);
-  t.equal(client.sealBatch(b, 1, sealed), 1);
+  t.equal(client.seal(b, 1, sealed), 1);
   server.destroy();
   t.equal(server.openSlot(sealed, 0, new PacketBatch(1, 2048)), 0, 'nothing opened after destroy');
   client.destroy();
-  t.throws(() => client.sealBatch(b, 1, sealed), /not open/);
+  t.throws(() => client.seal(b, 1, sealed), /not open/);
 });
 
 // The readers call JavaScript directly, not with MakeCallback (native/poll.h, CallJs), and

@@ -99,18 +99,19 @@ const linkExists = (name) => { try { execFileSync('ip', ['link', 'show', name], 
     const plain = new PacketBatch(1, 2048);
     plain.push(Buffer.from(text));
     const sealed = new PacketBatch(4, 2048);
-    out.sealed = r.client.seal(plain.buf, plain.offs, plain.lens, plain.count, sealed);
+    out.sealed = r.client.seal(plain, plain.count, sealed);
     const record = Buffer.from(sealed.packet(0));
     out.recordHidesText = !record.includes(Buffer.from(text));
     const opened = new PacketBatch(4, 2048);
     out.opened = r.server.openOne(record, opened);
     out.roundTrip = out.opened === 1 && opened.packet(0).toString() === text;
     out.replayOpened = r.server.openOne(record, opened);
-    // The data path's form of the same: native handles (native/handle.h), a GC in between.
+    // Again, with a GC between seal and open: the native handles (native/handle.h) keep
+    // the batches' memory alive under this version's V8 too.
     require('v8').setFlagsFromString('--expose-gc');
     const gc = require('vm').runInNewContext('gc');
     const sealed2 = new PacketBatch(4, 2048);
-    out.sealedByHandle = r.client.sealBatch(plain, 1, sealed2);
+    out.sealedByHandle = r.client.seal(plain, 1, sealed2);
     gc(); gc();
     const opened2 = new PacketBatch(4, 2048);
     out.handleRoundTrip = r.server.openSlot(sealed2, 0, opened2) === 1 && opened2.packet(0).toString() === text;
@@ -178,7 +179,7 @@ for (const major of MAJORS) {
     t.equal(out.recordHidesText, true, 'the record does not carry the plaintext');
     t.equal(out.roundTrip, true, 'the record opened back to the same text');
     t.equal(out.replayOpened, 0, 'a replay of it is refused');
-    t.equal(out.sealedByHandle, 1, 'sealed again through the handles');
+    t.equal(out.sealedByHandle, 1, 'sealed again');
     t.equal(out.handleRoundTrip, true, 'and opened back through them after a GC');
     t.equal(out.tunName, TUN, 'a TUN opened inside the namespace');
     t.equal(out.tunListed, true, 'the interface existed while open');

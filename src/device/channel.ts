@@ -58,7 +58,7 @@ export class DtlsChannel implements Channel {
     return this.range;
   }
   seal(frames: PacketBatch, count: number, out: PacketBatch): PacketBatch {
-    this.conn.sealBatch(frames, count, out);
+    this.conn.seal(frames, count, out);
     return out;
   }
   takeOutput(): Buffer[] | null { return this.conn.takeOutput(); }

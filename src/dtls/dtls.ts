@@ -112,10 +112,6 @@ export function checkValidity(what: string, file: string, pem: string, now = Dat
   if (Date.parse(x.validFrom) > now) throw new Error(`${what}: ${file} is not valid before ${new Date(x.validFrom).toISOString()} (check the clock)`);
 }
 
-// One shared single-datagram batch for open() calls fed from a socket 'message' event.
-const ONE_OFF = new Uint32Array(1);
-const ONE_LEN = new Uint32Array(1);
-
 export class DtlsConnection {
   /**
    * [state, dropped, queued output datagrams], kept up to date by the native connection after
@@ -123,7 +119,7 @@ export class DtlsConnection {
    * (An ArrayBuffer's memory never moves, so native code may keep a pointer to it.)
    */
   private readonly status = new Float64Array(new ArrayBuffer(3 * 8));
-  /** What the data path's calls (openSlot, sealBatch) pass instead of `n`. */
+  /** What the record calls (open, seal) pass instead of `n`: see native/handle.h. */
   private readonly h: DtlsHandle;
 
   constructor(private readonly n: NativeDtlsConnection, private readonly ctx: DtlsContext) {
@@ -143,57 +139,40 @@ export class DtlsConnection {
     return s;
   }
 
-  /** Feeds one datagram; decrypted records land in `out` (count returned, out.count set). */
-  openOne(datagram: Buffer, out: PacketBatch): number {
-    return this.openAt(datagram, 0, datagram.length, out);
-  }
-
   /**
-   * Feeds the datagram at buf[off, off+len) (e.g. a slot of a receive batch). Its records
-   * replace what is in `out`, or with `append` go after it; returns how many it added.
-   */
-  openAt(buf: Buffer, off: number, len: number, out: PacketBatch, append = false): number {
-    ONE_OFF[0] = off;
-    ONE_LEN[0] = len;
-    const wasOpen = this.status[0] === 1;
-    const first = append ? out.count : 0;
-    const used = first > 0 ? (out.offs[first - 1] + out.lens[first - 1] + 7) & ~7 : 0;
-    out.count = this.n.open(buf, ONE_OFF, ONE_LEN, 1, out.buf, out.offs, out.lens, first, used);
-    if (!wasOpen) this.ctx.flushKeylog();
-    return out.count - first;
-  }
-
-  /**
-   * The data path's open: datagram i of `inb` (e.g. a UDP receive batch). Its records replace
-   * what is in `out`, or with `append` go after it; returns how many it added. Same as openAt,
-   * on batch handles (see native/handle.h): cheaper per call.
+   * Feeds datagram i of `inb` (e.g. a slot of a UDP receive batch). Its records replace what
+   * is in `out`, or with `append` go after it; returns how many it added.
    */
   openSlot(inb: PacketBatch, i: number, out: PacketBatch, append = false): number {
-    const wasOpen = this.status[0] === 1;
     const first = append ? out.count : 0;
-    const used = first > 0 ? (out.offs[first - 1] + out.lens[first - 1] + 7) & ~7 : 0;
-    out.count = addon.dtlsOpen(this.h, batchHandle(inb), i, batchHandle(out), first, used);
-    if (!wasOpen) this.ctx.flushKeylog();
+    this.openRange(inb, i, 1, out, first);
     return out.count - first;
   }
 
-  /** The data path's seal: the first `count` packets of `inb` into records in `out`. */
-  sealBatch(inb: PacketBatch, count: number, out: PacketBatch): number {
-    const n = addon.dtlsSeal(this.h, batchHandle(inb), count, batchHandle(out));
-    out.count = n;
-    return n;
-  }
-
-  /** Feeds a batch of datagrams; decrypted records land in `out`. */
+  /** Feeds every datagram of `batch`; their records replace what is in `out`. */
   open(batch: PacketBatch, out: PacketBatch): number {
-    const n = this.n.open(batch.buf, batch.offs, batch.lens, batch.count, out.buf, out.offs, out.lens);
-    out.count = n;
-    return n;
+    return this.openRange(batch, 0, batch.count, out, 0);
   }
 
-  /** Seals `count` packets of `buf` (offs/lens) into records in `out`. */
-  seal(buf: Buffer, offs: Uint32Array, lens: Uint32Array, count: number, out: PacketBatch): number {
-    const n = this.n.seal(buf, offs, lens, count, out.buf, out.offs, out.lens);
+  /** Feeds one datagram from anywhere (a copy: for the control path and tests); records replace what is in `out`. */
+  openOne(datagram: Buffer, out: PacketBatch): number {
+    const one = this.one ?? (this.one = new PacketBatch(1, 65536));
+    one.clear();
+    if (!one.push(datagram)) throw new RangeError(`a datagram of ${datagram.length} bytes does not fit in UDP`);
+    return this.openRange(one, 0, 1, out, 0);
+  }
+  private one: PacketBatch | null = null;
+
+  private openRange(inb: PacketBatch, from: number, count: number, out: PacketBatch, outFirst: number): number {
+    const wasOpen = this.status[0] === 1;
+    out.count = addon.dtlsOpen(this.h, batchHandle(inb), from, count, batchHandle(out), outFirst);
+    if (!wasOpen) this.ctx.flushKeylog();
+    return out.count;
+  }
+
+  /** Seals the first `count` packets of `inb`, one record each, into `out` (replacing what it held). */
+  seal(inb: PacketBatch, count: number, out: PacketBatch): number {
+    const n = addon.dtlsSeal(this.h, batchHandle(inb), count, batchHandle(out));
     out.count = n;
     return n;
   }

@@ -46,7 +46,7 @@ export class DtlsUdpPeer extends EventEmitter {
     const b = typeof data === 'string' ? Buffer.from(data) : data;
     const inb = new PacketBatch(1, b.length);
     inb.push(b);
-    const n = this.conn.seal(inb.buf, inb.offs, inb.lens, inb.count, this.out);
+    const n = this.conn.seal(inb, inb.count, this.out);
     for (let i = 0; i < n; i++) this.sock.send(Buffer.from(this.out.packet(i)), this.port, this.address);
     this.flush(); // records that did not fit in `out` went to the output queue
   }
