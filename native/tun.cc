@@ -77,7 +77,6 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Tun", {
       InstanceMethod<&Tun::Start>("start"),
-      InstanceMethod<&Tun::ReadNow>("readNow"),
       InstanceMethod<&Tun::Write>("write"),
       InstanceMethod<&Tun::Handle>("handle"),
       InstanceMethod<&Tun::Close>("close"),
@@ -171,26 +170,10 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
 
   void OnReadable() override { Drain(); }
 
-  // readNow() -> packets read into the batch right now (0: none queued), without calling
-  // back: JavaScript calls it after a TUN write, for what the kernel answered within the
-  // write, and hands the batch to its own callback (Tun.readNow in tun.ts).
-  Napi::Value ReadNow(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), fd_ >= 0 && polling() ? Fill() : 0);
-  }
-
   // Read until EAGAIN or until the batch is full; one JS call per batch. uv_poll is
   // level-triggered, so a full batch simply makes the loop call us again next turn,
   // which keeps one busy TUN from starving the UDP socket.
   void Drain() {
-    uint32_t n = Fill();
-    if (n == 0) return;
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    CallJs(env, cb_, Value(), n, LoopNow());
-  }
-
-  // Reads packets into the batch until EAGAIN or the batch is full; returns the count.
-  uint32_t Fill() {
     size_t used = 0;
     uint32_t n = 0;
     while (n < maxCount_ && used + headroom_ + maxPacket_ <= bufLen_) {
@@ -205,7 +188,10 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
       used += (headroom_ + static_cast<size_t>(r) + 7) & ~static_cast<size_t>(7);  // 8-byte aligned slots
       n++;
     }
-    return n;
+    if (n == 0) return;
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    CallJs(env, cb_, Value(), n, LoopNow());
   }
 
   // One packet into `to` (maxPacket_ bytes): its length, 0 to skip it, -1 with errno set.

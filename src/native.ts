@@ -21,8 +21,6 @@ export interface NativeTun {
   start(buf: Buffer, offs: Uint32Array, lens: Uint32Array, maxPacket: number, headroom: number, onPackets: BatchCallback): void;
   /** Bytes written, or -errno (e.g. -11 EAGAIN when the kernel queue is full: packet dropped). */
   write(buf: Buffer, off?: number, len?: number): number;
-  /** Reads what is queued now into start()'s batch without calling back; returns the count (0 before start). */
-  readNow(): number;
   /** The handle tunWrite takes. */
   handle(): TunHandle;
   /**

@@ -21,9 +21,6 @@ export class TunQueue {
   /** One such view per buffer seen (a handful: each keeps its native handle). */
   private readonly views: PacketBatch[] = [];
 
-  /** Packets the kernel took since the last endBatch. */
-  private written = 0;
-
   /** Set while the TUN should merge: the first flush that finds merging refused says so, once. */
   private watchGro: boolean;
 
@@ -68,27 +65,11 @@ export class TunQueue {
     return this.write(tun);
   }
 
-  /**
-   * The end of a receive batch: flushes, then, if the kernel took any packet since the last
-   * endBatch, reads the TUN at once (Tun.readNow). The kernel answers a packet for this host
-   * within the write itself (an echo reply, a TCP ACK); read now, the answer leaves in this
-   * event-loop turn instead of the next one. When nothing was answered this costs one read
-   * that finds the TUN empty. Returns what the TUN's onPackets callback returned (false: it
-   * only forwarded packets, see BatchCallback in native.ts).
-   */
-  endBatch(tun: Tun | null, nowMs: number): boolean {
-    this.flush(tun);
-    if (this.written === 0 || tun === null) return false;
-    this.written = 0;
-    return tun.readNow(nowMs) !== false;
-  }
-
   private write(tun: Tun | null): number {
     const q = this.cur;
     if (q === null) return 0;
     this.cur = null;
     const n = tun ? tun.writeBatch(q) : 0;
-    this.written += n;
     q.count = 0;
     if (this.watchGro && tun && !tun.gro) {
       this.watchGro = false;

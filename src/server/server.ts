@@ -147,7 +147,7 @@ export class VpnServer {
       }
       this.hsQueue.push({ msg: Buffer.from(rx.packet(i)), peer: s ? s.peer : rx.peer(i) });
     }
-    if (this.tunq.endBatch(this.tun, this.now)) this.slow = true; // the receive batch is done
+    this.tunq.flush(this.tun); // the receive batch is done
     if (this.hsQueue.length && !this.hsScheduled) {
       this.hsScheduled = true;
       setImmediate(() => this.runHandshakes());
@@ -167,7 +167,7 @@ export class VpnServer {
       else if (this.cfg.plaintext) this.newPlaintextPeer(msg, peer);
       else this.newDtlsPeer(msg, peer);
     }
-    this.tunq.endBatch(this.tun, this.now); // the handshakes' batch is done
+    this.tunq.flush(this.tun); // the receive batch is done
     if (this.hsQueue.length && !this.hsScheduled) {
       this.hsScheduled = true;
       setImmediate(() => this.runHandshakes());
