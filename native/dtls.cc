@@ -633,7 +633,7 @@ size_t Connection::OpenInto(const uint8_t* in, size_t inLen, const uint32_t* inO
     // a forgery or garbage (RFC 6347: invalid records are dropped silently). Handshake and
     // ChangeCipherSpec records (content types 22, 20) are not counted: after the handshake
     // they are the peer's retransmissions, which OpenSSL answers, not attacks on the data.
-    uint8_t ct = inLens[i] > 0 ? in[inOffs[i]] : 0;
+    uint8_t ct = in[inOffs[i]];  // (empty datagrams were skipped above)
     bool handshakeLayer = ct == 22 || ct == 20;
     if (count == before && !handshakeDatagram && !handshakeLayer && ds->in == nullptr && state_ == OPEN) dropped_++;
     ds->in = nullptr;
