@@ -6,6 +6,8 @@
 #include <napi.h>
 #include <uv.h>
 
+#include "poll.h"
+
 Napi::Object InitTun(Napi::Env env, Napi::Object exports);
 Napi::Object InitDtls(Napi::Env env, Napi::Object exports);
 Napi::Object InitUdp(Napi::Env env, Napi::Object exports);
@@ -18,8 +20,21 @@ static Napi::Value LoopNow(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), loop ? static_cast<double>(uv_now(loop)) : 0);
 }
 
+// setHandoffYield(maxBatch): after a reader's callback that passed packets on (udpSend,
+// tunWrite) and had at most maxBatch packets, yield the CPU once (poll.h); 0 turns it off.
+// For this thread's event loop. handoffYields() -> how often that happened.
+static Napi::Value SetHandoffYield(const Napi::CallbackInfo& info) {
+  t_handoff.maxBatch = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
+  return info.Env().Undefined();
+}
+static Napi::Value HandoffYields(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), t_handoff.yields);
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loopNow", Napi::Function::New<LoopNow>(env, "loopNow"));
+  exports.Set("setHandoffYield", Napi::Function::New<SetHandoffYield>(env, "setHandoffYield"));
+  exports.Set("handoffYields", Napi::Function::New<HandoffYields>(env, "handoffYields"));
   InitTun(env, exports);
   InitDtls(env, exports);
   InitUdp(env, exports);

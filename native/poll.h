@@ -4,7 +4,24 @@
 #pragma once
 #include <napi.h>
 #include <uv.h>
+#include <sched.h>
 #include <unistd.h>
+
+// Yielding after a hand-off. A UDP datagram or a TUN write that wakes another process wakes
+// it with a "sync" wake-up: the kernel expects us to sleep next and often runs it on our
+// CPU, where it waits until we do. Our way to sleep is long (back out of JavaScript, Node's
+// check phase, libuv's polls: 15 to 30 us with cold caches, against 4 to 8 for a C loop),
+// and for a ping that wait is part of the round trip. So after a wake-up that handed a few
+// packets on (a small batch: interactive traffic, where each packet is waited for), the
+// reader gives the CPU up once with sched_yield(); a full batch (bulk traffic) keeps it.
+// JavaScript sets the limit (setHandoffYield; 0 turns it off), the senders note a hand-off.
+struct Handoff {
+  double maxBatch = 0;  // yield after a callback whose batch had at most this many packets
+  bool happened = false;  // a udpSend or tunWrite in the current callback passed a packet on
+  double yields = 0;  // how often we yielded (tests, status)
+};
+inline thread_local Handoff t_handoff;
+inline void NoteHandoff() { t_handoff.happened = true; }
 
 class PolledFd {
  public:
@@ -75,6 +92,7 @@ class PolledFd {
   // promise job or a tick) do we run a MakeCallback of a no-op, which drains them as usual.
   // An exception thrown by cb goes to 'uncaughtException', as with MakeCallback.
   void CallJs(Napi::Env env, Napi::FunctionReference& cb, napi_value recv, double count, double now) {
+    if (count > 0) batched_ += count;
     Napi::Value r = cb.Call(recv, {Napi::Number::New(env, count), Napi::Number::New(env, now)});
     if (env.IsExceptionPending()) {
       napi_fatal_exception(env, env.GetAndClearPendingException().Value());
@@ -88,6 +106,9 @@ class PolledFd {
   int fd_ = -1;
 
  private:
+  double batched_ = 0;  // packets handed to JavaScript in the current OnPoll
+
+
   static void OnPoll(uv_poll_t* h, int status, int) {
     auto* self = static_cast<PolledFd*>(h->data);
     if (self->fd_ < 0) return;
@@ -96,7 +117,13 @@ class PolledFd {
       if (self->poll_ == h && self->fd_ >= 0) uv_poll_start(h, UV_READABLE, OnPoll);
       return;
     }
+    t_handoff.happened = false;
+    self->batched_ = 0;
     self->OnReadable();
+    if (t_handoff.happened && self->batched_ > 0 && self->batched_ <= t_handoff.maxBatch) {
+      sched_yield();
+      t_handoff.yields++;
+    }
   }
 
   static void CleanupHook(void* arg) {

@@ -245,7 +245,9 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
     size_t len = info.Length() > 2 ? info[2].As<Napi::Number>().Uint32Value() : buf.Length() - off;
     if (off + len > buf.Length()) { Napi::RangeError::New(env, "write: range outside buffer").ThrowAsJavaScriptException(); return env.Undefined(); }
     ssize_t r = WriteOne(buf.Data() + off, len);
-    return Napi::Number::New(env, r < 0 ? -errno : r);
+    int err = errno;
+    if (r >= 0) NoteHandoff();
+    return Napi::Number::New(env, r < 0 ? -err : r);
   }
 
   // One packet as it is (with GRO: behind an empty virtio_net_hdr, "nothing offloaded").
@@ -282,6 +284,7 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
       if (t->WriteOne(b->buf + b->offs[i], b->lens[i]) >= 0) ok++;
       i++;
     }
+    if (ok > 0) NoteHandoff();
     t->Publish();
     return Napi::Number::New(env, ok);
   }

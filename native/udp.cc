@@ -333,7 +333,9 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
     PeerAddr* peer = nullptr;
     if (!info[3].IsNull() && !(peer = FromHandle<PeerAddr>(env, info[3], "udpSend"))) return env.Undefined();
     size_t count = std::min<size_t>(info[2].As<Napi::Number>().Uint32Value(), b->cap);
-    return Napi::Number::New(env, static_cast<double>(u->Send(b, count, peer)));
+    size_t sent = u->Send(b, count, peer);
+    if (sent > 0) NoteHandoff();
+    return Napi::Number::New(env, static_cast<double>(sent));
   }
 
  private:

@@ -34,6 +34,7 @@ export interface ServerConfig {
   mssClamp: boolean;
   udpGso: boolean;
   tunGro: boolean;
+  handoffYield: boolean;
   keepaliveSec: number;
   timeoutSec: number;
   onConnect: string | null;
@@ -60,6 +61,7 @@ export interface ClientConfig {
   stateDir: string;
   udpGso: boolean;
   tunGro: boolean;
+  handoffYield: boolean;
   logLevel: LogLevel;
 }
 
@@ -342,6 +344,13 @@ const TUN_GRO_FIELD: Field = {
   check: bool,
 };
 
+// On by default: it changes only when this process gives up its CPU (src/os/handoff.ts).
+const HANDOFF_YIELD_FIELD: Field = {
+  key: 'handoffYield', flag: 'handoff-yield', type: 'bool', def: true,
+  help: 'after passing a few packets on, let the process they woke run first (lower latency for interactive traffic; see src/os/handoff.ts)',
+  check: bool,
+};
+
 const SERVER_FIELDS: Field[] = [
   { key: 'listen', flag: 'listen', type: 'value', metavar: 'HOST:PORT', def: { host: '::', port: 1194 }, defText: '[::]:1194', help: 'UDP address to listen on; [::] is dual stack', check: hostPort('listen') },
   { key: 'pool', flag: 'pool', type: 'value', metavar: 'CIDR', def: { network: '10.8.0.0', prefix: 24 }, defText: '10.8.0.0/24', help: 'tunnel address pool; the server takes the first address (.1)', check: ipv4Cidr('10.8.0.0/24', 8, 30) },
@@ -360,6 +369,7 @@ const SERVER_FIELDS: Field[] = [
   { key: 'mssClamp', flag: 'mss-clamp', type: 'bool', def: true, help: 'clamp the TCP MSS of connections through the tunnel to fit its MTU', check: bool },
   UDP_GSO_FIELD,
   TUN_GRO_FIELD,
+  HANDOFF_YIELD_FIELD,
   { key: 'natOut', flag: 'nat-out', type: 'value', nullable: true, metavar: 'IFACE', def: null, defText: 'off', help: 'masquerade client traffic leaving through this interface', check: nullable(ifname('an interface name')) },
   { key: 'keepaliveSec', flag: 'keepalive-sec', aliases: ['keepalive'], type: 'value', number: true, metavar: 'SEC', def: 10, help: 'send a keepalive after this much silence', check: seconds(0.1, 3600) },
   { key: 'timeoutSec', flag: 'timeout-sec', aliases: ['timeout'], type: 'value', number: true, metavar: 'SEC', def: 60, help: 'drop a client silent this long (must exceed keepalive)', check: seconds(0.2, 86400) },
@@ -389,6 +399,7 @@ const CLIENT_FIELDS: Field[] = [
   { key: 'stateDir', flag: 'state-dir', type: 'value', metavar: 'DIR', def: 'run', help: 'where the client keeps its runtime state', check: path },
   UDP_GSO_FIELD,
   TUN_GRO_FIELD,
+  HANDOFF_YIELD_FIELD,
   { key: 'logLevel', flag: 'log-level', type: 'value', metavar: 'LEVEL', def: 'info', help: 'debug, info, warn or error (env MINIVPN_LOG)', check: oneOf(LOG_LEVELS) },
 ];
 
@@ -571,6 +582,7 @@ export function parseServerArgs(argv: string[], env: NodeJS.ProcessEnv = process
     mssClamp: c.mssClamp as boolean,
     udpGso: c.udpGso as boolean,
     tunGro: c.tunGro as boolean,
+    handoffYield: c.handoffYield as boolean,
     keepaliveSec: keepalive,
     timeoutSec: timeout,
     onConnect: c.onConnect as string | null,
@@ -624,6 +636,7 @@ export function parseClientArgs(argv: string[], env: NodeJS.ProcessEnv = process
     stateDir: c.stateDir as string,
     udpGso: c.udpGso as boolean,
     tunGro: c.tunGro as boolean,
+    handoffYield: c.handoffYield as boolean,
     logLevel: c.logLevel as LogLevel,
   };
 }

@@ -116,6 +116,13 @@ interface Addon {
   opensslVersion: string;
   /** The event loop's monotonic clock in ms (uv_now). */
   loopNow(): number;
+  /**
+   * After a TUN or UDP callback that passed packets on (tunWrite, udpSend) and had at most
+   * `maxBatch` packets, give the CPU up once (sched_yield); 0 turns it off. This thread only.
+   */
+  setHandoffYield(maxBatch: number): void;
+  /** How often this thread yielded after a hand-off. */
+  handoffYields(): number;
   batchRef(buf: Buffer, offs: Uint32Array, lens: Uint32Array): BatchHandle;
   /** Writes the first `count` packets of `batch` into the TUN; returns how many the kernel took. */
   tunWrite(tun: TunHandle, batch: BatchHandle, count: number): number;

@@ -57,6 +57,7 @@ t.test('server defaults', async (t) => {
     mssClamp: true,
     udpGso: false,
     tunGro: true,
+    handoffYield: true,
     keepaliveSec: 10,
     timeoutSec: 60,
     onConnect: null, onDisconnect: null,
@@ -214,6 +215,7 @@ t.test('client defaults and forms', async (t) => {
     stateDir: 'run',
     udpGso: false,
     tunGro: true,
+    handoffYield: true,
     logLevel: 'info',
   });
   t.same(parseClientArgs(['--server', '[2001:db8::5]:99', '--name', 'a'], NOENV).server, { host: '2001:db8::5', port: 99 });

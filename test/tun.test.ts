@@ -34,6 +34,7 @@ for (const gro of [false, true]) {
     t.equal(ping?.code, 0, `ping succeeded: ${ping?.summary}`);
     t.equal(ping?.requests, 3, 'three echo requests read from the TUN');
     t.equal(ping?.coalesced, 0, 'nothing merged: ICMP is written as it is');
+    t.equal(ping?.handoffYields, 3, 'each reply written from a batch of one is a hand-off: one yield per ping');
     t.ok(ev.filter((e) => e.event === 'echo-request').every((e) => e.len === 84 && e.written), 'replies written');
     t.same(ev.find((e) => e.event === 'closed'), { event: 'closed', interfaceRemoved: true });
     t.equal(ev[ev.length - 1].event, 'exit', 'nothing kept the event loop alive after close');

@@ -13,6 +13,7 @@ import { TunQueue } from '../device/tunqueue';
 import { DtlsContext } from '../dtls/dtls';
 import { logger } from '../log';
 import { monotonicMs } from '../clock';
+import { handoffYields, setHandoffYield } from '../os/handoff';
 import { runInitScript } from '../os/scripts';
 import { Tun } from '../tun/tun';
 import { ConfigMsg, decodeControl, encodeControl } from '../wire/control';
@@ -68,6 +69,7 @@ export class VpnClient {
 
   /** Runs until stop(); resolves with the exit code. */
   async run(): Promise<number> {
+    setHandoffYield(this.cfg.handoffYield);
     let delay = this.cfg.reconnectMinSec;
     let attempt = 0;
     while (!this.stopped) {
@@ -390,7 +392,11 @@ export class VpnClient {
       this.tun = null;
       this.applied = null;
     }
-    log.info('stopped', { rxPackets: this.stats.rxPackets, txPackets: this.stats.txPackets, ...(this.cfg.tunGro ? { groMerged: this.stats.groMerged } : {}) });
+    log.info('stopped', {
+      rxPackets: this.stats.rxPackets, txPackets: this.stats.txPackets,
+      ...(this.cfg.tunGro ? { groMerged: this.stats.groMerged } : {}),
+      ...(this.cfg.handoffYield ? { handoffYields: handoffYields() } : {}),
+    });
   }
 }
 

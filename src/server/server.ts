@@ -20,6 +20,7 @@ import { Router } from '../device/router';
 import { Session, sessionStatus, SessionStatus, BATCH } from '../device/session';
 import { logger } from '../log';
 import { monotonicMs } from '../clock';
+import { handoffYields, setHandoffYield } from '../os/handoff';
 import { runHook, runInitScript } from '../os/scripts';
 import { Tun } from '../tun/tun';
 import { PacketBatch } from '../batch';
@@ -48,6 +49,8 @@ export interface ServerStatus {
   drops: Record<string, number>;
   /** With --tun-gro: TCP segments merged into an earlier segment's TUN write. */
   groMerged?: number;
+  /** With --handoff-yield: how often the server gave its CPU up after passing packets on. */
+  handoffYields?: number;
 }
 
 export class VpnServer {
@@ -110,6 +113,7 @@ export class VpnServer {
     this.sock = UdpSocket.bind(cfg.listen.host, cfg.listen.port, { gso: cfg.udpGso });
     // (Before "listening": whoever waits for that line sees this one too.)
     if (cfg.udpGso) log.info('UDP segmentation offload is on: a capture on this host shows a run of datagrams as one large packet');
+    setHandoffYield(cfg.handoffYield);
     this.sock.onDatagrams(this.udpRx, (rx, now) => this.onDatagrams(rx, now));
     this.tun.onPackets((b, now) => this.onTunBatch(b, now));
     this.tick = setInterval(() => this.onTick(), 1000);
@@ -517,6 +521,7 @@ export class VpnServer {
       clients: [...this.byCn.values()].map((s) => sessionStatus(s, monotonicMs())),
       drops: this.counters.snapshot(),
       ...(this.cfg.tunGro ? { groMerged: this.tun.coalesced } : {}),
+      ...(this.cfg.handoffYield ? { handoffYields: handoffYields() } : {}),
     };
   }
 

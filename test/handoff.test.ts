@@ -1,0 +1,103 @@
+// Yielding the CPU after a hand-off (src/os/handoff.ts, native/poll.h): after a reader's
+// callback that passed packets on and had at most a few of them, the process yields once;
+// a fuller batch, a callback that sent nothing, or the option turned off: no yield. On
+// loopback, in this process: socket B echoes what socket A sends it. (A TUN write counts as
+// a hand-off too: test/tun.test.ts.)
+import t from 'tap';
+import { UdpBatch, UdpSocket, Peer } from '../src/conn/udp';
+import { PacketBatch } from '../src/batch';
+import { HANDOFF_YIELD_MAX_BATCH, handoffYields, setHandoffYield } from '../src/os/handoff';
+import { parseClientArgs, parseServerArgs } from '../src/config';
+
+interface Echo { a: UdpSocket; b: UdpSocket; batches: number[]; echo: { on: boolean }; got: () => number; close: () => void }
+
+function echoPair(): Echo {
+  const b = UdpSocket.bind('127.0.0.1', 0);
+  const a = UdpSocket.connect('127.0.0.1', b.address().port);
+  const batches: number[] = [];
+  const echo = { on: true };
+  const peers = new Map<number | string, Peer>();
+  const out = new PacketBatch(64, 2048);
+  b.onDatagrams(new UdpBatch(64, 2048), (rx) => {
+    batches.push(rx.count);
+    if (!echo.on) return false;
+    const k = rx.peerKey(0);
+    let p = peers.get(k);
+    if (!p) peers.set(k, (p = rx.peer(0)));
+    out.clear();
+    for (let i = 0; i < rx.count; i++) out.push(rx.packet(i));
+    b.sendBatch(out, p);
+    return false;
+  });
+  let got = 0;
+  a.onDatagrams(new UdpBatch(64, 2048), (rx) => { got += rx.count; return false; });
+  return { a, b, batches, echo, got: () => got, close: () => { a.close(); b.close(); } };
+}
+
+/** Sends n datagrams from A in one go (one loop turn), then waits until `until` holds. */
+async function send(e: Echo, n: number, until: () => boolean): Promise<void> {
+  for (let i = 0; i < n; i++) e.a.send(Buffer.from(`datagram ${i}`), null);
+  const deadline = Date.now() + 5000;
+  while (!until()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting for the echo');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await new Promise((r) => setTimeout(r, 20));  // and let anything else that would come, come
+}
+
+t.test('a callback that echoes one datagram yields once; the receiving callback, which sends nothing, does not', async (t) => {
+  const e = echoPair();
+  t.teardown(e.close);
+  setHandoffYield(true);
+  for (let round = 1; round <= 3; round++) {
+    const y0 = handoffYields();
+    await send(e, 1, () => e.got() === round);
+    t.equal(handoffYields() - y0, 1, `round ${round}: one yield, after B's send`);
+  }
+});
+
+t.test(`a batch of more than ${HANDOFF_YIELD_MAX_BATCH} packets (bulk traffic) keeps the CPU`, async (t) => {
+  const e = echoPair();
+  t.teardown(e.close);
+  setHandoffYield(true);
+  const n = 2 * HANDOFF_YIELD_MAX_BATCH;
+  const y0 = handoffYields();
+  await send(e, n, () => e.got() === n);
+  t.same(e.batches, [n], `B read all ${n} datagrams in one batch`);
+  t.equal(handoffYields() - y0, 0, 'no yield');
+  // And the largest small batch still yields.
+  e.batches.length = 0;
+  const y1 = handoffYields();
+  await send(e, HANDOFF_YIELD_MAX_BATCH, () => e.got() === n + HANDOFF_YIELD_MAX_BATCH);
+  t.same(e.batches, [HANDOFF_YIELD_MAX_BATCH]);
+  t.equal(handoffYields() - y1, 1, `a batch of ${HANDOFF_YIELD_MAX_BATCH} yields once`);
+});
+
+t.test('a callback that passes nothing on does not yield', async (t) => {
+  const e = echoPair();
+  t.teardown(e.close);
+  setHandoffYield(true);
+  e.echo.on = false;
+  const y0 = handoffYields();
+  await send(e, 1, () => e.batches.length === 1);
+  t.equal(handoffYields() - y0, 0);
+});
+
+t.test('turned off (--no-handoff-yield): no yield', async (t) => {
+  const e = echoPair();
+  t.teardown(e.close);
+  setHandoffYield(false);
+  const y0 = handoffYields();
+  await send(e, 1, () => e.got() === 1);
+  t.equal(handoffYields() - y0, 0);
+  setHandoffYield(true);
+  await send(e, 1, () => e.got() === 2);
+  t.equal(handoffYields() - y0, 1, 'and on again');
+});
+
+t.test('the option: on by default for server and client, off with --no-handoff-yield', async (t) => {
+  t.equal(parseServerArgs([], {}).handoffYield, true);
+  t.equal(parseServerArgs(['--no-handoff-yield'], {}).handoffYield, false);
+  t.equal(parseClientArgs(['--server', '192.0.2.1:1194', '--name', 'alice'], {}).handoffYield, true);
+  t.equal(parseClientArgs(['--server', '192.0.2.1:1194', '--name', 'alice', '--no-handoff-yield'], {}).handoffYield, false);
+});
