@@ -33,18 +33,18 @@ interface Sample {
   cpu_s_per_mb: number | null; cpu_us_per_packet: number | null;
 }
 
-interface Options { runs: number; seconds: number; json?: string; chart: string; udpGso: boolean; tunGro: boolean }
+interface Options { runs: number; seconds: number; json?: string; chart: string; udpGso: boolean; tunGro: boolean; handoffYield: boolean }
 
 function say(line: string): void {
   process.stdout.write(`[bench] ${line}\n`);
 }
 
 function usage(): string {
-  return 'usage: npm run bench -- [--runs N (default 3)] [--seconds N (default 10)] [--json FILE] [--chart FILE (default bench-results.svg)] [--udp-gso (minivpn with UDP segmentation offload)] [--no-tun-gro (minivpn without merging TCP segments on TUN writes)]';
+  return 'usage: npm run bench -- [--runs N (default 3)] [--seconds N (default 10)] [--json FILE] [--chart FILE (default bench-results.svg)] [--udp-gso (minivpn with UDP segmentation offload)] [--no-tun-gro (minivpn without merging TCP segments on TUN writes)] [--no-handoff-yield (minivpn without yielding the CPU after passing packets on)]';
 }
 
 export function parseArgs(argv: string[]): Options {
-  const o: Options = { runs: 3, seconds: 10, chart: 'bench-results.svg', udpGso: false, tunGro: true };
+  const o: Options = { runs: 3, seconds: 10, chart: 'bench-results.svg', udpGso: false, tunGro: true, handoffYield: true };
   eachFlag(argv, usage, (f) => {
     if (f.name === '--runs') o.runs = f.number(1, 100);
     else if (f.name === '--seconds') o.seconds = f.number(1, 600);
@@ -52,6 +52,7 @@ export function parseArgs(argv: string[]): Options {
     else if (f.name === '--chart') o.chart = f.value();
     else if (f.name === '--udp-gso') o.udpGso = true;
     else if (f.name === '--no-tun-gro') o.tunGro = false;
+    else if (f.name === '--no-handoff-yield') o.handoffYield = false;
     else return false;
     return true;
   });
@@ -320,8 +321,8 @@ async function main(): Promise<void> {
   const installed = ensureTools(say);
   if (installed.length) say(`installed: ${installed.join(' ')}`);
   say(`${openvpnVersion()}; node ${process.version}; ${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-  const offloads = [...(opts.udpGso ? ['--udp-gso'] : []), ...(opts.tunGro ? [] : ['--no-tun-gro'])];
-  say(`${opts.runs} run(s), iperf3 ${opts.seconds}s each way${offloads.length ? `; minivpn with ${offloads.join(' ')}` : ''}`);
+  const minivpnFlags = [...(opts.udpGso ? ['--udp-gso'] : []), ...(opts.tunGro ? [] : ['--no-tun-gro']), ...(opts.handoffYield ? [] : ['--no-handoff-yield'])];
+  say(`${opts.runs} run(s), iperf3 ${opts.seconds}s each way${minivpnFlags.length ? `; minivpn with ${minivpnFlags.join(' ')}` : ''}`);
 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'minivpn-bench-'));
   // On Ctrl-C the lab's own handlers kill our processes and remove the lab, then exit;
@@ -341,8 +342,8 @@ async function main(): Promise<void> {
         say(`run ${i}/${opts.runs}`);
         const run = {} as Record<System, Sample>;
         run.raw = await measure(lab, 'raw', ADDR.server, opts.seconds, []);
-        run['minivpn-dtls'] = await withMinivpn(lab, dir, pki, offloads, (pids, pk) => measure(lab, 'minivpn-dtls', MINIVPN_SERVER_TUN, opts.seconds, pids, pk));
-        run['minivpn-plaintext'] = await withMinivpn(lab, dir, pki, ['--insecure-plaintext', ...offloads], (pids, pk) => measure(lab, 'minivpn-plaintext', MINIVPN_SERVER_TUN, opts.seconds, pids, pk));
+        run['minivpn-dtls'] = await withMinivpn(lab, dir, pki, minivpnFlags, (pids, pk) => measure(lab, 'minivpn-dtls', MINIVPN_SERVER_TUN, opts.seconds, pids, pk));
+        run['minivpn-plaintext'] = await withMinivpn(lab, dir, pki, ['--insecure-plaintext', ...minivpnFlags], (pids, pk) => measure(lab, 'minivpn-plaintext', MINIVPN_SERVER_TUN, opts.seconds, pids, pk));
         run.openvpn = await withOpenvpn(lab, pki, (pids, pk) => measure(lab, 'openvpn', OVPN_SERVER_TUN, opts.seconds, pids, pk));
         runs.push(run);
       }

@@ -4,9 +4,9 @@ import { parseArgs as vpnArgs } from '../bench/vpn';
 import { parseArgs as scaleArgs } from '../bench/scale';
 
 t.test('npm run bench: defaults and flags', async (t) => {
-  t.same(vpnArgs([]), { runs: 3, seconds: 10, chart: 'bench-results.svg', udpGso: false, tunGro: true });
-  t.same(vpnArgs(['--runs', '5', '--seconds', '20', '--json', 'r.json', '--chart', 'c.svg', '--udp-gso', '--no-tun-gro']),
-    { runs: 5, seconds: 20, json: 'r.json', chart: 'c.svg', udpGso: true, tunGro: false });
+  t.same(vpnArgs([]), { runs: 3, seconds: 10, chart: 'bench-results.svg', udpGso: false, tunGro: true, handoffYield: true });
+  t.same(vpnArgs(['--runs', '5', '--seconds', '20', '--json', 'r.json', '--chart', 'c.svg', '--udp-gso', '--no-tun-gro', '--no-handoff-yield']),
+    { runs: 5, seconds: 20, json: 'r.json', chart: 'c.svg', udpGso: true, tunGro: false, handoffYield: false });
   t.throws(() => vpnArgs(['--runs', '0']), /bad --runs "0": expected an integer from 1 to 100/);
   t.throws(() => vpnArgs(['--seconds', '1.5']), /bad --seconds "1.5": expected an integer/);
   t.throws(() => vpnArgs(['--json']), /--json needs a value/);
