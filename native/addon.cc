@@ -20,15 +20,26 @@ static Napi::Value LoopNow(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), loop ? static_cast<double>(uv_now(loop)) : 0);
 }
 
-// setHandoffYield(maxBatch): after a reader's callback that passed packets on (udpSend,
-// tunWrite) and had at most maxBatch packets, yield the CPU once (poll.h); 0 turns it off.
-// For this thread's event loop. handoffYields() -> how often that happened.
+// setHandoffYield(maxBatch, maxAwayMs, pauseMs): after a reader's callback that passed packets
+// on (udpSend, tunWrite) and had at most maxBatch packets, yield the CPU once; 0 turns it off.
+// A yield that kept us away longer than maxAwayMs pauses yielding (poll.h). For this thread's
+// event loop. handoffYields() -> [yields, of them slow, ms until yielding resumes (0: not paused)].
 static Napi::Value SetHandoffYield(const Napi::CallbackInfo& info) {
-  t_handoff.maxBatch = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
+  auto num = [&](size_t i, double def) { return info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : def; };
+  t_handoff.maxBatch = num(0, 0);
+  t_handoff.maxAwayMs = num(1, t_handoff.maxAwayMs);
+  t_handoff.pauseMs = num(2, t_handoff.pauseMs);
+  t_handoff.pausedUntil = 0;
   return info.Env().Undefined();
 }
 static Napi::Value HandoffYields(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), t_handoff.yields);
+  Napi::Env env = info.Env();
+  Napi::Array a = Napi::Array::New(env, 3);
+  double left = t_handoff.pausedUntil - MonotonicMs();
+  a.Set(0u, Napi::Number::New(env, t_handoff.yields));
+  a.Set(1u, Napi::Number::New(env, t_handoff.slow));
+  a.Set(2u, Napi::Number::New(env, left > 0 ? left : 0));
+  return a;
 }
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {

@@ -5,6 +5,7 @@
 #include <napi.h>
 #include <uv.h>
 #include <sched.h>
+#include <time.h>
 #include <unistd.h>
 
 // Yielding after a hand-off. A UDP datagram or a TUN write that wakes another process wakes
@@ -14,13 +15,39 @@
 // and for a ping that wait is part of the round trip. So after a wake-up that handed a few
 // packets on (a small batch: interactive traffic, where each packet is waited for), the
 // reader gives the CPU up once with sched_yield(); a full batch (bulk traffic) keeps it.
-// JavaScript sets the limit (setHandoffYield; 0 turns it off), the senders note a hand-off.
+// JavaScript sets the limits (setHandoffYield; 0 turns it off), the senders note a hand-off.
+//
+// A yield only helps when the process we woke is what runs instead of us. When another
+// program keeps this CPU busy, it runs instead, for a whole time slice (milliseconds), and the
+// next packet waits for it: so a yield that kept us off the CPU for longer than `maxAwayMs`
+// pauses yielding for `pauseMs`. (Not doubled while the CPU stays busy: bulk traffic makes
+// slow yields too, and the pings after it should find yielding back within a second.)
 struct Handoff {
   double maxBatch = 0;  // yield after a callback whose batch had at most this many packets
+  double maxAwayMs = 1;  // a yield longer than this means a busy CPU
+  double pauseMs = 1000;  // then no yields for this long
   bool happened = false;  // a udpSend or tunWrite in the current callback passed a packet on
   double yields = 0;  // how often we yielded (tests, status)
+  double slow = 0;  // how many of them took longer than maxAwayMs
+  double pausedUntil = 0;  // monotonic ms
 };
 inline thread_local Handoff t_handoff;
+inline double MonotonicMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+inline void HandoffYield() {
+  Handoff& h = t_handoff;
+  double t0 = MonotonicMs();
+  if (t0 < h.pausedUntil) return;
+  sched_yield();
+  h.yields++;
+  if (MonotonicMs() - t0 > h.maxAwayMs) {
+    h.slow++;
+    h.pausedUntil = t0 + h.pauseMs;
+  }
+}
 inline void NoteHandoff() { t_handoff.happened = true; }
 
 class PolledFd {
@@ -120,10 +147,7 @@ class PolledFd {
     t_handoff.happened = false;
     self->batched_ = 0;
     self->OnReadable();
-    if (t_handoff.happened && self->batched_ > 0 && self->batched_ <= t_handoff.maxBatch) {
-      sched_yield();
-      t_handoff.yields++;
-    }
+    if (t_handoff.happened && self->batched_ > 0 && self->batched_ <= t_handoff.maxBatch) HandoffYield();
   }
 
   static void CleanupHook(void* arg) {

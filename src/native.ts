@@ -118,11 +118,12 @@ interface Addon {
   loopNow(): number;
   /**
    * After a TUN or UDP callback that passed packets on (tunWrite, udpSend) and had at most
-   * `maxBatch` packets, give the CPU up once (sched_yield); 0 turns it off. This thread only.
+   * `maxBatch` packets, give the CPU up once (sched_yield); 0 turns it off. A yield that kept
+   * the thread away longer than `maxAwayMs` pauses yielding for `pauseMs`. This thread only.
    */
-  setHandoffYield(maxBatch: number): void;
-  /** How often this thread yielded after a hand-off. */
-  handoffYields(): number;
+  setHandoffYield(maxBatch: number, maxAwayMs?: number, pauseMs?: number): void;
+  /** [yields, of them longer than maxAwayMs, ms until yielding resumes (0: not paused)], this thread. */
+  handoffYields(): [number, number, number];
   batchRef(buf: Buffer, offs: Uint32Array, lens: Uint32Array): BatchHandle;
   /** Writes the first `count` packets of `batch` into the TUN; returns how many the kernel took. */
   tunWrite(tun: TunHandle, batch: BatchHandle, count: number): number;

@@ -2,11 +2,16 @@
 // callback that passed packets on and had at most a few of them, the process yields once;
 // a fuller batch, a callback that sent nothing, or the option turned off: no yield. On
 // loopback, in this process: socket B echoes what socket A sends it. (A TUN write counts as
-// a hand-off too: test/tun.test.ts.)
+// a hand-off too: test/tun.test.ts.) A yield that kept us away too long (another program
+// busy on this CPU) pauses yielding.
 import t from 'tap';
 import { UdpBatch, UdpSocket, Peer } from '../src/conn/udp';
 import { PacketBatch } from '../src/batch';
-import { HANDOFF_YIELD_MAX_BATCH, handoffYields, setHandoffYield } from '../src/os/handoff';
+import { HANDOFF_YIELD_MAX_BATCH, handoffStats, setHandoffYield as setYield } from '../src/os/handoff';
+
+const handoffYields = () => handoffStats().yields;
+// No pause after a slow yield here (other tests may keep the CPUs busy), except in the test of it.
+const setHandoffYield = (on: boolean) => setYield(on, { maxAwayMs: 1e9 });
 import { parseClientArgs, parseServerArgs } from '../src/config';
 
 interface Echo { a: UdpSocket; b: UdpSocket; batches: number[]; echo: { on: boolean }; got: () => number; close: () => void }
@@ -93,6 +98,26 @@ t.test('turned off (--no-handoff-yield): no yield', async (t) => {
   setHandoffYield(true);
   await send(e, 1, () => e.got() === 2);
   t.equal(handoffYields() - y0, 1, 'and on again');
+});
+
+t.test('a yield that kept us away longer than maxAwayMs pauses yielding for pauseMs', async (t) => {
+  const e = echoPair();
+  t.teardown(e.close);
+  t.teardown(() => setHandoffYield(true));
+  setYield(true, { maxAwayMs: 0, pauseMs: 60_000 });  // every yield is "slow"
+  const s0 = handoffStats();
+  t.equal(s0.pausedMs, 0, 'not paused to begin with');
+  await send(e, 1, () => e.got() === 1);
+  const s1 = handoffStats();
+  t.equal(s1.yields - s0.yields, 1, 'the first hand-off yields');
+  t.equal(s1.slow - s0.slow, 1, 'and it counts as slow');
+  t.ok(s1.pausedMs > 50_000 && s1.pausedMs <= 60_000, `then yielding pauses for pauseMs (${s1.pausedMs} ms left)`);
+  await send(e, 1, () => e.got() === 2);
+  t.equal(handoffStats().yields, s1.yields, 'no yield while paused');
+  setYield(true, { maxAwayMs: 1e9, pauseMs: 60_000 });
+  t.equal(handoffStats().pausedMs, 0, 'setting it again ends the pause');
+  await send(e, 1, () => e.got() === 3);
+  t.equal(handoffStats().yields, s1.yields + 1, 'and yielding resumes');
 });
 
 t.test('the option: on by default for server and client, off with --no-handoff-yield', async (t) => {

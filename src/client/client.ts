@@ -13,7 +13,7 @@ import { TunQueue } from '../device/tunqueue';
 import { DtlsContext } from '../dtls/dtls';
 import { logger } from '../log';
 import { monotonicMs } from '../clock';
-import { handoffYields, setHandoffYield } from '../os/handoff';
+import { handoffStats, setHandoffYield } from '../os/handoff';
 import { runInitScript } from '../os/scripts';
 import { Tun } from '../tun/tun';
 import { ConfigMsg, decodeControl, encodeControl } from '../wire/control';
@@ -395,7 +395,7 @@ export class VpnClient {
     log.info('stopped', {
       rxPackets: this.stats.rxPackets, txPackets: this.stats.txPackets,
       ...(this.cfg.tunGro ? { groMerged: this.stats.groMerged } : {}),
-      ...(this.cfg.handoffYield ? { handoffYields: handoffYields() } : {}),
+      ...(this.cfg.handoffYield ? { handoffYields: handoffStats().yields } : {}),
     });
   }
 }

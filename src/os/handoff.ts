@@ -2,23 +2,38 @@
 //
 // When the VPN sends a datagram or writes a packet into the TUN, the kernel wakes whoever
 // waits for it (the VPN at the other end, an application reading a socket) with a "sync"
-// wake-up, and on a busy machine often on this CPU: it then waits until we go to sleep. Our
-// way to sleep is long next to a C program's (out of JavaScript, Node's check phase, libuv's
-// polls), and for a ping that wait is part of the round trip. So after a callback that passed
-// a few packets on, the native reader yields the CPU once (native/poll.h); after a fuller
-// batch (bulk traffic, which a yield per batch would slow) it does not.
-// bench/README.md, "Yielding after a hand-off", has the measurements.
+// wake-up, and often on this CPU: it then waits until we go to sleep. Our way to sleep is
+// long next to a C program's (out of JavaScript, Node's check phase, libuv's polls), and for
+// a ping that wait is part of the round trip. So after a callback that passed a few packets
+// on, the native reader yields the CPU once (native/poll.h). Not after a fuller batch: bulk
+// traffic, which a yield per batch would slow. And not while another program keeps the CPU
+// busy: it would run instead of the process we woke, for a whole time slice, so a yield that
+// kept us away longer than a millisecond pauses yielding for a second. bench/README.md, "Yielding after a hand-off", has the measurements.
 import { addon } from '../native';
 
 /** Batches of at most this many packets are "interactive": a yield follows their hand-off. */
 export const HANDOFF_YIELD_MAX_BATCH = 4;
+/** A yield that kept us off the CPU longer than this: another program is keeping it busy. */
+export const HANDOFF_YIELD_MAX_AWAY_MS = 1;
+/** Then no yields for this long. */
+export const HANDOFF_YIELD_PAUSE_MS = 1000;
 
 /** Turns yielding after a hand-off on or off for this thread's event loop. */
-export function setHandoffYield(on: boolean): void {
-  addon.setHandoffYield(on ? HANDOFF_YIELD_MAX_BATCH : 0);
+export function setHandoffYield(on: boolean, o: { maxAwayMs?: number; pauseMs?: number } = {}): void {
+  addon.setHandoffYield(on ? HANDOFF_YIELD_MAX_BATCH : 0, o.maxAwayMs ?? HANDOFF_YIELD_MAX_AWAY_MS, o.pauseMs ?? HANDOFF_YIELD_PAUSE_MS);
 }
 
-/** How often this thread yielded after a hand-off (status). */
-export function handoffYields(): number {
-  return addon.handoffYields();
+export interface HandoffStats {
+  /** yields after a hand-off so far */
+  yields: number;
+  /** of them, how many kept us away longer than HANDOFF_YIELD_MAX_AWAY_MS (a busy CPU) */
+  slow: number;
+  /** ms until yielding resumes after the last slow one (0: yielding) */
+  pausedMs: number;
+}
+
+/** This thread's yields after a hand-off (status, tests). */
+export function handoffStats(): HandoffStats {
+  const [yields, slow, pausedMs] = addon.handoffYields();
+  return { yields, slow, pausedMs: Math.ceil(pausedMs) };
 }

@@ -20,7 +20,7 @@ import { Router } from '../device/router';
 import { Session, sessionStatus, SessionStatus, BATCH } from '../device/session';
 import { logger } from '../log';
 import { monotonicMs } from '../clock';
-import { handoffYields, setHandoffYield } from '../os/handoff';
+import { handoffStats, HandoffStats, setHandoffYield } from '../os/handoff';
 import { runHook, runInitScript } from '../os/scripts';
 import { Tun } from '../tun/tun';
 import { PacketBatch } from '../batch';
@@ -50,7 +50,7 @@ export interface ServerStatus {
   /** With --tun-gro: TCP segments merged into an earlier segment's TUN write. */
   groMerged?: number;
   /** With --handoff-yield: how often the server gave its CPU up after passing packets on. */
-  handoffYields?: number;
+  handoff?: HandoffStats;
 }
 
 export class VpnServer {
@@ -521,7 +521,7 @@ export class VpnServer {
       clients: [...this.byCn.values()].map((s) => sessionStatus(s, monotonicMs())),
       drops: this.counters.snapshot(),
       ...(this.cfg.tunGro ? { groMerged: this.tun.coalesced } : {}),
-      ...(this.cfg.handoffYield ? { handoffYields: handoffYields() } : {}),
+      ...(this.cfg.handoffYield ? { handoff: handoffStats() } : {}),
     };
   }
 
