@@ -23,7 +23,7 @@ static Napi::Value LoopNow(const Napi::CallbackInfo& info) {
 // setHandoffYield(maxBatch, maxAwayMs, pauseMs): after a reader's callback that passed packets
 // on (udpSend, tunWrite) and had at most maxBatch packets, yield the CPU once; 0 turns it off.
 // A yield that kept us away longer than maxAwayMs pauses yielding (poll.h). For this thread's
-// event loop. handoffYields() -> [yields, of them slow, ms until yielding resumes (0: not paused)].
+// event loop. handoffStats() -> [yields, of them slow, ms until yielding resumes (0: not paused)].
 static Napi::Value SetHandoffYield(const Napi::CallbackInfo& info) {
   auto num = [&](size_t i, double def) { return info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : def; };
   t_handoff.maxBatch = num(0, 0);
@@ -32,7 +32,7 @@ static Napi::Value SetHandoffYield(const Napi::CallbackInfo& info) {
   t_handoff.pausedUntil = 0;
   return info.Env().Undefined();
 }
-static Napi::Value HandoffYields(const Napi::CallbackInfo& info) {
+static Napi::Value HandoffStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Array a = Napi::Array::New(env, 3);
   double left = t_handoff.pausedUntil - MonotonicMs();
@@ -45,7 +45,7 @@ static Napi::Value HandoffYields(const Napi::CallbackInfo& info) {
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loopNow", Napi::Function::New<LoopNow>(env, "loopNow"));
   exports.Set("setHandoffYield", Napi::Function::New<SetHandoffYield>(env, "setHandoffYield"));
-  exports.Set("handoffYields", Napi::Function::New<HandoffYields>(env, "handoffYields"));
+  exports.Set("handoffStats", Napi::Function::New<HandoffStats>(env, "handoffStats"));
   InitTun(env, exports);
   InitDtls(env, exports);
   InitUdp(env, exports);

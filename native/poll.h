@@ -135,7 +135,6 @@ class PolledFd {
  private:
   double batched_ = 0;  // packets handed to JavaScript in the current OnPoll
 
-
   static void OnPoll(uv_poll_t* h, int status, int) {
     auto* self = static_cast<PolledFd*>(h->data);
     if (self->fd_ < 0) return;

@@ -123,7 +123,7 @@ interface Addon {
    */
   setHandoffYield(maxBatch: number, maxAwayMs?: number, pauseMs?: number): void;
   /** [yields, of them longer than maxAwayMs, ms until yielding resumes (0: not paused)], this thread. */
-  handoffYields(): [number, number, number];
+  handoffStats(): [number, number, number];
   batchRef(buf: Buffer, offs: Uint32Array, lens: Uint32Array): BatchHandle;
   /** Writes the first `count` packets of `batch` into the TUN; returns how many the kernel took. */
   tunWrite(tun: TunHandle, batch: BatchHandle, count: number): number;

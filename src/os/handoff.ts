@@ -34,6 +34,6 @@ export interface HandoffStats {
 
 /** This thread's yields after a hand-off (status, tests). */
 export function handoffStats(): HandoffStats {
-  const [yields, slow, pausedMs] = addon.handoffYields();
+  const [yields, slow, pausedMs] = addon.handoffStats();
   return { yields, slow, pausedMs: Math.ceil(pausedMs) };
 }

@@ -17,7 +17,15 @@ export class StatusServer {
     try { fs.unlinkSync(this.file); } catch { /* not there */ }
     this.server = net.createServer((c) => {
       c.on('error', () => undefined);
-      c.end(JSON.stringify(this.snapshot()) + '\n');
+      let doc: unknown;
+      try {
+        doc = this.snapshot();
+      } catch (err) {
+        // A bug in the status, not in the tunnel: say so on the socket and in the log, keep running.
+        log.error('status snapshot failed', { error: (err as Error).message });
+        doc = { error: `status snapshot failed: ${(err as Error).message}` };
+      }
+      c.end(JSON.stringify(doc) + '\n');
     });
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
@@ -42,7 +50,10 @@ export function readStatus(file: string, timeoutMs = 3000): Promise<unknown> {
     let data = '';
     const t = setTimeout(() => { c.destroy(); reject(new Error(`no answer from ${file}`)); }, timeoutMs);
     c.on('data', (d) => (data += d));
-    c.on('end', () => { clearTimeout(t); try { resolve(JSON.parse(data)); } catch (e) { reject(e); } });
+    c.on('end', () => {
+      clearTimeout(t);
+      try { resolve(JSON.parse(data)); } catch { reject(new Error(`${file} answered ${data.length} bytes that are not a JSON document`)); }
+    });
     c.on('error', (err) => { clearTimeout(t); reject(new Error(`cannot read status from ${file}: ${err.message} (is the server running?)`)); });
   });
 }
