@@ -8,7 +8,8 @@
 // on, the native reader yields the CPU once (native/poll.h). Not after a fuller batch: bulk
 // traffic, which a yield per batch would slow. And not while another program keeps the CPU
 // busy: it would run instead of the process we woke, for a whole time slice, so a yield that
-// kept us away longer than a millisecond pauses yielding for a second. bench/README.md, "Yielding after a hand-off", has the measurements.
+// kept us away longer than a millisecond pauses yielding for a second. The measurements are
+// in bench/README.md, "Yielding after a hand-off".
 import { addon } from '../native';
 
 /** Batches of at most this many packets are "interactive": a yield follows their hand-off. */
