@@ -4,9 +4,10 @@
 // server joined by one veth, `lab.sh up --pair`): the bare underlay, minivpn with DTLS, minivpn in plaintext
 // mode, and OpenVPN 2.6 (UDP, AES-256-GCM, no DCO). Per system: iperf3 TCP both ways,
 // ping RTT through the tunnel, and the CPU seconds the VPN processes (server + client)
-// spent per megabyte moved. Prints medians, min-max and ratios to OpenVPN.
+// spent per megabyte moved. Then, with all of them up at once, the RTT again, pinging each
+// system in turn (see alternatingRtt). Prints medians, min-max and ratios to OpenVPN.
 //
-//   npm run bench -- [--runs 3] [--seconds 10] [--json FILE] [--chart FILE (default bench-results.svg)]
+//   npm run bench -- [--runs 3] [--seconds 10] [--alt-rounds 8] [--json FILE] [--chart FILE (default bench-results.svg)]
 import { ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -31,23 +32,29 @@ interface Sample {
   /** Median ping RTT after the transfers (the tunnel in use), and right after it came up. */
   rtt_ms: number; rtt_first_ms: number;
   cpu_s_per_mb: number | null; cpu_us_per_packet: number | null;
+  /**
+   * Median RTT with the systems pinged in turn (alternatingRtt), and that minus the raw veth's
+   * from the same pings: the RTT the tunnel adds. null when --alt-rounds 0 (added: also for raw).
+   */
+  rtt_alt_ms: number | null; rtt_added_ms: number | null;
 }
 
-interface Options { runs: number; seconds: number; json?: string; chart: string; udpGso: boolean; tunGro: boolean; handoffYield: boolean }
+interface Options { runs: number; seconds: number; altRounds: number; json?: string; chart: string; udpGso: boolean; tunGro: boolean; handoffYield: boolean }
 
 function say(line: string): void {
   process.stdout.write(`[bench] ${line}\n`);
 }
 
 function usage(): string {
-  return 'usage: npm run bench -- [--runs N (default 3)] [--seconds N (default 10)] [--json FILE] [--chart FILE (default bench-results.svg)] [--udp-gso (minivpn with UDP segmentation offload)] [--no-tun-gro (minivpn without merging TCP segments on TUN writes)] [--no-handoff-yield (minivpn without yielding the CPU after passing packets on)]';
+  return 'usage: npm run bench -- [--runs N (default 3)] [--seconds N (default 10)] [--alt-rounds N (default 8; 0: no alternating RTT)] [--json FILE] [--chart FILE (default bench-results.svg)] [--udp-gso (minivpn with UDP segmentation offload)] [--no-tun-gro (minivpn without merging TCP segments on TUN writes)] [--no-handoff-yield (minivpn without yielding the CPU after passing packets on)]';
 }
 
 export function parseArgs(argv: string[]): Options {
-  const o: Options = { runs: 3, seconds: 10, chart: 'bench-results.svg', udpGso: false, tunGro: true, handoffYield: true };
+  const o: Options = { runs: 3, seconds: 10, altRounds: 8, chart: 'bench-results.svg', udpGso: false, tunGro: true, handoffYield: true };
   eachFlag(argv, usage, (f) => {
     if (f.name === '--runs') o.runs = f.number(1, 100);
     else if (f.name === '--seconds') o.seconds = f.number(1, 600);
+    else if (f.name === '--alt-rounds') o.altRounds = f.number(0, 100);
     else if (f.name === '--json') o.json = f.value();
     else if (f.name === '--chart') o.chart = f.value();
     else if (f.name === '--udp-gso') o.udpGso = true;
@@ -92,10 +99,59 @@ async function iperf(lab: Lab, target: string, seconds: number, reverse: boolean
  * ping in forty that waited for a busy CPU moves the average by more than the VPNs differ.
  */
 async function pingRtt(lab: Lab, target: string): Promise<number> {
-  const r = await lab.exec('client1', ['ping', '-c', '40', '-i', '0.05', '-W', '2', target], { timeoutMs: 30_000 });
+  return median(await pingTimes(lab, target, 40));
+}
+
+/** The RTTs (ms) of `count` pings 50 ms apart; fails when fewer than half were answered. */
+async function pingTimes(lab: Lab, target: string, count: number): Promise<number[]> {
+  const r = await lab.exec('client1', ['ping', '-c', String(count), '-i', '0.05', '-W', '2', target], { timeoutMs: 30_000 });
   const times = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]));
-  if (times.length < 20) throw new Error(`ping ${target}: ${times.length} of 40 answered (exit ${r.code}): ${r.stdout.trim().split('\n').slice(-2).join(' ')} ${r.stderr.trim()}`);
-  return median(times);
+  if (times.length < count / 2) throw new Error(`ping ${target}: ${times.length} of ${count} answered (exit ${r.code}): ${r.stdout.trim().split('\n').slice(-2).join(' ')} ${r.stderr.trim()}`);
+  return times;
+}
+
+const ALT_PINGS = 20;  // pings per system per round of alternatingRtt
+
+/**
+ * The RTT of every system, measured with all of them up at once and pinged in turn: ALT_PINGS
+ * pings to each, `rounds` times, each round starting with the next system. Measured one after
+ * the other, minutes apart, two systems' RTTs differ by as much as the machine's load changes
+ * in between (per-run ratios from 0.6 to 1.5 for the same code); pinged in turn, they see the
+ * same load, and their ratio is what the code makes of it. An idle tunnel costs nothing but its
+ * keepalives, so the others do not disturb the one being pinged. Each tunnel first carries
+ * 2 s of iperf3 each way, as in measure(): the RTT of code that has just started (before
+ * V8 compiled the data path) is another figure, rtt_first_ms.
+ */
+async function alternatingRtt(lab: Lab, targets: Array<[System, string]>, rounds: number): Promise<Map<System, number[]>> {
+  for (const [name, target] of targets) {
+    if (name === 'raw') continue;
+    await iperf(lab, target, 2, false);
+    await iperf(lab, target, 2, true);
+  }
+  const times = new Map<System, number[]>(targets.map(([name]) => [name, []]));
+  for (let r = 0; r < rounds; r++) {
+    for (const [name, target] of rotate(targets, r)) times.get(name)!.push(...await pingTimes(lab, target, ALT_PINGS));
+  }
+  return times;
+}
+
+/** `xs` started at its element r (mod length): round r of alternatingRtt pings in this order. */
+export function rotate<T>(xs: T[], r: number): T[] {
+  const k = xs.length ? r % xs.length : 0;
+  return [...xs.slice(k), ...xs.slice(0, k)];
+}
+
+/** Per system: the median of its alternating pings, and that minus raw's (the RTT the tunnel adds). */
+export function alternatingSummary(times: Map<System, number[]>): Map<System, { rtt_alt_ms: number; rtt_added_ms: number | null }> {
+  const raw = times.get('raw');
+  const rawMedian = raw && raw.length ? median(raw) : null;
+  const out = new Map<System, { rtt_alt_ms: number; rtt_added_ms: number | null }>();
+  for (const [name, ts] of times) {
+    if (!ts.length) continue;
+    const m = median(ts);
+    out.set(name, { rtt_alt_ms: m, rtt_added_ms: name === 'raw' || rawMedian === null ? null : m - rawMedian });
+  }
+  return out;
 }
 
 /** Counts the packets that crossed the tunnel so far (both directions). */
@@ -144,6 +200,7 @@ async function measure(lab: Lab, name: System, target: string, seconds: number, 
     fwd_mbps: fwd.mbps, rev_mbps: rev.mbps, rtt_ms: rtt, rtt_first_ms: rttFirst,
     cpu_s_per_mb: pids.length ? (cpu1 - cpu0) / mb : null,
     cpu_us_per_packet: pids.length && packets > 0 ? ((cpu1 - cpu0) * 1e6) / packets / 2 : null,
+    rtt_alt_ms: null, rtt_added_ms: null,
   };
   say(`  ${name}: fwd ${fmt(s.fwd_mbps, 0)} Mbit/s, rev ${fmt(s.rev_mbps, 0)} Mbit/s, rtt ${fmt(rtt, 3)} ms (first ${fmt(rttFirst, 3)} ms)` +
     (s.cpu_s_per_mb !== null ? `, cpu ${fmt(s.cpu_s_per_mb * 1000, 2)} ms/MB, ${fmt(s.cpu_us_per_packet, 2)} us/packet per end (${packets} packets)` : ''));
@@ -164,19 +221,25 @@ async function stop(p: ChildProcess): Promise<void> {
   }
 }
 
-async function withMinivpn<T>(lab: Lab, dir: string, pki: string, flags: string[], fn: (pids: number[], packets: PacketCounter) => Promise<T>): Promise<T> {
+/** Where a minivpn instance listens and what it calls its TUNs: a second one runs beside the first in alternatingRtt. */
+interface MinivpnInstance { port: number; pool: string; serverTun: string; clientTun: string }
+const MINIVPN: MinivpnInstance = { port: 1194, pool: '10.8.0.0/24', serverTun: 'mvpn0', clientTun: 'mvpn1' };
+const MINIVPN_2: MinivpnInstance = { port: 1196, pool: '10.9.0.0/24', serverTun: 'mvpn2', clientTun: 'mvpn3' };
+const MINIVPN_2_SERVER_TUN = '10.9.0.1';
+
+async function withMinivpn<T>(lab: Lab, dir: string, pki: string, flags: string[], fn: (pids: number[], packets: PacketCounter) => Promise<T>, inst = MINIVPN): Promise<T> {
   const run = fs.mkdtempSync(path.join(dir, 'mv-'));
   const procs: ChildProcess[] = [];
   try {
     const server = lab.spawn('server', [process.execPath, SERVER_MAIN,
-      '--listen', `${ADDR.server}:1194`,
+      '--listen', `${ADDR.server}:${inst.port}`, '--pool', inst.pool, '--tun-name', inst.serverTun,
       '--ca', `${pki}/ca.crt`, '--cert', `${pki}/server.crt`, '--key', `${pki}/server.key`,
       '--authorized-dir', `${pki}/authorized`, '--leases-file', `${run}/leases.json`,
       '--status-socket', `${run}/status.sock`, ...flags]);
     procs.push(server);
     await lab.waitForLine(server, /listening on udp/, 15_000);
     const client = lab.spawn('client1', [process.execPath, CLIENT_MAIN,
-      '--server', `${ADDR.server}:1194`, '--name', 'bench',
+      '--server', `${ADDR.server}:${inst.port}`, '--name', 'bench', '--tun-name', inst.clientTun,
       '--ca', `${pki}/ca.crt`, '--cert', `${pki}/clients/bench.crt`, '--key', `${pki}/clients/bench.key`,
       '--state-dir', `${run}/state`, ...flags]);
     procs.push(client);
@@ -222,7 +285,7 @@ function fmt(x: number | null, digits: number): string {
   return x === null || !Number.isFinite(x) ? '-' : x.toFixed(digits);
 }
 
-type Metric = 'fwd_mbps' | 'rev_mbps' | 'rtt_ms' | 'rtt_first_ms' | 'cpu_s_per_mb' | 'cpu_us_per_packet';
+type Metric = 'fwd_mbps' | 'rev_mbps' | 'rtt_ms' | 'rtt_first_ms' | 'cpu_s_per_mb' | 'cpu_us_per_packet' | 'rtt_alt_ms' | 'rtt_added_ms';
 const METRICS: Array<{ key: Metric; title: string; scale: number; digits: number }> = [
   { key: 'fwd_mbps', title: 'client->server Mbit/s', scale: 1, digits: 0 },
   { key: 'rev_mbps', title: 'server->client Mbit/s', scale: 1, digits: 0 },
@@ -230,6 +293,8 @@ const METRICS: Array<{ key: Metric; title: string; scale: number; digits: number
   { key: 'rtt_first_ms', title: 'RTT just after tunnel-up ms', scale: 1, digits: 3 },
   { key: 'cpu_s_per_mb', title: 'CPU ms/MB', scale: 1000, digits: 2 },
   { key: 'cpu_us_per_packet', title: 'CPU us/packet per end', scale: 1, digits: 2 },
+  { key: 'rtt_alt_ms', title: 'RTT pinged in turn ms', scale: 1, digits: 3 },
+  { key: 'rtt_added_ms', title: 'added RTT (in turn, minus raw) ms', scale: 1, digits: 3 },
 ];
 
 function values(samples: Sample[], key: Metric): number[] {
@@ -345,6 +410,15 @@ async function main(): Promise<void> {
         run['minivpn-dtls'] = await withMinivpn(lab, dir, pki, minivpnFlags, (pids, pk) => measure(lab, 'minivpn-dtls', MINIVPN_SERVER_TUN, opts.seconds, pids, pk));
         run['minivpn-plaintext'] = await withMinivpn(lab, dir, pki, ['--insecure-plaintext', ...minivpnFlags], (pids, pk) => measure(lab, 'minivpn-plaintext', MINIVPN_SERVER_TUN, opts.seconds, pids, pk));
         run.openvpn = await withOpenvpn(lab, pki, (pids, pk) => measure(lab, 'openvpn', OVPN_SERVER_TUN, opts.seconds, pids, pk));
+        if (opts.altRounds > 0) {
+          say(`  all four up at once: ${opts.altRounds} rounds of ${ALT_PINGS} pings to each in turn`);
+          const times = await withMinivpn(lab, dir, pki, minivpnFlags, () =>
+            withMinivpn(lab, dir, pki, ['--insecure-plaintext', ...minivpnFlags], () =>
+              withOpenvpn(lab, pki, () => alternatingRtt(lab, [['raw', ADDR.server], ['minivpn-dtls', MINIVPN_SERVER_TUN],
+                ['minivpn-plaintext', MINIVPN_2_SERVER_TUN], ['openvpn', OVPN_SERVER_TUN]], opts.altRounds)), MINIVPN_2));
+          for (const [name, v] of alternatingSummary(times)) Object.assign(run[name], v);
+          say(`  in turn: ${SYSTEMS.map((n) => `${n} ${fmt(run[n].rtt_alt_ms, 3)}`).join(', ')} ms`);
+        }
         runs.push(run);
       }
       await stop(iperfServer);

@@ -1,16 +1,39 @@
 // The benchmark CLIs' flags (bench/args.ts, shared by npm run bench and npm run bench:scale).
 import t from 'tap';
-import { parseArgs as vpnArgs } from '../bench/vpn';
+import { alternatingSummary, parseArgs as vpnArgs, rotate } from '../bench/vpn';
 import { parseArgs as scaleArgs } from '../bench/scale';
 
 t.test('npm run bench: defaults and flags', async (t) => {
-  t.same(vpnArgs([]), { runs: 3, seconds: 10, chart: 'bench-results.svg', udpGso: false, tunGro: true, handoffYield: true });
-  t.same(vpnArgs(['--runs', '5', '--seconds', '20', '--json', 'r.json', '--chart', 'c.svg', '--udp-gso', '--no-tun-gro', '--no-handoff-yield']),
-    { runs: 5, seconds: 20, json: 'r.json', chart: 'c.svg', udpGso: true, tunGro: false, handoffYield: false });
+  t.same(vpnArgs([]), { runs: 3, seconds: 10, altRounds: 8, chart: 'bench-results.svg', udpGso: false, tunGro: true, handoffYield: true });
+  t.same(vpnArgs(['--runs', '5', '--seconds', '20', '--alt-rounds', '0', '--json', 'r.json', '--chart', 'c.svg', '--udp-gso', '--no-tun-gro', '--no-handoff-yield']),
+    { runs: 5, seconds: 20, altRounds: 0, json: 'r.json', chart: 'c.svg', udpGso: true, tunGro: false, handoffYield: false });
+  t.throws(() => vpnArgs(['--alt-rounds', '-1']), /bad --alt-rounds "-1"/);
   t.throws(() => vpnArgs(['--runs', '0']), /bad --runs "0": expected an integer from 1 to 100/);
   t.throws(() => vpnArgs(['--seconds', '1.5']), /bad --seconds "1.5": expected an integer/);
   t.throws(() => vpnArgs(['--json']), /--json needs a value/);
   t.throws(() => vpnArgs(['--bogus']), /unknown option "--bogus"/);
+});
+
+t.test('npm run bench: the systems pinged in turn', async (t) => {
+  // Each round starts with the next system, so none is always pinged first (or right after raw).
+  const xs = ['raw', 'dtls', 'plain', 'ovpn'];
+  t.same([0, 1, 2, 3, 4, 9].map((r) => rotate(xs, r)[0]), ['raw', 'dtls', 'plain', 'ovpn', 'raw', 'dtls']);
+  t.same(rotate(xs, 2), ['plain', 'ovpn', 'raw', 'dtls']);
+  t.same(rotate([], 3), []);
+  // Medians of all of a system's pings; the added RTT is that minus raw's median.
+  const s = alternatingSummary(new Map([
+    ['raw', [0.05, 0.07, 0.06]],
+    ['minivpn-dtls', [0.5, 0.4, 0.45, 0.9]],
+    ['openvpn', [0.42, 0.41, 0.43]],
+    ['minivpn-plaintext', []],
+  ]));
+  t.same(s.get('raw'), { rtt_alt_ms: 0.06, rtt_added_ms: null });
+  t.equal(s.get('minivpn-dtls')!.rtt_alt_ms, 0.475);
+  t.ok(Math.abs(s.get('minivpn-dtls')!.rtt_added_ms! - 0.415) < 1e-9);
+  t.ok(Math.abs(s.get('openvpn')!.rtt_added_ms! - 0.36) < 1e-9);
+  t.notOk(s.has('minivpn-plaintext'), 'no pings, no figure');
+  // Without raw's pings there is no added RTT.
+  t.same(alternatingSummary(new Map([['openvpn', [0.4]]])).get('openvpn'), { rtt_alt_ms: 0.4, rtt_added_ms: null });
 });
 
 t.test('npm run bench:scale: defaults and flags', async (t) => {
