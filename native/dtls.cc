@@ -615,6 +615,11 @@ size_t Connection::OpenInto(const uint8_t* in, size_t inLen, const uint32_t* inO
         outLens[count] = static_cast<uint32_t>(r);
         count++;
         used += (static_cast<size_t>(r) + 7) & ~static_cast<size_t>(7);
+        // The datagram is consumed and OpenSSL holds nothing more of it: it carried one
+        // record, the usual case. Stop rather than call SSL_read again only to hear "want
+        // read": with cold caches (a ping every 50 ms) that call, SSL_get_error and
+        // ERR_clear_error cost about 4 us per datagram, on each end of a round trip.
+        if (ds->in == nullptr && !SSL_has_pending(ssl_)) break;
         continue;
       }
       int err = SSL_get_error(ssl_, r);

@@ -109,6 +109,14 @@ t.test('a datagram that carries several records yields every one, in order', asy
   t.equal(r.server!.openOne(sealOne(r.client, 'four'), out), 1, 'the next datagram as usual');
   t.equal(out.packet(0).toString(), 'four');
   t.equal(r.server!.dropped, d0, 'nothing counted as dropped');
+  // Data and then close_notify in one datagram: the alert after the first record is read too.
+  const last = sealOne(r.client, 'last');
+  r.client.shutdown();
+  const bye = r.client.takeOutput();
+  t.ok(bye && bye.length === 1, 'close_notify queued as one datagram');
+  t.equal(r.server!.openOne(Buffer.concat([last, bye![0]]), out), 1, 'the data record');
+  t.equal(out.packet(0).toString(), 'last');
+  t.equal(r.server!.state, 'closed', 'and the close_notify behind it');
 });
 
 t.test('spoofed ClientHellos create no state and do not disturb a live connection', async (t) => {
