@@ -130,15 +130,23 @@ async function alternatingRtt(lab: Lab, targets: Array<[System, string]>, rounds
   }
   const times = new Map<System, number[]>(targets.map(([name]) => [name, []]));
   for (let r = 0; r < rounds; r++) {
-    for (const [name, target] of rotate(targets, r)) times.get(name)!.push(...await pingTimes(lab, target, ALT_PINGS));
+    for (const [name, target] of turnOrder(targets, r)) times.get(name)!.push(...await pingTimes(lab, target, ALT_PINGS));
   }
   return times;
 }
 
-/** `xs` started at its element r (mod length): round r of alternatingRtt pings in this order. */
-export function rotate<T>(xs: T[], r: number): T[] {
-  const k = xs.length ? r % xs.length : 0;
-  return [...xs.slice(k), ...xs.slice(0, k)];
+/**
+ * The order of round r of alternatingRtt, a Williams design: the first round is 0, 1, n-1, 2,
+ * n-2, ... and round r adds r to each (mod n); with an odd count, every other cycle of rounds is
+ * reversed. So within n rounds (2n when odd) each system is pinged first equally often and comes
+ * right after each of the others once: what ran just before a system's pings, which could warm
+ * or cool the paths it shares with them, is the same for all.
+ */
+export function turnOrder<T>(xs: T[], r: number): T[] {
+  const n = xs.length;
+  const order = xs.map((_, i) => ((i % 2 ? (i + 1) / 2 : n - i / 2) + r) % n);
+  if (n % 2 && Math.floor(r / n) % 2) order.reverse();
+  return order.map((k) => xs[k]);
 }
 
 /** Per system: the median of its alternating pings, and that minus raw's (the RTT the tunnel adds). */

@@ -1,6 +1,6 @@
 // The benchmark CLIs' flags (bench/args.ts, shared by npm run bench and npm run bench:scale).
 import t from 'tap';
-import { alternatingSummary, parseArgs as vpnArgs, rotate } from '../bench/vpn';
+import { alternatingSummary, parseArgs as vpnArgs, turnOrder } from '../bench/vpn';
 import { parseArgs as scaleArgs } from '../bench/scale';
 
 t.test('npm run bench: defaults and flags', async (t) => {
@@ -15,11 +15,24 @@ t.test('npm run bench: defaults and flags', async (t) => {
 });
 
 t.test('npm run bench: the systems pinged in turn', async (t) => {
-  // Each round starts with the next system, so none is always pinged first (or right after raw).
+  // Each system first once per cycle of rounds, and right after each other system once.
+  const balanced = (xs: string[], rounds: number) => {
+    const orders = Array.from({ length: rounds }, (_, r) => turnOrder(xs, r));
+    for (const o of orders) t.same([...o].sort(), [...xs].sort(), 'every system once per round');
+    for (const x of xs) t.equal(orders.filter((o) => o[0] === x).length, rounds / xs.length, `${x} first ${rounds / xs.length} time(s)`);
+    const pairs = orders.flatMap((o) => o.slice(1).map((x, i) => `${o[i]}>${x}`));
+    t.equal(new Set(pairs).size, xs.length * (xs.length - 1), 'each after each other one');
+    const counts = new Map<string, number>();
+    for (const p of pairs) counts.set(p, (counts.get(p) ?? 0) + 1);
+    t.equal(new Set(counts.values()).size, 1, 'equally often');
+  };
   const xs = ['raw', 'dtls', 'plain', 'ovpn'];
-  t.same([0, 1, 2, 3, 4, 9].map((r) => rotate(xs, r)[0]), ['raw', 'dtls', 'plain', 'ovpn', 'raw', 'dtls']);
-  t.same(rotate(xs, 2), ['plain', 'ovpn', 'raw', 'dtls']);
-  t.same(rotate([], 3), []);
+  t.same(turnOrder(xs, 0), ['raw', 'dtls', 'ovpn', 'plain']);
+  t.same(turnOrder(xs, 5), turnOrder(xs, 1), 'the cycle repeats');
+  balanced(xs, 4);
+  balanced(xs, 8);
+  balanced(['a', 'b', 'c'], 6);
+  t.same(turnOrder([], 3), []);
   // Medians of all of a system's pings; the added RTT is that minus raw's median.
   const s = alternatingSummary(new Map([
     ['raw', [0.05, 0.07, 0.06]],
