@@ -114,7 +114,7 @@ const ALT_PINGS = 20;  // pings per system per round of alternatingRtt
 
 /**
  * The RTT of every system, measured with all of them up at once and pinged in turn: ALT_PINGS
- * pings to each, `rounds` times, each round starting with the next system. Measured one after
+ * pings to each, `rounds` times, in the order turnOrder gives each round. Measured one after
  * the other, minutes apart, two systems' RTTs differ by as much as the machine's load changes
  * in between (per-run ratios from 0.6 to 1.5 for the same code); pinged in turn, they see the
  * same load, and their ratio is what the code makes of it. An idle tunnel costs nothing but its
