@@ -20,8 +20,8 @@ static Napi::Value LoopNow(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), loop ? static_cast<double>(uv_now(loop)) : 0);
 }
 
-// setHandoffYield(maxBatch, maxAwayMs, pauseMs): after a reader's callback that passed packets
-// on (udpSend, tunWrite) and had at most maxBatch packets, yield the CPU once; 0 turns it off.
+// setHandoffYield(maxBatch, maxAwayMs, pauseMs): in a reader's callback that had at most
+// maxBatch packets, each udpSend or tunWrite that passes packets on yields the CPU; 0: never.
 // A yield that kept us away longer than maxAwayMs pauses yielding (poll.h). For this thread's
 // event loop. handoffStats() -> [yields, of them slow, ms until yielding resumes (0: not paused)].
 static Napi::Value SetHandoffYield(const Napi::CallbackInfo& info) {

@@ -12,24 +12,20 @@
 // it with a "sync" wake-up: the kernel expects us to sleep next and often runs it on our
 // CPU, where it waits until we do. Our way to sleep is long (back out of JavaScript, Node's
 // check phase, libuv's polls: 15 to 30 us with cold caches, against 4 to 8 for a C loop),
-// and for a ping that wait is part of the round trip. So after a wake-up that handed a few
-// packets on (a small batch: interactive traffic, where each packet is waited for), the
-// reader gives the CPU up once with sched_yield(); a full batch (bulk traffic) keeps it.
-// JavaScript sets the limits (setHandoffYield; 0 turns it off), the senders note a hand-off.
-//
-// A yield only helps when the process we woke is what runs instead of us. When another
-// program keeps this CPU busy, it runs instead, for a whole time slice (milliseconds), and the
-// next packet waits for it: so a yield that kept us off the CPU for longer than `maxAwayMs`
-// pauses yielding for `pauseMs`. (Not doubled while the CPU stays busy: bulk traffic makes
-// slow yields too, and the pings after it should find yielding back within a second.)
+// and for a ping that wait is part of the round trip. So in a callback whose batch was small
+// (interactive traffic, where each packet is waited for), each hand-off gives the CPU up with
+// sched_yield() right after the send or TUN write, before the rest of the callback and the
+// loop turn; a callback that handed nothing on yields not at all, and a full batch (bulk
+// traffic) keeps the CPU. JavaScript sets the limits (setHandoffYield; 0 turns it off), the
+// senders call NoteHandoff.
 struct Handoff {
-  double maxBatch = 0;  // yield after a callback whose batch had at most this many packets
+  double maxBatch = 0;  // yield at the hand-offs of a callback whose batch had at most this many packets
   double maxAwayMs = 1;  // a yield longer than this means a busy CPU
   double pauseMs = 1000;  // then no yields for this long
-  bool happened = false;  // a udpSend or tunWrite in the current callback passed a packet on
   double yields = 0;  // how often we yielded (tests, status)
   double slow = 0;  // how many of them took longer than maxAwayMs
   double pausedUntil = 0;  // monotonic ms
+  double batch = 0;  // packets handed to the reader's callback running now (0: none running)
 };
 inline thread_local Handoff t_handoff;
 inline double MonotonicMs() {
@@ -48,7 +44,11 @@ inline void HandoffYield() {
     h.pausedUntil = t0 + h.pauseMs;
   }
 }
-inline void NoteHandoff() { t_handoff.happened = true; }
+// A send or TUN write passed packets on: yield now if the running callback's batch is small.
+inline void NoteHandoff() {
+  Handoff& h = t_handoff;
+  if (h.batch > 0 && h.batch <= h.maxBatch) HandoffYield();
+}
 
 class PolledFd {
  public:
@@ -120,6 +120,7 @@ class PolledFd {
   // An exception thrown by cb goes to 'uncaughtException', as with MakeCallback.
   void CallJs(Napi::Env env, Napi::FunctionReference& cb, napi_value recv, double count, double now) {
     if (count > 0) batched_ += count;
+    t_handoff.batch = batched_;
     Napi::Value r = cb.Call(recv, {Napi::Number::New(env, count), Napi::Number::New(env, now)});
     if (env.IsExceptionPending()) {
       napi_fatal_exception(env, env.GetAndClearPendingException().Value());
@@ -143,10 +144,9 @@ class PolledFd {
       if (self->poll_ == h && self->fd_ >= 0) uv_poll_start(h, UV_READABLE, OnPoll);
       return;
     }
-    t_handoff.happened = false;
     self->batched_ = 0;
     self->OnReadable();
-    if (t_handoff.happened && self->batched_ > 0 && self->batched_ <= t_handoff.maxBatch) HandoffYield();
+    t_handoff.batch = 0;  // hand-offs outside a reader's callback (timers, handshakes) do not yield
   }
 
   static void CleanupHook(void* arg) {

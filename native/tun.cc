@@ -174,6 +174,15 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
   // level-triggered, so a full batch simply makes the loop call us again next turn,
   // which keeps one busy TUN from starving the UDP socket.
   void Drain() {
+    uint32_t n = Fill();
+    if (n == 0) return;
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    CallJs(env, cb_, Value(), n, LoopNow());
+  }
+
+  // Reads packets into the batch until EAGAIN or until it is full; returns how many.
+  uint32_t Fill() {
     size_t used = 0;
     uint32_t n = 0;
     while (n < maxCount_ && used + headroom_ + maxPacket_ <= bufLen_) {
@@ -188,10 +197,7 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
       used += (headroom_ + static_cast<size_t>(r) + 7) & ~static_cast<size_t>(7);  // 8-byte aligned slots
       n++;
     }
-    if (n == 0) return;
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    CallJs(env, cb_, Value(), n, LoopNow());
+    return n;
   }
 
   // One packet into `to` (maxPacket_ bytes): its length, 0 to skip it, -1 with errno set.
@@ -287,6 +293,16 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
     if (ok > 0) NoteHandoff();
     t->Publish();
     return Napi::Number::New(env, ok);
+  }
+
+  // tunRead(tun) -> packets read into start()'s batch right now (0: none queued, or not
+  // started), without calling back: for what the kernel answered within a write (tun.ts,
+  // Tun.readNow), handed to the callback by JavaScript itself.
+  static Napi::Value ReadHandles(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Tun* t = ObjFromHandle<Tun>(env, info[0], "tunRead");
+    if (!t) return env.Undefined();
+    return Napi::Number::New(env, t->fd_ >= 0 && t->polling() ? t->Fill() : 0);
   }
 
  private:
@@ -440,5 +456,6 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
 Napi::Object InitTun(Napi::Env env, Napi::Object exports) {
   exports.Set("Tun", Tun::Define(env));
   exports.Set("tunWrite", Napi::Function::New<Tun::WriteHandles>(env, "tunWrite"));
+  exports.Set("tunRead", Napi::Function::New<Tun::ReadHandles>(env, "tunRead"));
   return exports;
 }

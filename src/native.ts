@@ -117,9 +117,10 @@ interface Addon {
   /** The event loop's monotonic clock in ms (uv_now). */
   loopNow(): number;
   /**
-   * After a TUN or UDP callback that passed packets on (tunWrite, udpSend) and had at most
-   * `maxBatch` packets, give the CPU up once (sched_yield); 0 turns it off. A yield that kept
-   * the thread away longer than `maxAwayMs` pauses yielding for `pauseMs`. This thread only.
+   * In a TUN or UDP callback whose batch had at most `maxBatch` packets, each tunWrite or
+   * udpSend that passed packets on gives the CPU up (sched_yield) right away; 0 turns it off. A
+   * yield that kept the thread away longer than `maxAwayMs` pauses yielding for `pauseMs`.
+   * This thread only.
    */
   setHandoffYield(maxBatch: number, maxAwayMs?: number, pauseMs?: number): void;
   /** [yields, of them longer than maxAwayMs, ms until yielding resumes (0: not paused)], this thread. */
@@ -127,6 +128,8 @@ interface Addon {
   batchRef(buf: Buffer, offs: Uint32Array, lens: Uint32Array): BatchHandle;
   /** Writes the first `count` packets of `batch` into the TUN; returns how many the kernel took. */
   tunWrite(tun: TunHandle, batch: BatchHandle, count: number): number;
+  /** Reads what the TUN holds now into its start() batch, without calling back; returns the count (0 before start). */
+  tunRead(tun: TunHandle): number;
   /** A peer's address (16 bytes: IPv6 or IPv4-mapped) and port, for udpSend. */
   udpPeer(addr16: Buffer, port: number): PeerHandle;
   /** Sends the first `count` packets of `batch` to `peer` (null: the connected one); returns how many the kernel took. */

@@ -1,6 +1,6 @@
-// Yielding the CPU after a hand-off (src/os/handoff.ts, native/poll.h): after a reader's
-// callback that passed packets on and had at most a few of them, the process yields once;
-// a fuller batch, a callback that sent nothing, or the option turned off: no yield. On
+// Yielding the CPU at a hand-off (src/os/handoff.ts, native/poll.h): in a reader's callback
+// that had at most a few packets, each send that passes packets on yields at once, inside the
+// callback; a fuller batch, a callback that sent nothing, or the option turned off: no yield. On
 // loopback, in this process: socket B echoes what socket A sends it. (A TUN write counts as
 // a hand-off too: test/tun.test.ts.) A yield that kept us away too long (another program
 // busy on this CPU) pauses yielding.
@@ -14,13 +14,21 @@ const handoffYields = () => handoffStats().yields;
 const setHandoffYield = (on: boolean) => setYield(on, { maxAwayMs: 1e9 });
 import { parseClientArgs, parseServerArgs } from '../src/config';
 
-interface Echo { a: UdpSocket; b: UdpSocket; batches: number[]; echo: { on: boolean }; got: () => number; close: () => void }
+interface Echo {
+  a: UdpSocket; b: UdpSocket; batches: number[];
+  /** B's echo: on or off, and how many times it sends each batch back */
+  echo: { on: boolean; times: number };
+  /** per B callback: the yields counted right after each of its sends, before it returned */
+  inCallback: number[][];
+  got: () => number; close: () => void;
+}
 
 function echoPair(): Echo {
   const b = UdpSocket.bind('127.0.0.1', 0);
   const a = UdpSocket.connect('127.0.0.1', b.address().port);
   const batches: number[] = [];
-  const echo = { on: true };
+  const echo = { on: true, times: 1 };
+  const inCallback: number[][] = [];
   const peers = new Map<number | string, Peer>();
   const out = new PacketBatch(64, 2048);
   b.onDatagrams(new UdpBatch(64, 2048), (rx) => {
@@ -31,12 +39,17 @@ function echoPair(): Echo {
     if (!p) peers.set(k, (p = rx.peer(0)));
     out.clear();
     for (let i = 0; i < rx.count; i++) out.push(rx.packet(i));
-    b.sendBatch(out, p);
+    const y0 = handoffYields(), seen: number[] = [];
+    for (let k = 0; k < echo.times; k++) {
+      b.sendBatch(out, p);
+      seen.push(handoffYields() - y0);
+    }
+    inCallback.push(seen);
     return false;
   });
   let got = 0;
   a.onDatagrams(new UdpBatch(64, 2048), (rx) => { got += rx.count; return false; });
-  return { a, b, batches, echo, got: () => got, close: () => { a.close(); b.close(); } };
+  return { a, b, batches, echo, inCallback, got: () => got, close: () => { a.close(); b.close(); } };
 }
 
 /** Sends n datagrams from A in one go (one loop turn), then waits until `until` holds. */
@@ -59,6 +72,21 @@ t.test('a callback that echoes one datagram yields once; the receiving callback,
     await send(e, 1, () => e.got() === round);
     t.equal(handoffYields() - y0, 1, `round ${round}: one yield, after B's send`);
   }
+});
+
+t.test('the yield comes right at the send, before the callback returns; each send of a small batch yields', async (t) => {
+  const e = echoPair();
+  t.teardown(e.close);
+  setHandoffYield(true);
+  const y0 = handoffYields();
+  await send(e, 1, () => e.got() === 1);
+  t.same(e.inCallback, [[1]], 'one send: one yield, already counted when the send returned');
+  t.equal(handoffYields() - y0, 1, 'and none more after the callback');
+  e.echo.times = 2;
+  const y1 = handoffYields();
+  await send(e, 1, () => e.got() === 3);
+  t.same(e.inCallback[1], [1, 2], 'two sends (say, to two clients): a yield after each');
+  t.equal(handoffYields() - y1, 2);
 });
 
 t.test(`a batch of more than ${HANDOFF_YIELD_MAX_BATCH} packets (bulk traffic) keeps the CPU`, async (t) => {

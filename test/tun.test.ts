@@ -41,6 +41,22 @@ for (const gro of [false, true]) {
   });
 }
 
+t.test('what the kernel answers within a TUN write is read at the end of a small batch, in the same call', async (t) => {
+  const r = inNs([fixture('tun-answer.js')]);
+  t.equal(r.status, 0, `fixture exits 0 (stderr: ${r.stderr})`);
+  const ev = events(r.stdout);
+  const small = ev.find((e) => e.event === 'small');
+  t.same(small?.replies, [{ seq: 1, inEndBatch: true }], 'a batch of one: the echo reply reached the TUN callback inside endBatch');
+  t.equal(small?.returned, false, 'and endBatch returns what the callback returned (false: only packets)');
+  t.equal(ev.find((e) => e.event === 'slow')?.returned, true, 'a callback that did more says so through endBatch');
+  const full = ev.find((e) => e.event === 'full');
+  t.equal(full?.during, 0, 'a fuller batch (bulk traffic): no read in endBatch');
+  t.same(full?.replies, [{ seq: 3, inEndBatch: false }], 'its reply came through the event loop');
+  const none = ev.find((e) => e.event === 'unanswered');
+  t.equal(none?.returned, false, 'nothing answered: the read finds nothing');
+  t.same(none?.replies, [], 'and nothing arrives later either');
+});
+
 t.test('GRO merges only in-order segments of one TCP connection with right checksums', async (t) => {
   const r = inNs([fixture('tun-gro.js')]);
   t.equal(r.status, 0, `fixture exits 0 (stderr: ${r.stderr})`);

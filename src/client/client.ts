@@ -123,7 +123,7 @@ export class VpnClient {
       this.slow = false;
       // A connected socket only hears the server.
       for (let i = 0; i < rx.count; i++) this.onDatagram(rx, i);
-      this.tunq.flush(this.tun); // the receive batch is done
+      if (this.tunq.endBatch(this.tun, rx.count, now) !== false) this.slow = true; // the receive batch is done
       return this.slow; // false: only packets (BatchCallback in native.ts)
     }, (errno) => {
       // ECONNREFUSED: an ICMP port unreachable came back, nothing listens on the server's port.

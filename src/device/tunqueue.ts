@@ -4,6 +4,7 @@
 import { PacketBatch } from '../batch';
 import { logger } from '../log';
 import { Tun } from '../tun/tun';
+import { HANDOFF_YIELD_MAX_BATCH } from '../os/handoff';
 
 const log = logger('tun');
 
@@ -20,6 +21,9 @@ export class TunQueue {
   private cur: PacketBatch | null = null;
   /** One such view per buffer seen (a handful: each keeps its native handle). */
   private readonly views: PacketBatch[] = [];
+
+  /** Packets the kernel took since the last endBatch. */
+  private written = 0;
 
   /** Set while the TUN should merge: the first flush that finds merging refused says so, once. */
   private watchGro: boolean;
@@ -65,11 +69,29 @@ export class TunQueue {
     return this.write(tun);
   }
 
+  /**
+   * The end of a receive batch of `datagrams` datagrams: flushes, then, if the batch was small
+   * (interactive traffic, where each packet is waited for: at most HANDOFF_YIELD_MAX_BATCH) and
+   * the kernel took a packet, reads the TUN at once (Tun.readNow). The kernel answers some
+   * packets within the write itself (an echo request to this host, TCP data it ACKs at once);
+   * read now, the answer leaves in this event-loop turn, without a trip through the loop.
+   * Bulk traffic (fuller batches) does not pay for the read. Returns what the TUN's onPackets
+   * callback returned (false: it only forwarded packets, see BatchCallback in native.ts).
+   */
+  endBatch(tun: Tun | null, datagrams: number, nowMs: number): boolean | void {
+    this.flush(tun);
+    const written = this.written;
+    this.written = 0;
+    if (written === 0 || tun === null || datagrams > HANDOFF_YIELD_MAX_BATCH) return false;
+    return tun.readNow(nowMs);
+  }
+
   private write(tun: Tun | null): number {
     const q = this.cur;
     if (q === null) return 0;
     this.cur = null;
     const n = tun ? tun.writeBatch(q) : 0;
+    this.written += n;
     q.count = 0;
     if (this.watchGro && tun && !tun.gro) {
       this.watchGro = false;

@@ -151,7 +151,7 @@ export class VpnServer {
       }
       this.hsQueue.push({ msg: Buffer.from(rx.packet(i)), peer: s ? s.peer : rx.peer(i) });
     }
-    this.tunq.flush(this.tun); // the receive batch is done
+    if (this.tunq.endBatch(this.tun, rx.count, now) !== false) this.slow = true; // the receive batch is done
     if (this.hsQueue.length && !this.hsScheduled) {
       this.hsScheduled = true;
       setImmediate(() => this.runHandshakes());

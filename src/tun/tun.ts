@@ -31,6 +31,9 @@ export class Tun {
   private readonly maxPacket: number;
   private readonly headroom: number;
   private closed = false;
+  private onBatch: ((batch: PacketBatch, nowMs: number) => boolean | void) | null = null;
+  /** Set while onBatch runs: rx is in use, readNow must not refill it. */
+  private inBatch = false;
 
   private constructor(dev: NativeTun, opts: Required<TunOptions>) {
     this.dev = dev;
@@ -61,11 +64,32 @@ export class Tun {
    * forwarded packets (see BatchCallback in native.ts).
    */
   onPackets(cb: (batch: PacketBatch, nowMs: number) => boolean | void): void {
-    const rx = this.rx;
-    this.dev.start(rx.buf, rx.offs, rx.lens, this.maxPacket, this.headroom, (count: number, nowMs: number) => {
-      rx.count = count;
-      return cb(rx, nowMs);
-    });
+    this.onBatch = cb;
+    this.dev.start(this.rx.buf, this.rx.offs, this.rx.lens, this.maxPacket, this.headroom, (count: number, nowMs: number) =>
+      this.deliver(count, nowMs));
+  }
+
+  /**
+   * Reads what the kernel has queued on the device right now and hands it to the onPackets
+   * callback at once, without waiting for the event loop. For a caller that just wrote
+   * packets the kernel answers within the write itself (an echo request to this host, TCP
+   * data it ACKs at once): the answer leaves in this event-loop turn, not the next. Returns
+   * what the callback returned (false when nothing was queued, or when called from inside it).
+   */
+  readNow(nowMs: number): boolean | void {
+    if (this.onBatch === null || this.inBatch || this.closed) return false;
+    const n = addon.tunRead(this.h);
+    return n > 0 ? this.deliver(n, nowMs) : false;
+  }
+
+  private deliver(count: number, nowMs: number): boolean | void {
+    this.rx.count = count;
+    this.inBatch = true;
+    try {
+      return this.onBatch!(this.rx, nowMs);
+    } finally {
+      this.inBatch = false;
+    }
   }
 
   /** Writes one IP packet; false if the kernel dropped it (queue full) or it was refused. */
