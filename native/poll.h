@@ -18,6 +18,12 @@
 // loop turn; a callback that handed nothing on yields not at all, and a full batch (bulk
 // traffic) keeps the CPU. JavaScript sets the limits (setHandoffYield; 0 turns it off), the
 // senders call NoteHandoff.
+//
+// A yield only helps when the process we woke is what runs instead of us. When another
+// program keeps this CPU busy, it runs instead, for a whole time slice (milliseconds), and the
+// next packet waits for it: so a yield that kept us off the CPU for longer than `maxAwayMs`
+// pauses yielding for `pauseMs`. (Not doubled while the CPU stays busy: bulk traffic makes
+// slow yields too, and the pings after it should find yielding back within a second.)
 struct Handoff {
   double maxBatch = 0;  // yield at the hand-offs of a callback whose batch had at most this many packets
   double maxAwayMs = 1;  // a yield longer than this means a busy CPU
