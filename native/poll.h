@@ -125,8 +125,7 @@ class PolledFd {
   // promise job or a tick) do we run a MakeCallback of a no-op, which drains them as usual.
   // An exception thrown by cb goes to 'uncaughtException', as with MakeCallback.
   void CallJs(Napi::Env env, Napi::FunctionReference& cb, napi_value recv, double count, double now) {
-    if (count > 0) batched_ += count;
-    t_handoff.batch = batched_;
+    if (count > 0) t_handoff.batch += count;  // (NoteHandoff reads it: a small batch yields)
     Napi::Value r = cb.Call(recv, {Napi::Number::New(env, count), Napi::Number::New(env, now)});
     if (env.IsExceptionPending()) {
       napi_fatal_exception(env, env.GetAndClearPendingException().Value());
@@ -140,8 +139,6 @@ class PolledFd {
   int fd_ = -1;
 
  private:
-  double batched_ = 0;  // packets handed to JavaScript in the current OnPoll
-
   static void OnPoll(uv_poll_t* h, int status, int) {
     auto* self = static_cast<PolledFd*>(h->data);
     if (self->fd_ < 0) return;
@@ -150,7 +147,7 @@ class PolledFd {
       if (self->poll_ == h && self->fd_ >= 0) uv_poll_start(h, UV_READABLE, OnPoll);
       return;
     }
-    self->batched_ = 0;
+    t_handoff.batch = 0;
     self->OnReadable();
     t_handoff.batch = 0;  // hand-offs outside a reader's callback (timers, handshakes) do not yield
   }

@@ -164,14 +164,15 @@ export class VpnServer {
   private runHandshakes(): void {
     this.now = monotonicMs();
     this.hsScheduled = false;
-    for (let n = 0; n < HANDSHAKES_PER_TURN && this.hsQueue.length; n++) {
+    let n = 0;
+    for (; n < HANDSHAKES_PER_TURN && this.hsQueue.length; n++) {
       const { msg, peer } = this.hsQueue.shift()!;
       const s = this.byRemote.get(peer.key);
       if (s) this.fromSession(s, this.one(msg), 0);
       else if (this.cfg.plaintext) this.newPlaintextPeer(msg, peer);
       else this.newDtlsPeer(msg, peer);
     }
-    this.tunq.flush(this.tun); // the receive batch is done
+    this.tunq.endBatch(this.tun, n, this.now); // this turn's batch is done (as in onDatagrams)
     if (this.hsQueue.length && !this.hsScheduled) {
       this.hsScheduled = true;
       setImmediate(() => this.runHandshakes());
