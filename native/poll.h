@@ -50,6 +50,11 @@ inline void HandoffYield() {
     h.pausedUntil = t0 + h.pauseMs;
   }
 }
+// Packets a reader's callback read itself (tunRead, udpRead) count towards its batch: it is
+// as small as all it handled. (Outside a callback, batch stays 0: no yields there.)
+inline void NoteRead(int n) {
+  if (n > 0 && t_handoff.batch > 0) t_handoff.batch += n;
+}
 // A send or TUN write passed packets on: yield now if the running callback's batch is small.
 inline void NoteHandoff() {
   Handoff& h = t_handoff;

@@ -302,7 +302,9 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
     Napi::Env env = info.Env();
     Tun* t = ObjFromHandle<Tun>(env, info[0], "tunRead");
     if (!t) return env.Undefined();
-    return Napi::Number::New(env, t->fd_ >= 0 && t->polling() ? t->Fill() : 0);
+    uint32_t n = t->fd_ >= 0 && t->polling() ? t->Fill() : 0;
+    NoteRead(static_cast<int>(n));
+    return Napi::Number::New(env, n);
   }
 
  private:

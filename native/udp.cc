@@ -214,21 +214,24 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
 
   void OnReadable() override {
     if (gro_) return ReadGro();
+    int n = Fill();
+    if (n != 0) Deliver(n);
+  }
+
+  // One recvmmsg into the batch: how many datagrams, 0 for none (EAGAIN), or -errno. An error
+  // such as ECONNREFUSED (an ICMP port unreachable on a connected socket) goes to JS as a
+  // negative count: the socket reports it once, so it must not be dropped here.
+  int Fill() {
     for (auto& m : msgs_) m.msg_hdr.msg_namelen = sizeof(sockaddr_storage);
     int n;
     do { n = recvmmsg(fd_, msgs_.data(), msgs_.size(), MSG_DONTWAIT, nullptr); } while (n < 0 && errno == EINTR);
-    if (n <= 0) {
-      // EAGAIN: nothing (after all). Anything else, e.g. ECONNREFUSED from an ICMP port
-      // unreachable on a connected socket, is reported to JS as a negative count.
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) Deliver(-errno);
-      return;
-    }
+    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
     for (int i = 0; i < n; i++) {
       offs_[i] = static_cast<uint32_t>(i * slot_);
       lens_[i] = msgs_[i].msg_len;
       SetPeer(i, &names_[i]);
     }
-    Deliver(n);
+    return n;
   }
 
   // The UDP_GRO read: messages land in our staging buffers (a run can be 64 KB), and each is
@@ -322,6 +325,19 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
   Napi::Value Handle(const Napi::CallbackInfo& info) { return NewObjHandle(info.Env(), this); }
 
  public:
+  // udpRead(udp) -> datagrams read into start()'s batch right now (0: none queued, not
+  // started, or a UDP_GRO socket, whose one read may fill several batches; -errno: an error),
+  // without calling back: for a reply that arrived while we yielded after a send (udp.ts,
+  // UdpSocket.readNow), handed to the callback by JavaScript itself.
+  static Napi::Value ReadHandles(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Udp* u = ObjFromHandle<Udp>(env, info[0], "udpRead");
+    if (!u) return env.Undefined();
+    int n = u->fd_ >= 0 && u->polling() && !u->gro_ && !u->msgs_.empty() ? u->Fill() : 0;
+    NoteRead(n);
+    return Napi::Number::New(env, n);
+  }
+
   // udpSend(udp, batch, count, peer | null) -> datagrams the kernel took: the first `count`
   // packets of a registered batch (handles: see handle.h), all to one peer (null: the
   // connected one), as a batch sealed for one session is. One sendmmsg call.
@@ -495,6 +511,7 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
 Napi::Object InitUdp(Napi::Env env, Napi::Object exports) {
   exports.Set("Udp", Udp::Define(env));
   exports.Set("udpSend", Napi::Function::New<Udp::SendHandles>(env, "udpSend"));
+  exports.Set("udpRead", Napi::Function::New<Udp::ReadHandles>(env, "udpRead"));
   exports.Set("udpPeer", Napi::Function::New<MakePeer>(env, "udpPeer"));
   return exports;
 }

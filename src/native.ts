@@ -134,6 +134,8 @@ interface Addon {
   udpPeer(addr16: Buffer, port: number): PeerHandle;
   /** Sends the first `count` packets of `batch` to `peer` (null: the connected one); returns how many the kernel took. */
   udpSend(udp: UdpHandle, batch: BatchHandle, count: number, peer: PeerHandle | null): number;
+  /** Reads what the socket holds now into its start() batch, without calling back; returns the count (0: none, before start, or with UDP_GRO; -errno: an error). */
+  udpRead(udp: UdpHandle): number;
   /** Opens datagrams index..index+count-1 of `inb` into `out`, after its first outFirst records; returns out's record count. */
   dtlsOpen(conn: DtlsHandle, inb: BatchHandle, index: number, count: number, out: BatchHandle, outFirst: number): number;
   /** Seals the first `count` packets of `inb` into `out`, one record each; returns how many. */

@@ -314,7 +314,7 @@ export class VpnClient {
 
   // ---- send ----------------------------------------------------------------------------
 
-  /** Only forwards packets: returns false (BatchCallback in native.ts). */
+  /** Returns false when it only forwarded packets (BatchCallback in native.ts). */
   private onTunBatch(b: PacketBatch, now: number): boolean {
     this.now = now;
     const ch = this.channel;
@@ -328,7 +328,7 @@ export class VpnClient {
     const view = ch.seal(tx, b.count, this.sealRing.next());
     this.send(view);
     this.stats.txPackets += b.count;
-    return false;
+    return this.sock.endBatch(b.count, now) !== false; // a reply that came while the send yielded, taken now
   }
 
   private send(view: PacketBatch): void {

@@ -8,6 +8,7 @@
 import net from 'node:net';
 import { addon, batchHandle, NativeUdp, PeerHandle, UdpHandle } from '../native';
 import { PacketBatch } from '../batch';
+import { HANDOFF_YIELD_MAX_BATCH } from '../os/handoff';
 
 const BUFFER_BYTES = 4 * 1024 * 1024;
 
@@ -149,14 +150,49 @@ export class UdpSocket {
    * ECONNREFUSED (the server's port is closed) as an errno number.
    */
   onDatagrams(rx: UdpBatch, cb: (rx: UdpBatch, nowMs: number) => boolean | void, onError: (errno: number) => void = () => undefined): void {
-    this.s.start(rx.buf, rx.offs, rx.lens, rx.addrs, rx.ports, rx.slotSize, (n, nowMs) => {
+    this.deliver = (n, nowMs) => {
       if (n < 0) {
         onError(-n);
         return true;
       }
       rx.count = n;
-      return cb(rx, nowMs);
-    });
+      this.inBatch = true;
+      try {
+        return cb(rx, nowMs);
+      } finally {
+        this.inBatch = false;
+      }
+    };
+    this.s.start(rx.buf, rx.offs, rx.lens, rx.addrs, rx.ports, rx.slotSize, this.deliver);
+  }
+  /** onDatagrams' callback behind the batch bookkeeping (null before it). */
+  private deliver: ((n: number, nowMs: number) => boolean | void) | null = null;
+  /** Set while the callback runs: its batch is in use, readNow must not refill it. */
+  private inBatch = false;
+
+  /**
+   * Reads what the socket holds right now and hands it to the onDatagrams callback at once,
+   * without waiting for the event loop. For a caller that just sent and yielded: a peer on
+   * this CPU may have answered meanwhile, and its reply is then taken in this event-loop turn,
+   * not after Node's way back to the loop. Returns what the callback returned (false when
+   * nothing was there, or when called from inside the callback). Not with UDP GRO (`gso`).
+   */
+  readNow(nowMs: number): boolean | void {
+    if (this.deliver === null || this.inBatch || this.closed) return false;
+    const n = addon.udpRead(this.h);
+    return n !== 0 ? this.deliver(n, nowMs) : false;
+  }
+
+  /**
+   * The end of a TUN batch of `packets` packets that was sent: if it was small (interactive
+   * traffic: at most HANDOFF_YIELD_MAX_BATCH, as for the yield at each send), reads the socket
+   * at once (readNow). The send yielded the CPU; when the VPN at the other end shares this
+   * machine, it often ran then and its reply is already queued. Bulk traffic does not pay for
+   * the read. Returns what the onDatagrams callback returned.
+   */
+  endBatch(packets: number, nowMs: number): boolean | void {
+    if (packets === 0 || packets > HANDOFF_YIELD_MAX_BATCH) return false;
+    return this.readNow(nowMs);
   }
 
   /** Sends every datagram of the batch to one peer (null: the connected peer); returns how many the kernel took. */

@@ -391,7 +391,7 @@ export class VpnServer {
 
   // ---- TUN side ------------------------------------------------------------------------
 
-  /** Only forwards packets: returns false (BatchCallback in native.ts). */
+  /** Returns false when it only forwarded packets (BatchCallback in native.ts). */
   private onTunBatch(b: PacketBatch, now: number): boolean {
     this.now = now;
     const buf = b.buf;
@@ -408,14 +408,16 @@ export class VpnServer {
       tx.offs[tx.count] = off - 1;
       tx.lens[tx.count++] = len + 1;
     }
-    for (let j = 0; j < pending.length; j++) {
+    const sent = pending.length;
+    for (let j = 0; j < sent; j++) {
       const s = pending[j];
       this.sendFrames(s, s.tx, s.tx.count);
       s.txPackets += s.tx.count;
       s.tx.count = 0;
     }
     pending.length = 0;
-    return false;
+    // A reply that came while the sends yielded, taken now (inside onDatagrams: nothing to do).
+    return sent > 0 && this.sock.endBatch(b.count, now) !== false;
   }
 
   /** Seals the first `count` frames of `frames` for one session and sends the datagrams. */
