@@ -10,7 +10,9 @@
 // which a yield per batch would slow. And not while another program keeps the CPU busy: it
 // would run instead of the process we woke, for a whole time slice, so a yield that kept us
 // away longer than a millisecond pauses yielding for a second. The measurements are in
-// bench/README.md, "Yielding after a hand-off".
+// bench/README.md, "Yielding after a hand-off". What the yield let run may have answered by
+// the time we are back: so after a small batch, the TUN is read at once after its write
+// (TunQueue.endBatch) and the UDP socket after its send (UdpSocket.endBatch).
 import { addon } from '../native';
 
 /** Batches of at most this many packets are "interactive": their hand-offs yield. */
