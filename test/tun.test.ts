@@ -3,6 +3,7 @@ import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { Tun } from '../src/tun/tun';
+import { HANDOFF_YIELD_MAX_BATCH } from '../src/os/handoff';
 
 const NS = `mvtun-${process.pid}`;
 const fixture = (name: string) => path.join(__dirname, 'fixtures', name);
@@ -55,6 +56,10 @@ t.test('what the kernel answers within a TUN write is read at the end of a small
   const none = ev.find((e) => e.event === 'unanswered');
   t.equal(none?.returned, false, 'nothing answered: the read finds nothing');
   t.same(none?.replies, [], 'and nothing arrives later either');
+  t.same(ev.find((e) => e.event === 'counted')?.counted, [
+    { replies: HANDOFF_YIELD_MAX_BATCH - 1, yields: 1 },
+    { replies: HANDOFF_YIELD_MAX_BATCH, yields: 0 },
+  ], 'replies read in endBatch count towards the UDP callback\'s batch: past the limit, the send does not yield');
 });
 
 t.test('GRO merges only in-order segments of one TCP connection with right checksums', async (t) => {
