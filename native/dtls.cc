@@ -747,9 +747,19 @@ Napi::Value Connection::Peer(const Napi::CallbackInfo& info) {
   X509* x = SSL_get1_peer_certificate(ssl_);
   if (!x) return env.Null();
   Napi::Object o = Napi::Object::New(env);
-  char cn[256] = {0};
-  X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof cn);
-  o.Set("cn", cn);
+  // The whole CN as UTF-8, embedded NULs and all: a C string would cut "alice\0x" down to
+  // "alice" (and a fixed buffer would cut a long one), passing it off as another name. JS
+  // checks it (isValidCn) before it names anything.
+  std::string cn;
+  X509_NAME* subject = X509_get_subject_name(x);
+  int at = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+  if (at >= 0) {
+    unsigned char* utf8 = nullptr;
+    int len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at)));
+    if (len >= 0) cn.assign(reinterpret_cast<char*>(utf8), static_cast<size_t>(len));
+    OPENSSL_free(utf8);
+  }
+  o.Set("cn", Napi::String::New(env, cn));
   o.Set("subject", NameLine(X509_get_subject_name(x)));
   o.Set("issuer", NameLine(X509_get_issuer_name(x)));
   unsigned char md[EVP_MAX_MD_SIZE];

@@ -32,7 +32,7 @@ stop_pid() { # stop one process we started, by PID, and wait for it
 }
 cleanup() {
   stop_pid "$DUMP_PID"; stop_pid "$CLIENT_PID"; stop_pid "$SERVER_PID"
-  if [ "$KEEP" = 1 ]; then echo "lab kept up (LAB_PREFIX=$LAB_PREFIX): scripts/lab.sh down removes it"; else lab down >/dev/null 2>&1 || true; fi
+  if [ "$KEEP" = 1 ]; then echo "lab kept up: sudo LAB_PREFIX=$LAB_PREFIX scripts/lab.sh down removes it"; else lab down >/dev/null 2>&1 || true; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -1,32 +1,44 @@
 #!/usr/bin/env bash
 # Installs what minivpn needs on Debian/Ubuntu, only what is missing:
 # system packages (when root), npm dependencies, the native addon and the TypeScript build.
-# Usage: scripts/deps.sh [demo|lab|test|bench]   (each installs what that use needs)
+# Usage: scripts/deps.sh [demo|lab|test|bench|scale|records]   (each installs what that use needs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want=${1:-demo}
+case $want in demo|lab|test|bench|scale|records) ;; *) echo "[deps] unknown use '$want' (demo, lab, test, bench, scale, records)" >&2; exit 2 ;; esac
 
 step() { echo "[deps] $*"; }
+
+# Node itself is the one thing we cannot install for you: say so before anything fails oddly.
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ]; then
+  echo "[deps] minivpn needs Node.js 20, 22 or 24; this is $(node --version 2>/dev/null || echo 'no node')." >&2
+  echo "[deps] Debian 12 and Ubuntu before 25.04 ship an older one: install Node from nodejs.org or NodeSource." >&2
+  exit 1
+fi
 
 # Each command we need -> the Debian package that brings it.
 pkgs=()
 need() { command -v "$1" >/dev/null 2>&1 || pkgs+=("$2"); }
-need ip iproute2
-need iptables iptables
-need tcpdump tcpdump
 need openssl openssl
-need curl curl
-need ping iputils-ping
-need sysctl procps
 need make make
 need g++ g++
 need python3 python3
-if [ "$want" != demo ]; then
-  need tshark tshark
+if [ "$want" != records ]; then  # (records: crypto in memory, no network)
+  need ip iproute2
+  need iptables iptables
+  need tcpdump tcpdump
+  need tshark tshark  # the demo shows the DTLS content types with it
+  need curl curl
+  need ping iputils-ping
+  need sysctl procps
+fi
+if [ "$want" = lab ] || [ "$want" = test ]; then
   need tcpreplay tcpreplay
 fi
-if [ "$want" = test ]; then
-  need chromium chromium
+if [ "$want" = test ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  # Debian packages it as chromium; Ubuntu only as chromium-browser (which installs the snap).
+  if grep -qs '^ID=ubuntu' /etc/os-release; then pkgs+=(chromium-browser); else pkgs+=(chromium); fi
 fi
 if [ "$want" = bench ]; then
   need iperf3 iperf3

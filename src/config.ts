@@ -13,6 +13,7 @@
 
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import { MAX_TUNNEL_MTU } from './wire/control';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export interface HostPort { host: string; port: number }
@@ -291,9 +292,10 @@ function unixSocketPath(v: unknown): string {
   return p;
 }
 
-function list(elem: (v: unknown) => unknown, example: string) {
+function list(elem: (v: unknown) => unknown, example: string, max = Infinity) {
   return (v: unknown): unknown[] => {
     if (!Array.isArray(v)) throw new Expected(`a list like ${example}`);
+    if (v.length > max) throw new Expected(`at most ${max} entries`, `${v.length} entries`);
     return v.map((e) => {
       try {
         return elem(e);
@@ -351,21 +353,27 @@ const HANDOFF_YIELD_FIELD: Field = {
   check: bool,
 };
 
+// What the server pushes goes to each client in one control frame, which must fit one
+// datagram slot (2048 bytes): 64 routes of the longest form ("255.255.255.255/32") and 4
+// DNS servers leave room for the rest (test/config.test.ts checks the worst case).
+export const MAX_PUSHED_ROUTES = 64;
+export const MAX_PUSHED_DNS = 4;
+
 const SERVER_FIELDS: Field[] = [
   { key: 'listen', flag: 'listen', type: 'value', metavar: 'HOST:PORT', def: { host: '::', port: 1194 }, defText: '[::]:1194', help: 'UDP address to listen on; [::] is dual stack', check: hostPort('listen') },
   { key: 'pool', flag: 'pool', type: 'value', metavar: 'CIDR', def: { network: '10.8.0.0', prefix: 24 }, defText: '10.8.0.0/24', help: 'tunnel address pool; the server takes the first address (.1)', check: ipv4Cidr('10.8.0.0/24', 8, 30) },
   { key: 'tunName', flag: 'tun-name', type: 'value', metavar: 'NAME', def: 'mvpn0', help: 'TUN device name', check: ifname('an interface name') },
-  { key: 'underlayMtu', flag: 'underlay-mtu', type: 'value', number: true, metavar: 'N', def: 1500, help: 'MTU of the network the UDP packets cross', check: int(576, 9000) },
-  { key: 'mtu', flag: 'mtu', type: 'value', number: true, metavar: 'N', def: undefined, defText: 'computed: 1434 with DTLS, 1471 plaintext', help: 'tunnel MTU, pushed to clients', check: int(576, 9000) },
+  { key: 'underlayMtu', flag: 'underlay-mtu', type: 'value', number: true, metavar: 'N', def: 1500, help: 'MTU of the network the UDP packets cross (at most 2000: the data path has 2 KB buffers)', check: int(576, MAX_TUNNEL_MTU) },
+  { key: 'mtu', flag: 'mtu', type: 'value', number: true, metavar: 'N', def: undefined, defText: 'computed: 1434 with DTLS, 1471 plaintext', help: 'tunnel MTU, pushed to clients (at most 2000)', check: int(576, MAX_TUNNEL_MTU) },
   { key: 'ca', flag: 'ca', type: 'value', metavar: 'FILE', def: 'pki/ca.crt', help: 'CA certificate that client certificates must chain to', check: path },
   { key: 'cert', flag: 'cert', type: 'value', metavar: 'FILE', def: 'pki/server.crt', help: "server's certificate", check: path },
   { key: 'key', flag: 'key', type: 'value', metavar: 'FILE', def: 'pki/server.key', help: "server's private key", check: path },
   { key: 'authorizedDir', flag: 'authorized-dir', type: 'value', metavar: 'DIR', def: 'pki/authorized', help: 'one file per authorized client CN', check: path },
   { key: 'leasesFile', flag: 'leases-file', type: 'value', metavar: 'FILE', def: 'run/leases.json', help: 'remembers which client got which address', check: path },
   { key: 'clientToClient', flag: 'client-to-client', type: 'bool', def: true, help: 'let clients reach each other through the server', check: bool },
-  { key: 'routes', flag: 'routes', aliases: ['route'], type: 'list', metavar: 'CIDR[,CIDR]', def: [], defText: 'none', help: 'networks pushed to clients (split tunnel); repeatable', check: list((v) => { const c = cidrRoute(v); return `${c.network}/${c.prefix}`; }, '["10.9.0.0/24"] of IPv4 CIDRs') },
+  { key: 'routes', flag: 'routes', aliases: ['route'], type: 'list', metavar: 'CIDR[,CIDR]', def: [], defText: 'none', help: 'networks pushed to clients (split tunnel); repeatable', check: list((v) => { const c = cidrRoute(v); return `${c.network}/${c.prefix}`; }, '["10.9.0.0/24"] of IPv4 CIDRs', MAX_PUSHED_ROUTES) },
   { key: 'redirectGateway', flag: 'redirect-gateway', type: 'bool', def: false, help: 'push a default route: all client traffic goes through the tunnel', check: bool },
-  { key: 'dns', flag: 'dns', type: 'list', metavar: 'ADDR[,ADDR]', def: [], defText: 'none', help: 'DNS servers pushed to clients; repeatable', check: list(ipv4, '["10.8.0.1"] of IPv4 addresses') },
+  { key: 'dns', flag: 'dns', type: 'list', metavar: 'ADDR[,ADDR]', def: [], defText: 'none', help: 'DNS servers pushed to clients; repeatable', check: list(ipv4, '["10.8.0.1"] of IPv4 addresses', MAX_PUSHED_DNS) },
   { key: 'mssClamp', flag: 'mss-clamp', type: 'bool', def: true, help: 'clamp the TCP MSS of connections through the tunnel to fit its MTU', check: bool },
   UDP_GSO_FIELD,
   TUN_GRO_FIELD,

@@ -11,9 +11,14 @@ export function setLevel(level: Level): void {
   threshold = ORDER[level];
 }
 
+// Control characters (C0, DEL, C1) in text from the network could end the line early and forge
+// another event, or send escapes to a terminal: shown as escapes instead.
+const CONTROL = /[\x00-\x1f\x7f-\x9f]/g;
+const escapeControl = (s: string) => s.replace(CONTROL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+
 function fmt(v: unknown): string {
-  if (typeof v === 'string') return /[\s"=]/.test(v) ? JSON.stringify(v) : v;
-  if (v instanceof Error) return JSON.stringify(v.message);
+  if (typeof v === 'string') return /[\s"=\x00-\x1f\x7f-\x9f]/.test(v) ? escapeControl(JSON.stringify(v)) : v;
+  if (v instanceof Error) return escapeControl(JSON.stringify(v.message));
   return String(v);
 }
 
@@ -27,7 +32,7 @@ export interface Logger {
 export function logger(component: string): Logger {
   const emit = (level: Level, msg: string, fields?: Record<string, unknown>) => {
     if (ORDER[level] < threshold) return;
-    let line = `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${component}: ${msg}`;
+    let line = `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${component}: ${escapeControl(msg)}`;
     if (fields) for (const [k, v] of Object.entries(fields)) if (v !== undefined) line += ` ${k}=${fmt(v)}`;
     // stderr for warnings and errors, stdout for the rest, so readiness lines can be awaited on stdout.
     (ORDER[level] >= ORDER.warn ? process.stderr : process.stdout).write(line + '\n');

@@ -3,8 +3,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  parseServerArgs, parseClientArgs, computeTunnelMtu, usage, ConfigError, HelpRequested,
+  parseServerArgs, parseClientArgs, computeTunnelMtu, usage, ConfigError, HelpRequested, MAX_PUSHED_ROUTES, MAX_PUSHED_DNS,
 } from '../src/config';
+import { ConfigMsg, encodeControl } from '../src/wire/control';
+import { encodeFrame, FrameType } from '../src/wire/frame';
 
 const NOENV = {};
 
@@ -68,7 +70,7 @@ t.test('server defaults', async (t) => {
     logLevel: 'info',
   });
   t.equal(parseServerArgs(['--insecure-plaintext'], NOENV).mtu, 1471, 'plaintext default MTU');
-  t.equal(parseServerArgs(['--underlay-mtu', '9000'], NOENV).mtu, 8934, 'MTU follows the underlay');
+  t.equal(parseServerArgs(['--underlay-mtu', '2000'], NOENV).mtu, 1934, 'MTU follows the underlay');
   t.equal(parseServerArgs(['--mtu', '1300'], NOENV).mtu, 1300, 'explicit MTU wins');
   t.equal(parseServerArgs([], { MINIVPN_LOG: 'debug' }).logLevel, 'debug', 'MINIVPN_LOG sets the level');
   t.equal(parseServerArgs(['--log-level', 'warn'], { MINIVPN_LOG: 'debug' }).logLevel, 'warn', 'flag beats env');
@@ -150,7 +152,7 @@ t.test('bad values name their field and say what is expected', async (t) => {
   throwsField(t, S(['--listen', '[zz::1]:5']), 'listen', /"listen"/, 'listen bad v6');
   throwsField(t, S(['--tun-name', 'a-very-long-name-x']), 'tunName', /"tunName": expected an interface name of 1-15/, 'tun name length');
   throwsField(t, S(['--tun-name', 'bad/name']), 'tunName', /"tunName"/, 'tun name chars');
-  throwsField(t, S(['--underlay-mtu', '500']), 'underlayMtu', /"underlayMtu": expected an integer from 576 to 9000, got 500/, 'underlay MTU range');
+  throwsField(t, S(['--underlay-mtu', '500']), 'underlayMtu', /"underlayMtu": expected an integer from 576 to 2000, got 500/, 'underlay MTU range');
   throwsField(t, S(['--mtu', '1400.5']), 'mtu', /"mtu": expected an integer/, 'fractional MTU');
   throwsField(t, S(['--mtu', 'big']), 'mtu', /got "big"/, 'non-numeric MTU');
   throwsField(t, S(['--routes', '10.9.0.0/24,10.9.1.0']), 'routes', /"routes": expected .*got "10\.9\.1\.0"/, 'bad route names the element');
@@ -168,7 +170,7 @@ t.test('bad values name their field and say what is expected', async (t) => {
 
   // In a file: wrong JSON types name the field too, and the file.
   const f = tmpFile(t, JSON.stringify({ underlayMtu: '1500' }));
-  throwsField(t, S(['--config', f]), 'underlayMtu', /"underlayMtu": expected an integer from 576 to 9000, got "1500" \(file .*config\.json\)/, 'string for number in file');
+  throwsField(t, S(['--config', f]), 'underlayMtu', /"underlayMtu": expected an integer from 576 to 2000, got "1500" \(file .*config\.json\)/, 'string for number in file');
   const g = tmpFile(t, JSON.stringify({ clientToClient: 'no' }));
   throwsField(t, S(['--config', g]), 'clientToClient', /expected true or false, got "no"/, 'bool in file');
   const h = tmpFile(t, JSON.stringify({ routes: '10.9.0.0/24' }));
@@ -268,4 +270,24 @@ t.test('--udp-gso turns UDP segmentation offload on (off by default, on both sid
 t.test('--no-mss-clamp turns MSS clamping off', async (t) => {
   t.equal(parseServerArgs([]).mssClamp, true);
   t.equal(parseServerArgs(['--no-mss-clamp']).mssClamp, false);
+});
+
+t.test('what the server pushes always fits one control frame of a 2048-byte slot', async (t) => {
+  // The most of every list; 3-digit octets in 10.x (17 characters; the longest form of an
+  // address, 18, is allowed for by the margin below), seconds that print with 17 digits.
+  const routes = Array.from({ length: MAX_PUSHED_ROUTES }, (_, i) => `10.${100 + i}.200.255/32`);
+  const dns = Array.from({ length: MAX_PUSHED_DNS }, (_, i) => `10.100.200.${100 + i}`);
+  const cfg = parseServerArgs(['--routes', routes.join(','), '--dns', dns.join(',')], NOENV);
+  t.equal(cfg.routes.length, 64);
+  const msg: ConfigMsg = {
+    type: 'config', v: 1, address: '10.100.100.254', prefix: 24, gateway: '10.100.100.100', mtu: 2000,
+    routes: cfg.routes, redirectGateway: true, dns: cfg.dns, keepaliveSec: 0.30000000000000004, timeoutSec: 86399.30000000001,
+  };
+  const frame = encodeFrame(FrameType.CONTROL, encodeControl(msg));
+  const margin = MAX_PUSHED_ROUTES + MAX_PUSHED_DNS + 2; // one more character per address
+  t.ok(frame.length + margin <= 2048, `the worst case is ${frame.length} + ${margin} bytes`);
+  // One more of either is a config error that names the field, at startup.
+  const S = (args: string[]) => () => parseServerArgs(args, NOENV);
+  throwsField(t, S(['--routes', [...routes, '10.99.0.0/24'].join(',')]), 'routes', /"routes": expected at most 64 entries, got "65 entries"/, 'too many routes');
+  throwsField(t, S(['--dns', [...dns, '10.100.201.1'].join(',')]), 'dns', /"dns": expected at most 4 entries, got "5 entries"/, 'too many DNS servers');
 });

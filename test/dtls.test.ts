@@ -10,18 +10,22 @@ import { DtlsContext, DtlsConnection } from '../src/dtls/dtls';
 import { PacketBatch } from '../src/batch';
 import { testPki } from './helpers/certs';
 import { handshake } from './helpers/dtls-link';
-import { Issued } from '../src/pki/pki';
+import { Issued, issueCert } from '../src/pki/pki';
+import { isValidCn } from '../src/wire/control';
+
+/** What sealOne asserts with: the subtest that calls it. */
+type Asserts = Pick<typeof t, 'equal'>;
 
 const server = (ca: Issued, id: Issued, extra = {}) =>
   new DtlsContext({ role: 'server', ca: ca.certPem, cert: id.certPem, key: id.keyPem, retransmitMs: 50, ...extra });
 const client = (ca: Issued, id: Issued, extra = {}) =>
   new DtlsContext({ role: 'client', ca: ca.certPem, cert: id.certPem, key: id.keyPem, retransmitMs: 50, ...extra });
 
-function sealOne(conn: DtlsConnection, text: string): Buffer {
+function sealOne(tt: Asserts, conn: DtlsConnection, text: string): Buffer {
   const inb = new PacketBatch(1, 2048);
   inb.push(Buffer.from(text));
   const out = new PacketBatch(1, 2048);
-  t.equal(conn.seal(inb, inb.count, out), 1, 'one record sealed');
+  tt.equal(conn.seal(inb, inb.count, out), 1, 'one record sealed');
   return Buffer.from(out.packet(0));
 }
 
@@ -40,12 +44,12 @@ t.test('mutual authentication: handshake, peer identity, cipher, data both ways'
   t.match(info.cipher, /^ECDHE-ECDSA-(AES256-GCM-SHA384|CHACHA20-POLY1305)$/);
 
   const out = new PacketBatch(8, 2048);
-  const rec = sealOne(r.client, 'ping through the tunnel');
+  const rec = sealOne(t, r.client, 'ping through the tunnel');
   t.equal(rec[0], 23, 'an application_data record (content type 23)');
   t.notOk(rec.includes(Buffer.from('ping through')), 'the plaintext is not in the record');
   t.equal(r.server!.openOne(rec, out), 1);
   t.equal(out.packet(0).toString(), 'ping through the tunnel');
-  t.equal(r.client.openOne(sealOne(r.server!, 'pong'), out), 1);
+  t.equal(r.client.openOne(sealOne(t, r.server!, 'pong'), out), 1);
   t.equal(out.packet(0).toString(), 'pong');
 });
 
@@ -81,11 +85,11 @@ t.test('replays, garbage and truncated datagrams are dropped and counted', async
   const srv = r.server!;
   const out = new PacketBatch(8, 2048);
   const d0 = srv.dropped; // (0, or handshake retransmissions on a busy machine: not counted)
-  const rec = sealOne(r.client, 'once');
+  const rec = sealOne(t, r.client, 'once');
   t.equal(srv.openOne(rec, out), 1, 'first copy delivered');
   t.equal(srv.openOne(rec, out), 0, 'replayed copy not delivered');
   t.equal(srv.dropped - d0, 1, 'replay counted');
-  const forged = Buffer.from(sealOne(r.client, 'tamper me'));
+  const forged = Buffer.from(sealOne(t, r.client, 'tamper me'));
   forged[forged.length - 1] ^= 1;
   t.equal(srv.openOne(forged, out), 0, 'a record with a bad tag is not delivered');
   t.equal(srv.openOne(Buffer.from('garbage that is not DTLS at all'), out), 0);
@@ -93,7 +97,7 @@ t.test('replays, garbage and truncated datagrams are dropped and counted', async
   t.equal(srv.openOne(Buffer.alloc(0), out), 0, 'empty');
   t.equal(srv.dropped - d0, 5, 'every bad datagram counted');
   t.equal(srv.state, 'open', 'the connection survives');
-  t.equal(srv.openOne(sealOne(r.client, 'still alive'), out), 1);
+  t.equal(srv.openOne(sealOne(t, r.client, 'still alive'), out), 1);
   t.equal(out.packet(0).toString(), 'still alive');
 });
 
@@ -103,14 +107,14 @@ t.test('a datagram that carries several records yields every one, in order', asy
   const out = new PacketBatch(8, 2048);
   const d0 = r.server!.dropped;
   // DTLS allows several records in one datagram (RFC 6347 4.1.1); OpenSSL's own peers do it.
-  const three = Buffer.concat(['one', 'two', 'three'].map((w) => sealOne(r.client, w)));
+  const three = Buffer.concat(['one', 'two', 'three'].map((w) => sealOne(t, r.client, w)));
   t.equal(r.server!.openOne(three, out), 3, 'three packets out of one datagram');
   t.same([0, 1, 2].map((i) => out.packet(i).toString()), ['one', 'two', 'three']);
-  t.equal(r.server!.openOne(sealOne(r.client, 'four'), out), 1, 'the next datagram as usual');
+  t.equal(r.server!.openOne(sealOne(t, r.client, 'four'), out), 1, 'the next datagram as usual');
   t.equal(out.packet(0).toString(), 'four');
   t.equal(r.server!.dropped, d0, 'nothing counted as dropped');
   // Data and then close_notify in one datagram: the alert after the first record is read too.
-  const last = sealOne(r.client, 'last');
+  const last = sealOne(t, r.client, 'last');
   r.client.shutdown();
   const bye = r.client.takeOutput();
   t.ok(bye && bye.length === 1, 'close_notify queued as one datagram');
@@ -156,7 +160,7 @@ t.test('spoofed ClientHellos create no state and do not disturb a live connectio
   r.server!.openOne(hello, out);
   t.equal(r.server!.state, 'open', 'a ClientHello aimed at a live session does not kill it');
   t.equal(r.server!.dropped, droppedBefore, 'handshake-layer records are not counted as dropped data');
-  t.equal(r.server!.openOne(sealOne(r.client, 'after the flood'), out), 1);
+  t.equal(r.server!.openOne(sealOne(t, r.client, 'after the flood'), out), 1);
   t.equal(out.packet(0).toString(), 'after the flood');
 });
 
@@ -182,6 +186,21 @@ t.test('key log: NSS format lines, file mode 0600', async (t) => {
   const text = fs.readFileSync(file, 'utf8');
   t.match(text, /^CLIENT_RANDOM [0-9a-f]{64} [0-9a-f]{96}$/m);
   t.equal(fs.statSync(file).mode & 0o777, 0o600);
+  // A file that was there (world-readable) is appended to and made 0600 before any secret goes in.
+  const old = path.join(dir, 'old.log');
+  fs.writeFileSync(old, '# kept\n', { mode: 0o644 });
+  fs.chmodSync(old, 0o644);
+  const r2 = await handshake(server(p.ca, p.server, { keylogFile: old }), client(p.ca, p.client));
+  t.equal(r2.client.state, 'open');
+  t.equal(fs.statSync(old).mode & 0o777, 0o600, 'an existing key log is made 0600');
+  t.match(fs.readFileSync(old, 'utf8'), /^# kept\nCLIENT_RANDOM /, 'and appended to');
+  // Errors show when the context is made (startup), naming the file, not at the first handshake.
+  t.throws(() => server(p.ca, p.server, { keylogFile: path.join(dir, 'no-such-dir', 'k.log') }), /keylog: cannot open .*no-such-dir\/k\.log: ENOENT/);
+  const link = path.join(dir, 'link.log');
+  fs.symlinkSync(path.join(dir, 'target.log'), link);
+  t.throws(() => server(p.ca, p.server, { keylogFile: link }), /keylog: cannot open .*link\.log: it is a symbolic link/);
+  t.notOk(fs.existsSync(path.join(dir, 'target.log')), 'nothing written through the link');
+  t.throws(() => server(p.ca, p.server, { keylogFile: dir }), /keylog: cannot (open|use) /, 'a directory is refused');
 });
 
 t.test('close_notify: the peer sees the connection closed', async (t) => {
@@ -206,6 +225,22 @@ t.test('loading files: an expired own certificate and a missing file are named',
     /cert: .*old\.crt expired on \d{4}-/);
   t.throws(() => DtlsContext.fromFiles({ role: 'client', caFile: ca, certFile: path.join(dir, 'missing.crt'), keyFile: ca }),
     /cert: cannot read .*missing\.crt/);
+  // What OpenSSL finds wrong names the file too.
+  t.throws(() => DtlsContext.fromFiles({ role: 'client', caFile: w('empty.crt', ''), certFile: w('c.crt', p.client.certPem), keyFile: w('c.key', p.client.keyPem) }),
+    /^ca .*empty\.crt: no PEM certificate found/);
+  t.throws(() => DtlsContext.fromFiles({ role: 'client', caFile: ca, certFile: w('d.crt', p.client.certPem), keyFile: w('wrong.key', p.server.keyPem) }),
+    /^key .*wrong\.key: does not match the certificate/);
   const ok = DtlsContext.fromFiles({ role: 'client', caFile: ca, certFile: w('a.crt', p.client.certPem), keyFile: w('a.key', p.client.keyPem) });
   t.equal(ok.role, 'client', 'a valid set loads');
+});
+
+t.test("peer(): the certificate's whole CN, not cut at a NUL byte or at 255 bytes", async (t) => {
+  const p = await testPki();
+  const ca = p.ca;
+  for (const cn of ['alice\u0000x', 'a'.repeat(300), 'bob\tsmith']) {
+    const id = await issueCert(ca, { cn, kind: 'client', dnsNames: ['odd.minivpn.test'] });
+    const r = await handshake(server(ca, p.server), client(ca, id));
+    t.equal(r.server!.peer()?.cn, cn, `${JSON.stringify(cn.slice(0, 12))}${cn.length > 12 ? '...' : ''} (${cn.length} characters) comes through whole`);
+    t.notOk(isValidCn(r.server!.peer()?.cn), 'and is not a valid client name, so the server refuses it');
+  }
 });

@@ -269,8 +269,8 @@ t.test('decodeControl names each invalid field and never throws', async (t) => {
   bad(cfg({ gateway: '10.9.0.1' }), 'gateway', /^config\.gateway: 10\.9\.0\.1 is not in 10\.8\.0\.0\/24/, 'gateway off-subnet');
   bad(cfg({ gateway: '10.8.0.2' }), 'gateway', /must differ from address/, 'gateway = address');
   bad(cfg({ gateway: '10.8.0.255' }), 'gateway', /network or broadcast/, 'gateway broadcast');
-  bad(cfg({ mtu: 67 }), 'mtu', /^config\.mtu: must be an integer 68\.\.65535 \(got 67\)/, 'mtu too small');
-  bad(cfg({ mtu: 70000 }), 'mtu', /^config\.mtu: /, 'mtu too big');
+  bad(cfg({ mtu: 575 }), 'mtu', /^config\.mtu: must be an integer 576\.\.2000 \(got 575\)/, 'mtu too small');
+  bad(cfg({ mtu: 2001 }), 'mtu', /^config\.mtu: must be an integer 576\.\.2000 \(got 2001\)/, 'mtu too big for the data path');
   bad(cfg({ mtu: null }), 'mtu', /^config\.mtu: .*got null/, 'mtu null');
   bad(cfg({ routes: '10.0.0.0/8' }), 'routes', /^config\.routes: must be an array/, 'routes not an array');
   bad(cfg({ routes: ['10.0.0.0/8', 'nope'] }), 'routes[1]', /^config\.routes\[1\]: must be an IPv4 CIDR/, 'bad route');

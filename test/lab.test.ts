@@ -130,6 +130,12 @@ t.test('lab up: topology, reachability, services, status; down removes everythin
   t.match(st.stdout, /not up/);
 });
 
+/** Ends a detached `lab.sh up` and everything it started (its process group), if it still runs. */
+async function killGroup(up: ChildProcess, exited: Promise<unknown>): Promise<void> {
+  try { process.kill(-up.pid!, 'SIGKILL'); } catch { /* the whole group is gone already */ }
+  await exited;
+}
+
 t.test('down cleans up after an "up" killed part way; up after a crash rebuilds', async (t) => {
   const linksBefore = rootLinks();
   // Kill points: after every namespace exists, and after the web service is running.
@@ -145,12 +151,12 @@ t.test('down cleans up after an "up" killed part way; up after a crash rebuilds'
     let webPid = 0;
     try {
       await waitForLine(up, stage, 30_000);
-      process.kill(-up.pid!, 'SIGKILL');
-      await exited;
+      await killGroup(up, exited);
       t.equal(namespaces(prefix).length, 12, `killed at ${stage}: namespaces were left behind (as a crash would)`);
       if (fs.existsSync(`/run/minivpn-lab/${prefix}/web.pid`)) webPid = pidFile(prefix, 'web');
       if (stage.source.includes('lan')) t.ok(webPid > 0 && alive(webPid), 'the web service outlived the killed script');
     } finally {
+      await killGroup(up, exited); // (when the stage never came: a running "up" would race "down")
       const down = await labScript(prefix, ['down']);
       t.equal(down.code, 0, `down after kill at ${stage} exits 0`);
     }
@@ -168,14 +174,14 @@ t.test('down cleans up after an "up" killed part way; up after a crash rebuilds'
   const exited = new Promise((r) => up.once('exit', r));
   try {
     await waitForLine(up, /wiring the server side/, 30_000);
-    process.kill(-up.pid!, 'SIGKILL');
-    await exited;
+    await killGroup(up, exited);
     const again = await labScript(prefix, ['up', '--clients', '2']);
     t.equal(again.code, 0, 'up after a crash succeeds');
     t.match(again.stdout, /half-built/, 'and says it cleaned the leftovers first');
     const r = await labScript(prefix, ['exec', 'client2', 'curl', '-s', '--max-time', '5', `http://${ADDR.web}/`]);
     t.equal(r.stdout, `${ADDR.client(2)}\n`, 'the rebuilt lab works');
   } finally {
+    await killGroup(up, exited);
     await labScript(prefix, ['down']);
   }
   t.same(namespaces(prefix), [], 'no namespace left');

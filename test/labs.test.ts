@@ -93,7 +93,10 @@ t.test('every notebook in labs/ passes every checkpoint, in its own lab', async 
       t.match(log, new RegExp(`step ${nb.steps.length}/${nb.steps.length}: `), 'progress names the steps');
       t.same(namespaces(prefix), [], 'the lab is gone');
       // Every capture report the notebook wrote, as a student's browser shows it.
-      for (const report of findFiles(path.join(home, 'minivpn-labs'), /report\.html$/)) {
+      const reports = findFiles(path.join(home, 'minivpn-labs'), /report\.html$/);
+      const writesReport = fs.readFileSync(file, 'utf8').includes('report.html');
+      t.equal(reports.length > 0, writesReport, writesReport ? 'it wrote its capture report' : 'it writes no capture report');
+      for (const report of reports) {
         const png = path.join(SHOT_DIR, `${path.basename(file, '.md')}-report.png`);
         const page = await renderPage(report, png);
         t.equal(page.dumped, 0, `${path.basename(report)}: Chromium loaded it`);
@@ -407,7 +410,8 @@ t.test('npm run lab: usage errors', async (t) => {
     let stderr = '';
     c.stdout.on('data', (d) => { stdout += d; });
     c.stderr.on('data', (d) => { stderr += d; });
-    c.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    const timer = setTimeout(() => c.kill('SIGKILL'), 60_000);
+    c.on('close', (code) => { clearTimeout(timer); resolve({ code: code ?? 1, stdout, stderr }); });
   });
   t.equal(asNobody.code, 1);
   t.match(asNobody.stderr, 'the lab needs root (network namespaces): run it with sudo');
@@ -422,6 +426,7 @@ t.test('npm run lab: usage errors', async (t) => {
 
 t.test('HostCommand without a host: no network at all; stop ends the whole process group', async (t) => {
   const cmd = new HostCommand(undefined, 'unused', 'echo one; echo two >&2; echo three\nip -o link | awk \'{print $2}\'\nsleep 100 & echo "child $!"\nwait', process.env);
+  t.teardown(() => { if (cmd.running) cmd.kill('SIGKILL'); }); // (when a check below throws first)
   await cmd.waitFor(/^child \d+/, 10_000);
   t.match(cmd.output, /^one\ntwo\nthree\nlo:\nchild \d+\n$/, 'stdout and stderr in order; only a loopback interface');
   const child = Number(/child (\d+)/.exec(cmd.output)![1]);

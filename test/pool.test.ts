@@ -66,12 +66,12 @@ t.test('network, server and broadcast addresses are never handed out', async (t)
   t.ok(seen.has('10.8.0.2') && seen.has('10.8.0.254'));
   t.throws(() => pool.acquire('one-too-many'), PoolExhaustedError);
 
-  const tiny = new AddressPool('192.168.7.4/30');
-  t.equal(tiny.cidr, '192.168.7.4/30');
-  t.equal(tiny.serverAddress, '192.168.7.5');
+  const tiny = new AddressPool('10.77.7.4/30');
+  t.equal(tiny.cidr, '10.77.7.4/30');
+  t.equal(tiny.serverAddress, '10.77.7.5');
   t.equal(tiny.size, 1);
-  t.equal(tiny.acquire('a').addressStr, '192.168.7.6');
-  t.throws(() => tiny.acquire('b'), { name: 'PoolExhaustedError', message: /192\.168\.7\.4\/30 exhausted: all 1 client addresses/ });
+  t.equal(tiny.acquire('a').addressStr, '10.77.7.6');
+  t.throws(() => tiny.acquire('b'), { name: 'PoolExhaustedError', message: /10\.77\.7\.4\/30 exhausted: all 1 client addresses/ });
 });
 
 t.test('prefix limits and a big pool', async (t) => {
@@ -170,6 +170,7 @@ t.test('atomic writes leave no temp files; a failed write is survived', async (t
   }
   t.same(fs.readdirSync(dir), ['leases.json'], 'only the leases file');
   t.equal(JSON.parse(fs.readFileSync(file, 'utf8')).leases.length, 20);
+  t.equal(fs.statSync(file).mode & 0o777, 0o600, 'readable by its owner only (it names every client)');
 
   // Make the rename fail: a directory now sits where the file goes.
   fs.rmSync(file);

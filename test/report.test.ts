@@ -317,6 +317,7 @@ t.test('garbage never crashes the analysis: every cut point and random damage', 
   let seed = 12345;
   const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
   let threw = 0;
+  let crashed = 0;
   for (let i = 0; i < 3000; i++) {
     const base = i % 2 ? PLAIN : DTLS;
     const buf = Buffer.from(base);
@@ -327,13 +328,10 @@ t.test('garbage never crashes the analysis: every cut point and random damage', 
       if (i % 20 === 0) renderReport(a, a); // the page copes with whatever the analysis made of it (sampled: rendering is slower)
     } catch (err) {
       threw++;
-      if (!(err instanceof PcapError)) {
-        t.fail(`damage #${i} threw ${(err as Error).stack}`);
-        break;
-      }
+      if (!(err instanceof PcapError) && crashed++ === 0) t.comment(`damage #${i} threw ${(err as Error).stack}`);
     }
   }
-  t.pass(`3000 damaged files: ${threw} rejected with a PcapError, none crashed`);
+  t.equal(crashed, 0, `3000 damaged files: ${threw} rejected with a PcapError, none with anything else`);
 });
 
 t.test('tcpdump reads what writePcap writes', async (t) => {
@@ -687,7 +685,7 @@ t.test('report-cli: writes the page, explains bad input', async (t) => {
 
 
 t.test('the page in headless Chromium: script ran, summary and charts shown, screenshot saved', async (t) => {
-  t.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} exists (apt-get install chromium; scripts/deps.sh test installs it)`);
+  t.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} exists (scripts/deps.sh test installs it: chromium on Debian, chromium-browser on Ubuntu)`);
   const { html, a, b } = renderBoth();
   fs.mkdirSync(SHOTS, { recursive: true });
   const page = path.join(SHOTS, 'report.html');

@@ -2,9 +2,10 @@
 // privileges dropped after setup, pushed DNS.
 import t from 'tap';
 import fs from 'node:fs';
-import { withLab, uniquePrefix } from '../src/lab/topology';
+import { withLab, uniquePrefix, ADDR } from '../src/lab/topology';
 import path from 'node:path';
-import { vpnFixture, startServer, startClient, spawnClient, exited } from './helpers/vpn';
+import { vpnFixture, startServer, startClient, spawnClient, exited, serverArgs, SERVER_MAIN } from './helpers/vpn';
+import { issueCert } from '../src/pki/pki';
 
 const CLOCK_STEP = path.join(__dirname, 'fixtures', 'clock-step.js');
 
@@ -87,9 +88,11 @@ t.test('privileges dropped after setup; pushed DNS reaches the client', { timeou
   fs.chmodSync(f.dir, 0o755);
   await withLab({ prefix: uniquePrefix('priv'), clients: 1 }, async (lab) => {
     const server = await startServer(lab, f, ['--user', 'nobody', '--group', 'nogroup', '--leases-file', `${leases}/leases.json`, '--dns', '10.9.0.53']);
-    t.match(lab.output(server), /dropped privileges user=nobody group=nogroup/);
+    t.match(lab.output(server), /dropped privileges user=nobody group=nogroup uid=65534 gid=65534 groups=65534\n/);
     const status = fs.readFileSync(`/proc/${server.pid}/status`, 'utf8');
     t.match(status, /^Uid:\s+65534\s+65534\s+65534\s+65534$/m, 'the server runs as nobody');
+    t.match(status, /^Gid:\s+65534\s+65534\s+65534\s+65534$/m, 'in group nogroup');
+    t.match(status, /^Groups:\s*65534\s*$/m, "and none of root's supplementary groups");
     const c = await startClient(lab, f, 1, 'alice');
     t.match(lab.output(c.proc), /DNS.*10\.9\.0\.53/, 'the client was told the DNS server');
     const ping = await lab.exec('client1', ['ping', '-c', '2', '-W', '2', '10.8.0.1']);
@@ -99,6 +102,57 @@ t.test('privileges dropped after setup; pushed DNS reaches the client', { timeou
     await exited(c.proc, 10000);
     server.kill('SIGTERM');
     t.equal(await exited(server, 10000), 0, 'exits 0');
+    // --user alone: the user's own primary group, not root's group 0.
+    const alone = await startServer(lab, f, ['--user', 'nobody', '--leases-file', `${leases}/leases.json`]);
+    const st2 = fs.readFileSync(`/proc/${alone.pid}/status`, 'utf8');
+    t.match(st2, /^Uid:\s+65534\s+65534\s+65534\s+65534$/m, '--user alone: nobody');
+    t.match(st2, /^Gid:\s+65534\s+65534\s+65534\s+65534$/m, "in nobody's primary group (nogroup), not root's");
+    t.match(st2, /^Groups:\s*65534\s*$/m, "with nobody's groups only");
+    alone.kill('SIGTERM');
+    t.equal(await exited(alone, 10000), 0, 'exits 0');
+  });
+});
+
+t.test('a certificate whose CN cannot be a client name is refused; the server carries on', { timeout: 120_000 }, async (t) => {
+  const f = await vpnFixture(['alice']);
+  t.teardown(f.cleanup);
+  // Signed by the server's own CA, so the handshake succeeds: only the name is wrong.
+  const ca = { certPem: fs.readFileSync(`${f.pki}/ca.crt`, 'utf8'), keyPem: fs.readFileSync(`${f.pki}/ca.key`, 'utf8') };
+  const long = await issueCert(ca, { cn: 'a'.repeat(100), kind: 'client', dnsNames: ['long.minivpn.test'] });
+  fs.writeFileSync(`${f.pki}/clients/longcn.crt`, long.certPem);
+  fs.writeFileSync(`${f.pki}/clients/longcn.key`, long.keyPem, { mode: 0o600 });
+  await withLab({ prefix: uniquePrefix('cn'), clients: 2 }, async (lab) => {
+    const server = await startServer(lab, f);
+    const bad = spawnClient(lab, f, 2, 'longcn');
+    const line = await lab.waitForLine(bad, /refused by the server/, 15000);
+    t.match(line, /the certificate CN is not a valid client name/, 'the client is told why');
+    t.equal(await exited(bad, 5000), 1);
+    t.match(lab.output(server), new RegExp(`refused client: its certificate CN is not a valid client name cn=a{100} `));
+    const alice = await startClient(lab, f, 1, 'alice');
+    t.equal(alice.address, '10.8.0.2', 'the server still serves the next client');
+    alice.proc.kill('SIGTERM');
+    await exited(alice.proc, 10000);
+    server.kill('SIGTERM');
+    t.equal(await exited(server, 10000), 0, 'and exits 0');
+  });
+});
+
+t.test('a server that cannot bind its address undoes its setup and exits 1', { timeout: 120_000 }, async (t) => {
+  const f = await vpnFixture(['alice']);
+  t.teardown(f.cleanup);
+  await withLab({ prefix: uniquePrefix('bind'), clients: 1 }, async (lab) => {
+    // 203.0.113.9 is not an address of the server's host: the bind fails after server-init.sh
+    // has added its rules (MSS clamping, NAT) and the TUN exists.
+    const args = serverArgs(f, ['--nat-out', 'eth0']).map((a) => (a === `${ADDR.server}:1194` ? '203.0.113.9:1194' : a));
+    const p = lab.spawn('server', [process.execPath, SERVER_MAIN, ...args]);
+    t.equal(await exited(p, 20000), 1, 'exits 1');
+    t.match(lab.output(p), /cannot start: .*(EADDRNOTAVAIL|cannot assign)/i, 'and says why');
+    t.match(lab.output(p), /server-init\.sh down/, 'after running the init script\'s "down"');
+    const rules = await lab.exec('server', ['iptables-save']);
+    t.equal(rules.code, 0);
+    t.notMatch(rules.stdout, /minivpn:/, 'no firewall rule of ours is left');
+    const link = await lab.exec('server', ['ip', 'link', 'show', 'mvpn0']);
+    t.not(link.code, 0, 'and no TUN');
   });
 });
 

@@ -17,7 +17,7 @@ import { handoffStats, setHandoffYield } from '../os/handoff';
 import { runInitScript } from '../os/scripts';
 import { Tun } from '../tun/tun';
 import { ConfigMsg, decodeControl, encodeControl } from '../wire/control';
-import { FRAME_OVERHEAD, FrameType, encodeFrame, frameType, looksLikeDtls, looksLikeFrame } from '../wire/frame';
+import { FRAME_OVERHEAD, FrameType, closeReason, encodeFrame, frameType, looksLikeDtls, looksLikeFrame } from '../wire/frame';
 
 const log = logger('client');
 const BATCH = 64;
@@ -53,6 +53,7 @@ export class VpnClient {
   private timer: NodeJS.Timeout | null = null;
   private mismatchLogged = false;
   /** Counters a student can look at in the log when the client stops. */
+  /** dropped: datagrams discarded (garbage, unauthenticated, replays and forgeries), over all connections. */
   readonly stats = { rxPackets: 0, txPackets: 0, dropped: 0, groMerged: 0 };
 
   constructor(readonly cfg: ClientConfig) {
@@ -156,6 +157,7 @@ export class VpnClient {
         this.channel.shutdown();
         this.flushControl();
       }
+      this.stats.dropped += this.channel.dropped; // (replays, forgeries: counted by the channel)
       this.channel.destroy();
       this.channel = null;
     }
@@ -187,15 +189,17 @@ export class VpnClient {
     const dbuf = rx.buf, doff = rx.offs[i], dlen = rx.lens[i];
     if (ch.kind === 'dtls' && looksLikeFrame(dbuf, doff, dlen)) {
       this.slow = true;
-      // Unauthenticated: it may end a handshake attempt with a clear reason, never a live session.
+      // Unauthenticated: it may end a handshake attempt with a clear reason, never a live
+      // session, and it is not enough to give up for good (anyone who can send us a datagram
+      // could make us): the client says why and tries again later.
       if (ch.state === 'open') { this.stats.dropped++; return; }
-      const said = dbuf.subarray(doff + 1, doff + dlen).toString('utf8').replace(/[^\x20-\x7e]/g, '');
-      this.mismatch(`the server answered in plaintext ("${said}"): it runs --insecure-plaintext, and this client requires DTLS`);
+      const said = dbuf.subarray(doff + 1, doff + Math.min(dlen, 201)).toString('utf8').replace(/[^\x20-\x7e]/g, '');
+      this.mismatch(`the server answered in plaintext ("${said}"): it runs --insecure-plaintext, and this client requires DTLS`, false);
       return;
     }
     if (ch.kind === 'plaintext' && looksLikeDtls(dbuf, doff, dlen)) {
       this.slow = true;
-      this.mismatch('the server answered with DTLS: it requires DTLS, and this client runs --insecure-plaintext');
+      this.mismatch('the server answered with DTLS: it requires DTLS, and this client runs --insecure-plaintext', true);
       return;
     }
     const wasOpen = ch.state === 'open';
@@ -233,8 +237,8 @@ export class VpnClient {
       } else if (type === FrameType.KEEPALIVE) {
         this.sendFrame(encodeFrame(FrameType.KEEPALIVE_REPLY));
       } else if (type === FrameType.CLOSE) {
-        const reason = buf.subarray(off + 1, off + len).toString('utf8') || 'no reason given';
-        if (ch.kind === 'plaintext' && reason.includes('DTLS')) this.mismatch(`the server says: ${reason} (this client runs --insecure-plaintext)`);
+        const reason = closeReason(buf.subarray(off + 1, off + len)) || 'no reason given';
+        if (ch.kind === 'plaintext' && reason.includes('DTLS')) this.mismatch(`the server says: ${reason} (this client runs --insecure-plaintext)`, true);
         else this.finish({ kind: 'retry', why: `server closed the tunnel: ${reason}` });
         return;
       } else if (type !== FrameType.KEEPALIVE_REPLY) {
@@ -248,10 +252,11 @@ export class VpnClient {
     }
   }
 
-  private mismatch(what: string): void {
+  /** Plaintext mode (labs) stops at a mismatch; a DTLS client retries (see onDatagram). */
+  private mismatch(what: string, fatal: boolean): void {
     if (!this.mismatchLogged) log.error(`mode mismatch: ${what}`);
     this.mismatchLogged = true;
-    this.finish({ kind: 'fatal', why: `mode mismatch with ${this.serverIp}: ${what}` });
+    this.finish({ kind: fatal ? 'fatal' : 'retry', why: `mode mismatch with ${this.serverIp}: ${what}` });
   }
 
   private onControl(body: Buffer): void {
@@ -393,7 +398,7 @@ export class VpnClient {
       this.applied = null;
     }
     log.info('stopped', {
-      rxPackets: this.stats.rxPackets, txPackets: this.stats.txPackets,
+      rxPackets: this.stats.rxPackets, txPackets: this.stats.txPackets, dropped: this.stats.dropped,
       ...(this.cfg.tunGro ? { groMerged: this.stats.groMerged } : {}),
       ...(this.cfg.handoffYield ? { handoffYields: handoffStats().yields } : {}),
     });

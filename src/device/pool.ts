@@ -243,7 +243,9 @@ export class AddressPool {
     const tmp = path.join(dir, `.${path.basename(this.file)}.tmp-${process.pid}-${this.tmpCounter++}`);
     let fd: number | null = null;
     try {
-      fd = fs.openSync(tmp, 'w', 0o644);
+      // 0600: it names every client and its address (as the status socket, which is root's only).
+      // 'wx': never through a file or link someone else put under this name.
+      fd = fs.openSync(tmp, 'wx', 0o600);
       fs.writeSync(fd, JSON.stringify(data, null, 2) + '\n');
       fs.fsyncSync(fd);
       fs.closeSync(fd);

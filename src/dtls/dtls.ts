@@ -36,10 +36,13 @@ export class DtlsContext {
   readonly role: 'server' | 'client';
   private readonly ctx: NativeDtlsContext;
   private readonly keylogFile: string | null;
+  /** The key log, opened once here: errors show at startup, and it stays writable after --user. */
+  private keylogFd: number | null = null;
 
   constructor(opts: DtlsContextOptions) {
     this.role = opts.role;
     this.keylogFile = opts.keylogFile ?? null;
+    if (this.keylogFile) this.keylogFd = openKeylog(this.keylogFile);
     this.ctx = new addon.DtlsContext({
       server: opts.role === 'server',
       ca: opts.ca,
@@ -67,7 +70,15 @@ export class DtlsContext {
     };
     const cert = read('cert', opts.certFile);
     checkValidity('cert', opts.certFile, cert);
-    return new DtlsContext({ ...opts, ca: read('ca', opts.caFile), cert, key: read('key', opts.keyFile) });
+    try {
+      return new DtlsContext({ ...opts, ca: read('ca', opts.caFile), cert, key: read('key', opts.keyFile) });
+    } catch (err) {
+      // OpenSSL's part says "ca: ...", "cert: ..." or "key: ...": add which file that was.
+      const files: Record<string, string> = { ca: opts.caFile, cert: opts.certFile, key: opts.keyFile };
+      const m = /^(ca|cert|key): ([^]*)$/.exec((err as Error).message);
+      if (m) throw new Error(`${m[1]} ${files[m[1]]}: ${m[2]}`);
+      throw err;
+    }
   }
 
   /**
@@ -91,10 +102,41 @@ export class DtlsContext {
 
   /** Writes any new key log lines (called after handshake progress). */
   flushKeylog(): void {
-    if (!this.keylogFile) return;
+    if (this.keylogFd === null) return;
     const lines = this.ctx.takeKeylog();
-    if (lines.length) fs.appendFileSync(this.keylogFile, lines.join('\n') + '\n', { mode: 0o600 });
+    if (!lines.length) return;
+    try {
+      fs.writeSync(this.keylogFd, lines.join('\n') + '\n');
+    } catch (err) {
+      // Called on the receive path: a full disk must not stop the VPN. Say it once, stop logging keys.
+      log.error('key log write failed; no more session secrets are written', { file: this.keylogFile, error: (err as Error).message });
+      try { fs.closeSync(this.keylogFd); } catch { /* already closed */ }
+      this.keylogFd = null;
+    }
   }
+}
+
+/**
+ * Opens (or creates) the key log for appending, mode 0600, not through a symbolic link (a
+ * link planted in a shared directory would send the secrets elsewhere). A file that exists
+ * keeps its content but is made 0600: it is about to hold secrets.
+ */
+function openKeylog(file: string): number {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(`keylog: cannot open ${file}: ${e.code === 'ELOOP' ? 'it is a symbolic link' : e.message}`);
+  }
+  try {
+    if (!fs.fstatSync(fd).isFile()) throw new Error('not a regular file');
+    fs.fchmodSync(fd, 0o600);
+  } catch (err) {
+    fs.closeSync(fd);
+    throw new Error(`keylog: cannot use ${file}: ${(err as Error).message}`);
+  }
+  return fd;
 }
 
 /**

@@ -160,17 +160,31 @@ export async function issueCert(
 // ---------------------------------------------------------------------------------------------
 // The lab layout on disk.
 
-/** Writes via a temporary file and rename, so a crash never leaves half a key; mode set explicitly (umask may mask it). */
+/**
+ * Writes via a temporary file, fsync and rename, so a crash (or a power cut) never leaves half
+ * a key; mode set explicitly (umask may mask it).
+ */
 function writeFileAtomic(file: string, data: string, mode: number): void {
   const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  let fd: number | null = null;
   try {
-    fs.writeFileSync(tmp, data, { mode, flag: 'wx' });
-    fs.chmodSync(tmp, mode);
+    fd = fs.openSync(tmp, 'wx', mode);
+    fs.fchmodSync(fd, mode);
+    fs.writeSync(fd, data);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = null;
     fs.renameSync(tmp, file);
   } catch (err) {
+    if (fd !== null) fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
     throw err;
   }
+  // The rename itself, durable too (best effort: not every filesystem allows a directory fsync).
+  try {
+    const dfd = fs.openSync(nodePath.dirname(file), 'r');
+    try { fs.fsyncSync(dfd); } finally { fs.closeSync(dfd); }
+  } catch { /* see above */ }
 }
 
 /** Creates `dir` if needed and sets its mode. Refuses shared sticky directories such as /tmp. */

@@ -21,11 +21,12 @@ import { Session, sessionStatus, SessionStatus, BATCH } from '../device/session'
 import { logger } from '../log';
 import { monotonicMs } from '../clock';
 import { handoffStats, HandoffStats, setHandoffYield } from '../os/handoff';
+import { dropPrivileges } from '../os/privileges';
 import { runHook, runInitScript } from '../os/scripts';
 import { Tun } from '../tun/tun';
 import { PacketBatch } from '../batch';
-import { decodeControl, encodeControl, ConfigMsg } from '../wire/control';
-import { FRAME_OVERHEAD, FrameType, frameType, looksLikeDtls, looksLikeFrame, encodeFrame, encodeClose } from '../wire/frame';
+import { decodeControl, encodeControl, isValidCn, ConfigMsg } from '../wire/control';
+import { FRAME_OVERHEAD, FrameType, frameType, looksLikeDtls, looksLikeFrame, encodeFrame, encodeClose, closeReason } from '../wire/frame';
 import { checkIp, ipv4Dst, ipv4Src, ipVersion, parseCidr, inCidr, Cidr } from '../wire/ip';
 import { StatusServer } from './status';
 
@@ -77,6 +78,8 @@ export class VpnServer {
   /** Monotonic ms (clock.ts) of the current batch, set by each event callback: no clock read per packet. */
   private now = monotonicMs();
   private stopping = false;
+  /** server-init.sh up was started: stop() must run its "down". */
+  private initRan = false;
   private mismatchLogged = new Map<string, number>();
 
   constructor(readonly cfg: ServerConfig) {
@@ -102,6 +105,7 @@ export class VpnServer {
     }
     this.tun = Tun.open({ name: cfg.tunName, batchSize: BATCH, maxPacket: SLOT - 8, headroom: FRAME_OVERHEAD, gro: cfg.tunGro });
     log.info('TUN device open', { dev: this.tun.name, mtu: cfg.mtu, ...(cfg.tunGro ? { gro: 'on' } : {}) });
+    this.initRan = true; // (from here on, stop() removes what the script may have added)
     await runInitScript('server-init.sh', 'up', {
       TUN: this.tun.name,
       ADDR: `${this.pool.serverAddress}/${cfg.pool.prefix}`,
@@ -119,9 +123,7 @@ export class VpnServer {
     this.tick = setInterval(() => this.onTick(), 1000);
     this.status = new StatusServer(cfg.statusSocket, () => this.snapshot());
     await this.status.listen();
-    if (cfg.group) process.setgid?.(cfg.group);
-    if (cfg.user) process.setuid?.(cfg.user);
-    if (cfg.user || cfg.group) log.info('dropped privileges', { user: cfg.user, group: cfg.group });
+    if (cfg.user || cfg.group) dropPrivileges(cfg.user, cfg.group);
     const a = this.sock.address();
     const where = a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
     log.info(`listening on udp ${where}`, {
@@ -311,7 +313,7 @@ export class VpnServer {
       } else if (type === FrameType.KEEPALIVE_REPLY) {
         // lastSeen is already updated
       } else if (type === FrameType.CLOSE) {
-        this.dropSession(s, `client closed: ${buf.subarray(off + 1, off + len).toString('utf8') || 'no reason'}`, false);
+        this.dropSession(s, `client closed: ${closeReason(buf.subarray(off + 1, off + len)) || 'no reason'}`, false);
         return;
       } else {
         this.counters.inc('garbage');
@@ -325,6 +327,15 @@ export class VpnServer {
     s.cn = peer?.cn ?? '';
     s.fingerprint = peer?.fingerprint256 ?? null;
     log.debug('handshake done', { remote: s.key, cn: s.cn, cipher: dtls.info().cipher });
+    // The CA vouches for the certificate, not for its CN being usable as a name here (it
+    // names a file in the authorized directory and appears in logs and messages).
+    if (!isValidCn(s.cn)) {
+      this.counters.inc('unauthorized');
+      log.warn('refused client: its certificate CN is not a valid client name', { cn: s.cn, remote: s.key });
+      s.cn = ''; // (not kept, not shown again)
+      this.refuse(s, 'the certificate CN is not a valid client name (letters, digits, ".", "_", "-"; at most 64)');
+      return;
+    }
     this.authorize(s);
   }
 
@@ -537,10 +548,12 @@ export class VpnServer {
     if (this.tick) clearInterval(this.tick);
     await this.status?.close();
     // Give queued datagrams a moment to leave before the socket closes.
-    await new Promise((r) => setTimeout(r, 50));
-    this.sock.close();
-    const name = this.tun.name;
-    this.tun.close();
+    if (this.sock) await new Promise((r) => setTimeout(r, 50));
+    // (After a failed start, some of these were never made.)
+    this.sock?.close();
+    const name = this.tun?.name ?? this.cfg.tunName;
+    this.tun?.close();
+    if (!this.initRan) { log.info('stopped'); return; }
     try {
       await runInitScript('server-init.sh', 'down', { TUN: name, POOL: this.pool.cidr, NAT_OUT: this.cfg.natOut ?? '' });
     } catch (err) {

@@ -20,6 +20,12 @@ export const CONTROL_VERSION = 1;
 export const MAX_CONTROL_BODY = 16 * 1024;
 const MAX_REASON = 200;
 const MAX_LIST = 256;
+/**
+ * The largest tunnel MTU: the data path's buffers hold packets of up to 2048 bytes (a sealed
+ * 2000-byte packet is 2038), so a larger packet could only be lost. Jumbo frames are not
+ * supported.
+ */
+export const MAX_TUNNEL_MTU = 2000;
 
 export interface HelloMsg {
   type: 'hello';
@@ -193,7 +199,7 @@ function parseConfig(o: Obj): ConfigMsg {
   if (((g & mask) >>> 0) !== net) throw new Invalid('gateway', `${gateway} is not in ${intToIpv4(net)}/${prefix}`);
   if (g === a) throw new Invalid('gateway', 'must differ from address');
   if (g === net || g === bcast) throw new Invalid('gateway', `${gateway} is the network or broadcast address of /${prefix}`);
-  const mtu = num(o, 'mtu', 68, 65535, true);
+  const mtu = num(o, 'mtu', 576, MAX_TUNNEL_MTU, true);
   const routes = list(o, 'routes', cidrItem);
   if (typeof o.redirectGateway !== 'boolean') {
     throw new Invalid('redirectGateway', `must be true or false (got ${show(o.redirectGateway)})`);

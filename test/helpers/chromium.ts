@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-export const CHROMIUM = '/usr/bin/chromium';
+// Debian: /usr/bin/chromium; Ubuntu: chromium-browser, a wrapper of the snap.
+export const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/snap/bin/chromium'].find((p) => fs.existsSync(p)) ?? '/usr/bin/chromium';
 
 export function runGroup(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
