@@ -529,7 +529,7 @@ function parse(kind: 'server' | 'client', fields: Field[], argv: string[], env: 
       fromFlags.set(f.key, { v: checkValue(f, [...prev, ...items], src), src });
     } else {
       const raw = takeValue(f.key);
-      const v = f.number && /^-?\d+(\.\d+)?$/.test(raw) ? Number(raw) : raw;
+      const v = f.number && /^-?(\d+(\.\d+)?|\.\d+)$/.test(raw) ? Number(raw) : raw;
       fromFlags.set(f.key, { v: checkValue(f, v, src), src });
     }
   }

@@ -159,6 +159,7 @@ t.test('bad values name their field and say what is expected', async (t) => {
   throwsField(t, S(['--dns', '10.8.0.300']), 'dns', /"dns": expected IPv4 addresses/, 'bad dns');
   throwsField(t, S(['--nat-out', 'eth 0']), 'natOut', /"natOut"/, 'nat-out');
   throwsField(t, S(['--keepalive-sec', '0']), 'keepaliveSec', /"keepaliveSec": expected a number of seconds/, 'keepalive');
+  t.equal(parseServerArgs(['--keepalive-sec', '.5', '--timeout-sec', '2'], NOENV).keepaliveSec, 0.5, 'a number written ".5" is a number');
   throwsField(t, S(['--timeout-sec', '10']), 'timeoutSec', /"timeoutSec": expected more than keepaliveSec \(10\), got 10/, 'timeout <= keepalive');
   throwsField(t, S(['--log-level', 'loud']), 'logLevel', /"logLevel": expected one of debug, info, warn, error, got "loud"/, 'log level');
   throwsField(t, () => parseServerArgs([], { MINIVPN_LOG: 'loud' }), 'logLevel', /environment MINIVPN_LOG/, 'env level');
