@@ -52,8 +52,10 @@ export class VpnClient {
   private end: ((o: Outcome) => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
   private mismatchLogged = false;
-  /** Counters a student can look at in the log when the client stops. */
-  /** dropped: datagrams discarded (garbage, unauthenticated, replays and forgeries), over all connections. */
+  /**
+   * Counters a student can look at in the log when the client stops. dropped: datagrams
+   * discarded (garbage, unauthenticated, replays and forgeries), over all connections.
+   */
   readonly stats = { rxPackets: 0, txPackets: 0, dropped: 0, groMerged: 0 };
 
   constructor(readonly cfg: ClientConfig) {
