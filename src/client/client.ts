@@ -195,7 +195,7 @@ export class VpnClient {
       // session, and it is not enough to give up for good (anyone who can send us a datagram
       // could make us): the client says why and tries again later.
       if (ch.state === 'open') { this.stats.dropped++; return; }
-      const said = dbuf.subarray(doff + 1, doff + Math.min(dlen, 201)).toString('utf8').replace(/[^\x20-\x7e]/g, '');
+      const said = closeReason(dbuf.subarray(doff + 1, doff + dlen));
       this.mismatch(`the server answered in plaintext ("${said}"): it runs --insecure-plaintext, and this client requires DTLS`, false);
       return;
     }
