@@ -1,4 +1,4 @@
-// Yielding the CPU at a hand-off (src/os/handoff.ts, native/poll.h): in a reader's callback
+// Yielding the CPU at a hand-off (src/os/latency.ts, native/poll.h): in a reader's callback
 // that had at most a few packets, each send that passes packets on yields at once, inside the
 // callback; a fuller batch, a callback that sent nothing, or the option turned off: no yield. On
 // loopback, in this process: socket B echoes what socket A sends it. (A TUN write counts as
@@ -7,7 +7,7 @@
 import t from 'tap';
 import { UdpBatch, UdpSocket, Peer } from '../src/conn/udp';
 import { PacketBatch } from '../src/batch';
-import { HANDOFF_YIELD_MAX_BATCH, handoffStats, setHandoffYield as setYield } from '../src/os/handoff';
+import { HANDOFF_YIELD_MAX_BATCH, handoffStats, setHandoffYield as setYield } from '../src/os/latency';
 
 const handoffYields = () => handoffStats().yields;
 // No pause after a slow yield here (other tests may keep the CPUs busy), except in the test of it.

@@ -3,7 +3,7 @@ import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { Tun } from '../src/tun/tun';
-import { HANDOFF_YIELD_MAX_BATCH } from '../src/os/handoff';
+import { HANDOFF_YIELD_MAX_BATCH } from '../src/os/latency';
 
 const NS = `mvtun-${process.pid}`;
 const fixture = (name: string) => path.join(__dirname, 'fixtures', name);

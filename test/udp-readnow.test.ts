@@ -6,7 +6,7 @@
 import t from 'tap';
 import { UdpBatch, UdpSocket } from '../src/conn/udp';
 import { PacketBatch } from '../src/batch';
-import { HANDOFF_YIELD_MAX_BATCH, handoffStats, setHandoffYield } from '../src/os/handoff';
+import { HANDOFF_YIELD_MAX_BATCH, handoffStats, readUdpAfterSend, setHandoffYield } from '../src/os/latency';
 
 interface Call { texts: string[]; inReadNow: boolean }
 
@@ -48,7 +48,7 @@ function pair(o: { gso?: boolean } = {}): Pair {
   return {
     a, b, calls, answer, inCallback,
     readNow: () => marked(() => b.readNow(0)),
-    endBatch: (packets) => marked(() => b.endBatch(packets, 0)),
+    endBatch: (packets) => marked(() => readUdpAfterSend(b, packets, 0)),
     close: () => { a.close(); b.close(); },
   };
 }

@@ -2,26 +2,35 @@
 // its address, MTU and routes, then move packets. If the server goes away (restart,
 // network loss) it reconnects by itself with a capped backoff and keeps its TUN and
 // routes in place meanwhile, so traffic waits instead of leaking around the tunnel.
+//
+// This file is the event loop, a thin I/O shell around the session core (src/session/core.ts),
+// which the server shares. The data path is two straight lines:
+//
+//   UDP batch -> core.decapsulate (open, unframe) -> TUN batch write
+//   TUN batch -> core.encapsulate (frame, seal) -> UDP batch send
 import dns from 'node:dns/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { BatchRing, PacketBatch } from '../batch';
 import { ClientConfig } from '../config';
 import { UdpBatch, UdpSocket } from '../conn/udp';
-import { Channel, DtlsChannel, PlaintextChannel } from '../device/channel';
+import { Counters } from '../device/counters';
 import { TunQueue } from '../device/tunqueue';
 import { DtlsContext } from '../dtls/dtls';
 import { logger } from '../log';
 import { monotonicMs } from '../clock';
-import { handoffStats, setHandoffYield } from '../os/handoff';
+import { handoffStats, readTunAfterWrite, readUdpAfterSend, setHandoffYield } from '../os/latency';
 import { runInitScript } from '../os/scripts';
+import { Channel, DtlsChannel, PlaintextChannel } from '../session/channel';
+import { Close, dataFrame, SessionCore } from '../session/core';
 import { Tun } from '../tun/tun';
-import { ConfigMsg, decodeControl, encodeControl } from '../wire/control';
-import { FRAME_OVERHEAD, FrameType, closeReason, encodeFrame, frameType, looksLikeDtls, looksLikeFrame } from '../wire/frame';
+import { ConfigMsg } from '../wire/control';
+import { FRAME_OVERHEAD, closeReason, looksLikeDtls, looksLikeFrame } from '../wire/frame';
 
 const log = logger('client');
 const BATCH = 64;
 const SLOT = 2048;
+/** From the first datagram to the server's config at most. */
 const CONFIG_WAIT_MS = 10_000;
 
 type Outcome = { kind: 'retry'; why: string } | { kind: 'fatal'; why: string } | { kind: 'stopped' };
@@ -30,7 +39,8 @@ export class VpnClient {
   private ctx: DtlsContext | null = null;
   private sock: UdpSocket | null = null;
   private readonly udpRx = new UdpBatch(BATCH, SLOT);
-  private channel: Channel | null = null;
+  /** The current connection's protocol (null between connections). */
+  private core: SessionCore | null = null;
   private tun: Tun | null = null;
   private applied: ConfigMsg | null = null;
   private serverIp = '';
@@ -40,22 +50,16 @@ export class VpnClient {
   private readonly sealRing = new BatchRing(4, BATCH, SLOT);
   /** The packets of a TUN read with the frame header in front: entries into the TUN's buffer. */
   private tx: PacketBatch | null = null;
-  private readonly small = new PacketBatch(1, SLOT);
-  /** Times in monotonic ms (clock.ts). */
-  private lastSeen = 0;
-  private lastSent = 0;
-  /** Monotonic ms of the current batch, set by each event callback: no clock read per packet. */
-  private now = monotonicMs();
-  private keepaliveMs = 10_000;
-  private deadMs = 60_000;
+  /** Set by a batch that did more than move packets (the callbacks' return value). */
+  private work = false;
   private stopped = false;
   private end: ((o: Outcome) => void) | null = null;
-  private timer: NodeJS.Timeout | null = null;
+  private tick: NodeJS.Timeout | null = null;
+  private hsTimer: NodeJS.Timeout | null = null;
   private mismatchLogged = false;
-  /**
-   * Counters a student can look at in the log when the client stops. dropped: datagrams
-   * discarded (garbage, unauthenticated, replays and forgeries), over all connections.
-   */
+  /** Drops by reason over all connections (garbage, unauthenticated, replays and forgeries). */
+  private readonly counters = new Counters();
+  /** Counters a student can look at in the log when the client stops. */
   readonly stats = { rxPackets: 0, txPackets: 0, dropped: 0, groMerged: 0 };
 
   constructor(readonly cfg: ClientConfig) {
@@ -120,49 +124,29 @@ export class VpnClient {
     log.info(`connecting to ${this.serverIp}:${cfg.server.port}`, { mode: cfg.plaintext ? 'plaintext' : 'dtls', attempt, ...(cfg.udpGso ? { udpGso: 'on' } : {}) });
 
     const outcome = new Promise<Outcome>((resolve) => (this.end = resolve));
-    this.now = monotonicMs();
-    sock.onDatagrams(this.udpRx, (rx, now) => {
-      this.now = now;
-      this.slow = false;
-      // A connected socket only hears the server.
-      for (let i = 0; i < rx.count; i++) this.onDatagram(rx, i);
-      if (this.tunq.endBatch(this.tun, rx.count, now) !== false) this.slow = true; // the receive batch is done
-      return this.slow; // false: only packets (BatchCallback in native.ts)
-    }, (errno) => {
+    sock.onDatagrams(this.udpRx, (rx, now) => this.onDatagrams(rx, now), (errno) => {
       // ECONNREFUSED: an ICMP port unreachable came back, nothing listens on the server's port.
       const why = errno === 111 ? 'the server port is closed (ICMP port unreachable)' : `network error (errno ${errno})`;
-      if (this.channel?.state !== 'open') this.finish({ kind: 'retry', why });
+      if (!this.core?.up) this.finish({ kind: 'retry', why });
     });
-
-    if (this.ctx) {
-      const conn = this.ctx.connect(cfg.serverName);
-      this.channel = new DtlsChannel(conn, this.rx);
-      conn.handshake();
-      this.flushControl();
-    } else {
-      this.channel = new PlaintextChannel();
-      this.sendHello();
-    }
-    this.lastSeen = this.now = monotonicMs();
-    const configTimer = setTimeout(() => {
-      if (!this.applied || this.channel?.state !== 'open') this.finish({ kind: 'retry', why: `no answer from the server within ${CONFIG_WAIT_MS / 1000}s` });
-    }, CONFIG_WAIT_MS);
-    this.timer = setInterval(() => this.onTick(), 1000);
+    const now = monotonicMs();
+    const channel: Channel = this.ctx ? new DtlsChannel(this.ctx.connect(cfg.serverName), this.rx) : new PlaintextChannel();
+    const claim = cfg.plaintext ? (cfg.plaintextCn ?? cfg.name ?? undefined) : undefined;
+    const core = this.core = new SessionCore('client', channel, { keepaliveMs: 0, deadMs: CONFIG_WAIT_MS, upWithinMs: CONFIG_WAIT_MS }, this.counters, now, claim);
+    core.start(now);
+    this.act(now);
+    this.tick = setInterval(() => { const t = monotonicMs(); core.tick(t); this.act(t); }, 1000);
 
     const o = await outcome;
-    clearTimeout(configTimer);
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    if (this.channel) {
-      if (this.channel.state === 'open' && o.kind === 'stopped') {
-        this.sendFrame(encodeFrame(FrameType.CONTROL, encodeControl({ type: 'bye', v: 1, reason: 'client stopping' })));
-        this.channel.shutdown();
-        this.flushControl();
-      }
-      this.stats.dropped += this.channel.dropped; // (replays, forgeries: counted by the channel)
-      this.channel.destroy();
-      this.channel = null;
+    if (this.tick) clearInterval(this.tick);
+    this.tick = null;
+    if (this.hsTimer) clearTimeout(this.hsTimer);
+    if (o.kind === 'stopped') {
+      core.close('client stopping', true, monotonicMs());
+      for (const d of core.out.datagrams) sock.send(d, null);
     }
+    core.channel.destroy();
+    this.core = null;
     await new Promise((r) => setTimeout(r, o.kind === 'stopped' ? 50 : 0));
     sock.close();
     this.sock = null;
@@ -175,111 +159,123 @@ export class VpnClient {
     end?.(o);
   }
 
-  private sendHello(): void {
-    const cn = this.cfg.plaintext ? (this.cfg.plaintextCn ?? this.cfg.name ?? undefined) : undefined;
-    this.sendFrame(encodeFrame(FrameType.CONTROL, encodeControl({ type: 'hello', v: 1, ...(cn ? { cn } : {}) })));
+  // ---- UDP -> TUN -------------------------------------------------------------------------
+
+  private onDatagrams(rx: UdpBatch, now: number): boolean {
+    this.work = false;
+    const core = this.core;
+    // A connected socket only hears the server.
+    for (let i = 0; core !== null && i < rx.count; i++) {
+      if (this.mismatched(core.channel, rx, i)) continue;
+      this.tunq.makeRoom(this.tun); // room for this datagram's frames
+      const work = core.decapsulate(rx, i, now);
+      const pk = core.packets;
+      if (this.tun !== null) for (let k = 0; k < pk.count; k++) this.tunq.add(this.tun, pk.buf, pk.offs[k], pk.lens[k]);
+      this.stats.rxPackets += pk.count;
+      if (work) this.act(now);
+    }
+    this.tunq.flush(this.tun);
+    if (readTunAfterWrite(this.tun, this.tunq.takeWritten(), rx.count, now)) this.work = true;
+    return this.work;
   }
 
-  // ---- receive -------------------------------------------------------------------------
-
-  /** Set when a receive batch did more than deliver packets (see onDatagrams' callback). */
-  private slow = false;
-
-  private onDatagram(rx: UdpBatch, i: number): void {
-    const ch = this.channel;
-    if (!ch) return;
-    const dbuf = rx.buf, doff = rx.offs[i], dlen = rx.lens[i];
-    if (ch.kind === 'dtls' && looksLikeFrame(dbuf, doff, dlen)) {
-      this.slow = true;
-      // Unauthenticated: it may end a handshake attempt with a clear reason, never a live
-      // session, and it is not enough to give up for good (anyone who can send us a datagram
-      // could make us): the client says why and tries again later.
-      if (ch.state === 'open') { this.stats.dropped++; return; }
-      const said = closeReason(dbuf.subarray(doff + 1, doff + dlen));
+  /**
+   * A datagram of the other mode (the peers were started differently): unauthenticated, so it
+   * may end a handshake attempt with a clear reason, never a live session, and it is not
+   * enough to give up for good (anyone who can send us a datagram could make us): a DTLS client
+   * says why and tries again later. Plaintext mode (labs) stops.
+   */
+  private mismatched(ch: Channel, rx: UdpBatch, i: number): boolean {
+    const buf = rx.buf, off = rx.offs[i], len = rx.lens[i];
+    if (ch.kind === 'dtls' && looksLikeFrame(buf, off, len)) {
+      this.work = true;
+      if (ch.state === 'open') { this.counters.inc('mismatch_plaintext'); return true; }
+      const said = closeReason(buf.subarray(off + 1, off + len));
       this.mismatch(`the server answered in plaintext ("${said}"): it runs --insecure-plaintext, and this client requires DTLS`, false);
-      return;
+      return true;
     }
-    if (ch.kind === 'plaintext' && looksLikeDtls(dbuf, doff, dlen)) {
-      this.slow = true;
+    if (ch.kind === 'plaintext' && looksLikeDtls(buf, off, len)) {
+      this.work = true;
       this.mismatch('the server answered with DTLS: it requires DTLS, and this client runs --insecure-plaintext', true);
-      return;
+      return true;
     }
-    const wasOpen = ch.state === 'open';
-    this.tunq.makeRoom(this.tun); // room for this datagram's frames
-    const frames = ch.receive(rx, i);
-    if (!wasOpen) {
-      this.slow = true;
-      this.flushControl();
-      const st: string = ch.state;
-      if (st === 'failed') {
-        // A refused certificate will be refused again: stop with the reason.
-        this.finish({ kind: 'fatal', why: `DTLS handshake with ${this.serverIp} failed: ${ch.error}` });
-        return;
-      }
-      if (st === 'open' && ch.kind === 'dtls') {
-        const info = (ch as DtlsChannel).conn.info();
-        log.info('DTLS handshake done', { version: info.version, cipher: info.cipher, server: (ch as DtlsChannel).conn.peer()?.cn });
-        this.sendHello();
-      }
-    }
-    this.lastSeen = this.now;
-    const buf = frames.buf;
-    for (let k = frames.first; k < frames.count; k++) {
-      const off = frames.offs[k], len = frames.lens[k];
-      const type = frameType(buf, off, len);
-      if (type === FrameType.DATA) {
-        if (!this.tun) continue;
-        this.tunq.add(this.tun, buf, off + 1, len - 1);
-        this.stats.rxPackets++;
-        continue;
-      }
-      this.slow = true; // anything but a packet: control messages, keepalives, close
-      if (type === FrameType.CONTROL) {
-        this.onControl(buf.subarray(off + 1, off + len));
-      } else if (type === FrameType.KEEPALIVE) {
-        this.sendFrame(encodeFrame(FrameType.KEEPALIVE_REPLY));
-      } else if (type === FrameType.CLOSE) {
-        const reason = closeReason(buf.subarray(off + 1, off + len)) || 'no reason given';
-        if (ch.kind === 'plaintext' && reason.includes('DTLS')) this.mismatch(`the server says: ${reason} (this client runs --insecure-plaintext)`, true);
-        else this.finish({ kind: 'retry', why: `server closed the tunnel: ${reason}` });
-        return;
-      } else if (type !== FrameType.KEEPALIVE_REPLY) {
-        this.stats.dropped++;
-      }
-    }
-    const after: string = ch.state;
-    if (after === 'closed') {
-      this.slow = true;
-      this.finish({ kind: 'retry', why: 'the server closed the connection' });
-    }
+    return false;
   }
 
-  /** Plaintext mode (labs) stops at a mismatch; a DTLS client retries (see onDatagram). */
   private mismatch(what: string, fatal: boolean): void {
     if (!this.mismatchLogged) log.error(`mode mismatch: ${what}`);
     this.mismatchLogged = true;
     this.finish({ kind: fatal ? 'fatal' : 'retry', why: `mode mismatch with ${this.serverIp}: ${what}` });
   }
 
-  private onControl(body: Buffer): void {
-    const msg = decodeControl(body);
-    if (msg.type === 'invalid') {
-      log.warn('bad control message from server', { error: msg.error });
-      return;
+  // ---- TUN -> UDP -------------------------------------------------------------------------
+
+  private onTunBatch(b: PacketBatch, now: number): boolean {
+    const core = this.core, tx = this.tx;
+    if (core === null || tx === null || this.sock === null) return false; // reconnecting: packets wait in no queue
+    tx.count = 0;
+    for (let i = 0; i < b.count; i++) dataFrame(tx, b.buf, b.offs[i], b.lens[i]); // header into the headroom: no copy
+    const view = core.encapsulate(tx, b.count, this.sealRing.next(), now);
+    if (view === null) return false;
+    this.sock.sendBatch(view, null); // connected socket: no address per datagram
+    this.stats.txPackets += b.count;
+    return readUdpAfterSend(this.sock, b.count, now);
+  }
+
+  // ---- the control path: acting on what the core asked for ---------------------------------
+
+  /** Sends what the core queued, acts on its events, ends the connection if it ended. */
+  private act(now: number): void {
+    const core = this.core, sock = this.sock;
+    if (core === null || sock === null) return;
+    this.work = true;
+    const out = core.out;
+    for (const d of out.datagrams) sock.send(d, null);
+    for (const ev of out.events) {
+      if (ev.type === 'established' && core.channel instanceof DtlsChannel) {
+        const info = core.channel.conn.info();
+        log.info('DTLS handshake done', { version: info.version, cipher: info.cipher, server: core.channel.conn.peer()?.cn });
+      } else if (ev.type === 'config') {
+        void this.applyConfig(ev.msg).catch((err) => this.finish({ kind: 'fatal', why: `cannot apply the server's config: ${(err as Error).message}` }));
+      } else if (ev.type === 'invalid') {
+        log.warn('bad control message from server', { error: ev.error });
+      }
     }
-    if (msg.type === 'config') {
-      void this.applyConfig(msg).catch((err) => this.finish({ kind: 'fatal', why: `cannot apply the server's config: ${(err as Error).message}` }));
-    } else if (msg.type === 'refuse') {
-      this.finish({ kind: 'fatal', why: `refused by the server: ${msg.reason}` });
-    } else if (msg.type === 'bye') {
-      this.finish({ kind: 'retry', why: `server said bye: ${msg.reason}` });
+    out.clear();
+    if (out.close) this.finish(this.outcome(out.close, now));
+    else this.armChannelTimer();
+  }
+
+  /** The connection ended: retry, or stop (refused, a certificate refused, a lab mode mismatch). */
+  private outcome(c: Close, now: number): Outcome {
+    const core = this.core!;
+    switch (c.code) {
+      case 'refused': return { kind: 'fatal', why: `refused by the server: ${c.reason}` };
+      case 'handshake-failed': return { kind: 'fatal', why: `DTLS handshake with ${this.serverIp} failed: ${c.reason}` };
+      case 'bye': return { kind: 'retry', why: `server said bye: ${c.reason}` };
+      case 'dead': return { kind: 'retry', why: `no traffic from the server for ${Math.round((now - core.lastSeen) / 1000)}s` };
+      case 'no-answer':
+        return { kind: 'retry', why: core.channel.state === 'failed' ? `DTLS handshake failed: ${c.reason}` : `no answer from the server within ${CONFIG_WAIT_MS / 1000}s` };
+      case 'peer-closed':
+        if (core.channel.kind === 'plaintext' && c.reason.includes('DTLS')) {
+          this.mismatch(`the server says: ${c.reason} (this client runs --insecure-plaintext)`, true);
+          return { kind: 'fatal', why: `mode mismatch with ${this.serverIp}: the server says: ${c.reason}` };
+        }
+        return { kind: 'retry', why: `server closed the tunnel: ${c.reason}` };
+      case 'local': return { kind: 'stopped' };
     }
+  }
+
+  /** While handshaking, the channel's own timer (DTLS retransmission) runs. */
+  private armChannelTimer(): void {
+    const core = this.core;
+    if (this.hsTimer) clearTimeout(this.hsTimer);
+    const ms = core ? core.channelTimerMs() : -1;
+    this.hsTimer = ms >= 0 ? setTimeout(() => { this.hsTimer = null; core!.onChannelTimer(); this.act(monotonicMs()); }, Math.max(ms, 1)) : null;
   }
 
   /** Creates the TUN on the first config; on a reconnect with the same config keeps it as it is. */
   private async applyConfig(c: ConfigMsg): Promise<void> {
-    this.keepaliveMs = c.keepaliveSec * 1000;
-    this.deadMs = c.timeoutSec * 1000;
     const same = this.applied && this.applied.address === c.address && this.applied.prefix === c.prefix && this.applied.mtu === c.mtu &&
       this.applied.routes.join() === c.routes.join() && this.applied.redirectGateway === c.redirectGateway;
     if (!same) {
@@ -319,68 +315,6 @@ export class VpnClient {
       log.warn('restoring routes failed', { err }));
   }
 
-  // ---- send ----------------------------------------------------------------------------
-
-  /** Returns false when it only forwarded packets (BatchCallback in native.ts). */
-  private onTunBatch(b: PacketBatch, now: number): boolean {
-    this.now = now;
-    const ch = this.channel;
-    const tx = this.tx;
-    if (!ch || ch.state !== 'open' || !this.sock || !tx) return false; // reconnecting: packets wait in no queue
-    for (let i = 0; i < b.count; i++) {
-      b.buf[b.offs[i] - 1] = FrameType.DATA; // header into the headroom: no copy
-      tx.offs[i] = b.offs[i] - 1;
-      tx.lens[i] = b.lens[i] + 1;
-    }
-    const view = ch.seal(tx, b.count, this.sealRing.next());
-    this.send(view);
-    this.stats.txPackets += b.count;
-    return this.sock.endBatch(b.count, now) !== false; // a reply that came while the send yielded, taken now
-  }
-
-  private send(view: PacketBatch): void {
-    if (!this.sock) return;
-    this.sock.sendBatch(view, null); // connected socket: no address per datagram
-    this.lastSent = this.now;
-  }
-
-  private sendFrame(frame: Buffer): void {
-    const ch = this.channel;
-    if (!ch || ch.state !== 'open') return;
-    this.small.clear();
-    if (!this.small.push(frame)) throw new Error(`control frame of ${frame.length} bytes exceeds ${SLOT}`);
-    this.send(ch.seal(this.small, 1, this.sealRing.next()));
-    this.flushControl();
-  }
-
-  private flushControl(): void {
-    const ch = this.channel;
-    if (!ch || !this.sock) return;
-    const out = ch.takeOutput();
-    if (out) for (const d of out) this.sock.send(d, null);
-    if (ch.state === 'handshaking') {
-      const ms = ch.timeoutMs();
-      if (this.hsTimer) clearTimeout(this.hsTimer);
-      this.hsTimer = ms >= 0 ? setTimeout(() => {
-        this.hsTimer = null;
-        ch.onTimeout();
-        this.flushControl();
-        if (ch.state === 'failed') this.finish({ kind: 'retry', why: `DTLS handshake failed: ${ch.error}` });
-      }, Math.max(ms, 1)) : null;
-    }
-  }
-  private hsTimer: NodeJS.Timeout | null = null;
-
-  private onTick(): void {
-    const now = this.now = monotonicMs();
-    if (!this.channel || this.channel.state !== 'open' || !this.applied) return;
-    if (now - this.lastSeen > this.deadMs) {
-      this.finish({ kind: 'retry', why: `no traffic from the server for ${Math.round((now - this.lastSeen) / 1000)}s` });
-      return;
-    }
-    if (this.keepaliveMs > 0 && now - this.lastSent >= this.keepaliveMs) this.sendFrame(encodeFrame(FrameType.KEEPALIVE));
-  }
-
   /** SIGINT/SIGTERM: say bye, restore routes, remove the TUN. */
   stop(): void {
     if (this.stopped) return;
@@ -399,6 +333,7 @@ export class VpnClient {
       this.tun = null;
       this.applied = null;
     }
+    this.stats.dropped = this.counters.total;
     log.info('stopped', {
       rxPackets: this.stats.rxPackets, txPackets: this.stats.txPackets, dropped: this.stats.dropped,
       ...(this.cfg.tunGro ? { groMerged: this.stats.groMerged } : {}),

@@ -8,7 +8,6 @@
 import net from 'node:net';
 import { addon, batchHandle, NativeUdp, PeerHandle, UdpHandle } from '../native';
 import { PacketBatch } from '../batch';
-import { HANDOFF_YIELD_MAX_BATCH } from '../os/handoff';
 
 const BUFFER_BYTES = 4 * 1024 * 1024;
 
@@ -181,18 +180,6 @@ export class UdpSocket {
     if (this.deliver === null || this.inBatch || this.closed) return false;
     const n = addon.udpRead(this.h);
     return n !== 0 ? this.deliver(n, nowMs) : false;
-  }
-
-  /**
-   * The end of a TUN batch of `packets` packets that was sent: if it was small (interactive
-   * traffic: at most HANDOFF_YIELD_MAX_BATCH, as for the yield at each send), reads the socket
-   * at once (readNow). The send yielded the CPU; when the VPN at the other end shares this
-   * machine, it often ran then and its reply is already queued. Bulk traffic does not pay for
-   * the read. Returns what the onDatagrams callback returned.
-   */
-  endBatch(packets: number, nowMs: number): boolean | void {
-    if (packets === 0 || packets > HANDOFF_YIELD_MAX_BATCH) return false;
-    return this.readNow(nowMs);
   }
 
   /** Sends every datagram of the batch to one peer (null: the connected peer); returns how many the kernel took. */

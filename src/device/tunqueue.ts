@@ -4,7 +4,6 @@
 import { PacketBatch } from '../batch';
 import { logger } from '../log';
 import { Tun } from '../tun/tun';
-import { HANDOFF_YIELD_MAX_BATCH } from '../os/handoff';
 
 const log = logger('tun');
 
@@ -22,7 +21,7 @@ export class TunQueue {
   /** One such view per buffer seen (a handful: each keeps its native handle). */
   private readonly views: PacketBatch[] = [];
 
-  /** Packets the kernel took since the last endBatch. */
+  /** Packets the kernel took since the last takeWritten(). */
   private written = 0;
 
   /** Set while the TUN should merge: the first flush that finds merging refused says so, once. */
@@ -69,21 +68,11 @@ export class TunQueue {
     return this.write(tun);
   }
 
-  /**
-   * The end of a receive batch of `datagrams` datagrams: flushes, then, if the batch was small
-   * (interactive traffic, where each packet is waited for: at most HANDOFF_YIELD_MAX_BATCH) and
-   * the kernel took a packet, reads the TUN at once (Tun.readNow). The kernel answers some
-   * packets within the write itself (an echo request to this host, TCP data it ACKs at once);
-   * read now, the answer leaves in this event-loop turn, without a trip through the loop.
-   * Bulk traffic (fuller batches) does not pay for the read. Returns what the TUN's onPackets
-   * callback returned (false: it only forwarded packets, see BatchCallback in native.ts).
-   */
-  endBatch(tun: Tun | null, datagrams: number, nowMs: number): boolean | void {
-    this.flush(tun);
-    const written = this.written;
+  /** Packets the kernel took since the last call (for the TUN read after a write, src/os/latency.ts). */
+  takeWritten(): number {
+    const n = this.written;
     this.written = 0;
-    if (written === 0 || tun === null || datagrams > HANDOFF_YIELD_MAX_BATCH) return false;
-    return tun.readNow(nowMs);
+    return n;
   }
 
   private write(tun: Tun | null): number {

@@ -20,7 +20,7 @@ import { performance } from 'node:perf_hooks';
 import readline from 'node:readline';
 import { PacketBatch } from '../batch';
 import { UdpBatch, UdpSocket } from '../conn/udp';
-import { DtlsChannel } from '../device/channel';
+import { DtlsChannel } from '../session/channel';
 import { DtlsContext } from '../dtls/dtls';
 import { waitForLine } from '../lab/topology';
 import { logger } from '../log';

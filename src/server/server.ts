@@ -1,43 +1,41 @@
-// The VPN server: one UDP socket, one TUN device, a session per client.
+// The VPN server: one UDP socket, one TUN device, a session per client. This file is the
+// event loop, a thin I/O shell: the protocol of each tunnel is the session core
+// (src/session/core.ts), admission of new clients is admission.ts, the session table
+// sessions.ts. The data path is two straight lines:
 //
-// Data path, TUN -> client: the TUN reader hands us a batch of IP packets, each with one
-// free byte in front; we write the DATA frame type there, group the packets by the client
-// that owns the destination address, and seal each group in one call.
-// Data path, client -> TUN: a datagram is opened into frames; DATA frames whose inner
-// source address is the client's own go to the TUN (or straight to another client),
-// everything else is dropped and counted. The TUN packets of a whole receive batch are
-// written together at its end (TunQueue), so GRO can merge a TCP flow's segments.
-import { BatchRing } from '../batch';
+//   UDP batch -> session by sender -> core.decapsulate (open, unframe) -> route -> TUN batch write
+//   TUN batch -> route (session by destination) -> core.encapsulate (frame, seal) -> UDP batch send
+//
+// Each callback returns whether it did more than move packets (control work: then Node runs
+// the jobs it queued; see BatchCallback in native.ts). The shortcuts for interactive traffic
+// are in src/os/latency.ts, one call at the end of each line.
+import { BatchRing, PacketBatch } from '../batch';
 import { ServerConfig } from '../config';
 import { Peer, UdpBatch, UdpSocket } from '../conn/udp';
 import { DtlsContext } from '../dtls/dtls';
-import { Channel, DtlsChannel, PlaintextChannel } from '../device/channel';
 import { AuthorizedClients } from '../device/authz';
 import { Counters } from '../device/counters';
 import { TunQueue } from '../device/tunqueue';
-import { AddressPool, PoolExhaustedError } from '../device/pool';
-import { Router } from '../device/router';
-import { Session, sessionStatus, SessionStatus, BATCH } from '../device/session';
+import { AddressPool } from '../device/pool';
 import { logger } from '../log';
 import { monotonicMs } from '../clock';
-import { handoffStats, HandoffStats, setHandoffYield } from '../os/handoff';
+import { handoffStats, HandoffStats, readTunAfterWrite, readUdpAfterSend, setHandoffYield } from '../os/latency';
 import { dropPrivileges } from '../os/privileges';
 import { runHook, runInitScript } from '../os/scripts';
+import { Channel, DtlsChannel } from '../session/channel';
+import { Close, dataFrame, SessionCore } from '../session/core';
 import { Tun } from '../tun/tun';
-import { PacketBatch } from '../batch';
-import { decodeControl, encodeControl, isValidCn, ConfigMsg } from '../wire/control';
-import { FRAME_OVERHEAD, FrameType, frameType, looksLikeDtls, looksLikeFrame, encodeFrame, encodeClose, closeReason } from '../wire/frame';
+import { ConfigMsg } from '../wire/control';
+import { FRAME_OVERHEAD } from '../wire/frame';
 import { checkIp, ipv4Dst, ipv4Src, ipVersion, parseCidr, inCidr, Cidr } from '../wire/ip';
+import { Admission } from './admission';
+import { BATCH, Session, SessionTable, sessionStatus, SessionStatus } from './sessions';
 import { StatusServer } from './status';
 
 const log = logger('server');
 const SLOT = 2048;
-const MAX_HANDSHAKING = 2048;
+/** A handshake (cookie to config) must be done within this. */
 const HANDSHAKE_TIMEOUT_MS = 30_000;
-/** Handshake datagrams processed per event-loop turn (each may cost a few ms of crypto). */
-const HANDSHAKES_PER_TURN = 2;
-/** Handshake datagrams waiting at most; beyond that they are dropped (DTLS retransmits). */
-const HANDSHAKE_QUEUE = 4096;
 
 export interface ServerStatus {
   mode: 'dtls' | 'plaintext';
@@ -56,39 +54,41 @@ export interface ServerStatus {
 
 export class VpnServer {
   readonly counters = new Counters();
-  private sock!: UdpSocket;
-  private readonly udpRx = new UdpBatch(BATCH, SLOT);
+  sock!: UdpSocket;
   private tun!: Tun;
   private dtls: DtlsContext | null = null;
   private readonly pool: AddressPool;
   private readonly poolCidr: Cidr;
   private readonly authz: AuthorizedClients | null;
-  private readonly router = new Router<Session>();
-  private readonly byRemote = new Map<number | string, Session>();
-  private readonly byCn = new Map<string, Session>();
+  private readonly sessions: SessionTable;
+  private admission!: Admission;
+  private readonly udpRx = new UdpBatch(BATCH, SLOT);
   private readonly sealRing = new BatchRing(4, BATCH, SLOT);
-  // Decrypted frames of one receive batch (all DTLS sessions append here), and the TUN
-  // packets among them, written when the batch is done.
-  private readonly rx: PacketBatch;
+  /** Decrypted frames of one receive batch (all DTLS sessions append here). */
+  readonly receiveBatch: PacketBatch;
+  /** The TUN packets among them, written when the batch is done. */
   private readonly tunq: TunQueue;
+  /** Sessions with frames in the current TUN batch. */
   private readonly pending: Session[] = [];
+  /** A frame of the receive batch, sent on to another client (entry 0 names it). */
+  private readonly c2c: PacketBatch;
   private tick: NodeJS.Timeout | null = null;
   private status: StatusServer | null = null;
   private readonly started = monotonicMs();
-  /** Monotonic ms (clock.ts) of the current batch, set by each event callback: no clock read per packet. */
-  private now = monotonicMs();
+  /** Set by a batch that did more than move packets (the callbacks' return value). */
+  private work = false;
   private stopping = false;
   /** server-init.sh up was started: stop() must run its "down". */
   private initRan = false;
-  private mismatchLogged = new Map<string, number>();
 
   constructor(readonly cfg: ServerConfig) {
     this.tunq = new TunQueue(SLOT, cfg.tunGro);
-    this.rx = this.tunq.frames;
-    this.c2c = PacketBatch.over(this.rx.buf, 1);
+    this.receiveBatch = this.tunq.frames;
+    this.c2c = PacketBatch.over(this.receiveBatch.buf, 1);
     const cidr = `${cfg.pool.network}/${cfg.pool.prefix}`;
     this.pool = new AddressPool(cidr, { leasesFile: cfg.leasesFile });
     this.poolCidr = parseCidr(cidr);
+    this.sessions = new SessionTable(this.pool);
     // Plaintext mode is for labs: no certificates, so no authorization by certificate either.
     this.authz = cfg.plaintext ? null : new AuthorizedClients(cfg.authorizedDir);
   }
@@ -115,6 +115,7 @@ export class VpnServer {
       MSS_CLAMP: cfg.mssClamp ? '1' : '0',
     });
     this.sock = UdpSocket.bind(cfg.listen.host, cfg.listen.port, { gso: cfg.udpGso });
+    this.admission = new Admission(this, this.sessions, this.counters, this.dtls, this.authz);
     // (Before "listening": whoever waits for that line sees this one too.)
     if (cfg.udpGso) log.info('UDP segmentation offload is on: a capture on this host shows a run of datagrams as one large packet');
     setHandoffYield(cfg.handoffYield);
@@ -131,366 +132,180 @@ export class VpnServer {
     });
   }
 
-  // ---- UDP side ------------------------------------------------------------------------
+  // ---- UDP -> TUN -------------------------------------------------------------------------
 
-  /** Returns false when the batch only carried packets (BatchCallback in native.ts). */
   private onDatagrams(rx: UdpBatch, now: number): boolean {
-    this.now = now;
-    this.slow = false;
+    this.work = false;
     for (let i = 0; i < rx.count; i++) {
-      const s = this.byRemote.get(rx.peerKey(i));
-      if (s && s.channel.state === 'open') {
-        this.fromSession(s, rx, i);
-        continue;
+      const s = this.sessions.fromRemote(rx.peerKey(i));
+      if (s !== undefined && s.core.channel.state === 'open') this.receive(s, rx, i, now);
+      else {
+        // New peers and handshakes: admission's queue, a few per turn.
+        this.work = true;
+        this.admission.enqueue(rx, i, s ? s.peer : rx.peer(i));
       }
-      this.slow = true;
-      // Handshakes and new peers: the slow path. A handshake step costs milliseconds of
-      // public-key crypto, so they wait in a queue and run a few per event-loop turn;
-      // established sessions' traffic never waits behind a crowd of connecting clients.
-      if (this.hsQueue.length >= HANDSHAKE_QUEUE) {
-        this.counters.inc('garbage'); // a flood: the peer's DTLS retransmits later
-        continue;
-      }
-      this.hsQueue.push({ msg: Buffer.from(rx.packet(i)), peer: s ? s.peer : rx.peer(i) });
     }
-    if (this.tunq.endBatch(this.tun, rx.count, now) !== false) this.slow = true; // the receive batch is done
-    if (this.hsQueue.length && !this.hsScheduled) {
-      this.hsScheduled = true;
-      setImmediate(() => this.runHandshakes());
-    }
-    return this.slow;
-  }
-  /** Set when a batch did more than forward packets: control messages, handshakes, logs, hooks. */
-  private slow = false;
-
-  private runHandshakes(): void {
-    this.now = monotonicMs();
-    this.hsScheduled = false;
-    let n = 0;
-    for (; n < HANDSHAKES_PER_TURN && this.hsQueue.length; n++) {
-      const { msg, peer } = this.hsQueue.shift()!;
-      const s = this.byRemote.get(peer.key);
-      if (s) this.fromSession(s, this.one(msg), 0);
-      else if (this.cfg.plaintext) this.newPlaintextPeer(msg, peer);
-      else this.newDtlsPeer(msg, peer);
-    }
-    this.tunq.endBatch(this.tun, n, this.now); // this turn's batch is done (as in onDatagrams)
-    if (this.hsQueue.length && !this.hsScheduled) {
-      this.hsScheduled = true;
-      setImmediate(() => this.runHandshakes());
-    }
-  }
-  private readonly hsQueue: { msg: Buffer; peer: Peer }[] = [];
-  private hsScheduled = false;
-
-
-  private newDtlsPeer(msg: Buffer, peer: Peer): void {
-    const key = peer.text;
-    if (looksLikeFrame(msg)) {
-      this.counters.inc('mismatch_plaintext');
-      this.logMismatch(key, 'a plaintext tunnel packet arrived, but this server requires DTLS (is the client running --insecure-plaintext?)');
-      // Tell a plaintext client why (unauthenticated, smaller than what it sent: no amplification).
-      if (frameType(msg) === FrameType.CONTROL) this.sock.send(encodeClose('server requires DTLS'), peer);
-      return;
-    }
-    if (this.byRemote.size >= MAX_HANDSHAKING + this.router.size) {
-      this.counters.inc('garbage');
-      return;
-    }
-    const r = this.dtls!.listen(msg, key);
-    if (r === null) {
-      this.counters.inc('garbage');
-      return;
-    }
-    if ('reply' in r) {
-      for (const d of r.reply) this.sock.send(d, peer);
-      return;
-    }
-    const s = this.newSession(new DtlsChannel(r.conn, this.rx), peer);
-    this.byRemote.set(peer.key, s);
-    log.debug('handshake started', { remote: key });
-    this.flushControl(s);
+    this.endTurn(rx.count, now);
+    return this.work;
   }
 
-  private newPlaintextPeer(msg: Buffer, peer: Peer): void {
-    if (looksLikeDtls(msg)) {
-      this.counters.inc('mismatch_dtls');
-      // Tell a DTLS client why (a small unauthenticated frame, smaller than its ClientHello).
-      this.sock.send(encodeClose('this server runs --insecure-plaintext'), peer);
-      this.logMismatch(peer.text, 'a DTLS packet arrived, but this server runs --insecure-plaintext (start the client with --insecure-plaintext, or the server without it)');
-      return;
-    }
-    if (frameType(msg) !== FrameType.CONTROL) {
-      this.counters.inc('garbage');
-      return;
-    }
-    const s = this.newSession(new PlaintextChannel(), peer);
-    this.byRemote.set(peer.key, s);
-    this.fromSession(s, this.one(msg), 0);
-    if (!s.cn) this.dropSession(s, 'no valid hello', false);
-  }
-
-  private logMismatch(key: string, what: string): void {
-    const last = this.mismatchLogged.get(key) ?? 0;
-    const now = monotonicMs();
-    if (this.mismatchLogged.has(key) && now - last < 10_000) return; // one line per peer per 10 s, not per packet
-    this.mismatchLogged.set(key, now);
-    if (this.mismatchLogged.size > 1000) this.mismatchLogged.clear();
-    log.warn(`mode mismatch from ${key}: ${what}`);
-  }
-
-  /** A session whose frames to the client are the packets of our TUN reads (plus a header). */
-  private newSession(ch: Channel, peer: Peer): Session {
-    return new Session(ch, peer, PacketBatch.over(this.tun.rx.buf, BATCH));
-  }
-
-  /** A slow-path datagram (queued handshake) as packet 0 of a batch, which is what channels take. */
-  private one(msg: Buffer): PacketBatch {
-    const b = this.oneIn;
-    b.clear();
-    if (!b.push(msg)) b.count = 0; // larger than any datagram we read: nothing to open
-    return b;
-  }
-  private readonly oneIn = new PacketBatch(1, SLOT);
-
-  /** Datagram i of `datagrams`, from the session's client. */
-  private fromSession(s: Session, datagrams: PacketBatch, i: number): void {
+  /** Datagram i of `datagrams`, from the client of `s`: its packets to the TUN (or another client). */
+  receive(s: Session, datagrams: PacketBatch, i: number, now: number): void {
     if (i >= datagrams.count) return;
-    const ch = s.channel;
-    const dlen = datagrams.lens[i];
-    const wasOpen = ch.state === 'open';
-    const droppedBefore = ch.dropped;
     this.tunq.makeRoom(this.tun); // room for this datagram's frames
-    const frames = ch.receive(datagrams, i);
-    if (ch.dropped !== droppedBefore) this.counters.inc('replayed_or_bad_record', ch.dropped - droppedBefore);
-    if (!wasOpen) {
-      this.slow = true;
-      this.flushControl(s);
-      const now: string = ch.state;
-      if (now === 'failed') {
-        log.warn('handshake failed', { remote: s.key, reason: ch.error });
-        this.dropSession(s, 'handshake failed', false);
-        return;
-      }
-      if (now === 'open') this.onHandshakeDone(s);
-    }
-    if (frames.count === frames.first) {
-      const state: string = ch.state; // (re-read: receive() may have seen close_notify)
-      if (state === 'closed') this.dropSession(s, 'client closed the connection', false);
+    const core = s.core;
+    const work = core.decapsulate(datagrams, i, now);
+    const pk = core.packets;
+    for (let k = 0; k < pk.count; k++) this.route(s, pk.buf, pk.offs[k], pk.lens[k], now);
+    if (work) this.act(s, now);
+  }
+
+  /** One IP packet from a client: checked, then to the TUN or, re-sealed, to another client. */
+  private route(s: Session, buf: Buffer, off: number, len: number, now: number): void {
+    if (checkIp(buf, off, len) !== null) { this.counters.inc('bad_ip'); return; }
+    if (ipVersion(buf, off) !== 4) { this.counters.inc('not_ipv4'); return; } // e.g. the client OS's IPv6 router solicitations
+    // Anti-spoofing: a client may only send from the address we gave it.
+    if (ipv4Src(buf, off) !== s.address) { this.counters.inc('spoofed_source'); s.drops++; return; }
+    const dst = ipv4Dst(buf, off);
+    if (inCidr(dst, this.poolCidr) && dst !== this.pool.serverAddressInt) {
+      const peer = this.sessions.router.lookup(dst);
+      if (!peer) { this.counters.inc('no_route'); return; }
+      if (!this.cfg.clientToClient) { this.counters.inc('client_to_client_off'); return; }
+      // Client to client: the frame (type byte in front of the packet) re-sealed for the other session.
+      this.c2c.offs[0] = off - 1;
+      this.c2c.lens[0] = len + 1;
+      this.c2c.count = 1;
+      this.send(peer, this.c2c, 1, now);
       return;
     }
-    s.lastSeen = this.now;
-    s.rxBytes += dlen;
-    const buf = frames.buf;
-    for (let i = frames.first; i < frames.count; i++) {
-      const off = frames.offs[i], len = frames.lens[i];
-      const type = frameType(buf, off, len);
-      if (type === FrameType.DATA) {
-        if (!s.address) { this.counters.inc('unauthorized'); continue; }
-        const ipOff = off + 1, ipLen = len - 1;
-        if (checkIp(buf, ipOff, ipLen) !== null) { this.counters.inc('bad_ip'); continue; }
-        if (ipVersion(buf, ipOff) !== 4) { this.counters.inc('not_ipv4'); continue; } // e.g. the client OS's IPv6 router solicitations
-        // Anti-spoofing: a client may only send from the address we gave it.
-        if (ipv4Src(buf, ipOff) !== s.address) { this.counters.inc('spoofed_source'); s.drops++; continue; }
-        s.rxPackets++;
-        const dst = ipv4Dst(buf, ipOff);
-        if (inCidr(dst, this.poolCidr) && dst !== this.pool.serverAddressInt) {
-          const peer = this.router.lookup(dst);
-          if (!peer) { this.counters.inc('no_route'); continue; }
-          if (!this.cfg.clientToClient) { this.counters.inc('client_to_client_off'); continue; }
-          // Client to client: re-seal the frame (type byte included) for the other session.
-          this.c2c.offs[0] = off;
-          this.c2c.lens[0] = len;
-          this.sendFrames(peer, this.c2c, 1);
-          continue;
-        }
-        this.tunq.add(this.tun, buf, ipOff, ipLen);
-      } else if (type === FrameType.CONTROL) {
-        this.slow = true;
-        this.onControl(s, buf.subarray(off + 1, off + len));
-      } else if (type === FrameType.KEEPALIVE) {
-        this.sendSmall(s, encodeFrame(FrameType.KEEPALIVE_REPLY));
-      } else if (type === FrameType.KEEPALIVE_REPLY) {
-        // lastSeen is already updated
-      } else if (type === FrameType.CLOSE) {
-        this.dropSession(s, `client closed: ${closeReason(buf.subarray(off + 1, off + len)) || 'no reason'}`, false);
-        return;
-      } else {
-        this.counters.inc('garbage');
-      }
-    }
+    this.tunq.add(this.tun, buf, off, len);
   }
 
-  private onHandshakeDone(s: Session): void {
-    const dtls = (s.channel as DtlsChannel).conn;
-    const peer = dtls.peer();
-    s.cn = peer?.cn ?? '';
-    s.fingerprint = peer?.fingerprint256 ?? null;
-    log.debug('handshake done', { remote: s.key, cn: s.cn, cipher: dtls.info().cipher });
-    // The CA vouches for the certificate, not for its CN being usable as a name here (it
-    // names a file in the authorized directory and appears in logs and messages).
-    if (!isValidCn(s.cn)) {
-      this.counters.inc('unauthorized');
-      log.warn('refused client: its certificate CN is not a valid client name', { cn: s.cn, remote: s.key });
-      s.cn = ''; // (not kept, not shown again)
-      this.refuse(s, 'the certificate CN is not a valid client name (letters, digits, ".", "_", "-"; at most 64)');
-      return;
-    }
-    this.authorize(s);
+  /** The end of a receive batch: its TUN packets written in one call. */
+  endTurn(datagrams: number, now: number): void {
+    this.tunq.flush(this.tun);
+    if (readTunAfterWrite(this.tun, this.tunq.takeWritten(), datagrams, now)) this.work = true;
   }
 
-  /** Authorization and address assignment, shared by both modes; sends config or refuse. */
-  private authorize(s: Session): void {
-    if (this.authz && !this.authz.has(s.cn)) {
-      this.counters.inc('unauthorized');
-      log.warn('refused client: CN is not in the authorized directory', { cn: s.cn, remote: s.key, dir: this.authz.dir });
-      this.refuse(s, `client "${s.cn}" is not authorized on this server`);
-      return;
-    }
-    const old = this.byCn.get(s.cn);
-    if (old && old !== s) this.dropSession(old, `replaced by a new connection from ${s.key}`, true);
-    let lease;
-    try {
-      lease = this.pool.acquire(s.cn);
-    } catch (err) {
-      if (!(err instanceof PoolExhaustedError)) throw err;
-      log.warn('refused client: address pool exhausted', { cn: s.cn, remote: s.key });
-      this.refuse(s, err.message);
-      return;
-    }
-    s.address = lease.address;
-    s.addressStr = lease.addressStr;
-    s.connectedAt = this.now;
-    this.router.add(s.address, s);
-    this.byCn.set(s.cn, s);
-    log.info('client connected', { cn: s.cn, address: s.addressStr, remote: s.key, mode: s.channel.kind });
-    void runHook(this.cfg.onConnect, 'connect', { tun: this.tun.name, cn: s.cn, address: s.addressStr, remote: s.key });
-  }
+  // ---- TUN -> UDP -------------------------------------------------------------------------
 
-  private sendConfig(s: Session): void {
-    const cfg = this.cfg;
-    const msg: ConfigMsg = {
-      type: 'config', v: 1, address: s.addressStr, prefix: cfg.pool.prefix, gateway: this.pool.serverAddress,
-      mtu: cfg.mtu, routes: cfg.routes, redirectGateway: cfg.redirectGateway, dns: cfg.dns,
-      keepaliveSec: cfg.keepaliveSec, timeoutSec: cfg.timeoutSec,
-    };
-    this.sendSmall(s, encodeFrame(FrameType.CONTROL, encodeControl(msg)));
-  }
-
-  private refuse(s: Session, reason: string): void {
-    this.sendSmall(s, encodeFrame(FrameType.CONTROL, encodeControl({ type: 'refuse', v: 1, reason })));
-    this.dropSession(s, `refused: ${reason}`, true);
-  }
-
-  private onControl(s: Session, body: Buffer): void {
-    const msg = decodeControl(body);
-    if (msg.type === 'invalid') {
-      log.warn('bad control message', { remote: s.key, error: msg.error });
-      return;
-    }
-    if (msg.type === 'hello') {
-      if (s.channel.kind === 'plaintext' && !s.cn) {
-        if (!msg.cn) { log.warn('plaintext hello without a cn', { remote: s.key }); return; }
-        s.cn = msg.cn; // lab mode: the identity is only claimed, nothing proves it
-        this.authorize(s);
-      }
-      if (s.address) this.sendConfig(s);
-    } else if (msg.type === 'bye') {
-      this.dropSession(s, `client said bye: ${msg.reason}`, false);
-    }
-  }
-
-  // ---- TUN side ------------------------------------------------------------------------
-
-  /** Returns false when it only forwarded packets (BatchCallback in native.ts). */
   private onTunBatch(b: PacketBatch, now: number): boolean {
-    this.now = now;
     const buf = b.buf;
     const pending = this.pending;
     for (let i = 0; i < b.count; i++) {
       const off = b.offs[i], len = b.lens[i];
       if (ipVersion(buf, off) !== 4) { this.counters.inc('not_ipv4'); continue; } // the kernel's own IPv6 on the TUN
       if (len < 20) { this.counters.inc('bad_ip'); continue; }
-      const s = this.router.lookup(ipv4Dst(buf, off));
+      const s = this.sessions.router.lookup(ipv4Dst(buf, off));
       if (!s) { this.counters.inc('no_route'); continue; }
-      buf[off - 1] = FrameType.DATA; // the frame header goes into the headroom: no copy
-      const tx = s.tx;
-      if (tx.count === 0) pending.push(s);
-      tx.offs[tx.count] = off - 1;
-      tx.lens[tx.count++] = len + 1;
+      if (s.tx.count === 0) pending.push(s);
+      dataFrame(s.tx, buf, off, len); // the frame header goes into the headroom: no copy
     }
     const sent = pending.length;
     for (let j = 0; j < sent; j++) {
       const s = pending[j];
-      this.sendFrames(s, s.tx, s.tx.count);
-      s.txPackets += s.tx.count;
+      this.send(s, s.tx, s.tx.count, now);
       s.tx.count = 0;
     }
     pending.length = 0;
-    // A reply that came while the sends yielded, taken now (inside onDatagrams: nothing to do).
-    return sent > 0 && this.sock.endBatch(b.count, now) !== false;
+    return sent > 0 && readUdpAfterSend(this.sock, b.count, now);
   }
 
   /** Seals the first `count` frames of `frames` for one session and sends the datagrams. */
-  private sendFrames(s: Session, frames: PacketBatch, count: number): void {
-    if (s.channel.state !== 'open') return;
-    const view = s.channel.seal(frames, count, this.sealRing.next());
-    for (let i = 0; i < view.count; i++) s.txBytes += view.lens[i];
-    this.sock.sendBatch(view, s.peer);
-    s.lastSent = this.now;
-    this.flushControl(s);
+  private send(s: Session, frames: PacketBatch, count: number, now: number): void {
+    const view = s.core.encapsulate(frames, count, this.sealRing.next(), now);
+    if (view !== null) this.sock.sendBatch(view, s.peer);
   }
 
-  /** A frame of the receive batch, sent on to another client (entry 0 names it). */
-  private readonly c2c: PacketBatch;
-  private readonly small = new PacketBatch(1, SLOT);
-  /** Control-path send of one frame (a copy is fine here). */
-  private sendSmall(s: Session, frame: Buffer): void {
-    this.small.clear();
-    if (!this.small.push(frame)) throw new Error(`control frame of ${frame.length} bytes exceeds ${SLOT}`);
-    this.sendFrames(s, this.small, 1);
-  }
+  // ---- the control path: acting on what a session's core asked for -----------------------
 
-  /** Sends what the protocol queued (handshake, alerts) and re-arms its timer. */
-  private flushControl(s: Session): void {
-    const out = s.channel.takeOutput();
-    if (out) for (const d of out) this.sock.send(d, s.peer);
-    if (s.channel.state === 'handshaking') {
-      const ms = s.channel.timeoutMs();
-      if (s.timer) clearTimeout(s.timer);
-      s.timer = ms >= 0 ? setTimeout(() => { s.timer = null; s.channel.onTimeout(); this.flushControl(s); this.checkFailed(s); }, Math.max(ms, 1)) : null;
-    } else if (s.timer) {
-      clearTimeout(s.timer);
-      s.timer = null;
+  /** Sends what the core queued, applies policy to its events, ends the session if it ended. */
+  act(s: Session, now: number): void {
+    this.work = true;
+    const out = s.core.out;
+    while (out.datagrams.length || out.events.length) {
+      for (const d of out.datagrams) this.sock.send(d, s.peer);
+      const events = out.events.slice();
+      out.clear();
+      for (const ev of events) {
+        if (ev.type === 'established') this.onEstablished(s, now);
+        else if (ev.type === 'hello') this.onHello(s, ev.msg.cn, now);
+        else if (ev.type === 'invalid') log.warn('bad control message', { remote: s.key, error: ev.error });
+      }
     }
+    if (out.close) this.end(s, out.close);
+    else this.armChannelTimer(s);
   }
 
-  private checkFailed(s: Session): void {
-    if (s.channel.state === 'failed') {
-      log.warn('handshake failed', { remote: s.key, reason: s.channel.error });
-      this.dropSession(s, 'handshake failed', false);
-    }
+  /** The DTLS handshake is done: the certificate names the client. */
+  private onEstablished(s: Session, now: number): void {
+    const dtls = (s.core.channel as DtlsChannel).conn;
+    const peer = dtls.peer();
+    s.cn = peer?.cn ?? '';
+    s.fingerprint = peer?.fingerprint256 ?? null;
+    log.debug('handshake done', { remote: s.key, cn: s.cn, cipher: dtls.info().cipher });
+    this.admit(s, now);
   }
 
-  // ---- Session lifecycle ---------------------------------------------------------------
+  private onHello(s: Session, cn: string | undefined, now: number): void {
+    if (s.core.channel.kind !== 'plaintext' || s.cn) return;
+    if (!cn) { log.warn('plaintext hello without a cn', { remote: s.key }); return; }
+    s.cn = cn; // lab mode: the identity is only claimed, nothing proves it
+    this.admit(s, now);
+  }
 
-  /** Ends a session; `notify` sends bye + close_notify first. The address stays reserved for the CN. */
-  dropSession(s: Session, reason: string, notify: boolean): void {
-    if (s.closed) return;
-    s.closed = true;
-    this.slow = true; // logs, and may run a hook
-    if (notify && s.channel.state === 'open') {
-      this.sendSmall(s, encodeFrame(FrameType.CONTROL, encodeControl({ type: 'bye', v: 1, reason })));
-      s.channel.shutdown();
-      this.flushControl(s);
+  /** Authorization and address assignment, shared by both modes: the core sends config or refuse. */
+  private admit(s: Session, now: number): void {
+    let r = this.admission.check(s);
+    if (r === null) {
+      const old = this.sessions.fromCn(s.cn);
+      if (old && old !== s) this.closeSession(old, `replaced by a new connection from ${s.key}`, true, now);
+      const lease = this.admission.lease(s);
+      if ('address' in lease) {
+        this.sessions.connect(s, lease.address, lease.addressStr, now);
+        s.core.accept(this.configFor(s), now);
+        log.info('client connected', { cn: s.cn, address: s.addressStr, remote: s.key, mode: s.core.channel.kind });
+        void runHook(this.cfg.onConnect, 'connect', { tun: this.tun.name, cn: s.cn, address: s.addressStr, remote: s.key });
+        return;
+      }
+      r = lease;
     }
+    log.warn(r.log, { cn: s.cn, remote: s.key, ...(r.dir ? { dir: r.dir } : {}) });
+    if (r.invalidCn) s.cn = ''; // (not kept, not shown again)
+    s.core.refuse(r.reason, now);
+  }
+
+  private configFor(s: Session): ConfigMsg {
+    const cfg = this.cfg;
+    return {
+      type: 'config', v: 1, address: s.addressStr, prefix: cfg.pool.prefix, gateway: this.pool.serverAddress,
+      mtu: cfg.mtu, routes: cfg.routes, redirectGateway: cfg.redirectGateway, dns: cfg.dns,
+      keepaliveSec: cfg.keepaliveSec, timeoutSec: cfg.timeoutSec,
+    };
+  }
+
+  /** While handshaking, the channel's own timer (DTLS retransmission) runs. */
+  private armChannelTimer(s: Session): void {
+    const ms = s.core.channelTimerMs();
     if (s.timer) clearTimeout(s.timer);
-    s.channel.destroy();
-    if (this.byRemote.get(s.peer.key) === s) this.byRemote.delete(s.peer.key);
+    s.timer = ms >= 0 ? setTimeout(() => { s.timer = null; s.core.onChannelTimer(); this.act(s, monotonicMs()); }, Math.max(ms, 1)) : null;
+  }
+
+  /** A session the server itself ends; `notify` tells the client (bye, close_notify). */
+  closeSession(s: Session, reason: string, notify: boolean, now = monotonicMs()): void {
+    s.core.close(reason, notify, now);
+    this.act(s, now);
+  }
+
+  /** The session ended (core.out.close): out of the table, logged, the hook run. */
+  private end(s: Session, c: Close): void {
+    if (s.gone) return;
+    if (s.timer) clearTimeout(s.timer);
+    s.core.channel.destroy();
+    this.sessions.remove(s);
+    const reason = closeText(c, this.cfg.timeoutSec);
+    if (c.code === 'handshake-failed') log.warn('handshake failed', { remote: s.key, reason: c.reason });
     if (s.address) {
-      this.router.remove(s.address, s);
-      if (this.byCn.get(s.cn) === s) this.byCn.delete(s.cn);
-      this.pool.release(s.cn);
       log.info('client disconnected', { cn: s.cn, address: s.addressStr, remote: s.key, reason });
       void runHook(this.cfg.onDisconnect, 'disconnect', { tun: this.tun.name, cn: s.cn, address: s.addressStr, remote: s.key });
     } else {
@@ -498,18 +313,24 @@ export class VpnServer {
     }
   }
 
-  /** Keepalives, dead-peer detection, stuck handshakes: once a second. */
+  /** Keepalives, dead peers, stuck handshakes: once a second. */
   private onTick(): void {
-    const now = this.now = monotonicMs();
-    const keepMs = this.cfg.keepaliveSec * 1000, deadMs = this.cfg.timeoutSec * 1000;
-    for (const s of this.byRemote.values()) {
-      if (!s.address) {
-        if (now - s.createdAt > HANDSHAKE_TIMEOUT_MS) this.dropSession(s, 'handshake did not finish', false);
-        continue;
-      }
-      if (now - s.lastSeen > deadMs) this.dropSession(s, `no traffic for ${this.cfg.timeoutSec}s (dead peer)`, false);
-      else if (keepMs > 0 && now - s.lastSent >= keepMs) this.sendSmall(s, encodeFrame(FrameType.KEEPALIVE));
+    const now = monotonicMs();
+    for (const s of this.sessions.all()) {
+      s.core.tick(now);
+      if (!s.core.out.empty) this.act(s, now);
     }
+  }
+
+  /** A new peer's session: the shared core with the server's timers. */
+  newSession(ch: Channel, peer: Peer): Session {
+    const cfg = this.cfg;
+    const core = new SessionCore('server', ch, {
+      keepaliveMs: cfg.keepaliveSec * 1000, deadMs: cfg.timeoutSec * 1000, upWithinMs: HANDSHAKE_TIMEOUT_MS,
+    }, this.counters, monotonicMs());
+    const s = new Session(core, peer, PacketBatch.over(this.tun.rx.buf, BATCH));
+    this.sessions.add(s);
+    return s;
   }
 
   /** SIGHUP: re-read the authorized directory and disconnect clients no longer listed. */
@@ -518,8 +339,8 @@ export class VpnServer {
     const { added, removed } = this.authz.scan();
     log.info('authorized clients reloaded', { added: added.join(',') || '-', removed: removed.join(',') || '-', total: this.authz.list.length });
     for (const cn of removed) {
-      const s = this.byCn.get(cn);
-      if (s) this.dropSession(s, 'no longer authorized', true);
+      const s = this.sessions.fromCn(cn);
+      if (s) this.closeSession(s, 'no longer authorized', true);
     }
   }
 
@@ -532,7 +353,7 @@ export class VpnServer {
       pool: this.pool.cidr,
       serverAddress: this.pool.serverAddress,
       uptimeSec: Math.round((monotonicMs() - this.started) / 1000),
-      clients: [...this.byCn.values()].map((s) => sessionStatus(s, monotonicMs())),
+      clients: this.sessions.clients().map((s) => sessionStatus(s, monotonicMs())),
       drops: this.counters.snapshot(),
       ...(this.cfg.tunGro ? { groMerged: this.tun.coalesced } : {}),
       ...(this.cfg.handoffYield ? { handoff: handoffStats() } : {}),
@@ -543,8 +364,8 @@ export class VpnServer {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    log.info('shutting down', { clients: this.byCn.size });
-    for (const s of [...this.byRemote.values()]) this.dropSession(s, 'server shutting down', true);
+    log.info('shutting down', { clients: this.sessions.connected });
+    for (const s of this.sessions.all()) this.closeSession(s, 'server shutting down', true);
     if (this.tick) clearInterval(this.tick);
     await this.status?.close();
     // Give queued datagrams a moment to leave before the socket closes.
@@ -564,3 +385,15 @@ export class VpnServer {
   }
 }
 
+/** How the server's log says why a session ended. */
+function closeText(c: Close, timeoutSec: number): string {
+  switch (c.code) {
+    case 'refused': return `refused: ${c.reason}`;
+    case 'bye': return `client said bye: ${c.reason}`;
+    case 'peer-closed': return `client closed: ${c.reason}`;
+    case 'dead': return `no traffic for ${timeoutSec}s (dead peer)`;
+    case 'handshake-failed': return 'handshake failed';
+    case 'no-answer': return `handshake did not finish (${c.reason})`;
+    case 'local': return c.reason;
+  }
+}

@@ -23,6 +23,8 @@ export interface Channel {
    * is its own datagram (plaintext), `frames` itself with its count set to `count`.
    */
   seal(frames: PacketBatch, count: number, out: PacketBatch): PacketBatch;
+  /** Client: starts the handshake (DTLS: the ClientHello is then in takeOutput()). */
+  begin(): void;
   /** Datagrams the protocol itself wants sent (handshake flights, alerts). */
   takeOutput(): Buffer[] | null;
   /** ms until onTimeout() is due, -1 for none. */
@@ -61,6 +63,7 @@ export class DtlsChannel implements Channel {
     this.conn.seal(frames, count, out);
     return out;
   }
+  begin(): void { this.conn.handshake(); }
   takeOutput(): Buffer[] | null { return this.conn.takeOutput(); }
   timeoutMs(): number { return this.conn.timeoutMs(); }
   onTimeout(): void { this.conn.onTimeout(); }
@@ -88,6 +91,7 @@ export class PlaintextChannel implements Channel {
     frames.count = count;
     return frames;
   }
+  begin(): void {}
   takeOutput(): Buffer[] | null { return null; }
   timeoutMs(): number { return -1; }
   onTimeout(): void {}

@@ -1,0 +1,114 @@
+// The server's sessions: one per client, found by the client's underlay address (each
+// datagram), by its certificate CN (one session per CN), and by its tunnel address (the
+// Router: each packet from the TUN). A session is the shared protocol core (src/session)
+// plus what only the server knows of a client: its endpoint, identity and address.
+import { PacketBatch } from '../batch';
+import { Peer } from '../conn/udp';
+import { AddressPool } from '../device/pool';
+import { Router } from '../device/router';
+import { SessionCore } from '../session/core';
+
+/** Packets per batch on the data path (TUN reads, UDP reads, what one seal call takes). */
+export const BATCH = 64;
+
+export class Session {
+  cn = '';
+  fingerprint: string | null = null;
+  /** Tunnel address as uint32 (0 until authorized) and as text. */
+  address = 0;
+  addressStr = '';
+  connectedAt = 0;
+  /** Packets from this client dropped by policy (spoofed source). */
+  drops = 0;
+  /** Removed from the table (the core may have ended earlier). */
+  gone = false;
+  /** The channel's own timer (DTLS retransmission) while handshaking. */
+  timer: NodeJS.Timeout | null = null;
+  /** "address:port" of the client's underlay end, for logs and status. */
+  readonly key: string;
+
+  /**
+   * @param tx the frames of the current TUN batch bound for this client: entries into the
+   *   TUN's read buffer (filled, sealed and reset per batch; see PacketBatch.over)
+   */
+  constructor(readonly core: SessionCore, readonly peer: Peer, readonly tx: PacketBatch) {
+    this.key = peer.text;
+  }
+}
+
+export class SessionTable {
+  private readonly byRemote = new Map<number | string, Session>();
+  private readonly byCn = new Map<string, Session>();
+  /** Tunnel address -> session, for packets from the TUN. */
+  readonly router = new Router<Session>();
+
+  constructor(readonly pool: AddressPool) {}
+
+  /** Sessions in any state, handshakes included. */
+  get size(): number { return this.byRemote.size; }
+  /** Sessions that were given an address. */
+  get connected(): number { return this.byCn.size; }
+
+  fromRemote(key: number | string): Session | undefined { return this.byRemote.get(key); }
+  fromCn(cn: string): Session | undefined { return this.byCn.get(cn); }
+  all(): Session[] { return [...this.byRemote.values()]; }
+  clients(): Session[] { return [...this.byCn.values()]; }
+
+  /** A new peer (its handshake starts). */
+  add(s: Session): void {
+    this.byRemote.set(s.peer.key, s);
+  }
+
+  /** The client was authorized: its CN and address point at it now. */
+  connect(s: Session, address: number, addressStr: string, now: number): void {
+    s.address = address;
+    s.addressStr = addressStr;
+    s.connectedAt = now;
+    this.router.add(address, s);
+    this.byCn.set(s.cn, s);
+  }
+
+  /** Removes every way to find `s`; its address stays reserved for its CN (sticky leases). */
+  remove(s: Session): void {
+    s.gone = true;
+    if (this.byRemote.get(s.peer.key) === s) this.byRemote.delete(s.peer.key);
+    if (!s.address) return;
+    this.router.remove(s.address, s);
+    if (this.byCn.get(s.cn) === s) this.byCn.delete(s.cn);
+    this.pool.release(s.cn);
+  }
+}
+
+export interface SessionStatus {
+  cn: string;
+  address: string;
+  remote: string;
+  mode: string;
+  connectedSec: number;
+  lastSeenSec: number;
+  rxBytes: number;
+  rxPackets: number;
+  txBytes: number;
+  txPackets: number;
+  droppedRecords: number;
+  droppedSpoofed: number;
+}
+
+/** `now` in monotonic ms (clock.ts), as the session's times. */
+export function sessionStatus(s: Session, now: number): SessionStatus {
+  const c = s.core;
+  return {
+    cn: s.cn,
+    address: s.addressStr,
+    remote: s.key,
+    mode: c.channel.kind,
+    connectedSec: Math.round((now - s.connectedAt) / 1000),
+    lastSeenSec: Math.round((now - c.lastSeen) / 1000),
+    rxBytes: c.rxBytes,
+    rxPackets: c.rxPackets,
+    txBytes: c.txBytes,
+    txPackets: c.txPackets,
+    droppedRecords: c.channel.dropped,
+    droppedSpoofed: s.drops,
+  };
+}

@@ -1,0 +1,328 @@
+// The protocol of one tunnel, shared by client and server, with no I/O (sans-IO, after
+// boringtun's encapsulate/decapsulate): it takes events (a datagram from the peer, packets
+// from the TUN, the clock) and says what to do (datagrams to send, packets to write into the
+// TUN, the session's end and why). The event loops in src/server and src/client own the
+// socket, the TUN and the timers; everything they must agree on lives here, once:
+//
+//   - the channel: the DTLS handshake, then records (or plaintext frames in the lab mode);
+//   - framing: DATA packets out to the caller, KEEPALIVE answered, CLOSE ends the session;
+//   - the control exchange: client `hello` -> server `config` or `refuse`; `bye` either way;
+//   - timers: the handshake (and config) must finish in time, keepalives when idle, and a
+//     peer that has been silent too long is dead — in every state;
+//   - counters: bytes and packets each way, drops by reason.
+//
+// The hot path (decapsulate/encapsulate on an open channel carrying DATA) allocates nothing:
+// packets are (offset, length) pairs into the receive batch (`packets`). Control work (rare)
+// may allocate: its results go into `out` for the shell to act on.
+import { BatchView, PacketBatch } from '../batch';
+import { Counters } from '../device/counters';
+import { ConfigMsg, decodeControl, encodeControl, HelloMsg } from '../wire/control';
+import { closeReason, encodeFrame, frameType, FrameType } from '../wire/frame';
+import { Channel } from './channel';
+
+/** Why a session ended. The shells turn these into their own words. */
+export type CloseCode =
+  | 'refused' // server: we refused the client; client: the server refused us (do not retry)
+  | 'bye' // the peer said bye (a control message, with its reason)
+  | 'peer-closed' // a CLOSE frame, or the peer's close_notify
+  | 'dead' // nothing heard from the peer for longer than the dead-peer timeout
+  | 'handshake-failed' // the DTLS handshake failed on what the peer sent (a certificate refused, an alert)
+  | 'no-answer' // not up in time, or DTLS gave up retransmitting: worth another try later
+  | 'local'; // this side closed it (shutdown, replaced, no longer authorized)
+
+export interface Close {
+  code: CloseCode;
+  /** The peer's reason (bye, CLOSE), the channel's error, or ours. */
+  reason: string;
+}
+
+/** Control-path events for the shell's policy, in the order they happened. */
+export type SessionEvent =
+  /** The DTLS handshake is done: the peer's certificate is known (server: authorize now). */
+  | { type: 'established' }
+  /** Server: the client said hello (in the lab's plaintext mode it names itself here). */
+  | { type: 'hello'; msg: HelloMsg }
+  /** Client: the server's config (the session is up). */
+  | { type: 'config'; msg: ConfigMsg }
+  /** A control message that failed validation (the error names the field). */
+  | { type: 'invalid'; error: string };
+
+/** What the shell must do after a call into the core. Read it, act, then clear it. */
+export class Output {
+  /** Datagrams for the peer, in order: handshake flights, sealed control frames, alerts. */
+  readonly datagrams: Buffer[] = [];
+  readonly events: SessionEvent[] = [];
+  /** Set once, when the session ends; the peer was already told where `datagrams` say so. */
+  close: Close | null = null;
+
+  get empty(): boolean {
+    return this.datagrams.length === 0 && this.events.length === 0 && this.close === null;
+  }
+  clear(): void {
+    this.datagrams.length = 0;
+    this.events.length = 0;
+  }
+}
+
+export interface Timing {
+  /** Send a KEEPALIVE when nothing was sent for this long (0: never). */
+  keepaliveMs: number;
+  /** Nothing heard for this long after the session is up: the peer is dead. */
+  deadMs: number;
+  /** Handshake and control exchange must be done within this (from creation). */
+  upWithinMs: number;
+}
+
+/** Frames one datagram can carry at most (a 2 KB datagram of 1-byte frames is far fewer records). */
+const MAX_FRAMES = 128;
+
+export class SessionCore {
+  readonly out = new Output();
+  /**
+   * The DATA packets of the last decapsulate: IP packets (frame header stripped) as entries into
+   * the receive batch's buffer, valid until the caller writes them out.
+   */
+  readonly packets: BatchView = { buf: Buffer.alloc(0), offs: new Uint32Array(MAX_FRAMES), lens: new Uint32Array(MAX_FRAMES), count: 0 };
+  /** The session is up: server, the client was accepted; client, the config arrived. */
+  up = false;
+  /** Times in monotonic ms (clock.ts). */
+  readonly createdAt: number;
+  lastSeen: number;
+  lastSent: number;
+  rxBytes = 0;
+  rxPackets = 0;
+  txBytes = 0;
+  txPackets = 0;
+  /** Server: the config to send on each hello once accepted (null before, or if refused). */
+  private config: ConfigMsg | null = null;
+  private helloSeen = false;
+  private droppedSeen = 0;
+  /** For control frames: sealed one at a time (control path). */
+  private readonly one = new PacketBatch(1, 2048);
+  private readonly sealed = new PacketBatch(1, 2048);
+
+  constructor(
+    readonly role: 'client' | 'server',
+    readonly channel: Channel,
+    public timing: Timing,
+    /** Drops by reason: the server's shared counters, or the client's own. */
+    readonly counters: Counters,
+    now: number,
+    /** Client, plaintext mode: the name it claims in its hello. */
+    private readonly claimCn?: string,
+  ) {
+    this.createdAt = this.lastSeen = this.lastSent = now;
+    this.takeChannelOutput(); // (a server's connection from the cookie exchange has its first flight ready)
+  }
+
+  get closed(): boolean {
+    return this.out.close !== null;
+  }
+
+  /** Client: the first flight (DTLS ClientHello), or the hello right away in plaintext mode. */
+  start(now: number): void {
+    this.channel.begin();
+    if (this.channel.state === 'open') this.sendHello(now);
+    else this.takeChannelOutput();
+  }
+
+  // ---- peer -> us ------------------------------------------------------------------------
+
+  /**
+   * Datagram i of `datagrams`, from the peer. Its DATA packets are in `packets` afterwards.
+   * Returns true when `out` has something for the shell (control work: rare).
+   */
+  decapsulate(datagrams: PacketBatch, i: number, now: number): boolean {
+    const pk = this.packets;
+    pk.count = 0;
+    if (this.closed) return false;
+    const ch = this.channel;
+    const wasOpen = ch.state === 'open';
+    const frames = ch.receive(datagrams, i);
+    if (ch.dropped !== this.droppedSeen) {
+      this.counters.inc('replayed_or_bad_record', ch.dropped - this.droppedSeen);
+      this.droppedSeen = ch.dropped;
+    }
+    let work = false;
+    if (!wasOpen) {
+      work = true;
+      this.takeChannelOutput();
+      if (this.channelEnded()) return true;
+      if ((ch.state as string) === 'open') this.onOpen(now); // (the receive may have finished the handshake)
+    }
+    if (frames.count === frames.first) {
+      return this.channelEnded() || work || !this.out.empty;
+    }
+    this.lastSeen = now;
+    this.rxBytes += datagrams.lens[i];
+    const buf = frames.buf;
+    pk.buf = buf;
+    for (let k = frames.first; k < frames.count; k++) {
+      const off = frames.offs[k], len = frames.lens[k];
+      const type = frameType(buf, off, len);
+      if (type === FrameType.DATA) {
+        if (!this.up) { this.counters.inc('unauthorized'); continue; }
+        pk.offs[pk.count] = off + 1;
+        pk.lens[pk.count++] = len - 1;
+        continue;
+      }
+      work = true;
+      if (type === FrameType.CONTROL) this.onControl(buf.subarray(off + 1, off + len), now);
+      else if (type === FrameType.KEEPALIVE) this.sendFrame(encodeFrame(FrameType.KEEPALIVE_REPLY), now);
+      else if (type === FrameType.CLOSE) this.end('peer-closed', closeReason(buf.subarray(off + 1, off + len)) || 'no reason given');
+      else if (type !== FrameType.KEEPALIVE_REPLY) this.counters.inc('garbage');
+      if (this.closed) { pk.count = 0; return true; }
+    }
+    this.rxPackets += pk.count;
+    return this.channelEnded() || work;
+  }
+
+  private onOpen(now: number): void {
+    this.out.events.push({ type: 'established' });
+    if (this.role === 'client') this.sendHello(now);
+  }
+
+  private onControl(body: Buffer, now: number): void {
+    const msg = decodeControl(body);
+    if (msg.type === 'invalid') {
+      this.out.events.push({ type: 'invalid', error: msg.error });
+    } else if (msg.type === 'bye') {
+      this.end('bye', msg.reason);
+    } else if (this.role === 'server' && msg.type === 'hello') {
+      this.helloSeen = true;
+      this.out.events.push({ type: 'hello', msg });
+      if (this.config) this.sendFrame(encodeFrame(FrameType.CONTROL, encodeControl(this.config)), now);
+    } else if (this.role === 'client' && msg.type === 'config') {
+      this.up = true;
+      this.timing = { ...this.timing, keepaliveMs: msg.keepaliveSec * 1000, deadMs: msg.timeoutSec * 1000 };
+      this.out.events.push({ type: 'config', msg });
+    } else if (this.role === 'client' && msg.type === 'refuse') {
+      this.end('refused', msg.reason);
+    }
+    // (Anything else is a message for the other role: ignored, as unknown fields are.)
+  }
+
+  /** close_notify, or a channel that failed while opening a datagram. */
+  private channelEnded(): boolean {
+    if (this.closed) return true;
+    const st = this.channel.state;
+    if (st === 'failed') this.end('handshake-failed', this.channel.error ?? 'unknown error');
+    else if (st === 'closed') this.end('peer-closed', 'the peer closed the connection');
+    return this.closed;
+  }
+
+  // ---- the shell's policy decisions (server) ---------------------------------------------
+
+  /** Server: the client may stay, with this config (sent now if it said hello already). */
+  accept(config: ConfigMsg, now: number): void {
+    this.up = true;
+    this.config = config;
+    if (this.helloSeen) this.sendFrame(encodeFrame(FrameType.CONTROL, encodeControl(config)), now);
+  }
+
+  /** Server: tell the client why it may not stay, and end the session. */
+  refuse(reason: string, now: number): void {
+    this.sendFrame(encodeFrame(FrameType.CONTROL, encodeControl({ type: 'refuse', v: 1, reason })), now);
+    this.closeChannel();
+    this.end('refused', reason);
+  }
+
+  /** Ends the session from this side; with `notify`, the peer is told (bye, then close_notify). */
+  close(reason: string, notify: boolean, now: number): void {
+    if (this.closed) return;
+    if (notify && this.channel.state === 'open') {
+      this.sendFrame(encodeFrame(FrameType.CONTROL, encodeControl({ type: 'bye', v: 1, reason })), now);
+      this.closeChannel();
+    }
+    this.end('local', reason);
+  }
+
+  // ---- us -> peer ------------------------------------------------------------------------
+
+  /**
+   * Seals the first `count` frames of `frames` (DATA frames made with dataFrame()) into `into`;
+   * returns the datagrams to send (`into`, or `frames` itself in plaintext mode). Nothing
+   * before the session is up.
+   */
+  encapsulate(frames: PacketBatch, count: number, into: PacketBatch, now: number): PacketBatch | null {
+    if (!this.up || this.closed || this.channel.state !== 'open') return null;
+    const view = this.channel.seal(frames, count, into);
+    const lens = view.lens;
+    for (let i = 0; i < view.count; i++) this.txBytes += lens[i];
+    this.txPackets += count;
+    this.lastSent = now;
+    return view;
+  }
+
+  // ---- time --------------------------------------------------------------------------------
+
+  /** Once a second or so: the deadlines and the keepalive. */
+  tick(now: number): void {
+    if (this.closed) return;
+    const t = this.timing;
+    if (!this.up) {
+      if (now - this.createdAt > t.upWithinMs) this.end('no-answer', `not up within ${Math.round(t.upWithinMs / 1000)}s`);
+      return;
+    }
+    if (now - this.lastSeen > t.deadMs) {
+      this.end('dead', `no traffic for ${Math.round((now - this.lastSeen) / 1000)}s`);
+    } else if (t.keepaliveMs > 0 && now - this.lastSent >= t.keepaliveMs) {
+      this.sendFrame(encodeFrame(FrameType.KEEPALIVE), now);
+    }
+  }
+
+  /** ms until the channel's own timer (DTLS retransmission) is due; -1 for none. */
+  channelTimerMs(): number {
+    return this.closed || this.channel.state !== 'handshaking' ? -1 : this.channel.timeoutMs();
+  }
+
+  /** The channel's timer fired: retransmit, or give up on the handshake. */
+  onChannelTimer(): void {
+    if (this.closed) return;
+    this.channel.onTimeout();
+    this.takeChannelOutput();
+    if (this.channel.state === 'failed') this.end('no-answer', this.channel.error ?? 'no answer');
+  }
+
+  // ---- helpers -------------------------------------------------------------------------------
+
+  private sendHello(now: number): void {
+    this.sendFrame(encodeFrame(FrameType.CONTROL, encodeControl({ type: 'hello', v: 1, ...(this.claimCn ? { cn: this.claimCn } : {}) })), now);
+  }
+
+  /** A control-path frame, sealed now and queued in `out` (copied: the seal batch is reused). */
+  private sendFrame(frame: Buffer, now: number): void {
+    if (this.channel.state !== 'open') return;
+    const one = this.one;
+    one.clear();
+    if (!one.push(frame)) throw new Error(`control frame of ${frame.length} bytes exceeds ${one.slotSize}`);
+    const view = this.channel.seal(one, 1, this.sealed);
+    for (let i = 0; i < view.count; i++) {
+      this.out.datagrams.push(Buffer.from(view.packet(i)));
+      this.txBytes += view.lens[i];
+    }
+    this.lastSent = now;
+    this.takeChannelOutput();
+  }
+
+  private closeChannel(): void {
+    this.channel.shutdown();
+    this.takeChannelOutput();
+  }
+
+  private takeChannelOutput(): void {
+    const d = this.channel.takeOutput();
+    if (d) for (const x of d) this.out.datagrams.push(x);
+  }
+
+  private end(code: CloseCode, reason: string): void {
+    if (this.out.close === null) this.out.close = { code, reason };
+  }
+}
+
+/** Appends a TUN packet (at buf[off], one free byte in front) to `tx` as a DATA frame: no copy. */
+export function dataFrame(tx: BatchView, buf: Buffer, off: number, len: number): void {
+  buf[off - 1] = FrameType.DATA;
+  tx.offs[tx.count] = off - 1;
+  tx.lens[tx.count++] = len + 1;
+}
