@@ -3,7 +3,7 @@
 
 import { closeReason, FrameType, frameType, frameTypeName, looksLikeDtls } from '../../wire/frame';
 import { IpRepr, parseIp, parseTransport, PROTO_UDP, TransportRepr, UdpRepr } from '../../wire/ip';
-import { decodeLink, isSupportedLinkType, linkTypeName, PcapError, PcapRecord, readPcap } from '../pcap';
+import { decodeLink, isSupportedLinkType, linkTypeName, PcapError, PcapFile, PcapRecord, readPcap } from '../pcap';
 import {
   byteCounts, decodeInner, describeDtlsRecord, describeInner, DtlsRecordInfo, entropyOfCounts, InnerPacketInfo,
   isPrintable, parseDtlsRecords, PROTO_NAMES, readable, shannonEntropy,
@@ -279,13 +279,8 @@ function summarize(packets: PacketInfo[], allCounts: number[]): {
   return { totals, foundPackets, firstFoundIndex };
 }
 
-/**
- * Analyses one capture file: every UDP datagram (from or to `port`, if given) on an IPv4
- * or IPv6 underlay. Throws PcapError when the file itself is unusable; damaged packets
- * inside a good file are counted or described, never thrown.
- */
-export function analyzeCapture(buf: Buffer, opts: AnalyzeOptions = {}): CaptureAnalysis {
-  const { find, port, mapPackets, mapBytes } = checkOptions(opts);
+/** readPcap, and a PcapError for a link type decodeLink cannot read. */
+function readSupportedPcap(buf: Buffer): PcapFile {
   const file = readPcap(buf);
   const { linkType } = file.header;
   if (!isSupportedLinkType(linkType)) {
@@ -294,12 +289,28 @@ export function analyzeCapture(buf: Buffer, opts: AnalyzeOptions = {}): CaptureA
       `unsupported link type ${linkType}: this report reads EN10MB (1), RAW (101), LINUX_SLL (113) and LINUX_SLL2 (276) captures`,
     );
   }
-  const needle = Buffer.from(find, 'utf8');
-  // Relative times from the integer fields: a double holding seconds since 1970 has lost
-  // the nanoseconds already.
+  return file;
+}
+
+/** Seconds from the file's first record to record `r`. */
+function timeSinceFirst(file: PcapFile): (r: PcapRecord) => number {
+  // From the integer fields: a double holding seconds since 1970 has lost the nanoseconds already.
   const unit = file.header.nanosecond ? 1e9 : 1e6;
   const first = file.records[0];
-  const since = (r: { tsSec: number; tsFrac: number }) => r.tsSec - first.tsSec + (r.tsFrac - first.tsFrac) / unit;
+  return (r) => r.tsSec - first.tsSec + (r.tsFrac - first.tsFrac) / unit;
+}
+
+/**
+ * Analyses one capture file: every UDP datagram (from or to `port`, if given) on an IPv4
+ * or IPv6 underlay. Throws PcapError when the file itself is unusable; damaged packets
+ * inside a good file are counted or described, never thrown.
+ */
+export function analyzeCapture(buf: Buffer, opts: AnalyzeOptions = {}): CaptureAnalysis {
+  const { find, port, mapPackets, mapBytes } = checkOptions(opts);
+  const file = readSupportedPcap(buf);
+  const { linkType } = file.header;
+  const needle = Buffer.from(find, 'utf8');
+  const since = timeSinceFirst(file);
 
   const skipped = new Map<string, number>();
   const packets: PacketInfo[] = [];
