@@ -83,3 +83,13 @@ else
     touch dist/.built
   fi
 fi
+
+# A moved source file (src/config.ts became src/config/index.ts) leaves its old compiled file
+# behind, and require('../config') would still load the stale dist/src/config.js: remove
+# compiled files whose source is gone.
+if [ -d dist ]; then
+  find dist/src dist/test dist/bench -name '*.js' 2>/dev/null | while read -r js; do
+    ts=${js#dist/}
+    [ -e "${ts%.js}.ts" ] || rm -f "$js" "$js.map"
+  done || true
+fi

@@ -1,7 +1,12 @@
 // A batch of packets in one reusable buffer: packet i is buf[offs[i] .. offs[i] + lens[i]).
 // The data path moves batches, not single packets, so the cost of crossing between
 // JavaScript and native code (and of any per-call bookkeeping) is paid once per batch.
-import type { BatchHandle } from './native';
+
+/**
+ * The native handle of a batch (native/handle.h): opaque to JavaScript. Declared here, not in
+ * src/native.ts with the other handles, so that types flow one way only (native.ts uses batch.ts).
+ */
+export interface BatchHandle { readonly __handle: 'batch' }
 
 /** What the data path passes around: packets as (offset, length) pairs into one buffer. */
 export interface BatchView {

@@ -1,7 +1,9 @@
 // Loads the native addon (native/*.cc) and describes it in TypeScript.
 // Everything here is mechanism; policy (who may connect, what to route) lives in TypeScript.
 import path from 'node:path';
-import type { PacketBatch } from './batch';
+import type { BatchHandle, PacketBatch } from './batch';
+
+export type { BatchHandle } from './batch';
 
 /**
  * What the native readers call per batch. Returning false says "I only forwarded packets":
@@ -51,9 +53,8 @@ export interface NativeUdp {
 
 /**
  * Handles (native/handle.h): made once, then passed on every data-path call instead of an
- * object and its typed arrays. Opaque to JavaScript.
+ * object and its typed arrays. Opaque to JavaScript. (BatchHandle is declared in batch.ts.)
  */
-export interface BatchHandle { readonly __handle: 'batch' }
 export interface DtlsHandle { readonly __handle: 'dtls' }
 export interface TunHandle { readonly __handle: 'tun' }
 export interface UdpHandle { readonly __handle: 'udp' }

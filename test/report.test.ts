@@ -1,4 +1,4 @@
-// The capture report (src/lab/report.ts) and its pcap reader (src/lab/pcap.ts).
+// The capture report (src/lab/report/) and its pcap reader (src/lab/pcap.ts).
 //
 // Two small captures are built here, of the same made-up exchange (a tunnel set-up, then
 // curl fetching /minivpn-secret-page through the tunnel):

@@ -108,6 +108,23 @@ const hex32 = (n: number) => '0x' + (n >>> 0).toString(16).padStart(8, '0');
 /** Parses a whole classic pcap file. Throws PcapError naming the problem on a bad file. */
 export function readPcap(buf: Buffer, opts: ReadPcapOptions = {}): PcapFile {
   if (!Buffer.isBuffer(buf)) throw new PcapError('not_a_buffer', 'readPcap: expected a Buffer with the file contents');
+  const header = readHeader(buf);
+  const { records, truncated } = readRecords(buf, header);
+  if (truncated && opts.strict) throw new PcapError('truncated', `truncated pcap file: ${truncated}`);
+  return truncated ? { header, records, truncated } : { header, records };
+}
+
+/** 16- and 32-bit readers in the file's byte order. */
+function readers(buf: Buffer, byteOrder: 'little' | 'big') {
+  const le = byteOrder === 'little';
+  return {
+    u16: (off: number) => (le ? buf.readUInt16LE(off) : buf.readUInt16BE(off)),
+    u32: (off: number) => (le ? buf.readUInt32LE(off) : buf.readUInt32BE(off)),
+  };
+}
+
+/** The 24-byte global header: byte order and timestamp unit from the magic number, then the fields. */
+function readHeader(buf: Buffer): PcapHeader {
   if (buf.length >= 4 && buf.readUInt32LE(0) === PCAPNG_MAGIC) {
     throw new PcapError(
       'pcapng',
@@ -134,10 +151,7 @@ export function readPcap(buf: Buffer, opts: ReadPcapOptions = {}): PcapFile {
       `not a pcap file: magic number ${hex32(magicBE)} is neither a1b2c3d4 (microseconds) nor a1b23c4d (nanoseconds) in either byte order`,
     );
   }
-  const le = byteOrder === 'little';
-  const u16 = (off: number) => (le ? buf.readUInt16LE(off) : buf.readUInt16BE(off));
-  const u32 = (off: number) => (le ? buf.readUInt32LE(off) : buf.readUInt32BE(off));
-
+  const { u16, u32 } = readers(buf, byteOrder);
   const header: PcapHeader = {
     byteOrder,
     nanosecond,
@@ -149,16 +163,19 @@ export function readPcap(buf: Buffer, opts: ReadPcapOptions = {}): PcapFile {
   if (header.versionMajor !== 2) {
     throw new PcapError('bad_version', `unsupported pcap version ${header.versionMajor}.${header.versionMinor} (want 2.4)`);
   }
+  return header;
+}
 
+/** The records after the global header, up to the end of the file or the first cut-off one. */
+function readRecords(buf: Buffer, header: PcapHeader): { records: PcapRecord[]; truncated?: string } {
+  const { u32 } = readers(buf, header.byteOrder);
   const records: PcapRecord[] = [];
-  const unit = nanosecond ? 1e9 : 1e6;
+  const unit = header.nanosecond ? 1e9 : 1e6;
   let off = PCAP_GLOBAL_HEADER_LEN;
-  let truncated: string | undefined;
   while (off < buf.length) {
     const number = records.length + 1;
     if (off + PCAP_RECORD_HEADER_LEN > buf.length) {
-      truncated = `file ends inside the header of record ${number} (${buf.length - off} of 16 bytes)`;
-      break;
+      return { records, truncated: `file ends inside the header of record ${number} (${buf.length - off} of 16 bytes)` };
     }
     const tsSec = u32(off);
     const tsFrac = u32(off + 4);
@@ -178,8 +195,7 @@ export function readPcap(buf: Buffer, opts: ReadPcapOptions = {}): PcapFile {
     }
     const start = off + PCAP_RECORD_HEADER_LEN;
     if (start + inclLen > buf.length) {
-      truncated = `file ends inside record ${number} (${buf.length - start} of ${inclLen} bytes)`;
-      break;
+      return { records, truncated: `file ends inside record ${number} (${buf.length - start} of ${inclLen} bytes)` };
     }
     records.push({
       number,
@@ -192,8 +208,7 @@ export function readPcap(buf: Buffer, opts: ReadPcapOptions = {}): PcapFile {
     });
     off = start + inclLen;
   }
-  if (truncated && opts.strict) throw new PcapError('truncated', `truncated pcap file: ${truncated}`);
-  return truncated ? { header, records, truncated } : { header, records };
+  return { records };
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 // `node dist/src/lab/report-cli.js CAPTURE_A CAPTURE_B [options]`: writes the HTML page
-// comparing two captures (see report.ts). Typical use in the lab:
+// comparing two captures (see report/). Typical use in the lab:
 //
 //   tcpdump -i eth0 -w plain.pcap udp port 1194     (plaintext tunnel, curl the web server)
 //   tcpdump -i eth0 -w dtls.pcap  udp port 1194     (the same with DTLS)

@@ -96,7 +96,7 @@ export class ControlError extends Error {
 
 // Certificate common names double as file names in the authorization directory, so
 // they are restricted to a safe set: no '/', no leading dot or dash, at most 64
-// characters (the X.509 upper bound for a CN). Same rule as CLIENT_NAME_RE in config.ts.
+// characters (the X.509 upper bound for a CN). Same rule as CLIENT_NAME_RE in src/config/checks.ts.
 const CN_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** True when `s` is a usable client identity (certificate CN / authz file name). */

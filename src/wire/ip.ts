@@ -333,33 +333,40 @@ export type IpRepr = Ipv4Repr | Ipv6Repr;
 export function parseIp(buf: Buffer, off = 0, len = buf.length - off): IpRepr {
   const err = checkIp(buf, off, len);
   if (err) throw new IpParseError(err, `invalid IP packet: ${err}`);
-  if (buf[off] >> 4 === 4) {
-    const headerLength = (buf[off] & 0x0f) * 4;
-    const totalLength = (buf[off + 2] << 8) | buf[off + 3];
-    const fragField = (buf[off + 6] << 8) | buf[off + 7];
-    const fragmentOffset = (fragField & 0x1fff) * 8;
-    return {
-      version: 4,
-      src: intToIpv4(ipv4Src(buf, off)),
-      dst: intToIpv4(ipv4Dst(buf, off)),
-      protocol: buf[off + 9],
-      ttl: buf[off + 8],
-      totalLength,
-      headerLength,
-      offset: off,
-      payloadOffset: off + headerLength,
-      payloadLength: totalLength - headerLength,
-      fragmented: fragmentOffset !== 0 || (fragField & 0x2000) !== 0,
-      hasTransportHeader: fragmentOffset === 0,
-      id: (buf[off + 4] << 8) | buf[off + 5],
-      dontFragment: (fragField & 0x4000) !== 0,
-      moreFragments: (fragField & 0x2000) !== 0,
-      fragmentOffset,
-      headerChecksum: (buf[off + 10] << 8) | buf[off + 11],
-      headerChecksumValid: ipv4HeaderChecksumValid(buf, off),
-    };
-  }
-  // IPv6: walk the common extension headers to find the transport protocol.
+  return buf[off] >> 4 === 4 ? parseIpv4(buf, off) : parseIpv6(buf, off);
+}
+
+/** parseIp for an IPv4 packet checkIp accepted. */
+function parseIpv4(buf: Buffer, off: number): Ipv4Repr {
+  const headerLength = (buf[off] & 0x0f) * 4;
+  const totalLength = (buf[off + 2] << 8) | buf[off + 3];
+  const fragField = (buf[off + 6] << 8) | buf[off + 7];
+  const fragmentOffset = (fragField & 0x1fff) * 8;
+  return {
+    version: 4,
+    src: intToIpv4(ipv4Src(buf, off)),
+    dst: intToIpv4(ipv4Dst(buf, off)),
+    protocol: buf[off + 9],
+    ttl: buf[off + 8],
+    totalLength,
+    headerLength,
+    offset: off,
+    payloadOffset: off + headerLength,
+    payloadLength: totalLength - headerLength,
+    fragmented: fragmentOffset !== 0 || (fragField & 0x2000) !== 0,
+    hasTransportHeader: fragmentOffset === 0,
+    id: (buf[off + 4] << 8) | buf[off + 5],
+    dontFragment: (fragField & 0x4000) !== 0,
+    moreFragments: (fragField & 0x2000) !== 0,
+    fragmentOffset,
+    headerChecksum: (buf[off + 10] << 8) | buf[off + 11],
+    headerChecksumValid: ipv4HeaderChecksumValid(buf, off),
+  };
+}
+
+/** parseIp for an IPv6 packet checkIp accepted. */
+function parseIpv6(buf: Buffer, off: number): Ipv6Repr {
+  // Walk the common extension headers to find the transport protocol.
   const totalLength = IPV6_HEADER_LEN + ((buf[off + 4] << 8) | buf[off + 5]);
   const end = off + totalLength;
   let next = buf[off + 6];
@@ -458,74 +465,88 @@ const TCP_FLAG_NAMES = ['FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR'];
  */
 export function parseTransport(repr: IpRepr, buf: Buffer): TransportRepr | null {
   if (!repr.hasTransportHeader) return null;
-  const p = repr.payloadOffset;
-  const n = repr.payloadLength;
-  const need = (min: number, what: string) => {
-    if (n < min) throw new IpParseError('truncated_transport', `${what} header truncated (${n} < ${min} bytes)`);
-  };
-  // A fragmented datagram's checksum covers all fragments; it cannot be checked on the first alone.
-  const whole = !repr.fragmented;
   switch (repr.protocol) {
-    case PROTO_TCP: {
-      need(20, 'TCP');
-      const headerLength = (buf[p + 12] >> 4) * 4;
-      if (headerLength < 20 || headerLength > n) {
-        throw new IpParseError('truncated_transport', `TCP data offset ${headerLength} out of range`);
-      }
-      const flags = buf[p + 13];
-      return {
-        kind: 'tcp',
-        srcPort: buf.readUInt16BE(p),
-        dstPort: buf.readUInt16BE(p + 2),
-        seq: buf.readUInt32BE(p + 4),
-        ack: buf.readUInt32BE(p + 8),
-        flags,
-        flagNames: TCP_FLAG_NAMES.filter((_, i) => flags & (1 << i)),
-        window: buf.readUInt16BE(p + 14),
-        headerLength,
-        checksumValid: whole ? internetChecksum(buf, p, n, pseudoHeaderSum(buf, repr.offset, PROTO_TCP, n)) === 0 : null,
-        payloadOffset: p + headerLength,
-        payloadLength: n - headerLength,
-      };
-    }
-    case PROTO_UDP: {
-      need(8, 'UDP');
-      const length = buf.readUInt16BE(p + 4);
-      if (length < 8 || length > n) throw new IpParseError('truncated_transport', `UDP length ${length} out of range`);
-      const checksum = buf.readUInt16BE(p + 6);
-      let checksumValid: boolean | null = null;
-      if (whole && (checksum !== 0 || repr.version === 6)) {
-        checksumValid = internetChecksum(buf, p, length, pseudoHeaderSum(buf, repr.offset, PROTO_UDP, length)) === 0;
-      }
-      return {
-        kind: 'udp',
-        srcPort: buf.readUInt16BE(p),
-        dstPort: buf.readUInt16BE(p + 2),
-        length,
-        checksumValid,
-        payloadOffset: p + 8,
-        payloadLength: length - 8,
-        payload: buf.subarray(p + 8, p + length),
-      };
-    }
+    case PROTO_TCP:
+      return parseTcp(repr, buf);
+    case PROTO_UDP:
+      return parseUdp(repr, buf);
     case PROTO_ICMP:
-    case PROTO_ICMPV6: {
-      const v6 = repr.protocol === PROTO_ICMPV6;
-      need(8, v6 ? 'ICMPv6' : 'ICMP');
-      // ICMPv6 checksums include the pseudo-header; ICMPv4 ones do not.
-      const initial = v6 ? pseudoHeaderSum(buf, repr.offset, PROTO_ICMPV6, n) : 0;
-      return {
-        kind: v6 ? 'icmpv6' : 'icmp',
-        type: buf[p],
-        code: buf[p + 1],
-        id: buf.readUInt16BE(p + 4),
-        seq: buf.readUInt16BE(p + 6),
-        checksumValid: whole ? internetChecksum(buf, p, n, initial) === 0 : null,
-        payloadOffset: p + 8,
-        payloadLength: n - 8,
-      };
-    }
+    case PROTO_ICMPV6:
+      return parseIcmp(repr, buf);
     default:
       return null;
   }
+}
+
+function needBytes(n: number, min: number, what: string): void {
+  if (n < min) throw new IpParseError('truncated_transport', `${what} header truncated (${n} < ${min} bytes)`);
+}
+
+// A fragmented datagram's checksum covers all fragments; it cannot be checked on the first
+// alone, so the parsers below report checksumValid null for a first fragment.
+
+function parseTcp(repr: IpRepr, buf: Buffer): TcpRepr {
+  const p = repr.payloadOffset;
+  const n = repr.payloadLength;
+  needBytes(n, 20, 'TCP');
+  const headerLength = (buf[p + 12] >> 4) * 4;
+  if (headerLength < 20 || headerLength > n) {
+    throw new IpParseError('truncated_transport', `TCP data offset ${headerLength} out of range`);
+  }
+  const flags = buf[p + 13];
+  return {
+    kind: 'tcp',
+    srcPort: buf.readUInt16BE(p),
+    dstPort: buf.readUInt16BE(p + 2),
+    seq: buf.readUInt32BE(p + 4),
+    ack: buf.readUInt32BE(p + 8),
+    flags,
+    flagNames: TCP_FLAG_NAMES.filter((_, i) => flags & (1 << i)),
+    window: buf.readUInt16BE(p + 14),
+    headerLength,
+    checksumValid: repr.fragmented ? null : internetChecksum(buf, p, n, pseudoHeaderSum(buf, repr.offset, PROTO_TCP, n)) === 0,
+    payloadOffset: p + headerLength,
+    payloadLength: n - headerLength,
+  };
+}
+
+function parseUdp(repr: IpRepr, buf: Buffer): UdpRepr {
+  const p = repr.payloadOffset;
+  needBytes(repr.payloadLength, 8, 'UDP');
+  const length = buf.readUInt16BE(p + 4);
+  if (length < 8 || length > repr.payloadLength) throw new IpParseError('truncated_transport', `UDP length ${length} out of range`);
+  const checksum = buf.readUInt16BE(p + 6);
+  let checksumValid: boolean | null = null;
+  if (!repr.fragmented && (checksum !== 0 || repr.version === 6)) {
+    checksumValid = internetChecksum(buf, p, length, pseudoHeaderSum(buf, repr.offset, PROTO_UDP, length)) === 0;
+  }
+  return {
+    kind: 'udp',
+    srcPort: buf.readUInt16BE(p),
+    dstPort: buf.readUInt16BE(p + 2),
+    length,
+    checksumValid,
+    payloadOffset: p + 8,
+    payloadLength: length - 8,
+    payload: buf.subarray(p + 8, p + length),
+  };
+}
+
+function parseIcmp(repr: IpRepr, buf: Buffer): IcmpRepr {
+  const p = repr.payloadOffset;
+  const n = repr.payloadLength;
+  const v6 = repr.protocol === PROTO_ICMPV6;
+  needBytes(n, 8, v6 ? 'ICMPv6' : 'ICMP');
+  // ICMPv6 checksums include the pseudo-header; ICMPv4 ones do not.
+  const initial = v6 ? pseudoHeaderSum(buf, repr.offset, PROTO_ICMPV6, n) : 0;
+  return {
+    kind: v6 ? 'icmpv6' : 'icmp',
+    type: buf[p],
+    code: buf[p + 1],
+    id: buf.readUInt16BE(p + 4),
+    seq: buf.readUInt16BE(p + 6),
+    checksumValid: repr.fragmented ? null : internetChecksum(buf, p, n, initial) === 0,
+    payloadOffset: p + 8,
+    payloadLength: n - 8,
+  };
 }

@@ -1,0 +1,52 @@
+// The shapes parseServerArgs / parseClientArgs return (src/config/parse.ts).
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export interface HostPort { host: string; port: number }
+
+export interface ServerConfig {
+  listen: HostPort;
+  pool: { network: string; prefix: number };
+  tunName: string;
+  underlayMtu: number;
+  mtu: number;
+  ca: string; cert: string; key: string;
+  authorizedDir: string;
+  leasesFile: string;
+  clientToClient: boolean;
+  routes: string[];
+  redirectGateway: boolean;
+  dns: string[];
+  natOut: string | null;
+  mssClamp: boolean;
+  udpGso: boolean;
+  tunGro: boolean;
+  handoffYield: boolean;
+  keepaliveSec: number;
+  timeoutSec: number;
+  onConnect: string | null;
+  onDisconnect: string | null;
+  statusSocket: string;
+  plaintext: boolean;
+  keylog: string | null;
+  user: string | null;
+  group: string | null;
+  logLevel: LogLevel;
+}
+
+export interface ClientConfig {
+  server: HostPort;
+  serverName: string;
+  ca: string; cert: string; key: string;   // cert/key are '' in plaintext mode when neither --name nor a path was given
+  name: string | null;
+  tunName: string;
+  plaintext: boolean;
+  plaintextCn: string | null;
+  keylog: string | null;
+  reconnectMinSec: number;
+  reconnectMaxSec: number;
+  stateDir: string;
+  udpGso: boolean;
+  tunGro: boolean;
+  handoffYield: boolean;
+  logLevel: LogLevel;
+}
