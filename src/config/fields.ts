@@ -39,10 +39,10 @@ const TUN_GRO_FIELD: Field = {
   check: bool,
 };
 
-// On by default: it changes only when this process gives up its CPU (src/os/handoff.ts).
+// On by default: it changes only when this process gives up its CPU (src/os/latency.ts).
 const HANDOFF_YIELD_FIELD: Field = {
   key: 'handoffYield', flag: 'handoff-yield', type: 'bool', def: true,
-  help: 'after passing a few packets on, let the process they woke run first (lower latency for interactive traffic; see src/os/handoff.ts)',
+  help: 'after passing a few packets on, let the process they woke run first (lower latency for interactive traffic; see src/os/latency.ts)',
   check: bool,
 };
 
