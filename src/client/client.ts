@@ -10,6 +10,7 @@
 //   TUN batch -> core.encapsulate (frame, seal) -> UDP batch send
 import dns from 'node:dns/promises';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { BatchRing, PacketBatch } from '../batch';
 import { ClientConfig } from '../config';
@@ -124,18 +125,14 @@ export class VpnClient {
     log.info(`connecting to ${this.serverIp}:${cfg.server.port}`, { mode: cfg.plaintext ? 'plaintext' : 'dtls', attempt, ...(cfg.udpGso ? { udpGso: 'on' } : {}) });
 
     const outcome = new Promise<Outcome>((resolve) => (this.end = resolve));
-    sock.onDatagrams(this.udpRx, (rx, now) => this.onDatagrams(rx, now), (errno) => {
-      // ECONNREFUSED: an ICMP port unreachable came back, nothing listens on the server's port.
-      const why = errno === 111 ? 'the server port is closed (ICMP port unreachable)' : `network error (errno ${errno})`;
-      if (!this.core?.up) this.finish({ kind: 'retry', why });
-    });
+    this.listen(sock);
     const now = monotonicMs();
     const channel: Channel = this.ctx ? new DtlsChannel(this.ctx.connect(cfg.serverName), this.rx) : new PlaintextChannel();
     const claim = cfg.plaintext ? (cfg.plaintextCn ?? cfg.name ?? undefined) : undefined;
     const core = this.core = new SessionCore('client', channel, { keepaliveMs: 0, deadMs: CONFIG_WAIT_MS, upWithinMs: CONFIG_WAIT_MS }, this.counters, now, claim);
     core.start(now);
     this.act(now);
-    this.tick = setInterval(() => { const t = monotonicMs(); core.tick(t); this.act(t); }, 1000);
+    this.tick = setInterval(() => this.onTick(core), 1000);
 
     const o = await outcome;
     if (this.tick) clearInterval(this.tick);
@@ -148,10 +145,54 @@ export class VpnClient {
     core.channel.destroy();
     this.core = null;
     await new Promise((r) => setTimeout(r, o.kind === 'stopped' ? 50 : 0));
-    sock.close();
+    this.sock?.close(); // (a new socket after a path change, or the first)
     this.sock = null;
     return o;
   }
+
+  private listen(sock: UdpSocket): void {
+    sock.onDatagrams(this.udpRx, (rx, now) => this.onDatagrams(rx, now), (errno) => {
+      // ECONNREFUSED: an ICMP port unreachable came back, nothing listens on the server's port.
+      const why = errno === 111 ? 'the server port is closed (ICMP port unreachable)' : `network error (errno ${errno})`;
+      if (!this.core?.up) this.finish({ kind: 'retry', why });
+    });
+  }
+
+  private onTick(core: SessionCore): void {
+    const now = monotonicMs();
+    core.tick(now);
+    // Our address went away (a laptop changed networks): a new socket, before the core sends.
+    if (core.up && this.sock && !localAddressPresent(this.sock.address().address)) this.newPath('our address is gone', now);
+    this.act(now);
+  }
+
+  /**
+   * Roaming, the client's half: the path to the server changed (our address went away, a send
+   * failed, or a probe went unanswered). A new socket gets a new source address and port; the
+   * DTLS session, the TUN and the routes stay; a keepalive at once tells the server where we
+   * are now (it moves the session on that authenticated record). At most once a second.
+   */
+  private newPath(why: string, now: number): void {
+    const core = this.core, old = this.sock;
+    if (core === null || old === null || !core.up || now - this.pathChangedAt < 1000) return;
+    this.pathChangedAt = now;
+    let sock: UdpSocket;
+    try {
+      sock = UdpSocket.connect(this.serverIp, this.cfg.server.port, { gso: this.cfg.udpGso });
+    } catch (err) {
+      log.warn(`path to the server changed (${why}), and no new one yet: ${(err as Error).message}`);
+      return;
+    }
+    // (Closed on the next turn: this may run inside the old socket's own callback.)
+    setImmediate(() => old.close());
+    this.sock = sock;
+    this.listen(sock);
+    const a = sock.address();
+    log.info(`path to the server changed (${why}): now from ${a.address}:${a.port}`);
+    core.keepalive(now);
+    this.act(now);
+  }
+  private pathChangedAt = -Infinity;
 
   private finish(o: Outcome): void {
     const end = this.end;
@@ -217,7 +258,8 @@ export class VpnClient {
     for (let i = 0; i < b.count; i++) dataFrame(tx, b.buf, b.offs[i], b.lens[i]); // header into the headroom: no copy
     const view = core.encapsulate(tx, b.count, this.sealRing.next(), now);
     if (view === null) return false;
-    this.sock.sendBatch(view, null); // connected socket: no address per datagram
+    const sent = this.sock.sendBatch(view, null); // connected socket: no address per datagram
+    if (sent === 0 && view.count > 0) this.newPath('a send failed', now);
     this.stats.txPackets += b.count;
     return readUdpAfterSend(this.sock, b.count, now);
   }
@@ -230,7 +272,9 @@ export class VpnClient {
     if (core === null || sock === null) return;
     this.work = true;
     const out = core.out;
-    for (const d of out.datagrams) sock.send(d, null);
+    let failed = 0;
+    for (const d of out.datagrams) if (sock.send(d, null) === 0) failed++;
+    if (failed > 0 && core.up) setImmediate(() => this.newPath('a send failed', monotonicMs()));
     for (const ev of out.events) {
       if (ev.type === 'established' && core.channel instanceof DtlsChannel) {
         const info = core.channel.conn.info();
@@ -239,6 +283,8 @@ export class VpnClient {
         void this.applyConfig(ev.msg).catch((err) => this.finish({ kind: 'fatal', why: `cannot apply the server's config: ${(err as Error).message}` }));
       } else if (ev.type === 'invalid') {
         log.warn('bad control message from server', { error: ev.error });
+      } else if (ev.type === 'path-suspect') {
+        setImmediate(() => this.newPath('no answer to a probe', monotonicMs()));
       }
     }
     out.clear();
@@ -342,3 +388,13 @@ export class VpnClient {
   }
 }
 
+
+/** True while `address` (a socket's local address) is still one of this host's. */
+function localAddressPresent(address: string): boolean {
+  if (address === '' || address === '0.0.0.0' || address === '::') return true;
+  const want = address.startsWith('::ffff:') ? address.slice(7) : address;
+  for (const list of Object.values(os.networkInterfaces())) {
+    for (const a of list ?? []) if (a.address === want) return true;
+  }
+  return false;
+}

@@ -25,6 +25,10 @@ export interface ServerConfig {
   timeoutSec: number;
   onConnect: string | null;
   onDisconnect: string | null;
+  /** Roaming: sessions follow their client's next authenticated, fresh record. */
+  float: boolean;
+  onMove: string | null;
+  moveTrialsPerSec: number;
   statusSocket: string;
   plaintext: boolean;
   keylog: string | null;

@@ -189,13 +189,13 @@ export class UdpSocket {
   }
 
   private one: PacketBatch | null = null;
-  /** Sends one datagram (control path: copied into a batch of one). */
-  send(buf: Buffer, peer: Peer | null): void {
-    if (this.closed) return;
+  /** Sends one datagram (control path: copied into a batch of one); returns 1 if the kernel took it. */
+  send(buf: Buffer, peer: Peer | null): number {
+    if (this.closed) return 0;
     const one = this.one ?? (this.one = new PacketBatch(1, 65536));
     one.clear();
     if (!one.push(buf)) throw new RangeError(`a datagram of ${buf.length} bytes does not fit in UDP`);
-    this.sendBatch(one, peer);
+    return this.sendBatch(one, peer);
   }
 
   close(): void {

@@ -14,6 +14,8 @@ export const DROP_REASONS = [
   'unauthorized', // peer has no authorized session
   'client_to_client_off', // client-to-client traffic while that is disabled
   'too_big', // packet larger than the tunnel MTU / buffer
+  'move_refused', // a record from an unknown address that no session authenticated as fresh (replay, forgery, junk)
+  'move_budget', // a record from an unknown address not tried: over the trial budget (--move-trials-per-sec)
 ] as const;
 
 export type DropReason = (typeof DROP_REASONS)[number];

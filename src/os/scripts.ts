@@ -27,7 +27,7 @@ export function runInitScript(name: string, action: string, env: Record<string, 
 }
 
 /** Starts a hook program with the event in its environment; never blocks the tunnel. */
-export function runHook(program: string | null, event: string, info: { tun: string; cn: string; address: string; remote: string }): Promise<void> {
+export function runHook(program: string | null, event: string, info: { tun: string; cn: string; address: string; remote: string; oldRemote?: string }): Promise<void> {
   if (!program) return Promise.resolve();
   return new Promise((resolve) => {
     const child = spawn(program, [], {
@@ -39,6 +39,7 @@ export function runHook(program: string | null, event: string, info: { tun: stri
         MINIVPN_CN: info.cn,
         MINIVPN_ADDRESS: info.address,
         MINIVPN_REMOTE: info.remote,
+        ...(info.oldRemote ? { MINIVPN_OLD_REMOTE: info.oldRemote } : {}),
       },
     });
     child.on('error', (err) => { log.warn(`${event} hook could not start`, { program, err }); resolve(); });

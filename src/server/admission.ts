@@ -15,7 +15,7 @@ import { logger } from '../log';
 import { monotonicMs } from '../clock';
 import { Channel, DtlsChannel, PlaintextChannel } from '../session/channel';
 import { isValidCn } from '../wire/control';
-import { encodeClose, FrameType, frameType, looksLikeDtls, looksLikeFrame } from '../wire/frame';
+import { appRecordEpoch, encodeClose, FrameType, frameType, looksLikeDtls, looksLikeFrame, recordSeq } from '../wire/frame';
 import { Session, SessionTable } from './sessions';
 
 const log = logger('server');
@@ -26,6 +26,14 @@ const MAX_HANDSHAKING = 2048;
 const HANDSHAKES_PER_TURN = 2;
 /** Handshake datagrams waiting at most; beyond that they are dropped (DTLS retransmits). */
 const HANDSHAKE_QUEUE = 4096;
+
+/** Sessions a record from an unknown address is tried on at most (nearest sequence number first). */
+const MOVE_CANDIDATES = 8;
+/**
+ * How far ahead of a session's highest authenticated record number a moved client's record
+ * may be: the records it sent while its old path was dead were lost on the way.
+ */
+const MOVE_WINDOW = 1 << 20;
 
 /** What admission needs from the server's event loop. */
 export interface AdmissionHost {
@@ -51,6 +59,13 @@ export class Admission {
   private readonly queue: { msg: Buffer; peer: Peer }[] = [];
   private scheduled = false;
   private readonly mismatchLogged = new Map<string, number>();
+  /** Roaming: the candidates of one datagram (reused), and the trial budget (a token bucket). */
+  private readonly candidates: Session[] = [];
+  private tokens: number;
+  private tokensAt = 0;
+  /** Trial decryptions so far (status), and sessions moved. */
+  trials = 0;
+  moves = 0;
   /** A queued datagram as packet 0 of a batch, which is what channels take. */
   private readonly oneIn = new PacketBatch(1, SLOT);
 
@@ -60,7 +75,56 @@ export class Admission {
     private readonly counters: Counters,
     private readonly dtls: DtlsContext | null,
     private readonly authz: AuthorizedClients | null,
-  ) {}
+    /** Trials (and datagrams examined) per second at most; 0 turns roaming off (--no-float). */
+    private readonly trialsPerSec: number,
+  ) {
+    this.tokens = trialsPerSec;
+  }
+
+  /**
+   * The move rule (roaming, docs/PROTOCOL.md §5): datagram i of `rx` came from an address no
+   * session owns. If it is a DTLS application-data record, the sessions it could belong to
+   * (same epoch, record number a little ahead of the highest they authenticated, nearest
+   * first, at most MOVE_CANDIDATES) try to open it. Returns the session whose record it was:
+   * authenticated and fresh, so already processed (its packets are in core.packets, and its
+   * control work in core.out); the caller moves the session to the sender. Null otherwise,
+   * counted. Bounded: each datagram examined and each trial takes a token of the budget.
+   */
+  tryMove(rx: PacketBatch, i: number, now: number): Session | null {
+    if (this.trialsPerSec === 0) return null;
+    const buf = rx.buf, off = rx.offs[i], len = rx.lens[i];
+    const epoch = appRecordEpoch(buf, off, len);
+    if (epoch < 1) return null; // not a record of an open session: admission's queue
+    if (!this.takeToken(now)) { this.counters.inc('move_budget'); return null; }
+    const seq = recordSeq(buf, off);
+    const cand = this.candidates;
+    cand.length = 0;
+    for (const [, s] of this.sessions.router.entries()) {
+      const c = s.core;
+      if (c.rxEpoch !== epoch || seq <= c.rxSeq || seq - c.rxSeq > MOVE_WINDOW) continue;
+      let k = cand.length;
+      while (k > 0 && cand[k - 1].core.rxSeq < c.rxSeq) k--; // nearest (highest rxSeq below seq) first
+      if (k < MOVE_CANDIDATES) cand.splice(k, 0, s);
+      if (cand.length > MOVE_CANDIDATES) cand.length = MOVE_CANDIDATES;
+    }
+    for (const s of cand) {
+      if (!this.takeToken(now)) { this.counters.inc('move_budget'); return null; }
+      this.trials++;
+      if (s.core.tryDecapsulate(rx, i, now) !== null) return s;
+    }
+    this.counters.inc('move_refused');
+    return null;
+  }
+
+  private takeToken(now: number): boolean {
+    if (now !== this.tokensAt) {
+      this.tokens = Math.min(this.trialsPerSec, this.tokens + ((now - this.tokensAt) * this.trialsPerSec) / 1000);
+      this.tokensAt = now;
+    }
+    if (this.tokens < 1) return false;
+    this.tokens--;
+    return true;
+  }
 
   /** Datagram i of `rx`, from a new peer or a session still handshaking: waits its turn. */
   enqueue(rx: PacketBatch, i: number, peer: Peer): void {

@@ -50,6 +50,8 @@ export interface ServerStatus {
   groMerged?: number;
   /** With --handoff-yield: how often the server gave its CPU up after passing packets on. */
   handoff?: HandoffStats;
+  /** Roaming: clients moved to a new endpoint, and trial decryptions spent finding them (absent with --no-float). */
+  roaming?: { moves: number; trials: number };
 }
 
 export class VpnServer {
@@ -115,7 +117,7 @@ export class VpnServer {
       MSS_CLAMP: cfg.mssClamp ? '1' : '0',
     });
     this.sock = UdpSocket.bind(cfg.listen.host, cfg.listen.port, { gso: cfg.udpGso });
-    this.admission = new Admission(this, this.sessions, this.counters, this.dtls, this.authz);
+    this.admission = new Admission(this, this.sessions, this.counters, this.dtls, this.authz, cfg.float && !cfg.plaintext ? cfg.moveTrialsPerSec : 0);
     // (Before "listening": whoever waits for that line sees this one too.)
     if (cfg.udpGso) log.info('UDP segmentation offload is on: a capture on this host shows a run of datagrams as one large packet');
     setHandoffYield(cfg.handoffYield);
@@ -139,6 +141,7 @@ export class VpnServer {
     for (let i = 0; i < rx.count; i++) {
       const s = this.sessions.fromRemote(rx.peerKey(i));
       if (s !== undefined && s.core.channel.state === 'open') this.receive(s, rx, i, now);
+      else if (s === undefined && this.roam(rx, i, now)) continue;
       else {
         // New peers and handshakes: admission's queue, a few per turn.
         this.work = true;
@@ -158,6 +161,26 @@ export class VpnServer {
     const pk = core.packets;
     for (let k = 0; k < pk.count; k++) this.route(s, pk.buf, pk.offs[k], pk.lens[k], now);
     if (work) this.act(s, now);
+  }
+
+  /**
+   * Roaming: a record from an address no session owns may be a known client's from a new
+   * address (admission's move rule). If it is, its packets go on as usual, then the session
+   * follows the client there.
+   */
+  private roam(rx: UdpBatch, i: number, now: number): boolean {
+    const s = this.admission.tryMove(rx, i, now);
+    if (s === null) return false;
+    const pk = s.core.packets;
+    for (let k = 0; k < pk.count; k++) this.route(s, pk.buf, pk.offs[k], pk.lens[k], now);
+    this.act(s, now);
+    if (s.gone) return true;
+    const from = s.key;
+    this.sessions.move(s, rx.peer(i));
+    this.admission.moves++;
+    log.info(`${s.cn} moved ${from} -> ${s.key}`, { cn: s.cn, address: s.addressStr });
+    void runHook(this.cfg.onMove, 'move', { tun: this.tun.name, cn: s.cn, address: s.addressStr, remote: s.key, oldRemote: from });
+    return true;
   }
 
   /** One IP packet from a client: checked, then to the TUN or, re-sealed, to another client. */
@@ -357,6 +380,7 @@ export class VpnServer {
       drops: this.counters.snapshot(),
       ...(this.cfg.tunGro ? { groMerged: this.tun.coalesced } : {}),
       ...(this.cfg.handoffYield ? { handoff: handoffStats() } : {}),
+      ...(this.cfg.float && !this.cfg.plaintext ? { roaming: { moves: this.admission.moves, trials: this.admission.trials } } : {}),
     };
   }
 

@@ -25,13 +25,15 @@ export class Session {
   /** The channel's own timer (DTLS retransmission) while handshaking. */
   timer: NodeJS.Timeout | null = null;
   /** "address:port" of the client's underlay end, for logs and status. */
-  readonly key: string;
+  key: string;
+  /** Times the client moved to a new address or port (roaming). */
+  moves = 0;
 
   /**
    * @param tx the frames of the current TUN batch bound for this client: entries into the
    *   TUN's read buffer (filled, sealed and reset per batch; see PacketBatch.over)
    */
-  constructor(readonly core: SessionCore, readonly peer: Peer, readonly tx: PacketBatch) {
+  constructor(readonly core: SessionCore, public peer: Peer, readonly tx: PacketBatch) {
     this.key = peer.text;
   }
 }
@@ -68,6 +70,15 @@ export class SessionTable {
     this.byCn.set(s.cn, s);
   }
 
+  /** Roaming: the client of `s` is at `peer` now; the old endpoint is forgotten. */
+  move(s: Session, peer: Peer): void {
+    if (this.byRemote.get(s.peer.key) === s) this.byRemote.delete(s.peer.key);
+    s.peer = peer;
+    s.key = peer.text;
+    s.moves++;
+    this.byRemote.set(peer.key, s);
+  }
+
   /** Removes every way to find `s`; its address stays reserved for its CN (sticky leases). */
   remove(s: Session): void {
     s.gone = true;
@@ -92,6 +103,7 @@ export interface SessionStatus {
   txPackets: number;
   droppedRecords: number;
   droppedSpoofed: number;
+  moves: number;
 }
 
 /** `now` in monotonic ms (clock.ts), as the session's times. */
@@ -108,7 +120,8 @@ export function sessionStatus(s: Session, now: number): SessionStatus {
     rxPackets: c.rxPackets,
     txBytes: c.txBytes,
     txPackets: c.txPackets,
-    droppedRecords: c.channel.dropped,
+    droppedRecords: c.droppedRecords,
     droppedSpoofed: s.drops,
+    moves: s.moves,
   };
 }

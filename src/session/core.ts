@@ -17,8 +17,8 @@
 import { BatchView, PacketBatch } from '../batch';
 import { Counters } from '../device/counters';
 import { ConfigMsg, decodeControl, encodeControl, HelloMsg } from '../wire/control';
-import { closeReason, encodeFrame, frameType, FrameType } from '../wire/frame';
-import { Channel } from './channel';
+import { appRecordEpoch, closeReason, encodeFrame, frameType, FrameType, recordSeq } from '../wire/frame';
+import { Channel, FrameRange } from './channel';
 
 /** Why a session ended. The shells turn these into their own words. */
 export type CloseCode =
@@ -44,6 +44,8 @@ export type SessionEvent =
   | { type: 'hello'; msg: HelloMsg }
   /** Client: the server's config (the session is up). */
   | { type: 'config'; msg: ConfigMsg }
+  /** Client: the path to the server seems dead (a probe went unanswered): open a new socket, then keepalive(). */
+  | { type: 'path-suspect' }
   /** A control message that failed validation (the error names the field). */
   | { type: 'invalid'; error: string };
 
@@ -73,6 +75,9 @@ export interface Timing {
   upWithinMs: number;
 }
 
+/** Client: silence this long after sending: probe with a keepalive; as long again: a new socket. */
+export const PATH_PROBE_MS = 2000;
+
 /** Frames one datagram can carry at most (a 2 KB datagram of 1-byte frames is far fewer records). */
 const MAX_FRAMES = 128;
 
@@ -93,9 +98,14 @@ export class SessionCore {
   rxPackets = 0;
   txBytes = 0;
   txPackets = 0;
+  /** Records the channel dropped (replays, forgeries), trials of the move rule not counted. */
+  droppedRecords = 0;
   /** Server: the config to send on each hello once accepted (null before, or if refused). */
   private config: ConfigMsg | null = null;
   private helloSeen = false;
+  /** Client dead-path detection: 0 nothing pending, 1 a probe was sent (at probeAt), 2 a new socket was asked for. */
+  private probe = 0;
+  private probeAt = 0;
   private droppedSeen = 0;
   /** For control frames: sealed one at a time (control path). */
   private readonly one = new PacketBatch(1, 2048);
@@ -133,16 +143,43 @@ export class SessionCore {
    * Returns true when `out` has something for the shell (control work: rare).
    */
   decapsulate(datagrams: PacketBatch, i: number, now: number): boolean {
-    const pk = this.packets;
-    pk.count = 0;
+    this.packets.count = 0;
     if (this.closed) return false;
-    const ch = this.channel;
-    const wasOpen = ch.state === 'open';
-    const frames = ch.receive(datagrams, i);
-    if (ch.dropped !== this.droppedSeen) {
-      this.counters.inc('replayed_or_bad_record', ch.dropped - this.droppedSeen);
-      this.droppedSeen = ch.dropped;
+    const wasOpen = this.channel.state === 'open';
+    const frames = this.channel.receive(datagrams, i);
+    const dropped = this.channel.dropped - this.droppedSeen;
+    if (dropped !== 0) {
+      this.counters.inc('replayed_or_bad_record', dropped);
+      this.droppedRecords += dropped;
+      this.droppedSeen += dropped;
     }
+    return this.unframe(frames, datagrams, i, wasOpen, now);
+  }
+
+  /**
+   * The move rule's trial (roaming, docs/PROTOCOL.md §5): datagram i came from an address no
+   * session owns; is it this session's? Only a record that authenticates and is fresh (not a
+   * replay) says yes: then it is processed as decapsulate() would, and the caller moves the
+   * session to the new address. A failed trial changes nothing here: OpenSSL discards a record
+   * that fails authentication, or is a replay, without marking its replay window, and the
+   * failure is not counted against this session.
+   */
+  tryDecapsulate(datagrams: PacketBatch, i: number, now: number): boolean | null {
+    this.packets.count = 0;
+    if (!this.up || this.closed || this.channel.kind !== 'dtls' || this.channel.state !== 'open') return null;
+    const frames = this.channel.receive(datagrams, i);
+    this.droppedSeen = this.channel.dropped; // (a failed trial is no drop of this session's)
+    if (frames.count === frames.first) return null;
+    return this.unframe(frames, datagrams, i, true, now);
+  }
+
+  /** The record epoch and highest sequence number this session authenticated (DTLS; -1 before). */
+  rxEpoch = -1;
+  rxSeq = -1;
+
+  private unframe(frames: FrameRange, datagrams: PacketBatch, i: number, wasOpen: boolean, now: number): boolean {
+    const pk = this.packets;
+    const ch = this.channel;
     let work = false;
     if (!wasOpen) {
       work = true;
@@ -154,7 +191,9 @@ export class SessionCore {
       return this.channelEnded() || work || !this.out.empty;
     }
     this.lastSeen = now;
+    this.probe = 0;
     this.rxBytes += datagrams.lens[i];
+    if (ch.kind === 'dtls') this.noteRecord(datagrams.buf, datagrams.offs[i], datagrams.lens[i]);
     const buf = frames.buf;
     pk.buf = buf;
     for (let k = frames.first; k < frames.count; k++) {
@@ -175,6 +214,14 @@ export class SessionCore {
     }
     this.rxPackets += pk.count;
     return this.channelEnded() || work;
+  }
+
+  /** Remembers where the peer's record numbers are, for the move rule's candidate choice. */
+  private noteRecord(buf: Buffer, off: number, len: number): void {
+    const epoch = appRecordEpoch(buf, off, len);
+    if (epoch < 0) return;
+    const seq = recordSeq(buf, off);
+    if (epoch !== this.rxEpoch) { this.rxEpoch = epoch; this.rxSeq = seq; } else if (seq > this.rxSeq) this.rxSeq = seq;
   }
 
   private onOpen(now: number): void {
@@ -266,9 +313,34 @@ export class SessionCore {
     }
     if (now - this.lastSeen > t.deadMs) {
       this.end('dead', `no traffic for ${Math.round((now - this.lastSeen) / 1000)}s`);
-    } else if (t.keepaliveMs > 0 && now - this.lastSent >= t.keepaliveMs) {
-      this.sendFrame(encodeFrame(FrameType.KEEPALIVE), now);
+      return;
     }
+    if (this.role === 'client') this.checkPath(now);
+    if (t.keepaliveMs > 0 && now - this.lastSent >= t.keepaliveMs) this.keepalive(now);
+  }
+
+  /**
+   * Dead-path detection (client): we sent, and nothing came back for PATH_PROBE_MS. First a
+   * keepalive on the same path (a live server answers at once); unanswered, the shell is asked
+   * for a new socket (a new source address and port: a NAT that lost its mapping, a changed
+   * route), once, until the server is heard again. The session and the TUN stay; the server
+   * follows the new endpoint with its next authenticated record (the move rule).
+   */
+  private checkPath(now: number): void {
+    if (this.lastSent <= this.lastSeen || now - this.lastSeen < PATH_PROBE_MS) return;
+    if (this.probe === 0) {
+      this.probe = 1;
+      this.probeAt = now;
+      this.keepalive(now);
+    } else if (this.probe === 1 && now - this.probeAt >= PATH_PROBE_MS) {
+      this.probe = 2;
+      this.out.events.push({ type: 'path-suspect' });
+    }
+  }
+
+  /** Sends a KEEPALIVE now (also the client's first record from a new socket: the server learns where it is). */
+  keepalive(now: number): void {
+    this.sendFrame(encodeFrame(FrameType.KEEPALIVE), now);
   }
 
   /** ms until the channel's own timer (DTLS retransmission) is due; -1 for none. */

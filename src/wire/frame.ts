@@ -163,3 +163,24 @@ export function frameTypeName(type: number): string {
   for (const [name, v] of Object.entries(FrameType)) if (v === type) return name;
   return `0x${type.toString(16).padStart(2, '0')}`;
 }
+
+/** DTLS content type of application data (the records that carry our frames). */
+export const DTLS_APPLICATION_DATA = 23;
+
+/**
+ * The epoch of a DTLS 1.2 application-data record at buf[off, off+len) whose length field
+ * covers the rest of the datagram (or leaves room for more records), or -1 when it is not
+ * one. What the server reads, in the clear, of a record from an unknown address (roaming).
+ */
+export function appRecordEpoch(buf: Buffer, off: number, len: number): number {
+  if (len < DTLS_RECORD_HEADER_LEN || off + len > buf.length) return -1;
+  if (buf[off] !== DTLS_APPLICATION_DATA || buf[off + 1] !== 0xfe || buf[off + 2] !== 0xfd) return -1;
+  const length = buf.readUInt16BE(off + 11);
+  if (length === 0 || DTLS_RECORD_HEADER_LEN + length > len) return -1;
+  return buf.readUInt16BE(off + 3);
+}
+
+/** The 48-bit sequence number of the DTLS record at buf[off] (in the clear in its header). */
+export function recordSeq(buf: Buffer, off: number): number {
+  return buf.readUIntBE(off + 5, 6);
+}
