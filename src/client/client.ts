@@ -58,6 +58,10 @@ export class VpnClient {
   private tick: NodeJS.Timeout | null = null;
   private hsTimer: NodeJS.Timeout | null = null;
   private mismatchLogged = false;
+  /** Ends the backoff sleep early (stop()). */
+  private wake: () => void = () => undefined;
+  /** When the client last opened a new socket for a changed path (at most once a second). */
+  private pathChangedAt = -Infinity;
   /** Drops by reason over all connections (garbage, unauthenticated, replays and forgeries). */
   private readonly counters = new Counters();
   /** Counters a student can look at in the log when the client stops. */
@@ -106,7 +110,6 @@ export class VpnClient {
       this.wake = () => { clearTimeout(t); resolve(); };
     });
   }
-  private wake: () => void = () => undefined;
 
   private async connectOnce(attempt: number): Promise<Outcome> {
     const cfg = this.cfg;
@@ -192,7 +195,7 @@ export class VpnClient {
     core.keepalive(now);
     this.act(now);
   }
-  private pathChangedAt = -Infinity;
+
 
   private finish(o: Outcome): void {
     const end = this.end;
