@@ -98,6 +98,9 @@ export class SessionCore {
   rxPackets = 0;
   txBytes = 0;
   txPackets = 0;
+  /** The record epoch and highest sequence number this session authenticated (DTLS; -1 before): the move rule's candidates. */
+  rxEpoch = -1;
+  rxSeq = -1;
   /** Records the channel dropped (replays, forgeries), trials of the move rule not counted. */
   droppedRecords = 0;
   /** Server: the config to send on each hello once accepted (null before, or if refused). */
@@ -172,10 +175,6 @@ export class SessionCore {
     if (frames.count === frames.first) return null;
     return this.unframe(frames, datagrams, i, true, now);
   }
-
-  /** The record epoch and highest sequence number this session authenticated (DTLS; -1 before). */
-  rxEpoch = -1;
-  rxSeq = -1;
 
   private unframe(frames: FrameRange, datagrams: PacketBatch, i: number, wasOpen: boolean, now: number): boolean {
     const pk = this.packets;
