@@ -24,8 +24,14 @@ const CLIENT_MAIN = path.resolve(__dirname, '..', 'src', 'client', 'main.js');
 const MINIVPN_SERVER_TUN = '10.8.0.1';
 const OVPN_TUN_DEV = 'ovpns0';    // openvpnServerArgs' default dev
 
-const SYSTEMS = ['raw', 'minivpn-dtls', 'minivpn-plaintext', 'openvpn'] as const;
+/** The systems measured, in table order; minivpn-baseline only with --baseline DIR (another build of minivpn, DTLS). */
+const SYSTEMS = ['raw', 'minivpn-dtls', 'minivpn-plaintext', 'openvpn', 'minivpn-baseline'] as const;
 type System = typeof SYSTEMS[number];
+
+/** The systems a set of runs has (minivpn-baseline only with --baseline). */
+function present(runs: Array<Partial<Record<System, Sample>>>): System[] {
+  return SYSTEMS.filter((sys) => runs.length > 0 && runs[0][sys] !== undefined);
+}
 
 interface Sample {
   fwd_mbps: number; rev_mbps: number;
@@ -39,14 +45,14 @@ interface Sample {
   rtt_alt_ms: number | null; rtt_added_ms: number | null;
 }
 
-interface Options { runs: number; seconds: number; altRounds: number; json?: string; chart: string; udpGso: boolean; tunGro: boolean; handoffYield: boolean }
+interface Options { runs: number; seconds: number; altRounds: number; json?: string; chart: string; udpGso: boolean; tunGro: boolean; handoffYield: boolean; baseline?: string }
 
 function say(line: string): void {
   process.stdout.write(`[bench] ${line}\n`);
 }
 
 function usage(): string {
-  return 'usage: npm run bench -- [--runs N (default 3)] [--seconds N (default 10)] [--alt-rounds N (default 8; 0: no alternating RTT)] [--json FILE] [--chart FILE (default bench-results.svg)] [--udp-gso (minivpn with UDP segmentation offload)] [--no-tun-gro (minivpn without merging TCP segments on TUN writes)] [--no-handoff-yield (minivpn without yielding the CPU after passing packets on)]';
+  return 'usage: npm run bench -- [--runs N (default 3)] [--seconds N (default 10)] [--alt-rounds N (default 8; 0: no alternating RTT)] [--json FILE] [--chart FILE (default bench-results.svg)] [--udp-gso (minivpn with UDP segmentation offload)] [--no-tun-gro (minivpn without merging TCP segments on TUN writes)] [--no-handoff-yield (minivpn without yielding the CPU after passing packets on)] [--baseline DIR (also measure the minivpn built in checkout DIR, e.g. a git worktree of an older commit after npm ci: before and after in one run)]';
 }
 
 export function parseArgs(argv: string[]): Options {
@@ -60,6 +66,7 @@ export function parseArgs(argv: string[]): Options {
     else if (f.name === '--udp-gso') o.udpGso = true;
     else if (f.name === '--no-tun-gro') o.tunGro = false;
     else if (f.name === '--no-handoff-yield') o.handoffYield = false;
+    else if (f.name === '--baseline') o.baseline = path.resolve(f.value());
     else return false;
     return true;
   });
@@ -235,18 +242,27 @@ const MINIVPN: MinivpnInstance = { port: 1194, pool: '10.8.0.0/24', serverTun: '
 const MINIVPN_2: MinivpnInstance = { port: 1196, pool: '10.9.0.0/24', serverTun: 'mvpn2', clientTun: 'mvpn3' };
 const MINIVPN_2_SERVER_TUN = '10.9.0.1';
 
-async function withMinivpn<T>(lab: Lab, dir: string, pki: string, flags: string[], fn: (pids: number[], packets: PacketCounter) => Promise<T>, inst = MINIVPN): Promise<T> {
+/** The server and client programs of a minivpn checkout (this one, or --baseline's). */
+interface Mains { server: string; client: string }
+const THIS_BUILD: Mains = { server: SERVER_MAIN, client: CLIENT_MAIN };
+function mainsOf(checkout: string): Mains {
+  const m = { server: path.join(checkout, 'dist', 'src', 'server', 'main.js'), client: path.join(checkout, 'dist', 'src', 'client', 'main.js') };
+  for (const f of [m.server, m.client]) if (!fs.existsSync(f)) throw new Error(`--baseline: ${f} not found (run npm ci in ${checkout} first)`);
+  return m;
+}
+
+async function withMinivpn<T>(lab: Lab, dir: string, pki: string, flags: string[], fn: (pids: number[], packets: PacketCounter) => Promise<T>, inst = MINIVPN, mains = THIS_BUILD): Promise<T> {
   const run = fs.mkdtempSync(path.join(dir, 'mv-'));
   const procs: ChildProcess[] = [];
   try {
-    const server = lab.spawn('server', [process.execPath, SERVER_MAIN,
+    const server = lab.spawn('server', [process.execPath, mains.server,
       '--listen', `${ADDR.server}:${inst.port}`, '--pool', inst.pool, '--tun-name', inst.serverTun,
       '--ca', `${pki}/ca.crt`, '--cert', `${pki}/server.crt`, '--key', `${pki}/server.key`,
       '--authorized-dir', `${pki}/authorized`, '--leases-file', `${run}/leases.json`,
       '--status-socket', `${run}/status.sock`, ...flags]);
     procs.push(server);
     await lab.waitForLine(server, /listening on udp/, 15_000);
-    const client = lab.spawn('client1', [process.execPath, CLIENT_MAIN,
+    const client = lab.spawn('client1', [process.execPath, mains.client,
       '--server', `${ADDR.server}:${inst.port}`, '--name', 'bench', '--tun-name', inst.clientTun,
       '--ca', `${pki}/ca.crt`, '--cert', `${pki}/clients/bench.crt`, '--key', `${pki}/clients/bench.key`,
       '--state-dir', `${run}/state`, ...flags]);
@@ -310,10 +326,10 @@ function values(samples: Sample[], key: Metric): number[] {
 }
 
 /** Median of the per-run ratios to OpenVPN of the same run (so drifting load cancels). */
-function ratioMedian(runs: Array<Record<System, Sample>>, sys: System, key: Metric): number | null {
+function ratioMedian(runs: Array<Record<System, Sample>>, sys: System, key: Metric, to: System = 'openvpn'): number | null {
   const r = runs.map((run) => {
     const a = run[sys][key];
-    const b = run.openvpn[key];
+    const b = run[to][key];
     return a === null || b === null || b === 0 ? null : a / b;
   }).filter((v): v is number => v !== null);
   return r.length ? median(r) : null;
@@ -322,7 +338,7 @@ function ratioMedian(runs: Array<Record<System, Sample>>, sys: System, key: Metr
 function table(runs: Array<Record<System, Sample>>): string {
   const head = ['system', ...METRICS.flatMap((m) => [m.title + ' (min-max)', 'vs OpenVPN'])];
   const lines = [`| ${head.join(' | ')} |`, `| --- |${head.slice(1).map(() => ' ---: |').join('')}`];
-  for (const sys of SYSTEMS) {
+  for (const sys of present(runs)) {
     const cells: string[] = [sys];
     for (const m of METRICS) {
       const v = values(runs.map((r) => r[sys]), m.key).map((x) => x * m.scale);
@@ -338,7 +354,7 @@ function table(runs: Array<Record<System, Sample>>): string {
 
 function jsonResult(runs: Array<Record<System, Sample>>): Record<string, Record<string, number | null>> {
   const out: Record<string, Record<string, number | null>> = {};
-  for (const sys of SYSTEMS) {
+  for (const sys of present(runs)) {
     const o: Record<string, number | null> = {};
     for (const m of METRICS) {
       const v = values(runs.map((r) => r[sys]), m.key);
@@ -360,11 +376,12 @@ function jsonResult(runs: Array<Record<System, Sample>>): Record<string, Record<
 export function chart(runs: Array<Record<System, Sample>>): string {
   const W = 820, rowH = 54, left = 150, top = 40, plotW = W - left - 230; // room for the labels
   const med = (sys: System, k: Metric) => { const v = values(runs.map((r) => r[sys]), k); return v.length ? median(v) : 0; };
-  const max = Math.max(...SYSTEMS.flatMap((sys) => [med(sys, 'fwd_mbps'), med(sys, 'rev_mbps')]), 1);
+  const systems = present(runs);
+  const max = Math.max(...systems.flatMap((sys) => [med(sys, 'fwd_mbps'), med(sys, 'rev_mbps')]), 1);
   const x = (v: number) => (v <= 1 ? 0 : (Math.log10(v) / Math.log10(max)) * plotW);
   const esc = (t: string) => t.replace(/&/g, '&amp;').replace(/</g, '&lt;');
   const parts: string[] = [];
-  SYSTEMS.forEach((sys, i) => {
+  systems.forEach((sys, i) => {
     const y = top + i * rowH;
     parts.push(`<text x="${left - 8}" y="${y + 22}" text-anchor="end" font-size="13">${esc(sys)}</text>`);
     (['fwd_mbps', 'rev_mbps'] as Metric[]).forEach((k, j) => {
@@ -375,7 +392,7 @@ export function chart(runs: Array<Record<System, Sample>>): string {
       parts.push(`<text x="${left + x(v) + 4}" y="${by + 12}" font-size="11">${fmt(v, 0)} Mbit/s${ratio}</text>`);
     });
   });
-  const h = top + SYSTEMS.length * rowH + 30;
+  const h = top + systems.length * rowH + 30;
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${h}" font-family="sans-serif">
 <text x="${left}" y="20" font-size="15" font-weight="bold">iperf3 TCP through each tunnel (median of ${runs.length} run(s), log scale)</text>
 ${parts.join('\n')}
@@ -391,6 +408,7 @@ async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   if (process.getuid && process.getuid() !== 0) throw new Error('the benchmark needs root (network namespaces, TUN): run with sudo');
   for (const f of [SERVER_MAIN, CLIENT_MAIN]) if (!fs.existsSync(f)) throw new Error(`${f} not found: run npm run build first`);
+  const baseline = opts.baseline ? mainsOf(opts.baseline) : null;
   const installed = ensureTools(say);
   if (installed.length) say(`installed: ${installed.join(' ')}`);
   say(`${openvpnVersion()}; node ${process.version}; ${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
@@ -418,6 +436,7 @@ async function main(): Promise<void> {
         run['minivpn-dtls'] = await withMinivpn(lab, dir, pki, minivpnFlags, (pids, pk) => measure(lab, 'minivpn-dtls', MINIVPN_SERVER_TUN, opts.seconds, pids, pk));
         run['minivpn-plaintext'] = await withMinivpn(lab, dir, pki, ['--insecure-plaintext', ...minivpnFlags], (pids, pk) => measure(lab, 'minivpn-plaintext', MINIVPN_SERVER_TUN, opts.seconds, pids, pk));
         run.openvpn = await withOpenvpn(lab, pki, (pids, pk) => measure(lab, 'openvpn', OVPN_SERVER_TUN, opts.seconds, pids, pk));
+        if (baseline) run['minivpn-baseline'] = await withMinivpn(lab, dir, pki, minivpnFlags, (pids, pk) => measure(lab, 'minivpn-baseline', MINIVPN_SERVER_TUN, opts.seconds, pids, pk), MINIVPN, baseline);
         if (opts.altRounds > 0) {
           say(`  all four up at once: ${opts.altRounds} rounds of ${ALT_PINGS} pings to each in turn`);
           const times = await withMinivpn(lab, dir, pki, minivpnFlags, () =>
@@ -425,7 +444,7 @@ async function main(): Promise<void> {
               withOpenvpn(lab, pki, () => alternatingRtt(lab, [['raw', ADDR.server], ['minivpn-dtls', MINIVPN_SERVER_TUN],
                 ['minivpn-plaintext', MINIVPN_2_SERVER_TUN], ['openvpn', OVPN_SERVER_TUN]], opts.altRounds)), MINIVPN_2));
           for (const [name, v] of alternatingSummary(times)) Object.assign(run[name], v);
-          say(`  in turn: ${SYSTEMS.map((n) => `${n} ${fmt(run[n].rtt_alt_ms, 3)}`).join(', ')} ms`);
+          say(`  in turn: ${present([run]).map((n) => `${n} ${fmt(run[n].rtt_alt_ms, 3)}`).join(', ')} ms`);
         }
         runs.push(run);
       }
@@ -435,6 +454,10 @@ async function main(): Promise<void> {
     const md = table(runs);
     console.log(`\n${md}\n`);
     console.log(`medians over ${runs.length} run(s), (min-max) when more than one; "vs OpenVPN" = median of per-run ratios to OpenVPN's figure.`);
+    if (baseline) {
+      const r = (k: Metric) => fmt(ratioMedian(runs, 'minivpn-dtls', k, 'minivpn-baseline'), 2);
+      console.log(`minivpn-dtls against minivpn-baseline (${opts.baseline}), median of per-run ratios: up ${r('fwd_mbps')}, down ${r('rev_mbps')}, CPU per MB ${r('cpu_s_per_mb')}, CPU per packet ${r('cpu_us_per_packet')}, RTT ${r('rtt_ms')}`);
+    }
     if (opts.json) {
       fs.writeFileSync(opts.json, JSON.stringify(jsonResult(runs), null, 2) + '\n');
       say(`wrote ${opts.json}`);
