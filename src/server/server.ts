@@ -169,6 +169,7 @@ export class VpnServer {
    * follows the client there.
    */
   private roam(rx: UdpBatch, i: number, now: number): boolean {
+    this.tunq.makeRoom(this.tun); // (a trial that succeeds opens the datagram's frames)
     const s = this.admission.tryMove(rx, i, now);
     if (s === null) return false;
     const pk = s.core.packets;
