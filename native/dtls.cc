@@ -249,6 +249,7 @@ class Context : public Napi::ObjectWrap<Context> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "DtlsContext", {
       InstanceMethod<&Context::Listen>("listen"),
+      InstanceMethod<&Context::RotateCookieSecret>("rotateCookieSecret"),
       InstanceMethod<&Context::Connect>("connect"),
       InstanceMethod<&Context::TakeKeylog>("takeKeylog"),
     });
@@ -305,7 +306,15 @@ class Context : public Napi::ObjectWrap<Context> {
       }
       SSL_CTX_set_cookie_generate_cb(ctx_, GenCookie);
       SSL_CTX_set_cookie_verify_cb(ctx_, VerifyCookie);
+      // No session resumption: every client proves itself with its certificate each time, so
+      // an authorization removed (SIGHUP) or a certificate expired cannot be bypassed by a
+      // ticket or a cached session.
+      SSL_CTX_set_options(ctx_, SSL_OP_NO_TICKET);
+      SSL_CTX_set_session_cache_mode(ctx_, SSL_SESS_CACHE_OFF);
     }
+    // What a peer can make us buffer for one handshake message (its certificate chain above
+    // all): ours are well under 4 KB; OpenSSL's default is 100 KB per message.
+    SSL_CTX_set_max_cert_list(ctx_, kMaxCertList);
     if (keylog_) SSL_CTX_set_keylog_callback(ctx_, KeylogCallback);
   }
 
@@ -384,24 +393,39 @@ class Context : public Napi::ObjectWrap<Context> {
 
   // Stateless cookies: HMAC-SHA256(secret, peer address). A spoofed source never sees the
   // cookie, so it never gets past DTLSv1_listen, and nothing is allocated for it.
-  static bool CookieFor(SSL* ssl, unsigned char* out, size_t* outLen) {
-    auto* self = static_cast<Context*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  // The secret rotates (rotateCookieSecret, called by the JS side every few minutes); a
+  // cookie made with the previous one is still accepted, so a handshake under way survives it.
+  static bool CookieFor(SSL* ssl, const std::vector<unsigned char>& secret, unsigned char* out, size_t* outLen) {
     auto* st = static_cast<SslState*>(SSL_get_app_data(ssl));
-    if (!self || !st) return false;
-    return EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, self->secret_.data(), self->secret_.size(),
+    if (!st || secret.empty()) return false;
+    return EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, secret.data(), secret.size(),
                      reinterpret_cast<const unsigned char*>(st->peerKey.data()), st->peerKey.size(), out, 32, outLen) != nullptr;
   }
+  static Context* Of(SSL* ssl) { return static_cast<Context*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl))); }
   static int GenCookie(SSL* ssl, unsigned char* cookie, unsigned int* len) {
     size_t n = 0;
-    if (!CookieFor(ssl, cookie, &n)) return 0;
+    Context* self = Of(ssl);
+    if (!self || !CookieFor(ssl, self->secret_, cookie, &n)) return 0;
     *len = static_cast<unsigned int>(n);
     return 1;
   }
   static int VerifyCookie(SSL* ssl, const unsigned char* cookie, unsigned int len) {
-    unsigned char want[32];
-    size_t n = 0;
-    if (!CookieFor(ssl, want, &n) || n != len) return 0;
-    return CRYPTO_memcmp(want, cookie, n) == 0 ? 1 : 0;
+    Context* self = Of(ssl);
+    if (!self) return 0;
+    for (const auto* secret : {&self->secret_, &self->previous_}) {
+      unsigned char want[32];
+      size_t n = 0;
+      if (CookieFor(ssl, *secret, want, &n) && n == len && CRYPTO_memcmp(want, cookie, n) == 0) return 1;
+    }
+    return 0;
+  }
+
+  // rotateCookieSecret(): a new random cookie secret; the current one becomes the previous.
+  Napi::Value RotateCookieSecret(const Napi::CallbackInfo& info) {
+    previous_ = secret_;
+    secret_.assign(32, 0);
+    RAND_bytes(secret_.data(), 32);
+    return info.Env().Undefined();
   }
 
   // Retransmission timer: start at retransmitMs (RFC 6347 says 1 s; a LAN or a test wants
@@ -479,6 +503,8 @@ class Context : public Napi::ObjectWrap<Context> {
   int mtu_ = 1400;  // datagram payload size for handshake fragmentation
   unsigned int retransmitUs_ = 0;  // 0: OpenSSL's default timer
   std::vector<unsigned char> secret_;
+  std::vector<unsigned char> previous_;
+  static constexpr long kMaxCertList = 16 * 1024;
   std::vector<std::string> keylogLines_;
 };
 

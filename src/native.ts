@@ -105,6 +105,8 @@ export interface NativeDtlsContextOptions {
 
 export interface NativeDtlsContext {
   listen(datagram: Buffer, peerKey: string): NativeDtlsConnection | Buffer[] | null;
+  /** A new cookie secret; cookies of the previous one stay valid until the next rotation. */
+  rotateCookieSecret(): void;
   connect(serverName: string): NativeDtlsConnection;
   takeKeylog(): string[];
 }

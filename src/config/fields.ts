@@ -80,6 +80,7 @@ export const SERVER_FIELDS: Field[] = [
   { key: 'float', flag: 'float', type: 'bool', def: true, help: 'let a client move to a new address or port (roaming); --no-float pins each session to its address', check: bool },
   { key: 'onMove', flag: 'on-move', type: 'value', nullable: true, metavar: 'PROGRAM', def: null, defText: 'none', help: 'program run when a client moves (MINIVPN_OLD_REMOTE has the old endpoint)', check: nullable(path) },
   { key: 'moveTrialsPerSec', flag: 'move-trials-per-sec', type: 'value', number: true, metavar: 'N', def: 4000, help: 'at most this many trial decryptions of records from unknown addresses per second (bounds the CPU a flood costs)', check: int(0, 1_000_000) },
+  { key: 'handshakesPerSource', flag: 'handshakes-per-source', type: 'value', number: true, metavar: 'N', def: 8, help: 'DTLS handshakes in progress from one source (an IPv4 address, an IPv6 /64) at most', check: int(1, 100_000) },
   { key: 'statusSocket', flag: 'status-socket', type: 'value', metavar: 'PATH', def: 'run/minivpn.sock', help: 'unix socket answering status queries', check: unixSocketPath },
   { key: 'plaintext', flag: 'insecure-plaintext', type: 'bool', def: false, help: 'no DTLS: packets cross the network in the clear (for tcpdump labs only)', check: bool },
   { key: 'keylog', flag: 'keylog', type: 'value', nullable: true, metavar: 'FILE', def: null, defText: 'off', help: 'append DTLS secrets in NSS key log format (for Wireshark)', check: nullable(path) },

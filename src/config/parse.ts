@@ -220,6 +220,7 @@ export function parseServerArgs(argv: string[], env: NodeJS.ProcessEnv = process
     float: c.float as boolean,
     onMove: c.onMove as string | null,
     moveTrialsPerSec: c.moveTrialsPerSec as number,
+    handshakesPerSource: c.handshakesPerSource as number,
     statusSocket: c.statusSocket as string,
     plaintext,
     keylog: c.keylog as string | null,

@@ -29,6 +29,8 @@ export interface ServerConfig {
   float: boolean;
   onMove: string | null;
   moveTrialsPerSec: number;
+  /** Admission: DTLS handshakes in progress per source at most. */
+  handshakesPerSource: number;
   statusSocket: string;
   plaintext: boolean;
   keylog: string | null;

@@ -15,6 +15,8 @@ export const DROP_REASONS = [
   'client_to_client_off', // client-to-client traffic while that is disabled
   'too_big', // packet larger than the tunnel MTU / buffer
   'move_refused', // a record from an unknown address that no session authenticated as fresh (replay, forgery, junk)
+  'handshake_limit', // a handshake not started or a step dropped: too many in progress from its source, or in all
+  'not_answered', // an unauthenticated sender not answered: the answer would be larger than what it sent, or over the rate
   'move_budget', // a record from an unknown address not tried: over the trial budget (--move-trials-per-sec)
 ] as const;
 

@@ -86,14 +86,19 @@ export class DtlsContext {
    * ClientHello without a valid cookie with a HelloVerifyRequest (returned as datagrams to
    * send) and keeps no state; a ClientHello with a valid cookie becomes a connection.
    */
-  listen(datagram: Buffer, peerKey: string): { conn: DtlsConnection } | { reply: Buffer[] } | null {
+  listen(datagram: Buffer, peerKey: string, handshakeNow = true): { conn: DtlsConnection } | { reply: Buffer[] } | null {
     const r = this.ctx.listen(datagram, peerKey);
     if (r === null) return null;
     if (Array.isArray(r)) return { reply: r };
     const conn = new DtlsConnection(r, this);
-    conn.handshake();
+    // (The server's first flight carries a signature: milliseconds. A server that queues
+    // handshake work passes false and calls handshake() when the step's turn comes.)
+    if (handshakeNow) conn.handshake();
     return { conn };
   }
+
+  /** Server side: a new cookie secret (the previous one is still accepted until the next call). */
+  rotateCookieSecret(): void { this.ctx.rotateCookieSecret(); }
 
   /** Client side: a new connection; call handshake() and send takeOutput(). */
   connect(serverName: string): DtlsConnection {

@@ -1,10 +1,19 @@
 // Admission: everything between a datagram from an unknown address and a client with a
-// tunnel address. The stateless cookie exchange (DtlsContext.listen: a spoofed ClientHello
-// costs one HelloVerifyRequest and no state), the handshake queue (a handshake step costs
-// milliseconds of public-key crypto, so they run a few per event-loop turn and established
-// sessions' traffic never waits behind a crowd of connecting clients), the limits, mode
-// mismatches, and the decision who may stay: a valid CN, listed in the authorized directory,
-// with a free address.
+// tunnel address. In the order a datagram meets them:
+//
+//  1. The stateless cookie exchange, inline, at line rate: a ClientHello without a valid cookie
+//     gets a HelloVerifyRequest (DtlsContext.listen) and leaves no state behind, so a flood of
+//     spoofed ClientHellos costs an HMAC each and never waits in, or fills, a queue.
+//  2. Limits before state: handshakes in progress per source (/32, /64), in all.
+//  3. The handshake queue: a handshake step costs milliseconds of public-key crypto, so steps
+//     of cookie-verified peers run a few per event-loop turn, round robin across sources (one
+//     busy host cannot starve the others), and established sessions never wait behind them.
+//  4. Answers to senders not yet authenticated are never larger than what they sent, and are
+//     rate-limited per source and in all (no amplifier); their log lines are limited per reason.
+//  5. Who may stay: a valid CN, listed in the authorized directory, with a free address.
+//
+// The move rule (roaming) is here too: a record from an unknown address may be a known
+// client's that moved.
 import { PacketBatch } from '../batch';
 import { Peer, UdpSocket } from '../conn/udp';
 import { DtlsContext } from '../dtls/dtls';
@@ -15,17 +24,21 @@ import { logger } from '../log';
 import { monotonicMs } from '../clock';
 import { Channel, DtlsChannel, PlaintextChannel } from '../session/channel';
 import { isValidCn } from '../wire/control';
-import { appRecordEpoch, encodeClose, FrameType, frameType, looksLikeDtls, looksLikeFrame, recordSeq } from '../wire/frame';
+import { appRecordEpoch, DTLS_HANDSHAKE, encodeClose, FrameType, frameType, looksLikeDtls, looksLikeFrame, recordSeq } from '../wire/frame';
+import { HashedBuckets, LogLimiter, sourceHash, TokenBucket } from '../device/ratelimit';
 import { Session, SessionTable } from './sessions';
 
 const log = logger('server');
 const SLOT = 2048;
-/** Handshakes in progress at most (beyond the connected clients). */
+/** Handshakes in progress at most, in all. */
 const MAX_HANDSHAKING = 2048;
-/** Handshake datagrams processed per event-loop turn (each may cost a few ms of crypto). */
+/** Handshake steps run per event-loop turn (each may cost a few ms of crypto). */
 const HANDSHAKES_PER_TURN = 2;
-/** Handshake datagrams waiting at most; beyond that they are dropped (DTLS retransmits). */
-const HANDSHAKE_QUEUE = 4096;
+/** Handshake datagrams waiting per source at most; beyond that they are dropped (DTLS retransmits). */
+const QUEUE_PER_SOURCE = 16;
+/** Answers to unauthenticated senders: per source, and in all, per second. */
+const ANSWERS_PER_SOURCE = 20;
+const ANSWERS_IN_ALL = 20_000;
 
 /** Sessions a record from an unknown address is tried on at most (nearest sequence number first). */
 const MOVE_CANDIDATES = 8;
@@ -55,17 +68,31 @@ export interface Refusal { reason: string; log: string; dir?: string; invalidCn?
 /** A client's tunnel address. */
 export interface Lease { address: number; addressStr: string }
 
+interface Step {
+  /** A handshake datagram, or null for the first step of a session made by listen(). */
+  msg: Buffer | null;
+  session: Session;
+}
+
 export class Admission {
-  private readonly queue: { msg: Buffer; peer: Peer }[] = [];
+  /** The handshake queue: steps per source, served round robin (sources in `rota` order). */
+  private readonly queues = new Map<number, Step[]>();
+  private readonly rota: number[] = [];
   private scheduled = false;
-  private readonly mismatchLogged = new Map<string, number>();
-  /** Roaming: the candidates of one datagram (reused), and the trial budget (a token bucket). */
+  /** Handshakes in progress per source (sessions not yet up); a source's entry goes with its last. */
+  private readonly handshaking = new Map<number, number>();
+  private readonly answersPerSource = new HashedBuckets(ANSWERS_PER_SOURCE, ANSWERS_PER_SOURCE);
+  private readonly answersInAll = new TokenBucket(ANSWERS_IN_ALL);
+  /** Log lines that senders can cause, limited per reason. */
+  readonly logs = new LogLimiter(log);
+  /** Roaming: the candidates of one datagram (reused), and the trial budget. */
   private readonly candidates: Session[] = [];
-  private tokens: number;
-  private tokensAt = 0;
+  private readonly trialBudget: TokenBucket;
   /** Trial decryptions so far (status), and sessions moved. */
   trials = 0;
   moves = 0;
+  /** Bytes from and to senders not (yet) authenticated: the answers never exceed what came. */
+  readonly unauthenticated = { rxBytes: 0, txBytes: 0 };
   /** A queued datagram as packet 0 of a batch, which is what channels take. */
   private readonly oneIn = new PacketBatch(1, SLOT);
 
@@ -77,8 +104,10 @@ export class Admission {
     private readonly authz: AuthorizedClients | null,
     /** Trials (and datagrams examined) per second at most; 0 turns roaming off (--no-float). */
     private readonly trialsPerSec: number,
+    /** Handshakes in progress per source at most. */
+    private readonly perSource: number,
   ) {
-    this.tokens = trialsPerSec;
+    this.trialBudget = new TokenBucket(trialsPerSec);
   }
 
   /**
@@ -95,7 +124,7 @@ export class Admission {
     const buf = rx.buf, off = rx.offs[i], len = rx.lens[i];
     const epoch = appRecordEpoch(buf, off, len);
     if (epoch < 1) return null; // not a record of an open session: admission's queue
-    if (!this.takeToken(now)) { this.counters.inc('move_budget'); return null; }
+    if (!this.trialBudget.take(now)) { this.counters.inc('move_budget'); return null; }
     const seq = recordSeq(buf, off);
     const cand = this.candidates;
     cand.length = 0;
@@ -108,7 +137,7 @@ export class Admission {
       if (cand.length > MOVE_CANDIDATES) cand.length = MOVE_CANDIDATES;
     }
     for (const s of cand) {
-      if (!this.takeToken(now)) { this.counters.inc('move_budget'); return null; }
+      if (!this.trialBudget.take(now)) { this.counters.inc('move_budget'); return null; }
       this.trials++;
       if (s.core.tryDecapsulate(rx, i, now) !== null) return s;
     }
@@ -116,42 +145,110 @@ export class Admission {
     return null;
   }
 
-  private takeToken(now: number): boolean {
-    if (now !== this.tokensAt) {
-      this.tokens = Math.min(this.trialsPerSec, this.tokens + ((now - this.tokensAt) * this.trialsPerSec) / 1000);
-      this.tokensAt = now;
-    }
-    if (this.tokens < 1) return false;
-    this.tokens--;
-    return true;
-  }
-
-  /** Datagram i of `rx`, from a new peer or a session still handshaking: waits its turn. */
-  enqueue(rx: PacketBatch, i: number, peer: Peer): void {
-    if (this.queue.length >= HANDSHAKE_QUEUE) {
-      this.counters.inc('garbage'); // a flood: the peer's DTLS retransmits later
+  /**
+   * Datagram i of `rx`, from a sender without an open session: a new peer, or a session still
+   * handshaking (`s`). The stateless part runs now; state-making steps wait in the queue.
+   */
+  admit(rx: PacketBatch & { addrs: Buffer; peer(i: number): Peer }, i: number, s: Session | undefined, now: number): void {
+    const len = rx.lens[i];
+    const src = sourceHash(rx.addrs, i);
+    if (s !== undefined) { // a handshake in progress: its next step
+      this.enqueue(src, { msg: Buffer.from(rx.packet(i)), session: s }, now);
       return;
     }
-    this.queue.push({ msg: Buffer.from(rx.packet(i)), peer });
+    this.unauthenticated.rxBytes += len;
+    const msg = rx.packet(i); // (a view: copied only if it is kept)
+    if (this.dtls === null) { this.newPlaintextPeer(Buffer.from(msg), rx.peer(i), src, now); return; }
+    if (looksLikeFrame(msg)) {
+      this.counters.inc('mismatch_plaintext');
+      const peer = rx.peer(i);
+      this.logs.warn('mode mismatch', now, `mode mismatch from ${peer.text}: a plaintext tunnel packet arrived, but this server requires DTLS (is the client running --insecure-plaintext?)`);
+      // Tell a plaintext client why.
+      if (frameType(msg) === FrameType.CONTROL) this.answer([encodeClose('server requires DTLS')], len, peer, src, now);
+      return;
+    }
+    if (!looksLikeDtls(msg) || msg[0] !== DTLS_HANDSHAKE) { this.counters.inc('garbage'); return; }
+    const busy = this.handshaking.get(src) ?? 0;
+    if (busy >= this.perSource || this.sessions.size - this.sessions.router.size >= MAX_HANDSHAKING) {
+      this.counters.inc('handshake_limit');
+      return;
+    }
+    const peer = rx.peer(i);
+    const r = this.dtls.listen(msg, peer.text, false);
+    if (r === null) { this.counters.inc('garbage'); return; }
+    if ('reply' in r) { this.answer(r.reply, len, peer, src, now); return; }
+    // The cookie was good: the peer owns its address, and has state from here on: a session,
+    // whose first step (the server's flight, with a signature) waits its turn.
+    const session = this.host.newSession(new DtlsChannel(r.conn, this.host.receiveBatch), peer);
+    session.source = src;
+    this.handshaking.set(src, busy + 1);
+    log.debug('handshake started', { remote: peer.text });
+    this.enqueue(src, { msg: null, session }, now);
+  }
+
+  /** A session left the handshake (up, or ended): its source may start another. */
+  handshakeOver(s: Session): void {
+    if (s.source < 0) return;
+    const n = (this.handshaking.get(s.source) ?? 1) - 1;
+    if (n <= 0) this.handshaking.delete(s.source);
+    else this.handshaking.set(s.source, n);
+    s.source = -1;
+  }
+
+  /** Sends answers to a sender not yet authenticated: never more bytes than it sent, rate-limited. */
+  private answer(replies: Buffer[], received: number, peer: Peer, src: number, now: number): void {
+    let bytes = 0;
+    for (const d of replies) bytes += d.length;
+    if (bytes > received || !this.answersPerSource.take(src, now) || !this.answersInAll.take(now)) {
+      this.counters.inc('not_answered');
+      return;
+    }
+    this.unauthenticated.txBytes += bytes;
+    for (const d of replies) this.host.sock.send(d, peer);
+  }
+
+  private enqueue(src: number, step: Step, now: number): void {
+    let q = this.queues.get(src);
+    if (q === undefined) {
+      q = [];
+      this.queues.set(src, q);
+      this.rota.push(src);
+    }
+    if (q.length >= QUEUE_PER_SOURCE) {
+      this.counters.inc('handshake_limit'); // the peer's DTLS retransmits later
+      return;
+    }
+    q.push(step);
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(() => this.run());
     }
+    void now;
   }
 
+  /** A few handshake steps, one source after another (round robin). */
   private run(): void {
     const now = monotonicMs();
     this.scheduled = false;
     let n = 0;
-    for (; n < HANDSHAKES_PER_TURN && this.queue.length; n++) {
-      const { msg, peer } = this.queue.shift()!;
-      const s = this.sessions.fromRemote(peer.key);
-      if (s) this.host.receive(s, this.one(msg), 0, now);
-      else if (this.dtls) this.newDtlsPeer(this.dtls, msg, peer, now);
-      else this.newPlaintextPeer(msg, peer, now);
+    while (n < HANDSHAKES_PER_TURN && this.rota.length > 0) {
+      const src = this.rota.shift()!;
+      const q = this.queues.get(src)!;
+      const step = q.shift()!;
+      if (q.length > 0) this.rota.push(src);
+      else this.queues.delete(src);
+      if (step.session.gone) continue;
+      n++;
+      if (step.msg === null) {
+        step.session.core.channel.begin(); // the server's first flight (ServerHello ... ServerKeyExchange)
+        step.session.core.poll();
+        this.host.act(step.session, now);
+      } else {
+        this.host.receive(step.session, this.one(step.msg), 0, now);
+      }
     }
     this.host.endTurn(n, now);
-    if (this.queue.length && !this.scheduled) {
+    if (this.rota.length > 0 && !this.scheduled) {
       this.scheduled = true;
       setImmediate(() => this.run());
     }
@@ -164,39 +261,12 @@ export class Admission {
     return b;
   }
 
-  private newDtlsPeer(dtls: DtlsContext, msg: Buffer, peer: Peer, now: number): void {
-    if (looksLikeFrame(msg)) {
-      this.counters.inc('mismatch_plaintext');
-      this.logMismatch(peer.text, 'a plaintext tunnel packet arrived, but this server requires DTLS (is the client running --insecure-plaintext?)');
-      // Tell a plaintext client why (unauthenticated, smaller than what it sent: no amplification).
-      if (frameType(msg) === FrameType.CONTROL) this.host.sock.send(encodeClose('server requires DTLS'), peer);
-      return;
-    }
-    if (this.sessions.size >= MAX_HANDSHAKING + this.sessions.router.size) {
-      this.counters.inc('garbage');
-      return;
-    }
-    const r = dtls.listen(msg, peer.text);
-    if (r === null) {
-      this.counters.inc('garbage');
-      return;
-    }
-    if ('reply' in r) {
-      for (const d of r.reply) this.host.sock.send(d, peer);
-      return;
-    }
-    // The cookie was good: from here on the peer has state, a session in the table.
-    const s = this.host.newSession(new DtlsChannel(r.conn, this.host.receiveBatch), peer);
-    log.debug('handshake started', { remote: peer.text });
-    this.host.act(s, now); // (the ClientHello was consumed by listen(); the reply flight is ready)
-  }
-
-  private newPlaintextPeer(msg: Buffer, peer: Peer, now: number): void {
+  private newPlaintextPeer(msg: Buffer, peer: Peer, src: number, now: number): void {
     if (looksLikeDtls(msg)) {
       this.counters.inc('mismatch_dtls');
-      // Tell a DTLS client why (a small unauthenticated frame, smaller than its ClientHello).
-      this.host.sock.send(encodeClose('this server runs --insecure-plaintext'), peer);
-      this.logMismatch(peer.text, 'a DTLS packet arrived, but this server runs --insecure-plaintext (start the client with --insecure-plaintext, or the server without it)');
+      // Tell a DTLS client why.
+      this.answer([encodeClose('this server runs --insecure-plaintext')], msg.length, peer, src, now);
+      this.logs.warn('mode mismatch', now, `mode mismatch from ${peer.text}: a DTLS packet arrived, but this server runs --insecure-plaintext (start the client with --insecure-plaintext, or the server without it)`);
       return;
     }
     if (frameType(msg) !== FrameType.CONTROL) {
@@ -209,15 +279,6 @@ export class Admission {
       s.core.close('no valid hello', false, now);
       this.host.act(s, now);
     }
-  }
-
-  private logMismatch(key: string, what: string): void {
-    const last = this.mismatchLogged.get(key) ?? 0;
-    const now = monotonicMs();
-    if (this.mismatchLogged.has(key) && now - last < 10_000) return; // one line per peer per 10 s, not per packet
-    this.mismatchLogged.set(key, now);
-    if (this.mismatchLogged.size > 1000) this.mismatchLogged.clear();
-    log.warn(`mode mismatch from ${key}: ${what}`);
   }
 
   /**

@@ -34,8 +34,10 @@ import { StatusServer } from './status';
 
 const log = logger('server');
 const SLOT = 2048;
-/** A handshake (cookie to config) must be done within this. */
-const HANDSHAKE_TIMEOUT_MS = 30_000;
+/** The cookie secret is replaced this often (a cookie stays valid for one more period). */
+const COOKIE_ROTATE_MS = 5 * 60_000;
+/** A handshake (cookie to config) must be done within this: a silent one holds a slot no longer. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export interface ServerStatus {
   mode: 'dtls' | 'plaintext';
@@ -52,6 +54,8 @@ export interface ServerStatus {
   handoff?: HandoffStats;
   /** Roaming: clients moved to a new endpoint, and trial decryptions spent finding them (absent with --no-float). */
   roaming?: { moves: number; trials: number };
+  /** Bytes from and to senders not yet authenticated (before the cookie): answers never exceed what came. */
+  unauthenticated: { rxBytes: number; txBytes: number };
 }
 
 export class VpnServer {
@@ -82,6 +86,7 @@ export class VpnServer {
   private stopping = false;
   /** server-init.sh up was started: stop() must run its "down". */
   private initRan = false;
+  private cookieRotatedAt = monotonicMs();
 
   constructor(readonly cfg: ServerConfig) {
     this.tunq = new TunQueue(SLOT, cfg.tunGro);
@@ -117,7 +122,7 @@ export class VpnServer {
       MSS_CLAMP: cfg.mssClamp ? '1' : '0',
     });
     this.sock = UdpSocket.bind(cfg.listen.host, cfg.listen.port, { gso: cfg.udpGso });
-    this.admission = new Admission(this, this.sessions, this.counters, this.dtls, this.authz, cfg.float && !cfg.plaintext ? cfg.moveTrialsPerSec : 0);
+    this.admission = new Admission(this, this.sessions, this.counters, this.dtls, this.authz, cfg.float && !cfg.plaintext ? cfg.moveTrialsPerSec : 0, cfg.handshakesPerSource);
     // (Before "listening": whoever waits for that line sees this one too.)
     if (cfg.udpGso) log.info('UDP segmentation offload is on: a capture on this host shows a run of datagrams as one large packet');
     setHandoffYield(cfg.handoffYield);
@@ -143,9 +148,9 @@ export class VpnServer {
       if (s !== undefined && s.core.channel.state === 'open') this.receive(s, rx, i, now);
       else if (s === undefined && this.roam(rx, i, now)) continue;
       else {
-        // New peers and handshakes: admission's queue, a few per turn.
+        // New peers and handshakes: admission (the cookie exchange now, handshake steps queued).
         this.work = true;
-        this.admission.enqueue(rx, i, s ? s.peer : rx.peer(i));
+        this.admission.admit(rx, i, s, now);
       }
     }
     this.endTurn(rx.count, now);
@@ -254,7 +259,7 @@ export class VpnServer {
       for (const ev of events) {
         if (ev.type === 'established') this.onEstablished(s, now);
         else if (ev.type === 'hello') this.onHello(s, ev.msg.cn, now);
-        else if (ev.type === 'invalid') log.warn('bad control message', { remote: s.key, error: ev.error });
+        else if (ev.type === 'invalid') this.admission.logs.warn('bad control message', now, 'bad control message', { remote: s.key, error: ev.error });
       }
     }
     if (out.close) this.end(s, out.close);
@@ -286,6 +291,7 @@ export class VpnServer {
       if (old && old !== s) this.closeSession(old, `replaced by a new connection from ${s.key}`, true, now);
       const lease = this.admission.lease(s);
       if ('address' in lease) {
+        this.admission.handshakeOver(s);
         this.sessions.connect(s, lease.address, lease.addressStr, now);
         s.core.accept(this.configFor(s), now);
         log.info('client connected', { cn: s.cn, address: s.addressStr, remote: s.key, mode: s.core.channel.kind });
@@ -294,7 +300,7 @@ export class VpnServer {
       }
       r = lease;
     }
-    log.warn(r.log, { cn: s.cn, remote: s.key, ...(r.dir ? { dir: r.dir } : {}) });
+    this.admission.logs.warn(r.log, now, r.log, { cn: s.cn, remote: s.key, ...(r.dir ? { dir: r.dir } : {}) });
     if (r.invalidCn) s.cn = ''; // (not kept, not shown again)
     s.core.refuse(r.reason, now);
   }
@@ -327,8 +333,9 @@ export class VpnServer {
     if (s.timer) clearTimeout(s.timer);
     s.core.channel.destroy();
     this.sessions.remove(s);
+    this.admission.handshakeOver(s);
     const reason = closeText(c, this.cfg.timeoutSec);
-    if (c.code === 'handshake-failed') log.warn('handshake failed', { remote: s.key, reason: c.reason });
+    if (c.code === 'handshake-failed') this.admission.logs.warn('handshake failed', monotonicMs(), 'handshake failed', { remote: s.key, reason: c.reason });
     if (s.address) {
       log.info('client disconnected', { cn: s.cn, address: s.addressStr, remote: s.key, reason });
       void runHook(this.cfg.onDisconnect, 'disconnect', { tun: this.tun.name, cn: s.cn, address: s.addressStr, remote: s.key });
@@ -340,6 +347,11 @@ export class VpnServer {
   /** Keepalives, dead peers, stuck handshakes: once a second. */
   private onTick(): void {
     const now = monotonicMs();
+    this.admission.logs.flush(now);
+    if (this.dtls && now - this.cookieRotatedAt >= COOKIE_ROTATE_MS) {
+      this.dtls.rotateCookieSecret();
+      this.cookieRotatedAt = now;
+    }
     for (const s of this.sessions.all()) {
       s.core.tick(now);
       if (!s.core.out.empty) this.act(s, now);
@@ -379,6 +391,7 @@ export class VpnServer {
       uptimeSec: Math.round((monotonicMs() - this.started) / 1000),
       clients: this.sessions.clients().map((s) => sessionStatus(s, monotonicMs())),
       drops: this.counters.snapshot(),
+      unauthenticated: { ...this.admission.unauthenticated },
       ...(this.cfg.tunGro ? { groMerged: this.tun.coalesced } : {}),
       ...(this.cfg.handoffYield ? { handoff: handoffStats() } : {}),
       ...(this.cfg.float && !this.cfg.plaintext ? { roaming: { moves: this.admission.moves, trials: this.admission.trials } } : {}),

@@ -28,6 +28,8 @@ export class Session {
   key: string;
   /** Times the client moved to a new address or port (roaming). */
   moves = 0;
+  /** While handshaking: its source (admission's per-source count), else -1. */
+  source = -1;
 
   /**
    * @param tx the frames of the current TUN batch bound for this client: entries into the

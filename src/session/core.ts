@@ -381,6 +381,11 @@ export class SessionCore {
     this.takeChannelOutput();
   }
 
+  /** Takes what the channel wants sent into `out` (after the shell drove the channel itself: begin()). */
+  poll(): void {
+    this.takeChannelOutput();
+  }
+
   private takeChannelOutput(): void {
     const d = this.channel.takeOutput();
     if (d) for (const x of d) this.out.datagrams.push(x);

@@ -164,6 +164,8 @@ export function frameTypeName(type: number): string {
   return `0x${type.toString(16).padStart(2, '0')}`;
 }
 
+/** DTLS content type of handshake records (ClientHello and the rest). */
+export const DTLS_HANDSHAKE = 22;
 /** DTLS content type of application data (the records that carry our frames). */
 export const DTLS_APPLICATION_DATA = 23;
 
