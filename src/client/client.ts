@@ -24,8 +24,10 @@ import { handoffStats, readTunAfterWrite, readUdpAfterSend, setHandoffYield } fr
 import { runInitScript } from '../os/scripts';
 import { Channel, DtlsChannel, PlaintextChannel } from '../session/channel';
 import { Close, dataFrame, SessionCore } from '../session/core';
+import { checkPushed } from './pushed';
 import { Tun } from '../tun/tun';
 import { ConfigMsg } from '../wire/control';
+import { Cidr, parseCidr } from '../wire/ip';
 import { FRAME_OVERHEAD, closeReason, looksLikeDtls, looksLikeFrame } from '../wire/frame';
 
 const log = logger('client');
@@ -141,9 +143,10 @@ export class VpnClient {
     if (this.tick) clearInterval(this.tick);
     this.tick = null;
     if (this.hsTimer) clearTimeout(this.hsTimer);
-    if (o.kind === 'stopped') {
-      core.close('client stopping', true, monotonicMs());
-      for (const d of core.out.datagrams) sock.send(d, null);
+    if (o.kind !== 'retry' && this.sock) {
+      // Stopping, or giving up (a refused config): the server is told, if it can still hear us.
+      core.close(o.kind === 'stopped' ? 'client stopping' : o.why, true, monotonicMs());
+      for (const d of core.out.datagrams) this.sock.send(d, null);
     }
     core.channel.destroy();
     this.core = null;
@@ -284,6 +287,9 @@ export class VpnClient {
         log.info('DTLS handshake done', { version: info.version, cipher: info.cipher, server: core.channel.conn.peer()?.cn });
       } else if (ev.type === 'config') {
         void this.applyConfig(ev.msg).catch((err) => this.finish({ kind: 'fatal', why: `cannot apply the server's config: ${(err as Error).message}` }));
+      } else if (ev.type === 'invalid' && ev.error.startsWith('config.')) {
+        // Nothing of a bad config is applied; the same server would push it again.
+        this.finish({ kind: 'fatal', why: `refused the server's config: ${ev.error}` });
       } else if (ev.type === 'invalid') {
         log.warn('bad control message from server', { error: ev.error });
       } else if (ev.type === 'path-suspect') {
@@ -324,7 +330,16 @@ export class VpnClient {
   }
 
   /** Creates the TUN on the first config; on a reconnect with the same config keeps it as it is. */
-  private async applyConfig(c: ConfigMsg): Promise<void> {
+  private async applyConfig(pushed: ConfigMsg): Promise<void> {
+    // Checked before anything is applied: a refused config leaves the host as it was.
+    const checked = checkPushed(pushed, { serverIp: this.serverIp, lans: hostNetworks(this.cfg.tunName) },
+      { routeNopull: this.cfg.routeNopull, pullFilters: this.cfg.pullFilters });
+    if (!checked.ok) {
+      this.finish({ kind: 'fatal', why: `refused the server's config: ${checked.reason}` });
+      return;
+    }
+    if (checked.ignored.length) log.info('pushed items ignored', { items: checked.ignored.join(', ') });
+    const c = checked.config;
     const same = this.applied && this.applied.address === c.address && this.applied.prefix === c.prefix && this.applied.mtu === c.mtu &&
       this.applied.routes.join() === c.routes.join() && this.applied.redirectGateway === c.redirectGateway;
     if (!same) {
@@ -400,4 +415,14 @@ function localAddressPresent(address: string): boolean {
     for (const a of list ?? []) if (a.address === want) return true;
   }
   return false;
+}
+
+/** The IPv4 networks of this host's interfaces, but the tunnel's own (what pushed routes must not take away). */
+function hostNetworks(tunName: string): Cidr[] {
+  const out: Cidr[] = [];
+  for (const [name, list] of Object.entries(os.networkInterfaces())) {
+    if (name === tunName) continue;
+    for (const a of list ?? []) if (a.family === 'IPv4' && a.cidr) out.push(parseCidr(a.cidr));
+  }
+  return out;
 }

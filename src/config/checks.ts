@@ -5,6 +5,8 @@
 import * as net from 'node:net';
 import type { HostPort, LogLevel } from './types';
 
+import type { PullAction, PullFilter } from './types';
+
 export class Expected extends Error {
   /** `got` overrides the value shown in the message (e.g. one bad element of a list). */
   constructor(what: string, readonly got?: unknown) {
@@ -202,4 +204,11 @@ export function list(elem: (v: unknown) => unknown, example: string, max = Infin
 
 export function nullable(check: (v: unknown) => unknown) {
   return (v: unknown): unknown => (v === null ? null : check(v));
+}
+
+/** `--pull-filter ACTION:TEXT` (src/client/pushed.ts): what to do with pushed items starting with TEXT. */
+export function pullFilter(v: unknown): PullFilter {
+  const m = typeof v === 'string' ? /^(accept|ignore|reject):(.+)$/.exec(v) : null;
+  if (!m) throw new Expected('ACTION:TEXT, e.g. "ignore:route 10.9.0.0/24" (ACTION accept, ignore or reject)');
+  return { action: m[1] as PullAction, text: m[2] };
 }

@@ -3,7 +3,7 @@
 
 import { MAX_TUNNEL_MTU } from '../wire/control';
 import {
-  LOG_LEVELS, bool, clientName, hostPort, hostname, ifname, int, ipv4, ipv4Cidr, list, nullable, oneOf, path, seconds,
+  LOG_LEVELS, bool, clientName, hostPort, hostname, ifname, int, ipv4, ipv4Cidr, list, nullable, oneOf, path, pullFilter, seconds,
   unixSocketPath, userOrGroup,
 } from './checks';
 
@@ -102,6 +102,8 @@ export const CLIENT_FIELDS: Field[] = [
   { key: 'keylog', flag: 'keylog', type: 'value', nullable: true, metavar: 'FILE', def: null, defText: 'off', help: 'append DTLS secrets in NSS key log format (for Wireshark)', check: nullable(path) },
   { key: 'reconnectMinSec', flag: 'reconnect-min-sec', type: 'value', number: true, metavar: 'SEC', def: 1, help: 'first wait before reconnecting (doubles each try)', check: seconds(0.1, 3600) },
   { key: 'reconnectMaxSec', flag: 'reconnect-max-sec', type: 'value', number: true, metavar: 'SEC', def: 30, help: 'longest wait between reconnects', check: seconds(0.1, 3600) },
+  { key: 'routeNopull', flag: 'route-nopull', type: 'bool', def: false, help: "ignore the routes (and the redirect) the server pushes; the tunnel's own subnet still works", check: bool },
+  { key: 'pullFilters', flag: 'pull-filter', type: 'list', metavar: 'ACTION:TEXT', def: [], defText: 'none', help: 'accept, ignore or reject pushed items that start with TEXT ("route 10.9.", "redirect-gateway", "dns "); first match wins; repeatable', check: list(pullFilter, '["ignore:redirect-gateway"]', 32) },
   { key: 'stateDir', flag: 'state-dir', type: 'value', metavar: 'DIR', def: 'run', help: 'where the client keeps its runtime state', check: path },
   UDP_GSO_FIELD,
   TUN_GRO_FIELD,

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import { Expected } from './checks';
 import { CLIENT_FIELDS, Field, SERVER_FIELDS, usage } from './fields';
 import { computeTunnelMtu } from './mtu';
-import type { ClientConfig, HostPort, LogLevel, ServerConfig } from './types';
+import type { ClientConfig, HostPort, LogLevel, PullFilter, ServerConfig } from './types';
 
 /** A bad configuration value. `field` is the JSON key (e.g. "pool") or, for an unknown flag, the flag. */
 export class ConfigError extends Error {
@@ -268,6 +268,8 @@ export function parseClientArgs(argv: string[], env: NodeJS.ProcessEnv = process
     reconnectMinSec: min,
     reconnectMaxSec: max,
     stateDir: c.stateDir as string,
+    routeNopull: c.routeNopull as boolean,
+    pullFilters: c.pullFilters as PullFilter[],
     udpGso: c.udpGso as boolean,
     tunGro: c.tunGro as boolean,
     handoffYield: c.handoffYield as boolean,

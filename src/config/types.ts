@@ -1,5 +1,9 @@
 // The shapes parseServerArgs / parseClientArgs return (src/config/parse.ts).
 
+export type PullAction = 'accept' | 'ignore' | 'reject';
+/** `--pull-filter ACTION:TEXT`: the first filter whose TEXT starts a pushed item decides it. */
+export interface PullFilter { action: PullAction; text: string }
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export interface HostPort { host: string; port: number }
 
@@ -40,6 +44,9 @@ export interface ServerConfig {
 }
 
 export interface ClientConfig {
+  /** Pushed routes and redirect ignored (--route-nopull); pushed items filtered (--pull-filter). */
+  routeNopull: boolean;
+  pullFilters: PullFilter[];
   server: HostPort;
   serverName: string;
   ca: string; cert: string; key: string;   // cert/key are '' in plaintext mode when neither --name nor a path was given
