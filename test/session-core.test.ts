@@ -1,6 +1,7 @@
 // The session core (src/session/core.ts) with no I/O: two cores talk through arrays of
 // datagrams, and the clock is a number the test moves. Keepalives, dead peers, refusals,
-// bye, version mismatches and the DTLS handshake's end, as client and server see them.
+// bye, version mismatches, the DTLS handshake's end, as client and server see them, and the
+// roaming move rule's trial decryption.
 import t from 'tap';
 import { PacketBatch } from '../src/batch';
 import { Counters } from '../src/device/counters';
@@ -8,7 +9,7 @@ import { DtlsContext } from '../src/dtls/dtls';
 import { DtlsChannel, PlaintextChannel } from '../src/session/channel';
 import { dataFrame, SessionCore, SessionEvent, Timing } from '../src/session/core';
 import { ConfigMsg, encodeControl } from '../src/wire/control';
-import { encodeFrame, FrameType } from '../src/wire/frame';
+import { encodeFrame, FrameType, recordSeq } from '../src/wire/frame';
 import { testPki } from './helpers/certs';
 
 const T0 = 1_000_000;
@@ -253,4 +254,76 @@ t.test('DTLS: the handshake\'s end is an event; the client says hello by itself;
   const ended = bad.server?.out.close ?? bad.client.out.close;
   t.equal(ended?.code, 'handshake-failed', 'a certificate from another CA fails the handshake');
   t.match(ended?.reason, /certificate/, 'with the reason');
+});
+
+/**
+ * A DTLS client and server core, handshaken in memory and up (hello, config). The cookie
+ * exchange is admission's (stateless), done by hand with the server context's listen().
+ */
+function dtlsUpPair(sctx: DtlsContext, cctx: DtlsContext, peer: string) {
+  const rx = { c: new PacketBatch(128, 2048), s: new PacketBatch(128, 2048) };
+  const client = new SessionCore('client', new DtlsChannel(cctx.connect('server.minivpn.test'), rx.c), CLIENT_TIMING, new Counters(), T0);
+  let server: SessionCore | null = null;
+  // (The shell empties a receive batch once its packets are written.)
+  const into = (core: SessionCore, rxb: PacketBatch, datagrams: Buffer[]) => { feed(core, batchOf(datagrams), T0); rxb.count = 0; };
+  client.start(T0);
+  for (let round = 0; round < 20; round++) {
+    let moved = false;
+    for (const d of client.out.datagrams.splice(0)) {
+      moved = true;
+      if (server !== null) { into(server, rx.s, [d]); continue; }
+      const r = sctx.listen(d, peer);
+      if (r && 'reply' in r) into(client, rx.c, r.reply);
+      else if (r && 'conn' in r) server = new SessionCore('server', new DtlsChannel(r.conn, rx.s), SERVER_TIMING, new Counters(), T0);
+    }
+    const back = server?.out.datagrams.splice(0) ?? [];
+    if (back.length) { moved = true; into(client, rx.c, back); }
+    if (!moved) break;
+  }
+  if (server === null || server.channel.state !== 'open') throw new Error('the in-memory DTLS handshake did not finish');
+  server.accept(config(), T0);
+  into(client, rx.c, server.out.datagrams.splice(0));
+  /** The next record the client seals (a keepalive), as a datagram. */
+  const seal = (): Buffer => { client.keepalive(T0); const [d] = client.out.datagrams.splice(0); return d; };
+  /** tryDecapsulate on the server, then the receive batch emptied as the shell would. */
+  const trial = (d: Buffer) => { const r = server!.tryDecapsulate(batchOf([d]), 0, T0); rx.s.count = 0; return r; };
+  const open = (d: Buffer) => { const r = feed(server!, batchOf([d]), T0); rx.s.count = 0; return r; };
+  return { client, server, seal, trial, open };
+}
+
+t.test('the move rule\'s trial: another session\'s record and a replay fail without touching the replay window', async (t) => {
+  const p = await testPki();
+  const ctx = (role: 'server' | 'client', id: { certPem: string; keyPem: string }) =>
+    new DtlsContext({ role, ca: p.ca.certPem, cert: id.certPem, key: id.keyPem, retransmitMs: 50 });
+  const sctx = ctx('server', p.server);
+  const a = dtlsUpPair(sctx, ctx('client', p.client), '192.0.2.11:40000');
+  const b = dtlsUpPair(sctx, ctx('client', p.client), '192.0.2.12:40000');
+  t.ok(a.server.up && a.client.up && b.server.up && b.client.up, 'both sessions are up');
+  const seq = (d: Buffer) => recordSeq(d, 0);
+
+  // B's record numbers run far ahead of A's: more than a replay window (64) ahead.
+  let fromB = b.seal();
+  for (let k = 0; k < 100; k++) fromB = b.seal();
+  const a1 = a.seal();
+  a.open(a1);
+  t.equal(a.server.rxSeq, seq(a1), 'A authenticated its own record');
+  const a2 = a.seal(), a3 = a.seal();
+  t.ok(seq(fromB) > seq(a3) + 64, `B's record (seq ${seq(fromB)}) is more than a window ahead of A's next (seq ${seq(a2)}, ${seq(a3)})`);
+
+  const droppedBefore = a.server.droppedRecords;
+  t.equal(a.trial(fromB), null, "B's record tried on A's session: null");
+  t.equal(a.trial(fromB), null, 'and again: still null');
+  t.equal(a.server.droppedRecords, droppedBefore, 'a failed trial is not a drop of A\'s');
+  t.equal(a.server.rxSeq, seq(a1), "A's highest record number did not move");
+  t.equal(a.server.packets.count, 0, 'no packets handed out');
+
+  t.not(a.trial(a2), null, "A's own next record, numbered far below the failed trial's, still opens (as a trial)");
+  a.open(a3);
+  t.equal(a.server.droppedRecords, droppedBefore, 'and the one after it opens as usual: nothing dropped');
+  t.equal(a.server.rxSeq, seq(a3), 'A is at its own latest record');
+
+  t.equal(a.trial(a1), null, "a replay of A's own record, tried on A: null");
+  t.equal(a.trial(a3), null, 'so is a replay of the latest one');
+  t.not(a.trial(a.seal()), null, 'a fresh record of A opens');
+  t.not(b.trial(fromB), null, "and B's record is still fresh for B: A's trials did not consume it");
 });

@@ -200,6 +200,18 @@ export class VpnClient {
   }
 
 
+  /**
+   * A send failed. A path change only if our address is gone: a full send buffer (EAGAIN
+   * under load) fails a send too, and a new socket would not help. Checked at most every
+   * 100 ms (the check lists the host's interfaces).
+   */
+  private sendFailed(now: number): void {
+    if (this.sock === null || now - this.sendFailCheckedAt < 100) return;
+    this.sendFailCheckedAt = now;
+    if (!localAddressPresent(this.sock.address().address)) this.newPath('a send failed', now);
+  }
+  private sendFailCheckedAt = -Infinity;
+
   private finish(o: Outcome): void {
     const end = this.end;
     this.end = null;
@@ -265,7 +277,7 @@ export class VpnClient {
     const view = core.encapsulate(tx, b.count, this.sealRing.next(), now);
     if (view === null) return false;
     const sent = this.sock.sendBatch(view, null); // connected socket: no address per datagram
-    if (sent === 0 && view.count > 0) this.newPath('a send failed', now);
+    if (sent === 0 && view.count > 0) this.sendFailed(now);
     this.stats.txPackets += b.count;
     return readUdpAfterSend(this.sock, b.count, now);
   }
@@ -280,7 +292,7 @@ export class VpnClient {
     const out = core.out;
     let failed = 0;
     for (const d of out.datagrams) if (sock.send(d, null) === 0) failed++;
-    if (failed > 0 && core.up) setImmediate(() => this.newPath('a send failed', monotonicMs()));
+    if (failed > 0 && core.up) setImmediate(() => this.sendFailed(monotonicMs()));
     for (const ev of out.events) {
       if (ev.type === 'established' && core.channel instanceof DtlsChannel) {
         const info = core.channel.conn.info();

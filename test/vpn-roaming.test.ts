@@ -1,0 +1,216 @@
+// Roaming (issue 22): a client whose address changes keeps its session; the server follows
+// its next authenticated, fresh record (the move rule), and nothing else: not with --no-float,
+// not a replayed record, not junk shaped like a record.
+import t from 'tap';
+import { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { withLab, uniquePrefix, ADDR, Lab } from '../src/lab/topology';
+import { vpnFixture, startServer, startClient, exited, capture, STATUS_MAIN, VpnFixture } from './helpers/vpn';
+
+const REPLAY = path.resolve(__dirname, '..', 'src', 'tools', 'replay.js');
+const OLD = ADDR.client(1); // 192.0.2.11
+const NEW = '192.0.2.21';
+const OTHER = '192.0.2.31';
+const esc = (s: string) => s.replace(/\./g, '\\.');
+
+async function status(lab: Lab, f: VpnFixture): Promise<any> {
+  const r = await lab.exec('server', [process.execPath, STATUS_MAIN, '--socket', f.statusSocket, '--json']);
+  if (r.code !== 0) throw new Error(`status failed: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+/**
+ * Moves client1 from `from` to `to` (same subnet): the new address first, so that with
+ * promote_secondaries it becomes the primary when the old one goes, then the default route
+ * made sure of. Returns the time (ms, wall clock) just before the old address was deleted.
+ */
+async function changeAddress(lab: Lab, from: string, to: string): Promise<number> {
+  const add = await lab.exec('client1', ['sh', '-c', `sysctl -qw net.ipv4.conf.eth0.promote_secondaries=1 && ip addr add ${to}/24 dev eth0`]);
+  if (add.code !== 0) throw new Error(`ip addr add ${to}: ${add.stderr}`);
+  const t0 = Date.now();
+  const r = await lab.exec('client1', ['sh', '-c', `ip addr del ${from}/24 dev eth0 && ip route replace default via ${ADDR.inetClient}`]);
+  if (r.code !== 0) throw new Error(`moving ${from} -> ${to}: ${r.stderr}`);
+  return t0;
+}
+
+/** A ping of the server's tunnel address every 50 ms, timestamps (-D) on each reply, line-buffered. */
+function fastPing(lab: Lab): ChildProcess {
+  return lab.spawn('client1', ['stdbuf', '-oL', 'ping', '-D', '-i', '0.05', '10.8.0.1']);
+}
+
+/** The next reply line of a -D ping: its wall-clock time in ms and its icmp_seq. */
+async function nextReply(lab: Lab, ping: ChildProcess, timeoutMs: number): Promise<{ at: number; seq: number }> {
+  const line = await lab.waitForLine(ping, /^\[\d+\.\d+\] \d+ bytes from 10\.8\.0\.1: icmp_seq=\d+/, timeoutMs);
+  const m = /^\[(\d+\.\d+)\].*icmp_seq=(\d+)/.exec(line)!;
+  return { at: Number(m[1]) * 1000, seq: Number(m[2]) };
+}
+
+const count = (text: string, re: RegExp) => (text.match(new RegExp(re.source, 'gm')) ?? []).length;
+
+t.test('address change during a 50 ms ping: the session moves, pings resume within 1 s, no new handshake', { timeout: 120_000 }, async (t) => {
+  const f = await vpnFixture(['alice']);
+  t.teardown(f.cleanup);
+  await withLab({ prefix: uniquePrefix('roam'), clients: 1 }, async (lab) => {
+    const server = await startServer(lab, f);
+    const c = await startClient(lab, f, 1, 'alice');
+    const ping = fastPing(lab);
+    let prev = { at: 0, seq: 0 };
+    for (let i = 0; i < 5; i++) prev = await nextReply(lab, ping, 5000);
+    const t0 = await changeAddress(lab, OLD, NEW);
+    // The old address is surely gone once the command returned: the first reply stamped after
+    // that came over the new path. Measured from just before the delete (a little generous).
+    const t1 = Date.now();
+    let r = await nextReply(lab, ping, 5000);
+    while (r.at <= t1) { prev = r; r = await nextReply(lab, ping, 5000); }
+    const gap = Math.round(r.at - t0);
+    t.ok(gap <= 1000, `pings resumed ${gap} ms after the address change (the delete took ${t1 - t0} ms; replies icmp_seq ${prev.seq} then ${r.seq}: ${r.seq - prev.seq - 1} lost)`);
+    const moved = await lab.waitForLine(server, /alice moved /, 5000);
+    t.match(moved, new RegExp(`alice moved ${esc(OLD)}:\\d+ -> ${esc(NEW)}:\\d+`), 'the server logged the move');
+    t.match(lab.output(c.proc), /path to the server changed \(/, 'the client noticed its path changed');
+    t.equal(count(lab.output(c.proc), /tunnel up: /), 1, 'the client brought its tunnel up once: same address, no reconnect');
+    t.equal(count(lab.output(server), /client connected/), 1, 'one handshake on the server');
+    const st = await status(lab, f);
+    t.equal(st.clients.length, 1);
+    t.match(st.clients[0], { cn: 'alice', address: c.address, remote: new RegExp(`^${esc(NEW)}:\\d+$`), moves: 1 }, 'status: the new remote, 1 move');
+    t.match(st.roaming, { moves: 1 }, 'status: roaming.moves 1');
+    const table = await lab.exec('server', [process.execPath, STATUS_MAIN, '--socket', f.statusSocket]);
+    t.match(table.stdout, new RegExp(`alice\\s+${esc(c.address)}\\s+${esc(NEW)}:\\d+`), 'the status table shows the new remote');
+    ping.kill('SIGINT');
+    await exited(ping, 5000);
+    c.proc.kill('SIGTERM');
+    await exited(c.proc, 10000);
+    server.kill('SIGTERM');
+    t.equal(await exited(server, 10000), 0, 'the server exits 0');
+  });
+});
+
+t.test('--no-float: the same address change does not move the session; the tunnel is dead', { timeout: 120_000 }, async (t) => {
+  const f = await vpnFixture(['alice']);
+  t.teardown(f.cleanup);
+  await withLab({ prefix: uniquePrefix('nofl'), clients: 1 }, async (lab) => {
+    const server = await startServer(lab, f, ['--no-float']);
+    const c = await startClient(lab, f, 1, 'alice');
+    const before = await lab.exec('client1', ['ping', '-c', '1', '-W', '2', '10.8.0.1']);
+    t.equal(before.code, 0, 'the tunnel works before the change');
+    await changeAddress(lab, OLD, NEW);
+    // Within the client's dead-peer timeout (5 s): a reconnect after it is another matter.
+    const r = await lab.exec('client1', ['ping', '-c', '10', '-i', '0.2', '-W', '1', '10.8.0.1']);
+    t.match(r.stdout, /10 packets transmitted, 0 received/, `no reply from the new address: ${r.stdout.trim().split('\n').pop()}`);
+    t.match(lab.output(c.proc), /path to the server changed \(/, 'the client did send from its new address');
+    t.notMatch(lab.output(server), /moved/, 'the server moved nothing');
+    t.equal((await status(lab, f)).roaming, undefined, 'no roaming in the status');
+    c.proc.kill('SIGTERM');
+    await exited(c.proc, 10000);
+    server.kill('SIGTERM');
+    await exited(server, 10000);
+  });
+});
+
+/** Polls the status until `ok` holds (the server handles a datagram asynchronously). */
+async function statusUntil(lab: Lab, f: VpnFixture, ok: (st: any) => boolean, timeoutMs: number): Promise<any> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const st = await status(lab, f);
+    if (ok(st) || Date.now() > end) return st;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+t.test('records from another address that are not fresh and authentic move nothing', { timeout: 120_000 }, async (t) => {
+  const f = await vpnFixture(['alice']);
+  t.teardown(f.cleanup);
+  await withLab({ prefix: uniquePrefix('rply'), clients: 2 }, async (lab) => {
+    const server = await startServer(lab, f);
+    await startClient(lab, f, 1, 'alice');
+    const pcap = path.join(f.dir, 'alice.pcap');
+    await capture(lab, 'server', 'eth0', 'udp port 1194', pcap, async () => {
+      const r = await lab.exec('client1', ['ping', '-c', '5', '-i', '0.2', '-W', '2', '10.8.0.1']);
+      t.equal(r.code, 0, 'alice pings through the tunnel while the server captures');
+    });
+    const list = await lab.exec('server', [process.execPath, REPLAY, 'list', pcap]);
+    const records = [...list.stdout.matchAll(new RegExp(`^#(\\d+) ${esc(OLD)}:\\d+ -> .* DTLS application_data epoch=(\\d+) seq=(\\d+)`, 'gm'))]
+      .map((m) => ({ n: Number(m[1]), epoch: Number(m[2]), seq: Number(m[3]) }));
+    t.ok(records.length >= 5, `application-data records from alice in the capture: ${records.length}`);
+    const last = records[records.length - 1];
+
+    await t.test('a captured record re-sent from 192.0.2.12 is a replay: refused', async (t) => {
+      const before = await status(lab, f);
+      const sent = await lab.exec('client2', [process.execPath, REPLAY, 'send', pcap, '--to', `${ADDR.server}:1194`, '--packet', String(last.n)]);
+      t.equal(sent.code, 0, sent.stdout + sent.stderr);
+      const st = await statusUntil(lab, f, (s) => s.drops.move_refused > before.drops.move_refused, 5000);
+      t.equal(st.drops.move_refused, before.drops.move_refused + 1, 'counted as move_refused');
+      t.equal(st.roaming.moves, 0, 'no move');
+      t.match(st.clients[0].remote, new RegExp(`^${esc(OLD)}:\\d+$`), 'alice stays at her address');
+      t.notMatch(lab.output(server), /moved/, 'no "moved" line');
+      const r = await lab.exec('client1', ['ping', '-c', '2', '-i', '0.2', '-W', '2', '10.8.0.1']);
+      t.equal(r.code, 0, "alice's ping still works");
+    });
+
+    await t.test('junk with a record header a little ahead, from 192.0.2.12: tried, refused', async (t) => {
+      const before = await status(lab, f);
+      // Type 23 (application data), DTLS 1.2, alice's epoch, record numbers just ahead of hers:
+      // the move rule's candidate check passes, so each is a real trial decryption that fails.
+      const script = `
+        const dgram = require('dgram'), crypto = require('crypto');
+        const s = dgram.createSocket('udp4');
+        let left = 5;
+        for (let k = 0; k < 5; k++) {
+          const body = crypto.randomBytes(64), h = Buffer.alloc(13);
+          h[0] = 23; h.writeUInt16BE(0xfefd, 1); h.writeUInt16BE(${last.epoch}, 3);
+          h.writeUIntBE(${last.seq} + 500 + k, 5, 6); h.writeUInt16BE(body.length, 11);
+          s.send(Buffer.concat([h, body]), 1194, '${ADDR.server}', (e) => { if (e) throw e; if (--left === 0) s.close(); });
+        }`;
+      const sent = await lab.exec('client2', [process.execPath, '-e', script]);
+      t.equal(sent.code, 0, sent.stderr);
+      const st = await statusUntil(lab, f, (s) => s.drops.move_refused >= before.drops.move_refused + 5, 5000);
+      t.equal(st.drops.move_refused, before.drops.move_refused + 5, 'each counted as move_refused');
+      t.equal(st.roaming.trials, before.roaming.trials + 5, 'each was tried on alice\'s session (and failed)');
+      t.equal(st.roaming.moves, 0, 'no move');
+      t.equal(st.drops.replayed_or_bad_record, before.drops.replayed_or_bad_record, 'a failed trial is not a drop of alice\'s session');
+      t.match(st.clients[0].remote, new RegExp(`^${esc(OLD)}:\\d+$`), 'alice stays at her address');
+      t.notMatch(lab.output(server), /moved/, 'no "moved" line');
+      const r = await lab.exec('client1', ['ping', '-c', '2', '-i', '0.2', '-W', '2', '10.8.0.1']);
+      t.equal(r.code, 0, "alice's ping still works");
+    });
+    t.equal(count(lab.output(server), /client connected/), 1, 'one session all along');
+  });
+});
+
+// The client opens a new socket at most once a second, so each move takes about a second:
+// 40 moves (not 100) keep this test near 45 s.
+const MOVES = 40;
+
+t.test(`${MOVES} moves in a row: one session; the server's memory and descriptors stay flat`, { timeout: 180_000 }, async (t) => {
+  const f = await vpnFixture(['alice']);
+  t.teardown(f.cleanup);
+  await withLab({ prefix: uniquePrefix('pong'), clients: 1 }, async (lab) => {
+    const server = await startServer(lab, f);
+    const c = await startClient(lab, f, 1, 'alice');
+    const ping = fastPing(lab); // traffic: a failed send tells the client at once
+    await nextReply(lab, ping, 5000);
+    const rss = () => Number(/^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${server.pid}/status`, 'utf8'))![1]);
+    const fds = () => fs.readdirSync(`/proc/${server.pid}/fd`).length;
+    let at = OLD, after10 = { rss: 0, fds: 0 };
+    const t0 = Date.now();
+    for (let i = 1; i <= MOVES; i++) {
+      const to = at === NEW ? OTHER : NEW;
+      await changeAddress(lab, at, to);
+      await lab.waitForLine(server, new RegExp(`alice moved ${esc(at)}:\\d+ -> ${esc(to)}:\\d+`), 5000);
+      at = to;
+      if (i === 10) after10 = { rss: rss(), fds: fds() };
+    }
+    const ms = Date.now() - t0;
+    const end = { rss: rss(), fds: fds() };
+    t.ok(end.rss <= after10.rss * 1.2, `server RSS ${after10.rss} kB after 10 moves, ${end.rss} kB after ${MOVES} (${ms} ms)`);
+    t.equal(end.fds, after10.fds, `server open descriptors: ${after10.fds} after 10 moves, ${end.fds} after ${MOVES}`);
+    t.equal(count(lab.output(server), /client connected/), 1, 'one session');
+    t.equal(count(lab.output(c.proc), /tunnel up: /), 1, 'the client never reconnected');
+    const st = await status(lab, f);
+    t.match(st.clients[0], { moves: MOVES, remote: new RegExp(`^${esc(at)}:`) }, `status: ${MOVES} moves`);
+    ping.kill('SIGINT');
+    await exited(ping, 5000);
+    const r = await lab.exec('client1', ['ping', '-c', '2', '-i', '0.2', '-W', '2', '10.8.0.1']);
+    t.equal(r.code, 0, 'the tunnel still carries traffic');
+  });
+});
