@@ -159,79 +159,113 @@ async function run(o: Options): Promise<ScaleResult> {
     await writeLabPki(pki, { clients: [...cns, 'probe', 'pinger'], serverName: SERVER_NAME, days: 30 });
     const pkiSeconds = (performance.now() - p0) / 1000;
     say(`certificates ready in ${pkiSeconds.toFixed(1)} s`);
-
-    return await withLab({ prefix: uniquePrefix('sc'), clients: 1 }, async (lab) => {
-      const statusSocket = path.join(tmp, 'status.sock');
-      const server = lab.spawn('server', [process.execPath, SERVER_MAIN,
-        '--listen', `${ADDR.server}:1194`, '--pool', POOL,
-        '--ca', `${pki}/ca.crt`, '--cert', `${pki}/server.crt`, '--key', `${pki}/server.key`,
-        '--authorized-dir', `${pki}/authorized`, '--leases-file', `${tmp}/leases.json`,
-        '--status-socket', statusSocket, '--keepalive-sec', String(o.keepaliveSec),
-        '--timeout-sec', String(Math.max(10, 4 * o.keepaliveSec))]);
-      await lab.waitForLine(server, /listening on udp/, 15_000);
-      const pid = server.pid!;
-      const gen = startWorker(lab, pki);
-      const pinger = startWorker(lab, pki);
-      await Promise.all([gen.ready(), pinger.ready()]);
-
-      say(`tunnel-up time, ${o.runs} sessions one after the other, idle server ...`);
-      const idleUp = (await gen.call<{ ms: number[] }>({ cmd: 'tunnel-up', cn: 'probe', count: o.runs })).ms;
-
-      await sleep(1000);
-      const rssBeforeKiB = rssKiB(pid);
-      const baseline = await cpuDuring(pid, () => sleep(Math.min(5, o.idleSec) * 1000));
-
-      say(`ramp-up: ${o.clients} sessions, ${o.concurrency} handshakes at a time, one session pinging ${SERVER_TUN_ADDR} every ${PING_INTERVAL_MS} ms ...`);
-      await pinger.call({ cmd: 'ping-start', cn: 'pinger', dst: SERVER_TUN_ADDR, intervalMs: PING_INTERVAL_MS });
-      const ramp = await cpuDuring(pid, () => gen.call<RampResult>({ cmd: 'ramp', cns, concurrency: o.concurrency }, 900_000), gen.child.pid);
-      const ping = await pinger.call<PingStats>({ cmd: 'ping-stop', cn: 'pinger', graceMs: 1000 });
-      say(`ramp-up: ${ramp.result.up} up, ${ramp.result.failed} failed in ${(ramp.result.ms / 1000).toFixed(1)} s; ping ${ping.received}/${ping.sent}`);
-      if (ramp.result.failed) say(`first errors: ${ramp.result.errors.join(' | ')}`);
-
-      await sleep(2000);
-      const rssAfterKiB = rssKiB(pid);
-
-      say(`idle with keepalives every ${o.keepaliveSec} s for ${o.idleSec} s ...`);
-      // Both sides send KEEPALIVE after keepaliveSec of silence; each exchange is one
-      // KEEPALIVE and one KEEPALIVE_REPLY, whoever started it.
-      type KaStats = { keepalivesAnswered: number; keepalivesSent: number; up: number };
-      const k0 = await gen.call<KaStats>({ cmd: 'stats' });
-      const idle = await cpuDuring(pid, () => sleep(o.idleSec * 1000));
-      const k1 = await gen.call<KaStats>({ cmd: 'stats' });
-      const keepalives = k1.keepalivesAnswered + k1.keepalivesSent - k0.keepalivesAnswered - k0.keepalivesSent;
-      const st = (await readStatus(statusSocket, 10_000)) as ServerStatus;
-
-      say(`tunnel-up time, ${o.runs} sessions, with ${k1.up} sessions up ...`);
-      const loadedUp = (await gen.call<{ ms: number[] }>({ cmd: 'tunnel-up', cn: 'probe', count: o.runs })).ms;
-
-      await Promise.all([gen.call({ cmd: 'close' }, 60_000), pinger.call({ cmd: 'close' }, 60_000)]);
-      const clientsUp = ramp.result.up;
-      return {
-        clients: o.clients,
-        pkiSeconds,
-        ramp: ramp.result,
-        rampServerCpuMsPerHandshake: clientsUp ? (ramp.cpu * ramp.seconds * 1000) / clientsUp : NaN,
-        rampGeneratorCpuMsPerHandshake: clientsUp ? (ramp.otherCpu * ramp.seconds * 1000) / clientsUp : NaN,
-        rampServerCpu: ramp.cpu,
-        rampMachineBusy: ramp.machineBusy,
-        rssBeforeKiB,
-        rssAfterKiB,
-        kibPerSession: clientsUp ? (rssAfterKiB - rssBeforeKiB) / clientsUp : NaN,
-        idleBaselineCpu: baseline.cpu,
-        idleCpu: idle.cpu,
-        keepalivesPerSec: keepalives / idle.seconds,
-        serverCpuUsPerKeepalive: keepalives ? ((idle.cpu - baseline.cpu) * idle.seconds * 1e6) / keepalives : NaN,
-        idleMachineBusy: idle.machineBusy,
-        statusClients: st.clients.length,
-        statusMaxLastSeenSec: Math.max(0, ...st.clients.map((c) => c.lastSeenSec)),
-        ping,
-        tunnelUpIdleMs: idleUp,
-        tunnelUpLoadedMs: loadedUp,
-      };
-    });
+    const m = await withLab({ prefix: uniquePrefix('sc'), clients: 1 }, (lab) => measure(lab, pki, tmp, cns, o));
+    return figures(o, pkiSeconds, m);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+type CpuMeasure = Awaited<ReturnType<typeof cpuDuring<unknown>>>;
+
+/** What one run measured, before it is turned into per-handshake and per-session figures. */
+interface Measured {
+  ramp: CpuMeasure & { result: RampResult };
+  baseline: CpuMeasure;
+  idle: CpuMeasure;
+  rssBeforeKiB: number;
+  rssAfterKiB: number;
+  keepalives: number;
+  status: ServerStatus;
+  ping: PingStats;
+  idleUp: number[];
+  loadedUp: number[];
+}
+
+/** Starts the server in the lab, with its status socket in `tmp`; resolves when it listens. */
+async function startServer(lab: Lab, pki: string, tmp: string, o: Options): Promise<{ pid: number; statusSocket: string }> {
+  const statusSocket = path.join(tmp, 'status.sock');
+  const server = lab.spawn('server', [process.execPath, SERVER_MAIN,
+    '--listen', `${ADDR.server}:1194`, '--pool', POOL,
+    '--ca', `${pki}/ca.crt`, '--cert', `${pki}/server.crt`, '--key', `${pki}/server.key`,
+    '--authorized-dir', `${pki}/authorized`, '--leases-file', `${tmp}/leases.json`,
+    '--status-socket', statusSocket, '--keepalive-sec', String(o.keepaliveSec),
+    '--timeout-sec', String(Math.max(10, 4 * o.keepaliveSec))]);
+  await lab.waitForLine(server, /listening on udp/, 15_000);
+  return { pid: server.pid!, statusSocket };
+}
+
+/**
+ * One run's phases, in order, on the same server and workers: tunnel-up time on an idle
+ * server, idle baseline, ramp-up (with a session pinging), idle with keepalives, tunnel-up
+ * time with every session up.
+ */
+async function measure(lab: Lab, pki: string, tmp: string, cns: string[], o: Options): Promise<Measured> {
+  const { pid, statusSocket } = await startServer(lab, pki, tmp, o);
+  const gen = startWorker(lab, pki);
+  const pinger = startWorker(lab, pki);
+  await Promise.all([gen.ready(), pinger.ready()]);
+
+  say(`tunnel-up time, ${o.runs} sessions one after the other, idle server ...`);
+  const idleUp = (await gen.call<{ ms: number[] }>({ cmd: 'tunnel-up', cn: 'probe', count: o.runs })).ms;
+
+  await sleep(1000);
+  const rssBeforeKiB = rssKiB(pid);
+  const baseline = await cpuDuring(pid, () => sleep(Math.min(5, o.idleSec) * 1000));
+
+  say(`ramp-up: ${o.clients} sessions, ${o.concurrency} handshakes at a time, one session pinging ${SERVER_TUN_ADDR} every ${PING_INTERVAL_MS} ms ...`);
+  await pinger.call({ cmd: 'ping-start', cn: 'pinger', dst: SERVER_TUN_ADDR, intervalMs: PING_INTERVAL_MS });
+  const ramp = await cpuDuring(pid, () => gen.call<RampResult>({ cmd: 'ramp', cns, concurrency: o.concurrency }, 900_000), gen.child.pid);
+  const ping = await pinger.call<PingStats>({ cmd: 'ping-stop', cn: 'pinger', graceMs: 1000 });
+  say(`ramp-up: ${ramp.result.up} up, ${ramp.result.failed} failed in ${(ramp.result.ms / 1000).toFixed(1)} s; ping ${ping.received}/${ping.sent}`);
+  if (ramp.result.failed) say(`first errors: ${ramp.result.errors.join(' | ')}`);
+
+  await sleep(2000);
+  const rssAfterKiB = rssKiB(pid);
+
+  say(`idle with keepalives every ${o.keepaliveSec} s for ${o.idleSec} s ...`);
+  // Both sides send KEEPALIVE after keepaliveSec of silence; each exchange is one
+  // KEEPALIVE and one KEEPALIVE_REPLY, whoever started it.
+  type KaStats = { keepalivesAnswered: number; keepalivesSent: number; up: number };
+  const k0 = await gen.call<KaStats>({ cmd: 'stats' });
+  const idle = await cpuDuring(pid, () => sleep(o.idleSec * 1000));
+  const k1 = await gen.call<KaStats>({ cmd: 'stats' });
+  const keepalives = k1.keepalivesAnswered + k1.keepalivesSent - k0.keepalivesAnswered - k0.keepalivesSent;
+  const status = (await readStatus(statusSocket, 10_000)) as ServerStatus;
+
+  say(`tunnel-up time, ${o.runs} sessions, with ${k1.up} sessions up ...`);
+  const loadedUp = (await gen.call<{ ms: number[] }>({ cmd: 'tunnel-up', cn: 'probe', count: o.runs })).ms;
+
+  await Promise.all([gen.call({ cmd: 'close' }, 60_000), pinger.call({ cmd: 'close' }, 60_000)]);
+  return { ramp, baseline, idle, rssBeforeKiB, rssAfterKiB, keepalives, status, ping, idleUp, loadedUp };
+}
+
+/** The figures of a run: per handshake, per session and per keepalive. */
+function figures(o: Options, pkiSeconds: number, m: Measured): ScaleResult {
+  const { ramp, baseline, idle, keepalives } = m;
+  const clientsUp = ramp.result.up;
+  return {
+    clients: o.clients,
+    pkiSeconds,
+    ramp: ramp.result,
+    rampServerCpuMsPerHandshake: clientsUp ? (ramp.cpu * ramp.seconds * 1000) / clientsUp : NaN,
+    rampGeneratorCpuMsPerHandshake: clientsUp ? (ramp.otherCpu * ramp.seconds * 1000) / clientsUp : NaN,
+    rampServerCpu: ramp.cpu,
+    rampMachineBusy: ramp.machineBusy,
+    rssBeforeKiB: m.rssBeforeKiB,
+    rssAfterKiB: m.rssAfterKiB,
+    kibPerSession: clientsUp ? (m.rssAfterKiB - m.rssBeforeKiB) / clientsUp : NaN,
+    idleBaselineCpu: baseline.cpu,
+    idleCpu: idle.cpu,
+    keepalivesPerSec: keepalives / idle.seconds,
+    serverCpuUsPerKeepalive: keepalives ? ((idle.cpu - baseline.cpu) * idle.seconds * 1e6) / keepalives : NaN,
+    idleMachineBusy: idle.machineBusy,
+    statusClients: m.status.clients.length,
+    statusMaxLastSeenSec: Math.max(0, ...m.status.clients.map((c) => c.lastSeenSec)),
+    ping: m.ping,
+    tunnelUpIdleMs: m.idleUp,
+    tunnelUpLoadedMs: m.loadedUp,
+  };
 }
 
 export function table(r: ScaleResult, o: Options): string {

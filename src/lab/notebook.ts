@@ -242,162 +242,212 @@ const ALLOWED: Record<string, string[]> = {
 
 interface Fence { char: string; len: number; indent: number; info: string; line: number; body: string[] }
 
+const FENCE_OPEN_RE = /^(\s*)(`{3,}|~{3,})(.*)$/;
+
 /** Parses notebook text. `file` is used for NN and for messages. Throws NotebookError. */
 export function parseNotebook(text: string, file = 'notebook.md'): Notebook {
-  const lines = text.replace(/\r\n/g, '\n').split('\n');
-  const base = path.basename(file);
-  const m = /^(\d+)-/.exec(base);
-  const nb: Notebook = { file, number: m ? Number(m[1]) : null, title: '', steps: [], clients: 1, hosts: [] };
-  const fail = (line: number, msg: string): never => { throw new NotebookError(file, line, msg); };
+  return new NotebookParser(file).parse(text.replace(/\r\n/g, '\n').split('\n'));
+}
 
-  let section = '';
-  let pendingTitle: { text: string; line: number } | undefined;
-  let pendingHint: string | undefined;
-  let lastCommand: Step | undefined; // the block an expect block would belong to
-  const running = new Map<string, Step>(); // bg name -> the step that started it
+/** parseNotebook's state while it walks the lines: what a later block may belong to. */
+class NotebookParser {
+  private readonly base: string;
+  private readonly nb: Notebook;
+  private section = '';
+  private pendingTitle: { text: string; line: number } | undefined;
+  private pendingHint: string | undefined;
+  private lastCommand: Step | undefined; // the block an expect block would belong to
+  private readonly running = new Map<string, Step>(); // bg name -> the step that started it
 
-  for (let i = 0; i < lines.length; i++) {
-    const l = lines[i];
-    const open = /^(\s*)(`{3,}|~{3,})(.*)$/.exec(l);
-    if (!open || (open[2][0] === '`' && open[3].includes('`'))) {
-      // Prose: headings, checkpoint titles and hints.
-      const h = /^\s{0,3}(#{1,6})\s+(.+?)\s*#*\s*$/.exec(l);
-      if (h) {
-        if (!nb.title && h[1] === '#') nb.title = h[2];
-        section = h[2];
+  constructor(private readonly file: string) {
+    this.base = path.basename(file);
+    const m = /^(\d+)-/.exec(this.base);
+    this.nb = { file, number: m ? Number(m[1]) : null, title: '', steps: [], clients: 1, hosts: [] };
+  }
+
+  private fail(line: number, msg: string): never {
+    throw new NotebookError(this.file, line, msg);
+  }
+
+  parse(lines: string[]): Notebook {
+    for (let i = 0; i < lines.length; i++) {
+      const open = FENCE_OPEN_RE.exec(lines[i]);
+      if (!open || (open[2][0] === '`' && open[3].includes('`'))) {
+        this.prose(lines[i], i + 1);
         continue;
       }
-      const c = CHECKPOINT_RE.exec(l);
-      if (c) {
-        if (pendingTitle) fail(pendingTitle.line, `checkpoint "${pendingTitle.text}" has no check, student-check or expect block after it`);
-        pendingTitle = { text: c[1], line: i + 1 };
-        pendingHint = undefined;
-        continue;
-      }
-      const hm = HINT_RE.exec(l);
-      if (hm && pendingTitle) pendingHint = pendingHint ? `${pendingHint} ${hm[1]}` : hm[1];
-      continue;
+      const fence: Fence = { char: open[2][0], len: open[2].length, indent: open[1].length, info: open[3].trim(), line: i + 1, body: [] };
+      i = this.readFence(lines, i + 1, fence);
+      this.block(fence);
     }
-    // A fenced block: collect it up to the closing fence.
-    const fence: Fence = { char: open[2][0], len: open[2].length, indent: open[1].length, info: open[3].trim(), line: i + 1, body: [] };
-    let closed = false;
-    for (i++; i < lines.length; i++) {
+    const { nb, pendingTitle } = this;
+    if (pendingTitle) this.fail(pendingTitle.line, `checkpoint "${pendingTitle.text}" has no check, student-check or expect block after it`);
+    if (nb.clients > 8) this.fail(1, `the lab has at most 8 clients (a block uses client${nb.clients})`);
+    if (!nb.title) nb.title = this.base.replace(/\.md$/, '');
+    return nb;
+  }
+
+  /** A line outside fenced blocks: headings, checkpoint titles and hints. */
+  private prose(l: string, line: number): void {
+    const h = /^\s{0,3}(#{1,6})\s+(.+?)\s*#*\s*$/.exec(l);
+    if (h) {
+      if (!this.nb.title && h[1] === '#') this.nb.title = h[2];
+      this.section = h[2];
+      return;
+    }
+    const c = CHECKPOINT_RE.exec(l);
+    if (c) {
+      const pending = this.pendingTitle;
+      if (pending) this.fail(pending.line, `checkpoint "${pending.text}" has no check, student-check or expect block after it`);
+      this.pendingTitle = { text: c[1], line };
+      this.pendingHint = undefined;
+      return;
+    }
+    const hm = HINT_RE.exec(l);
+    if (hm && this.pendingTitle) this.pendingHint = this.pendingHint ? `${this.pendingHint} ${hm[1]}` : hm[1];
+  }
+
+  /** Collects a fenced block's body from lines[from] up to its closing fence; returns the closing line's index. */
+  private readFence(lines: string[], from: number, fence: Fence): number {
+    for (let i = from; i < lines.length; i++) {
       const close = /^\s*(`{3,}|~{3,})\s*$/.exec(lines[i]);
-      if (close && close[1][0] === fence.char && close[1].length >= fence.len) { closed = true; break; }
+      if (close && close[1][0] === fence.char && close[1].length >= fence.len) return i;
       // Strip the fence's own indentation (blocks inside list items), as CommonMark does.
-      let b = lines[i];
+      const b = lines[i];
       let k = 0;
       while (k < fence.indent && b[k] === ' ') k++;
       fence.body.push(b.slice(k));
     }
-    if (!closed) fail(fence.line, 'code block is never closed');
+    return this.fail(fence.line, 'code block is never closed');
+  }
 
+  /** A fenced block: a step, an expect block for the step before it, or nothing (for reading only). */
+  private block(fence: Fence): void {
     let parsed: ReturnType<typeof parseInfo>;
     try {
       parsed = parseInfo(fence.info);
     } catch (err) {
-      return fail(fence.line, `bad info string "${fence.info}": ${(err as Error).message}`);
+      return this.fail(fence.line, `bad info string "${fence.info}": ${(err as Error).message}`);
     }
     const { lang, opts } = parsed;
     const kind = classify(lang, opts);
-    if (!kind) continue; // for reading only
+    if (!kind) return; // for reading only
     for (const k of opts.keys()) {
       if (!ALLOWED[kind].includes(k)) {
-        fail(fence.line, `option "${k}" is not allowed on a ${kind === 'run' ? 'sh' : kind} block (allowed: ${ALLOWED[kind].join(', ') || 'none'})`);
+        this.fail(fence.line, `option "${k}" is not allowed on a ${kind === 'run' ? 'sh' : kind} block (allowed: ${ALLOWED[kind].join(', ') || 'none'})`);
       }
     }
-    const body = fence.body.join('\n').replace(/\s+$/, '');
-
     if (kind === 'expect') {
-      if (!lastCommand) fail(fence.line, 'expect block does not follow a command block (```sh host=... or ```check)');
-      if (lastCommand!.expect) fail(fence.line, `the command block at line ${lastCommand!.line} already has an expect block`);
-      let exp: ExpectLine[];
-      try {
-        exp = parseExpect(fence.body.join('\n'), fence.line + 1);
-      } catch (err) {
-        return fail(fence.line, (err as Error).message);
-      }
-      if (exp.length === 0) fail(fence.line, 'expect block is empty');
-      lastCommand!.expect = { lines: exp, line: fence.line, checkpoint: pendingTitle?.text, hint: pendingTitle ? pendingHint : undefined };
-      pendingTitle = undefined;
-      pendingHint = undefined;
-      continue;
+      this.expectBlock(fence);
+      return;
     }
-
-    const str = (key: string): string | undefined => {
-      const v = opts.get(key);
-      if (v === undefined) return undefined;
-      if (v === true || v === '') fail(fence.line, `option ${key} needs a value (${key}=...)`);
-      return v as string;
-    };
-    const host = str('host');
-    if (host !== undefined && !HOST_RE.test(host)) fail(fence.line, `host "${host}" is not a lab host name (inet, server, web, lan, client1...)`);
-    const step: Step = {
-      kind, host, script: body, expectFail: opts.get('expect-fail') === true, section, line: fence.line, info: fence.info,
-    };
-    const timeout = str('timeout');
-    if (timeout !== undefined) {
-      if (!/^\d+(\.\d+)?$/.test(timeout) || Number(timeout) <= 0) fail(fence.line, `timeout must be a number of seconds > 0 (got "${timeout}")`);
-      step.timeoutSec = Number(timeout);
-    }
-    if (opts.has('expect-fail') && opts.get('expect-fail') !== true) fail(fence.line, 'expect-fail takes no value');
-
-    if (kind === 'bg') {
-      step.name = str('bg');
-      if (!NAME_RE.test(step.name!)) fail(fence.line, `bg name "${step.name}" must be letters, digits, - or _`);
-      if (running.has(step.name!)) fail(fence.line, `a background command named "${step.name}" is already running (started at line ${running.get(step.name!)!.line})`);
-      const w = str('wait');
-      if (w !== undefined) {
-        try {
-          step.wait = new RegExp(w);
-        } catch (err) {
-          fail(fence.line, `bad wait regex "${w}": ${(err as Error).message}`);
-        }
-      }
-      running.set(step.name!, step);
-    }
-    if (kind === 'stop') {
-      step.name = str('stop');
-      const started = running.get(step.name!);
-      if (!started) fail(fence.line, `stop=${step.name}: no background command of that name is running here (start it with bg=${step.name})`);
-      if (host !== undefined && host !== started!.host) fail(fence.line, `stop=${step.name}: it runs on ${started!.host}, not ${host}`);
-      step.host = started!.host;
-      running.delete(step.name!);
-      // A stop block is never run: it tells the student what to do (press Ctrl-C). Only
-      // comments keep "what you read is what runs" true.
-      const cmd = body.split('\n').find((x) => x.trim() !== '' && !x.trim().startsWith('#'));
-      if (cmd !== undefined) fail(fence.line, `a stop block holds only # comments (it is not run; the runner sends Ctrl-C); found "${cmd.trim()}"`);
-    }
-    if (kind === 'run' || kind === 'bg' || kind === 'check' || kind === 'student-check') {
-      if (kind !== 'student-check' && host === undefined) fail(fence.line, `${fence.info}: host=... is required (where should it run?)`);
-      if (body.trim() === '') fail(fence.line, 'command block is empty');
-      // The first line says where to type it, for a reader who does not see the info string.
-      const first = body.split('\n')[0].trim();
-      const on = ON_HOST_RE.exec(first);
-      if (on && host !== undefined && on[1] !== host) fail(fence.line, `first line says "${first}" but the block runs on ${host}`);
-      if (!on && host !== undefined && kind !== 'student-check') {
-        fail(fence.line, `the first line of the block must be "# on ${host}" so a reader knows where to type it`);
-      }
-    }
+    const step = this.step(kind, opts, fence);
+    if (kind === 'bg') this.startBg(step, opts, fence);
+    if (kind === 'stop') this.stopBg(step, opts, fence);
+    if (kind === 'run' || kind === 'bg' || kind === 'check' || kind === 'student-check') this.checkCommand(step, fence);
     if (kind === 'check' || kind === 'student-check') {
-      if (!pendingTitle) fail(fence.line, `a ${kind} block needs a "**Checkpoint:** title" line before it`);
-      step.checkpoint = pendingTitle!.text;
-      step.hint = pendingHint;
-      pendingTitle = undefined;
-      pendingHint = undefined;
+      if (!this.pendingTitle) this.fail(fence.line, `a ${kind} block needs a "**Checkpoint:** title" line before it`);
+      step.checkpoint = this.pendingTitle.text;
+      step.hint = this.pendingHint;
+      this.pendingTitle = undefined;
+      this.pendingHint = undefined;
     }
+    const nb = this.nb;
     if (step.host) {
       if (!nb.hosts.includes(step.host)) nb.hosts.push(step.host);
       const cm = /^client(\d+)$/.exec(step.host);
       if (cm) nb.clients = Math.max(nb.clients, Number(cm[1]));
     }
     nb.steps.push(step);
-    lastCommand = kind === 'stop' || kind === 'bg' || kind === 'run' || kind === 'check' ? step : undefined;
+    this.lastCommand = kind === 'stop' || kind === 'bg' || kind === 'run' || kind === 'check' ? step : undefined;
   }
-  if (pendingTitle) fail(pendingTitle.line, `checkpoint "${pendingTitle.text}" has no check, student-check or expect block after it`);
-  if (nb.clients > 8) fail(1, `the lab has at most 8 clients (a block uses client${nb.clients})`);
-  if (!nb.title) nb.title = base.replace(/\.md$/, '');
-  return nb;
+
+  private expectBlock(fence: Fence): void {
+    const last = this.lastCommand;
+    if (!last) return this.fail(fence.line, 'expect block does not follow a command block (```sh host=... or ```check)');
+    if (last.expect) this.fail(fence.line, `the command block at line ${last.line} already has an expect block`);
+    let exp: ExpectLine[];
+    try {
+      exp = parseExpect(fence.body.join('\n'), fence.line + 1);
+    } catch (err) {
+      return this.fail(fence.line, (err as Error).message);
+    }
+    if (exp.length === 0) this.fail(fence.line, 'expect block is empty');
+    const title = this.pendingTitle;
+    last.expect = { lines: exp, line: fence.line, checkpoint: title?.text, hint: title ? this.pendingHint : undefined };
+    this.pendingTitle = undefined;
+    this.pendingHint = undefined;
+  }
+
+  /** An option that must have a value, or undefined when not given. */
+  private value(opts: Map<string, string | true>, key: string, fence: Fence): string | undefined {
+    const v = opts.get(key);
+    if (v === undefined) return undefined;
+    if (v === true || v === '') this.fail(fence.line, `option ${key} needs a value (${key}=...)`);
+    return v;
+  }
+
+  /** The step a command, bg, stop or check block makes, with the options all of them take. */
+  private step(kind: StepKind, opts: Map<string, string | true>, fence: Fence): Step {
+    const host = this.value(opts, 'host', fence);
+    if (host !== undefined && !HOST_RE.test(host)) this.fail(fence.line, `host "${host}" is not a lab host name (inet, server, web, lan, client1...)`);
+    const body = fence.body.join('\n').replace(/\s+$/, '');
+    const step: Step = {
+      kind, host, script: body, expectFail: opts.get('expect-fail') === true, section: this.section, line: fence.line, info: fence.info,
+    };
+    const timeout = this.value(opts, 'timeout', fence);
+    if (timeout !== undefined) {
+      if (!/^\d+(\.\d+)?$/.test(timeout) || Number(timeout) <= 0) this.fail(fence.line, `timeout must be a number of seconds > 0 (got "${timeout}")`);
+      step.timeoutSec = Number(timeout);
+    }
+    if (opts.has('expect-fail') && opts.get('expect-fail') !== true) this.fail(fence.line, 'expect-fail takes no value');
+    return step;
+  }
+
+  private startBg(step: Step, opts: Map<string, string | true>, fence: Fence): void {
+    const name = this.value(opts, 'bg', fence)!;
+    step.name = name;
+    if (!NAME_RE.test(name)) this.fail(fence.line, `bg name "${name}" must be letters, digits, - or _`);
+    const other = this.running.get(name);
+    if (other) this.fail(fence.line, `a background command named "${name}" is already running (started at line ${other.line})`);
+    const w = this.value(opts, 'wait', fence);
+    if (w !== undefined) {
+      try {
+        step.wait = new RegExp(w);
+      } catch (err) {
+        this.fail(fence.line, `bad wait regex "${w}": ${(err as Error).message}`);
+      }
+    }
+    this.running.set(name, step);
+  }
+
+  private stopBg(step: Step, opts: Map<string, string | true>, fence: Fence): void {
+    const name = this.value(opts, 'stop', fence)!;
+    step.name = name;
+    const started = this.running.get(name);
+    if (!started) return this.fail(fence.line, `stop=${name}: no background command of that name is running here (start it with bg=${name})`);
+    if (step.host !== undefined && step.host !== started.host) this.fail(fence.line, `stop=${name}: it runs on ${started.host}, not ${step.host}`);
+    step.host = started.host;
+    this.running.delete(name);
+    // A stop block is never run: it tells the student what to do (press Ctrl-C). Only
+    // comments keep "what you read is what runs" true.
+    const cmd = step.script.split('\n').find((x) => x.trim() !== '' && !x.trim().startsWith('#'));
+    if (cmd !== undefined) this.fail(fence.line, `a stop block holds only # comments (it is not run; the runner sends Ctrl-C); found "${cmd.trim()}"`);
+  }
+
+  /** A block that runs: it names its host, and its first line says where to type it. */
+  private checkCommand(step: Step, fence: Fence): void {
+    const { kind, host, script: body } = step;
+    if (kind !== 'student-check' && host === undefined) this.fail(fence.line, `${fence.info}: host=... is required (where should it run?)`);
+    if (body.trim() === '') this.fail(fence.line, 'command block is empty');
+    // The first line says where to type it, for a reader who does not see the info string.
+    const first = body.split('\n')[0].trim();
+    const on = ON_HOST_RE.exec(first);
+    if (on && host !== undefined && on[1] !== host) this.fail(fence.line, `first line says "${first}" but the block runs on ${host}`);
+    if (!on && host !== undefined && kind !== 'student-check') {
+      this.fail(fence.line, `the first line of the block must be "# on ${host}" so a reader knows where to type it`);
+    }
+  }
 }
 
 // Which kind of step a fenced block is, or null when it is only for reading.

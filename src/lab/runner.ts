@@ -211,42 +211,84 @@ export async function runNotebook(nb: Notebook, opts: RunOptions = {}): Promise<
   const prefix = opts.prefix ?? process.env.LAB_PREFIX ?? 'mv';
   if (!isValidPrefix(prefix)) throw new LabSetupError(`lab prefix must be 1-12 letters or digits (got "${prefix}")`);
   needRoot();
-  const tag = `[lab ${nb.number ?? path.basename(nb.file, '.md')}]`;
-  const out = opts.out ?? ((l: string) => process.stdout.write(l + '\n'));
-  const say = (l: string) => out(`${tag} ${l}`);
-  const result: RunResult = { ok: false, prefix, steps: [], checkpoints: [] };
+  return new NotebookRun(nb, opts, prefix).run();
+}
 
-  // 1. The lab: our own, fresh, unless the caller asked to reuse a running one.
-  const wasUp = (await labScript(prefix, ['hosts'])).code === 0;
-  if (wasUp && !opts.keepLab) {
-    throw new LabSetupError(`lab "${prefix}" is already up. Take it down first (npm run lab -- down), ` +
-      'run in it as it is (--keep-lab), or use a separate lab (--prefix NAME)');
+/** One run of a notebook: its lab, its commands, and what passed or failed. */
+class NotebookRun {
+  private readonly result: RunResult;
+  private readonly out: (line: string) => void;
+  private readonly say: (line: string) => void;
+  private readonly bg = new Map<string, HostCommand>();
+  private current: HostCommand | undefined;
+  private env: NodeJS.ProcessEnv = {};
+
+  constructor(private readonly nb: Notebook, private readonly opts: RunOptions, private readonly prefix: string) {
+    const tag = `[lab ${nb.number ?? path.basename(nb.file, '.md')}]`;
+    const out = opts.out ?? ((l: string) => process.stdout.write(l + '\n'));
+    this.out = out;
+    this.say = (l: string) => out(`${tag} ${l}`);
+    this.result = { ok: false, prefix, steps: [], checkpoints: [] };
   }
-  const built = !wasUp;
-  let tornDown = false;
-  const teardownSync = () => {
-    if (!built || opts.keep || tornDown) return;
-    tornDown = true;
+
+  async run(): Promise<RunResult> {
+    const { opts, prefix, say } = this;
+    // 1. The lab: our own, fresh, unless the caller asked to reuse a running one.
+    const wasUp = (await labScript(prefix, ['hosts'])).code === 0;
+    if (wasUp && !opts.keepLab) {
+      throw new LabSetupError(`lab "${prefix}" is already up. Take it down first (npm run lab -- down), ` +
+        'run in it as it is (--keep-lab), or use a separate lab (--prefix NAME)');
+    }
+    const built = !wasUp;
+    let tornDown = false;
+    const teardownSync = () => {
+      if (!built || opts.keep || tornDown) return;
+      tornDown = true;
+      try {
+        execFileSync('bash', [path.join(repoRoot(), 'scripts', 'lab.sh'), 'down'], { env: { ...process.env, LAB_PREFIX: prefix }, stdio: 'ignore', timeout: 60_000 });
+      } catch { /* best effort while exiting */ }
+    };
+    // If this process dies half way (an exception, process.exit), the lab goes with it.
+    process.on('exit', teardownSync);
+
+    const home = opts.home ?? fs.mkdtempSync(path.join(os.tmpdir(), 'minivpn-lab-home-'));
+    const ownHome = opts.home === undefined;
+    this.env = commandEnv(prefix, home);
+    // Interrupted: end what runs now (a wait for a background command ends with it).
+    const onAbort = () => {
+      this.current?.kill('SIGTERM');
+      for (const cmd of this.bg.values()) cmd.kill('SIGTERM');
+    };
+    opts.signal?.addEventListener('abort', onAbort);
+
     try {
-      execFileSync('bash', [path.join(repoRoot(), 'scripts', 'lab.sh'), 'down'], { env: { ...process.env, LAB_PREFIX: prefix }, stdio: 'ignore', timeout: 60_000 });
-    } catch { /* best effort while exiting */ }
-  };
-  // If this process dies half way (an exception, process.exit), the lab goes with it.
-  process.on('exit', teardownSync);
+      await this.bringUp(wasUp);
+      await this.runSteps();
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+      await this.stopBackground();
+      if (built && !opts.keep) {
+        say(`taking lab "${prefix}" down`);
+        const down = await labScript(prefix, ['down']);
+        tornDown = true;
+        if (down.code !== 0) say(`warning: lab.sh down failed (exit ${down.code}): ${down.stderr.trim()}`);
+      } else {
+        // --keep, or a lab that was up before we came (--keep-lab): not ours to remove.
+        say(`lab "${prefix}" left up (npm run lab -- ${prefix === 'mv' ? '' : `--prefix ${prefix} `}down removes it)`);
+      }
+      process.removeListener('exit', teardownSync);
+      if (ownHome) {
+        if (opts.keep) say(`files the commands wrote under ~ are in ${home}`);
+        else fs.rmSync(home, { recursive: true, force: true });
+      }
+    }
+    this.summary();
+    return this.result;
+  }
 
-  const home = opts.home ?? fs.mkdtempSync(path.join(os.tmpdir(), 'minivpn-lab-home-'));
-  const ownHome = opts.home === undefined;
-  const env = commandEnv(prefix, home);
-  const bg = new Map<string, HostCommand>();
-  let current: HostCommand | undefined;
-  // Interrupted: end what runs now (a wait for a background command ends with it).
-  const onAbort = () => {
-    current?.kill('SIGTERM');
-    for (const cmd of bg.values()) cmd.kill('SIGTERM');
-  };
-  opts.signal?.addEventListener('abort', onAbort);
-
-  try {
+  /** Brings the lab up (or checks the running one) and that it has every host the notebook uses. */
+  private async bringUp(wasUp: boolean): Promise<void> {
+    const { nb, prefix, say } = this;
     const rel = path.relative(process.cwd(), nb.file);
     say(`${nb.title} (${rel && !rel.startsWith('..') ? rel : nb.file})`);
     say(`${wasUp ? 'using the running' : 'bringing up'} lab "${prefix}" with ${nb.clients} client(s)`);
@@ -255,57 +297,53 @@ export async function runNotebook(nb: Notebook, opts: RunOptions = {}): Promise<
     const hosts = (await labScript(prefix, ['hosts'])).stdout.split('\n').map((h) => h.trim()).filter(Boolean);
     const missing = nb.hosts.filter((h) => !hosts.includes(h));
     if (missing.length) throw new LabSetupError(`the notebook uses host(s) ${missing.join(', ')} that lab "${prefix}" does not have (it has ${hosts.join(', ')})`);
+  }
 
+  /** Every step in order, up to the first failure. */
+  private async runSteps(): Promise<void> {
+    const { nb, opts, result, say } = this;
     const total = nb.steps.length;
     let section = '';
     for (let i = 0; i < total; i++) {
-      if (opts.signal?.aborted) { fail(i + 1, undefined, 'interrupted', ''); break; }
+      if (opts.signal?.aborted) { this.fail(i + 1, undefined, 'interrupted', ''); break; }
       const s = nb.steps[i];
       if (s.section && s.section !== section) { section = s.section; say(`== ${section} ==`); }
       say(`step ${i + 1}/${total}: ${describeStep(s)}`);
-      const r = await runStep(s, i + 1);
+      const r = await this.runStep(s, i + 1);
       result.steps.push(r);
       if (!r.ok) break;
     }
     result.ok = !result.failure && result.steps.length === total;
-  } finally {
-    opts.signal?.removeEventListener('abort', onAbort);
-    // Everything still in the background stops as if the student pressed Ctrl-C (also
-    // with --keep: its output goes to us, and we are about to exit).
-    for (const [name, cmd] of bg) {
+  }
+
+  /**
+   * Everything still in the background stops as if the student pressed Ctrl-C (also
+   * with --keep: its output goes to us, and we are about to exit).
+   */
+  private async stopBackground(): Promise<void> {
+    for (const [name, cmd] of this.bg) {
       if (cmd.running) {
-        say(`stopping background "${name}"`);
+        this.say(`stopping background "${name}"`);
         await cmd.stop(5000);
       }
     }
-    if (built && !opts.keep) {
-      say(`taking lab "${prefix}" down`);
-      const down = await labScript(prefix, ['down']);
-      tornDown = true;
-      if (down.code !== 0) say(`warning: lab.sh down failed (exit ${down.code}): ${down.stderr.trim()}`);
-    } else {
-      // --keep, or a lab that was up before we came (--keep-lab): not ours to remove.
-      say(`lab "${prefix}" left up (npm run lab -- ${prefix === 'mv' ? '' : `--prefix ${prefix} `}down removes it)`);
-    }
-    process.removeListener('exit', teardownSync);
-    if (ownHome) {
-      if (opts.keep) say(`files the commands wrote under ~ are in ${home}`);
-      else fs.rmSync(home, { recursive: true, force: true });
-    }
   }
 
-  const n = result.checkpoints.filter((c) => c.ok).length;
-  if (result.ok) say(`PASSED: ${result.steps.length} steps, ${n} checkpoint(s) OK`);
-  else if (result.failure) {
-    const f = result.failure;
-    const s = nb.steps[f.step - 1];
-    say(`FAILED at step ${f.step}/${nb.steps.length} (${path.basename(nb.file)}:${s.line})` +
-      (f.checkpoint ? `: checkpoint "${f.checkpoint}"` : `: ${describeStep(s)}`));
+  private summary(): void {
+    const { nb, result } = this;
+    const n = result.checkpoints.filter((c) => c.ok).length;
+    if (result.ok) this.say(`PASSED: ${result.steps.length} steps, ${n} checkpoint(s) OK`);
+    else if (result.failure) {
+      const f = result.failure;
+      const s = nb.steps[f.step - 1];
+      this.say(`FAILED at step ${f.step}/${nb.steps.length} (${path.basename(nb.file)}:${s.line})` +
+        (f.checkpoint ? `: checkpoint "${f.checkpoint}"` : `: ${describeStep(s)}`));
+    }
   }
-  return result;
 
   // Records a failure (the first one wins) and prints it with the real output.
-  function fail(index: number, checkpoint: string | undefined, message: string, output: string, hint?: string): void {
+  private fail(index: number, checkpoint: string | undefined, message: string, output: string, hint?: string): void {
+    const { result, say } = this;
     if (result.failure) return;
     result.failure = { step: index, checkpoint, message, output, hint };
     if (checkpoint) {
@@ -314,97 +352,111 @@ export async function runNotebook(nb: Notebook, opts: RunOptions = {}): Promise<
     } else say(`step ${index} FAILED`);
     say(`  ${message}`);
     if (hint) say(`  hint: ${hint}`);
-    if (!opts.verbose) { // verbose has shown it already
+    if (!this.opts.verbose) { // verbose has shown it already
       say('  real output:');
-      out(indent(output));
+      this.out(indent(output));
     }
   }
 
   // --verbose: every command's output, right after it ran (before it is judged).
-  function show(output: string): void {
-    if (opts.verbose) out(indent(output));
+  private show(output: string): void {
+    if (this.opts.verbose) this.out(indent(output));
   }
 
-  function pass(index: number, checkpoint: string | undefined): void {
+  private pass(index: number, checkpoint: string | undefined): void {
     if (!checkpoint) return;
-    result.checkpoints.push({ title: checkpoint, ok: true, step: index });
-    say(`checkpoint OK: ${checkpoint}`);
+    this.result.checkpoints.push({ title: checkpoint, ok: true, step: index });
+    this.say(`checkpoint OK: ${checkpoint}`);
   }
 
   // Checks the step's expect block (if any) against output; false (and a failure) if it does not match.
-  function checkExpect(s: Step, index: number, output: string): boolean {
+  private checkExpect(s: Step, index: number, output: string): boolean {
     if (!s.expect) return true;
     const m = matchExpect(s.expect.lines, output);
     if (!m.ok) {
-      fail(index, s.expect.checkpoint, `output does not match the expect block at line ${s.expect.line}: ${m.message}`, output, s.expect.hint);
+      this.fail(index, s.expect.checkpoint, `output does not match the expect block at line ${s.expect.line}: ${m.message}`, output, s.expect.hint);
       return false;
     }
-    pass(index, s.expect.checkpoint);
+    this.pass(index, s.expect.checkpoint);
     return true;
   }
 
-  async function runStep(s: Step, index: number): Promise<StepResult> {
+  private runStep(s: Step, index: number): Promise<StepResult> {
     const r: StepResult = { index, step: s, ok: false, code: null, output: '' };
-    const timeoutMs = (sec: number) => (s.timeoutSec ?? sec) * 1000;
+    if (s.kind === 'stop') return this.stopStep(s, r);
+    if (s.kind === 'bg') return this.bgStep(s, r);
+    return this.foregroundStep(s, r);
+  }
 
-    if (s.kind === 'stop') {
-      const cmd = bg.get(s.name!)!;
-      bg.delete(s.name!);
-      const endedBefore = !cmd.running;
-      // A student looks before pressing Ctrl-C; a moment's pause lets a capture write what
-      // it has seen (tcpdump drops packets still in its buffer when interrupted).
-      if (!endedBefore) await new Promise((res) => setTimeout(res, STOP_GRACE_MS));
-      const inTime = await cmd.stop(timeoutMs(DEFAULT_STOP_S));
-      r.code = cmd.code;
-      r.output = cmd.output;
-      show(r.output);
-      if (endedBefore && cmd.code !== 0) {
-        fail(index, undefined, `background "${s.name}" had already exited with status ${cmd.code} before it was stopped`, r.output);
-      } else if (!inTime) {
-        fail(index, undefined, `background "${s.name}" did not exit within ${timeoutMs(DEFAULT_STOP_S) / 1000} s of Ctrl-C (killed)`, r.output);
-      } else r.ok = checkExpect(s, index, r.output);
-      return r;
-    }
+  /** Seconds the step may take, as ms: its own timeout=, else the default for its kind. */
+  private static timeoutMs(s: Step, defaultSec: number): number {
+    return (s.timeoutSec ?? defaultSec) * 1000;
+  }
 
-    const cmd = new HostCommand(s.host, prefix, s.script, env);
-    if (s.kind === 'bg') {
-      bg.set(s.name!, cmd);
-      if (s.wait) {
-        try {
-          await cmd.waitFor(s.wait, timeoutMs(DEFAULT_WAIT_S));
-        } catch (err) {
-          r.output = cmd.output;
-          show(r.output);
-          fail(index, undefined, `background "${s.name}": ${(err as Error).message}`, r.output);
-          return r;
-        }
-      }
-      r.output = cmd.output;
-      show(r.output);
-      r.ok = checkExpect(s, index, r.output);
-      return r;
-    }
-
-    current = cmd;
-    const inTime = await cmd.finish(timeoutMs(DEFAULT_TIMEOUT_S));
-    current = undefined;
+  private async stopStep(s: Step, r: StepResult): Promise<StepResult> {
+    const cmd = this.bg.get(s.name!)!;
+    this.bg.delete(s.name!);
+    const endedBefore = !cmd.running;
+    // A student looks before pressing Ctrl-C; a moment's pause lets a capture write what
+    // it has seen (tcpdump drops packets still in its buffer when interrupted).
+    if (!endedBefore) await new Promise((res) => setTimeout(res, STOP_GRACE_MS));
+    const limit = NotebookRun.timeoutMs(s, DEFAULT_STOP_S);
+    const inTime = await cmd.stop(limit);
     r.code = cmd.code;
     r.output = cmd.output;
-    show(r.output);
-    const isCheck = s.kind === 'check' || s.kind === 'student-check';
-    if (opts.signal?.aborted) {
-      fail(index, s.checkpoint, 'interrupted', r.output);
+    this.show(r.output);
+    if (endedBefore && cmd.code !== 0) {
+      this.fail(r.index, undefined, `background "${s.name}" had already exited with status ${cmd.code} before it was stopped`, r.output);
     } else if (!inTime) {
-      fail(index, s.checkpoint, `timed out after ${timeoutMs(DEFAULT_TIMEOUT_S) / 1000} s (killed)`, r.output, s.hint);
+      this.fail(r.index, undefined, `background "${s.name}" did not exit within ${limit / 1000} s of Ctrl-C (killed)`, r.output);
+    } else r.ok = this.checkExpect(s, r.index, r.output);
+    return r;
+  }
+
+  private async bgStep(s: Step, r: StepResult): Promise<StepResult> {
+    const cmd = new HostCommand(s.host, this.prefix, s.script, this.env);
+    this.bg.set(s.name!, cmd);
+    if (s.wait) {
+      try {
+        await cmd.waitFor(s.wait, NotebookRun.timeoutMs(s, DEFAULT_WAIT_S));
+      } catch (err) {
+        r.output = cmd.output;
+        this.show(r.output);
+        this.fail(r.index, undefined, `background "${s.name}": ${(err as Error).message}`, r.output);
+        return r;
+      }
+    }
+    r.output = cmd.output;
+    this.show(r.output);
+    r.ok = this.checkExpect(s, r.index, r.output);
+    return r;
+  }
+
+  /** A command (run, check, student-check) that must end by itself. */
+  private async foregroundStep(s: Step, r: StepResult): Promise<StepResult> {
+    const { index } = r;
+    const cmd = new HostCommand(s.host, this.prefix, s.script, this.env);
+    this.current = cmd;
+    const limit = NotebookRun.timeoutMs(s, DEFAULT_TIMEOUT_S);
+    const inTime = await cmd.finish(limit);
+    this.current = undefined;
+    r.code = cmd.code;
+    r.output = cmd.output;
+    this.show(r.output);
+    const isCheck = s.kind === 'check' || s.kind === 'student-check';
+    if (this.opts.signal?.aborted) {
+      this.fail(index, s.checkpoint, 'interrupted', r.output);
+    } else if (!inTime) {
+      this.fail(index, s.checkpoint, `timed out after ${limit / 1000} s (killed)`, r.output, s.hint);
     } else if (isCheck && r.code !== 0) {
-      fail(index, s.checkpoint, `the check command exited with status ${r.code}`, r.output, s.hint);
+      this.fail(index, s.checkpoint, `the check command exited with status ${r.code}`, r.output, s.hint);
     } else if (!isCheck && s.expectFail && r.code === 0) {
-      fail(index, undefined, 'this command should fail (expect-fail) but exited with status 0', r.output);
+      this.fail(index, undefined, 'this command should fail (expect-fail) but exited with status 0', r.output);
     } else if (!isCheck && !s.expectFail && r.code !== 0) {
-      fail(index, undefined, `the command exited with status ${r.code}`, r.output);
+      this.fail(index, undefined, `the command exited with status ${r.code}`, r.output);
     } else {
-      pass(index, s.checkpoint);
-      r.ok = checkExpect(s, index, r.output);
+      this.pass(index, s.checkpoint);
+      r.ok = this.checkExpect(s, index, r.output);
     }
     return r;
   }

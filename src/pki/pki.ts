@@ -252,70 +252,18 @@ export async function writeLabPki(dir: string, opts: LabPkiOpts): Promise<void> 
 
   ensureDir(dir, 0o700);
   ensureDir(at('clients'), 0o700);
+  if (opts.force) removeOldPki(dir, say);
 
-  if (opts.force) {
-    // Everything signed by the old CA becomes useless with a new one; remove it so that
-    // clients/ only ever holds certificates that verify. Authorizations are policy: kept.
-    let n = 0;
-    for (const f of ['ca.crt', 'ca.key', 'server.crt', 'server.key']) if (exists(at(f))) { fs.rmSync(at(f)); n++; }
-    for (const f of fs.readdirSync(at('clients'))) {
-      if (/\.(crt|key)$/.test(f)) { fs.rmSync(at('clients', f)); n++; }
-    }
-    if (n > 0) say(`--force: removed the old CA and certificates (${n} files)`);
-  }
-
-  // The CA: kept if present.
-  let ca: Issued;
-  const caCrt = at('ca.crt');
-  const caKey = at('ca.key');
-  if (exists(caCrt) || exists(caKey)) {
-    if (!exists(caCrt) || !exists(caKey)) {
-      throw new Error(`${exists(caCrt) ? caKey : caCrt} is missing but ${exists(caCrt) ? caCrt : caKey} exists; restore it, or use --force to make a new CA`);
-    }
-    ca = { certPem: fs.readFileSync(caCrt, 'utf8'), keyPem: fs.readFileSync(caKey, 'utf8') };
-    const cert = new NodeX509(ca.certPem);
-    if (!cert.ca) throw new Error(`${caCrt} is not a CA certificate; use --force to make a new CA`);
-    if (!cert.checkPrivateKey(createPrivateKey(ca.keyPem))) throw new Error(`${caKey} does not belong to ${caCrt}; use --force to make a new CA`);
-    if (new Date(cert.validTo).getTime() <= Date.now()) throw new Error(`the CA ${caCrt} expired on ${cert.validTo}; use --force to make a new CA`);
-    fs.chmodSync(caKey, 0o600);
-    say(`CA kept: ${caCrt} (expires ${new Date(cert.validTo).toISOString().slice(0, 10)})`);
-  } else {
-    // The CA outlives the certificates it signs, so that clients can be added later.
-    ca = await makeCA({ days: Math.max(opts.days, 3650) });
-    writeFileAtomic(caKey, ca.keyPem, 0o600);
-    writeFileAtomic(caCrt, ca.certPem, 0o644);
-    say(`CA created: ${caCrt}`);
-  }
+  const ca = await keepOrMakeCA(dir, opts.days, say);
   const caNotAfter = new Date(new NodeX509(ca.certPem).validTo);
-
   // A leaf valid for `days`, but never beyond the CA.
   const leafValidity = (): ValidityOpts => {
     const want = new Date(Date.now() + opts.days * DAY_MS);
     return { notAfter: want < caNotAfter ? want : caNotAfter };
   };
 
-  const ensureLeaf = async (label: string, crt: string, key: string, make: () => Promise<Issued>): Promise<void> => {
-    if (exists(crt) && exists(key)) {
-      const problem = pairProblem(crt, key, ca.certPem);
-      if (problem === null) {
-        fs.chmodSync(key, 0o600);
-        say(`${label} kept: ${crt}`);
-        return;
-      }
-      const issued = await make();
-      writeFileAtomic(key, issued.keyPem, 0o600);
-      writeFileAtomic(crt, issued.certPem, 0o644);
-      say(`${label} reissued: ${crt} (${problem})`);
-      return;
-    }
-    const issued = await make();
-    writeFileAtomic(key, issued.keyPem, 0o600);
-    writeFileAtomic(crt, issued.certPem, 0o644);
-    say(`${label} created: ${crt}`);
-  };
-
   const serverSan = net.isIP(opts.serverName) ? { ipAddresses: [opts.serverName] } : { dnsNames: [opts.serverName] };
-  await ensureLeaf('server certificate', at('server.crt'), at('server.key'), () =>
+  await ensureLeaf('server certificate', at('server.crt'), at('server.key'), ca, say, () =>
     issueCert(ca, { cn: opts.serverName, kind: 'server', ...serverSan, ...leafValidity() }));
   // A kept server certificate may carry another name than asked for: say so rather than
   // silently replacing a certificate clients may already be checking.
@@ -325,7 +273,7 @@ export async function writeLabPki(dir: string, opts: LabPkiOpts): Promise<void> 
   }
 
   for (const cn of clients) {
-    await ensureLeaf(`client ${cn}`, at('clients', `${cn}.crt`), at('clients', `${cn}.key`), () =>
+    await ensureLeaf(`client ${cn}`, at('clients', `${cn}.crt`), at('clients', `${cn}.key`), ca, say, () =>
       issueCert(ca, { cn, kind: 'client', ...leafValidity() }));
   }
 
@@ -340,4 +288,61 @@ export async function writeLabPki(dir: string, opts: LabPkiOpts): Promise<void> 
       }
     }
   }
+}
+
+/** --force: removes the CA, server and client certificates and keys in `dir`. */
+function removeOldPki(dir: string, say: (line: string) => void): void {
+  const at = (...p: string[]) => nodePath.join(dir, ...p);
+  // Everything signed by the old CA becomes useless with a new one; remove it so that
+  // clients/ only ever holds certificates that verify. Authorizations are policy: kept.
+  let n = 0;
+  for (const f of ['ca.crt', 'ca.key', 'server.crt', 'server.key']) if (exists(at(f))) { fs.rmSync(at(f)); n++; }
+  for (const f of fs.readdirSync(at('clients'))) {
+    if (/\.(crt|key)$/.test(f)) { fs.rmSync(at('clients', f)); n++; }
+  }
+  if (n > 0) say(`--force: removed the old CA and certificates (${n} files)`);
+}
+
+/** The CA in `dir`, checked, if there is one; otherwise a new one, written there. */
+async function keepOrMakeCA(dir: string, days: number, say: (line: string) => void): Promise<Issued> {
+  const caCrt = nodePath.join(dir, 'ca.crt');
+  const caKey = nodePath.join(dir, 'ca.key');
+  if (exists(caCrt) || exists(caKey)) {
+    if (!exists(caCrt) || !exists(caKey)) {
+      throw new Error(`${exists(caCrt) ? caKey : caCrt} is missing but ${exists(caCrt) ? caCrt : caKey} exists; restore it, or use --force to make a new CA`);
+    }
+    const ca = { certPem: fs.readFileSync(caCrt, 'utf8'), keyPem: fs.readFileSync(caKey, 'utf8') };
+    const cert = new NodeX509(ca.certPem);
+    if (!cert.ca) throw new Error(`${caCrt} is not a CA certificate; use --force to make a new CA`);
+    if (!cert.checkPrivateKey(createPrivateKey(ca.keyPem))) throw new Error(`${caKey} does not belong to ${caCrt}; use --force to make a new CA`);
+    if (new Date(cert.validTo).getTime() <= Date.now()) throw new Error(`the CA ${caCrt} expired on ${cert.validTo}; use --force to make a new CA`);
+    fs.chmodSync(caKey, 0o600);
+    say(`CA kept: ${caCrt} (expires ${new Date(cert.validTo).toISOString().slice(0, 10)})`);
+    return ca;
+  }
+  // The CA outlives the certificates it signs, so that clients can be added later.
+  const ca = await makeCA({ days: Math.max(days, 3650) });
+  writeFileAtomic(caKey, ca.keyPem, 0o600);
+  writeFileAtomic(caCrt, ca.certPem, 0o644);
+  say(`CA created: ${caCrt}`);
+  return ca;
+}
+
+/** Keeps a valid certificate and key pair signed by `ca`, or issues one with `make`. */
+async function ensureLeaf(
+  label: string, crt: string, key: string, ca: Issued, say: (line: string) => void, make: () => Promise<Issued>,
+): Promise<void> {
+  let problem: string | null = null;
+  if (exists(crt) && exists(key)) {
+    problem = pairProblem(crt, key, ca.certPem);
+    if (problem === null) {
+      fs.chmodSync(key, 0o600);
+      say(`${label} kept: ${crt}`);
+      return;
+    }
+  }
+  const issued = await make();
+  writeFileAtomic(key, issued.keyPem, 0o600);
+  writeFileAtomic(crt, issued.certPem, 0o644);
+  say(problem === null ? `${label} created: ${crt}` : `${label} reissued: ${crt} (${problem})`);
 }

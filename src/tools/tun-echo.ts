@@ -101,14 +101,34 @@ async function ip(...args: string[]): Promise<void> {
   }
 }
 
-async function main(): Promise<void> {
-  let opts: TunEchoOptions;
+function parseArgsOrExit(argv: string[]): TunEchoOptions {
   try {
-    opts = parseArgs(process.argv.slice(2));
+    return parseArgs(argv);
   } catch (err) {
     process.stderr.write(`tun-echo: ${(err as Error).message}\n${USAGE}\n`);
     process.exit(2);
   }
+}
+
+interface EchoCounts { read: number; requests: number; replies: number }
+
+/** Prints one packet read from the TUN and, for an echo request, writes the reply into it. */
+function answerPacket(tun: Tun, pkt: Buffer, counts: EchoCounts, say: (line: string) => void): void {
+  counts.read++;
+  say(`read ${pkt.length} bytes: ${describePacket(pkt)}`);
+  if (!isEchoRequest(pkt)) return;
+  counts.requests++;
+  const reply = buildEchoReply(pkt); // a new buffer: addresses swapped, type 0, checksums fixed
+  if (tun.write(reply)) {
+    counts.replies++;
+    say(`wrote echo-reply ${reply.length} bytes: ${describePacket(reply)}`);
+  } else {
+    say(`could not write the echo-reply (the kernel refused it)`);
+  }
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgsOrExit(process.argv.slice(2));
   const say = (line: string) => process.stdout.write(line + '\n');
 
   let tun: Tun;
@@ -120,15 +140,13 @@ async function main(): Promise<void> {
   }
   say(`opened TUN device ${tun.name}`);
 
-  let read = 0;
-  let requests = 0;
-  let replies = 0;
+  const counts: EchoCounts = { read: 0, requests: 0, replies: 0 };
   let closed = false;
   const close = (why: string) => {
     if (closed) return;
     closed = true;
     tun.close(); // the kernel removes the interface (and its routes) with the last fd
-    say(`closed ${tun.name} (${why}): ${read} packet(s) read, ${replies} echo-reply(s) written`);
+    say(`closed ${tun.name} (${why}): ${counts.read} packet(s) read, ${counts.replies} echo-reply(s) written`);
     process.exit(0);
   };
   process.on('SIGINT', () => close('SIGINT'));
@@ -148,19 +166,9 @@ async function main(): Promise<void> {
 
   tun.onPackets((batch) => {
     for (let i = 0; i < batch.count && !closed; i++) {
-      const pkt = batch.packet(i); // a view into the batch buffer, valid only in this callback
-      read++;
-      say(`read ${pkt.length} bytes: ${describePacket(pkt)}`);
-      if (!isEchoRequest(pkt)) continue;
-      requests++;
-      const reply = buildEchoReply(pkt); // a new buffer: addresses swapped, type 0, checksums fixed
-      if (tun.write(reply)) {
-        replies++;
-        say(`wrote echo-reply ${reply.length} bytes: ${describePacket(reply)}`);
-      } else {
-        say(`could not write the echo-reply (the kernel refused it)`);
-      }
-      if (opts.count > 0 && requests >= opts.count) close(`answered ${opts.count} echo request(s)`);
+      // batch.packet(i) is a view into the batch buffer, valid only in this callback.
+      answerPacket(tun, batch.packet(i), counts, say);
+      if (opts.count > 0 && counts.requests >= opts.count) close(`answered ${opts.count} echo request(s)`);
     }
   });
 }
