@@ -40,6 +40,16 @@ t.test('MTU arithmetic', async (t) => {
   t.equal(computeTunnelMtu(9000, false, false), 8934);
 });
 
+t.test('roaming, admission and pull options', async (t) => {
+  const s = parseServerArgs(['--no-float', '--on-move', '/bin/true', '--move-trials-per-sec', '10', '--handshakes-per-source', '2'], NOENV);
+  t.same([s.float, s.onMove, s.moveTrialsPerSec, s.handshakesPerSource], [false, '/bin/true', 10, 2]);
+  t.throws(() => parseServerArgs(['--handshakes-per-source', '0'], NOENV), /handshakesPerSource/, 'at least one handshake per source');
+  const c = parseClientArgs(['--server', '192.0.2.1:1194', '--name', 'alice', '--route-nopull', '--pull-filter', 'ignore:route 10.', '--pull-filter', 'reject:redirect-gateway'], NOENV);
+  t.equal(c.routeNopull, true);
+  t.same(c.pullFilters, [{ action: 'ignore', text: 'route 10.' }, { action: 'reject', text: 'redirect-gateway' }], 'filters in order');
+  t.throws(() => parseClientArgs(['--server', '192.0.2.1:1194', '--name', 'alice', '--pull-filter', 'drop:route'], NOENV), /pullFilters.*ACTION:TEXT/, 'a bad action names the field');
+});
+
 t.test('server defaults', async (t) => {
   const c = parseServerArgs([], NOENV);
   t.same(c, {
@@ -63,6 +73,8 @@ t.test('server defaults', async (t) => {
     keepaliveSec: 10,
     timeoutSec: 60,
     onConnect: null, onDisconnect: null,
+    float: true, onMove: null, moveTrialsPerSec: 4000,
+    handshakesPerSource: 8,
     statusSocket: 'run/minivpn.sock',
     plaintext: false,
     keylog: null,
@@ -216,6 +228,8 @@ t.test('client defaults and forms', async (t) => {
     reconnectMinSec: 1,
     reconnectMaxSec: 30,
     stateDir: 'run',
+    routeNopull: false,
+    pullFilters: [],
     udpGso: false,
     tunGro: true,
     handoffYield: true,

@@ -208,6 +208,10 @@ export function nullable(check: (v: unknown) => unknown) {
 
 /** `--pull-filter ACTION:TEXT` (src/client/pushed.ts): what to do with pushed items starting with TEXT. */
 export function pullFilter(v: unknown): PullFilter {
+  if (typeof v === 'object' && v !== null) { // (a filter already parsed, or written out in a config file)
+    const f = v as Partial<PullFilter>;
+    if ((f.action === 'accept' || f.action === 'ignore' || f.action === 'reject') && typeof f.text === 'string' && f.text !== '') return { action: f.action, text: f.text };
+  }
   const m = typeof v === 'string' ? /^(accept|ignore|reject):(.+)$/.exec(v) : null;
   if (!m) throw new Expected('ACTION:TEXT, e.g. "ignore:route 10.9.0.0/24" (ACTION accept, ignore or reject)');
   return { action: m[1] as PullAction, text: m[2] };
