@@ -227,7 +227,7 @@ t.test('client defaults and forms', async (t) => {
     keylog: null,
     reconnectMinSec: 1,
     reconnectMaxSec: 30,
-    stateDir: 'run',
+    stateDir: '/run/minivpn',
     routeNopull: false,
     pullFilters: [],
     udpGso: false,

@@ -22,6 +22,7 @@ import { logger } from '../log';
 import { monotonicMs } from '../clock';
 import { handoffStats, readTunAfterWrite, readUdpAfterSend, setHandoffYield } from '../os/latency';
 import { runInitScript } from '../os/scripts';
+import { ensurePrivateDir } from '../os/statedir';
 import { Channel, DtlsChannel, PlaintextChannel } from '../session/channel';
 import { Close, dataFrame, SessionCore } from '../session/core';
 import { checkPushed } from './pushed';
@@ -83,6 +84,12 @@ export class VpnClient {
 
   /** Runs until stop(); resolves with the exit code. */
   async run(): Promise<number> {
+    try {
+      ensurePrivateDir(path.resolve(this.cfg.stateDir));
+    } catch (err) {
+      log.error((err as Error).message);
+      return 1;
+    }
     setHandoffYield(this.cfg.handoffYield);
     let delay = this.cfg.reconnectMinSec;
     let attempt = 0;

@@ -104,7 +104,7 @@ export const CLIENT_FIELDS: Field[] = [
   { key: 'reconnectMaxSec', flag: 'reconnect-max-sec', type: 'value', number: true, metavar: 'SEC', def: 30, help: 'longest wait between reconnects', check: seconds(0.1, 3600) },
   { key: 'routeNopull', flag: 'route-nopull', type: 'bool', def: false, help: "ignore the routes (and the redirect) the server pushes; the tunnel's own subnet still works", check: bool },
   { key: 'pullFilters', flag: 'pull-filter', type: 'list', metavar: 'ACTION:TEXT', def: [], defText: 'none', help: 'accept, ignore or reject pushed items that start with TEXT ("route 10.9.", "redirect-gateway", "dns "); first match wins; repeatable', check: list(pullFilter, '["ignore:redirect-gateway"]', 32) },
-  { key: 'stateDir', flag: 'state-dir', type: 'value', metavar: 'DIR', def: 'run', help: 'where the client keeps its runtime state', check: path },
+  { key: 'stateDir', flag: 'state-dir', type: 'value', metavar: 'DIR', def: '/run/minivpn', help: 'where the client keeps its runtime state (made 0700; a symbolic link, or a directory of another user, is refused)', check: path },
   UDP_GSO_FIELD,
   TUN_GRO_FIELD,
   HANDOFF_YIELD_FIELD,

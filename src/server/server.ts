@@ -125,13 +125,15 @@ export class VpnServer {
     this.admission = new Admission(this, this.sessions, this.counters, this.dtls, this.authz, cfg.float && !cfg.plaintext ? cfg.moveTrialsPerSec : 0, cfg.handshakesPerSource);
     // (Before "listening": whoever waits for that line sees this one too.)
     if (cfg.udpGso) log.info('UDP segmentation offload is on: a capture on this host shows a run of datagrams as one large packet');
+    this.status = new StatusServer(cfg.statusSocket, () => this.snapshot());
+    await this.status.listen();
+    if (cfg.user || cfg.group) dropPrivileges(cfg.user, cfg.group);
+    // Packets (and with them hooks) only from here on: never as root after --user, never before
+    // the status socket is there.
     setHandoffYield(cfg.handoffYield);
     this.sock.onDatagrams(this.udpRx, (rx, now) => this.onDatagrams(rx, now));
     this.tun.onPackets((b, now) => this.onTunBatch(b, now));
     this.tick = setInterval(() => this.onTick(), 1000);
-    this.status = new StatusServer(cfg.statusSocket, () => this.snapshot());
-    await this.status.listen();
-    if (cfg.user || cfg.group) dropPrivileges(cfg.user, cfg.group);
     const a = this.sock.address();
     const where = a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
     log.info(`listening on udp ${where}`, {

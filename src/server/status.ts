@@ -14,7 +14,12 @@ export class StatusServer {
 
   async listen(): Promise<void> {
     fs.mkdirSync(path.dirname(path.resolve(this.file)), { recursive: true });
-    try { fs.unlinkSync(this.file); } catch { /* not there */ }
+    let st: fs.Stats | null = null;
+    try { st = fs.lstatSync(this.file); } catch { /* not there */ }
+    // Only a socket of ours is replaced; a symbolic link (or any other file) in its place is
+    // refused rather than followed or removed.
+    if (st !== null && !st.isSocket()) throw new Error(`status socket ${this.file}: ${st.isSymbolicLink() ? 'is a symbolic link' : 'exists and is not a socket'}; refusing to replace it`);
+    if (st !== null) fs.unlinkSync(this.file);
     this.server = net.createServer((c) => {
       c.on('error', () => undefined);
       let doc: unknown;
@@ -27,11 +32,17 @@ export class StatusServer {
       }
       c.end(JSON.stringify(doc) + '\n');
     });
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once('error', reject);
-      this.server!.listen(this.file, () => resolve());
-    });
-    fs.chmodSync(this.file, 0o600); // the status names clients and addresses: root only
+    // Made 0600 from the start (the umask), not chmod-ed after: no moment in which others could
+    // connect. The status names clients and addresses: root only.
+    const umask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.server!.once('error', reject);
+        this.server!.listen(this.file, () => resolve());
+      });
+    } finally {
+      process.umask(umask);
+    }
     this.server.unref();
     log.debug('status socket ready', { file: this.file });
   }

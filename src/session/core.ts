@@ -252,7 +252,9 @@ export class SessionCore {
   private channelEnded(): boolean {
     if (this.closed) return true;
     const st = this.channel.state;
-    if (st === 'failed') this.end('handshake-failed', this.channel.error ?? 'unknown error');
+    // (A channel that fails after it was up is a lost connection, worth a reconnect; before, a
+    // refused certificate or an alert, which would fail again.)
+    if (st === 'failed') this.end(this.up ? 'peer-closed' : 'handshake-failed', this.channel.error ?? 'unknown error');
     else if (st === 'closed') this.end('peer-closed', 'the peer closed the connection');
     return this.closed;
   }
