@@ -274,9 +274,33 @@ t.test('Counters', async (t) => {
   t.same(Object.keys(snap).sort(), [...DROP_REASONS].sort(), 'every reason listed');
   t.same(
     [...DROP_REASONS].sort(),
-    ['bad_ip', 'client_to_client_off', 'garbage', 'mismatch_dtls', 'mismatch_plaintext', 'no_route', 'not_ipv4', 'replayed_or_bad_record', 'spoofed_source', 'too_big', 'unauthorized'],
+    ['bad_ip', 'client_to_client_off', 'garbage', 'handshake_limit', 'mismatch_dtls', 'mismatch_plaintext', 'move_budget', 'move_refused', 'no_route', 'not_answered', 'not_ipv4', 'replayed_or_bad_record', 'spoofed_source', 'too_big', 'unauthorized'],
   );
   t.equal(snap.garbage, 2);
   snap.garbage = 100;
   t.equal(c.get('garbage'), 2, 'snapshot is a copy');
+});
+
+t.test('lease writes can be coalesced: a reconnect loop cannot make the pool fsync at its pace', async (t) => {
+  const dir = t.testdir({});
+  const file = path.join(dir, 'leases.json');
+  const p = new AddressPool('10.8.0.0/24', { leasesFile: file, saveEveryMs: 500 });
+  for (let i = 0; i < 200; i++) {
+    p.acquire('alice');
+    p.release('alice');
+  }
+  t.equal(p.writes, 1, 'the first change is written at once, the next 399 wait');
+  t.equal(JSON.parse(fs.readFileSync(file, 'utf8')).leases[0].releasedAt, null, 'the file still has the first state');
+  await new Promise<void>((resolve) => {
+    const poll = () => (p.writes === 2 ? resolve() : setTimeout(poll, 20));
+    poll();
+  });
+  t.not(JSON.parse(fs.readFileSync(file, 'utf8')).leases[0].releasedAt, null, 'within 500 ms the last state is written, once');
+  p.acquire('bob');
+  p.flush();
+  t.equal(p.writes, 3, 'flush writes what is pending at once');
+  t.same(JSON.parse(fs.readFileSync(file, 'utf8')).leases.map((l: { cn: string }) => l.cn).sort(), ['alice', 'bob']);
+  const q = new AddressPool('10.8.0.0/24', { leasesFile: path.join(dir, 'b.json') });
+  q.acquire('a'); q.acquire('b'); q.release('a');
+  t.equal(q.writes, 3, 'without saveEveryMs, every change is written at once');
 });

@@ -9,10 +9,12 @@
 
 import * as fs from 'fs';
 import * as path from 'path';
+import { monotonicMs } from '../clock';
 import { logger } from '../log';
 import { formatCidr, intToIpv4, ipv4ToInt, parseCidr } from '../wire/ip';
 
 const log = logger('pool');
+
 
 export class PoolExhaustedError extends Error {
   constructor(readonly cidr: string, readonly size: number) {
@@ -40,6 +42,8 @@ interface LeasesFile {
 export interface PoolOptions {
   /** Where leases persist; null/undefined keeps them in memory only. */
   leasesFile?: string | null;
+  /** Write the file at most this often (ms), changes in between together; 0 (default): at each change. */
+  saveEveryMs?: number;
 }
 
 export class AddressPool {
@@ -61,6 +65,13 @@ export class AddressPool {
   /** Every address below this one has been handed out at some point (is reserved). */
   private freshCursor: number;
   private tmpCounter = 0;
+  private readonly saveEveryMs: number;
+  /** Coalesced saves: changes not yet written, the pending write, the last one (monotonic ms). */
+  private dirty = false;
+  private saveTimer: NodeJS.Timeout | null = null;
+  private savedAt = -Infinity;
+  /** Writes of the leases file so far (tests: bounded under a reconnect loop). */
+  writes = 0;
 
   constructor(cidr: string, opts: PoolOptions = {}) {
     const c = parseCidr(cidr);
@@ -69,6 +80,7 @@ export class AddressPool {
     }
     this.cidr = formatCidr(c);
     this.prefix = c.prefix;
+    this.saveEveryMs = opts.saveEveryMs ?? 0;
     const broadcast = (c.network | ~c.mask) >>> 0;
     this.serverAddressInt = c.network + 1;
     this.serverAddress = intToIpv4(this.serverAddressInt);
@@ -228,19 +240,43 @@ export class AddressPool {
   }
 
   /**
+   * Saves the leases, at most once per saveEveryMs (the server: 500): a client reconnecting in a loop must not
+   * make the server fsync at its pace. Changes within that time are written together when it
+   * is over (a timer), or by flush() (the server's stop). A crash loses at most that much.
+   */
+  private save(): void {
+    if (!this.file) return;
+    this.dirty = true;
+    if (this.saveTimer) return;
+    const wait = this.savedAt + this.saveEveryMs - monotonicMs();
+    if (wait <= 0) { this.flush(); return; }
+    this.saveTimer = setTimeout(() => { this.saveTimer = null; this.flush(); }, wait);
+    this.saveTimer.unref();
+  }
+
+  /** Writes pending changes now. */
+  flush(): void {
+    if (this.saveTimer) { clearTimeout(this.saveTimer); this.saveTimer = null; }
+    if (!this.dirty || !this.file) return;
+    this.dirty = false;
+    this.savedAt = monotonicMs();
+    this.write(this.file);
+  }
+
+  /**
    * Writes the leases atomically: a temp file in the same directory, fsync, rename over
    * the old file, fsync the directory. A crash leaves either the old or the new file,
    * never a half-written one. A failed write is logged; the pool keeps working in memory.
    */
-  private save(): void {
-    if (!this.file) return;
+  private write(file: string): void {
+    this.writes++;
     const data: LeasesFile = {
       version: 1,
       pool: this.cidr,
       leases: this.leases().map((l) => ({ cn: l.cn, address: l.addressStr, releasedAt: l.releasedAt })),
     };
-    const dir = path.dirname(this.file);
-    const tmp = path.join(dir, `.${path.basename(this.file)}.tmp-${process.pid}-${this.tmpCounter++}`);
+    const dir = path.dirname(file);
+    const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${this.tmpCounter++}`);
     let fd: number | null = null;
     try {
       // 0600: it names every client and its address (as the status socket, which is root's only).
@@ -250,10 +286,10 @@ export class AddressPool {
       fs.fsyncSync(fd);
       fs.closeSync(fd);
       fd = null;
-      fs.renameSync(tmp, this.file);
+      fs.renameSync(tmp, file);
       this.fsyncDir(dir);
     } catch (e) {
-      log.error('cannot save leases', { file: this.file, error: (e as Error).message });
+      log.error('cannot save leases', { file, error: (e as Error).message });
       if (fd !== null) fs.closeSync(fd);
       fs.rmSync(tmp, { force: true });
     }

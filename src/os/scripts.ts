@@ -49,3 +49,48 @@ export function runHook(program: string | null, event: string, info: { tun: stri
     });
   });
 }
+
+type HookInfo = { tun: string; cn: string; address: string; remote: string; oldRemote?: string };
+
+/**
+ * Hooks, at most `perSecond` started a second: a client reconnecting in a loop must not make
+ * the server spawn a process per attempt. Events that wait are coalesced per client (CN): the
+ * latest wins, since it is the client's state now (a connect, then a disconnect: only the
+ * disconnect runs).
+ */
+export class HookRunner {
+  private readonly pending = new Map<string, { program: string; event: string; info: HookInfo }>();
+  private tokens: number;
+  private refilledAt = Date.now();
+  private timer: NodeJS.Timeout | null = null;
+  /** Hooks started, and events dropped because a later one of the same client replaced them. */
+  started = 0;
+  coalesced = 0;
+
+  constructor(private readonly perSecond = 5) {
+    this.tokens = perSecond;
+  }
+
+  run(program: string | null, event: string, info: HookInfo): void {
+    if (!program) return;
+    if (this.pending.delete(info.cn)) this.coalesced++;
+    this.pending.set(info.cn, { program, event, info });
+    this.drain();
+  }
+
+  private drain(): void {
+    const now = Date.now();
+    this.tokens = Math.min(this.perSecond, this.tokens + ((now - this.refilledAt) * this.perSecond) / 1000);
+    this.refilledAt = now;
+    for (const [cn, h] of this.pending) {
+      if (this.tokens < 1) break;
+      this.tokens--;
+      this.pending.delete(cn);
+      this.started++;
+      void runHook(h.program, h.event, h.info);
+    }
+    if (this.pending.size > 0 && this.timer === null) {
+      this.timer = setTimeout(() => { this.timer = null; this.drain(); }, Math.ceil(1000 / this.perSecond));
+    }
+  }
+}

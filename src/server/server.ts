@@ -21,7 +21,7 @@ import { logger } from '../log';
 import { monotonicMs } from '../clock';
 import { handoffStats, HandoffStats, readTunAfterWrite, readUdpAfterSend, setHandoffYield } from '../os/latency';
 import { dropPrivileges } from '../os/privileges';
-import { runHook, runInitScript } from '../os/scripts';
+import { HookRunner, runInitScript } from '../os/scripts';
 import { Channel, DtlsChannel } from '../session/channel';
 import { Close, dataFrame, SessionCore } from '../session/core';
 import { Tun } from '../tun/tun';
@@ -87,13 +87,15 @@ export class VpnServer {
   /** server-init.sh up was started: stop() must run its "down". */
   private initRan = false;
   private cookieRotatedAt = monotonicMs();
+  /** The connect, disconnect and move hooks: rate-limited, coalesced per client. */
+  private readonly hooks = new HookRunner();
 
   constructor(readonly cfg: ServerConfig) {
     this.tunq = new TunQueue(SLOT, cfg.tunGro);
     this.receiveBatch = this.tunq.frames;
     this.c2c = PacketBatch.over(this.receiveBatch.buf, 1);
     const cidr = `${cfg.pool.network}/${cfg.pool.prefix}`;
-    this.pool = new AddressPool(cidr, { leasesFile: cfg.leasesFile });
+    this.pool = new AddressPool(cidr, { leasesFile: cfg.leasesFile, saveEveryMs: 500 }); // (a reconnect loop: not an fsync each)
     this.poolCidr = parseCidr(cidr);
     this.sessions = new SessionTable(this.pool);
     // Plaintext mode is for labs: no certificates, so no authorization by certificate either.
@@ -187,7 +189,7 @@ export class VpnServer {
     this.sessions.move(s, rx.peer(i));
     this.admission.moves++;
     log.info(`${s.cn} moved ${from} -> ${s.key}`, { cn: s.cn, address: s.addressStr });
-    void runHook(this.cfg.onMove, 'move', { tun: this.tun.name, cn: s.cn, address: s.addressStr, remote: s.key, oldRemote: from });
+    this.hooks.run(this.cfg.onMove, 'move', { tun: this.tun.name, cn: s.cn, address: s.addressStr, remote: s.key, oldRemote: from });
     return true;
   }
 
@@ -297,7 +299,7 @@ export class VpnServer {
         this.sessions.connect(s, lease.address, lease.addressStr, now);
         s.core.accept(this.configFor(s), now);
         log.info('client connected', { cn: s.cn, address: s.addressStr, remote: s.key, mode: s.core.channel.kind });
-        void runHook(this.cfg.onConnect, 'connect', { tun: this.tun.name, cn: s.cn, address: s.addressStr, remote: s.key });
+        this.hooks.run(this.cfg.onConnect, 'connect', { tun: this.tun.name, cn: s.cn, address: s.addressStr, remote: s.key });
         return;
       }
       r = lease;
@@ -340,7 +342,7 @@ export class VpnServer {
     if (c.code === 'handshake-failed') this.admission.logs.warn('handshake failed', monotonicMs(), 'handshake failed', { remote: s.key, reason: c.reason });
     if (s.address) {
       log.info('client disconnected', { cn: s.cn, address: s.addressStr, remote: s.key, reason });
-      void runHook(this.cfg.onDisconnect, 'disconnect', { tun: this.tun.name, cn: s.cn, address: s.addressStr, remote: s.key });
+      this.hooks.run(this.cfg.onDisconnect, 'disconnect', { tun: this.tun.name, cn: s.cn, address: s.addressStr, remote: s.key });
     } else {
       log.debug('session ended before it was established', { remote: s.key, reason });
     }
@@ -406,6 +408,7 @@ export class VpnServer {
     this.stopping = true;
     log.info('shutting down', { clients: this.sessions.connected });
     for (const s of this.sessions.all()) this.closeSession(s, 'server shutting down', true);
+    this.pool.flush();
     if (this.tick) clearInterval(this.tick);
     await this.status?.close();
     // Give queued datagrams a moment to leave before the socket closes.
