@@ -23,6 +23,11 @@ export class TokenBucket {
     this.tokens -= n;
     return true;
   }
+
+  /** Whether take(now, n) would succeed (takes nothing). */
+  ready(now: number, n = 1): boolean {
+    return Math.min(this.burst, this.tokens + (Math.max(0, now - this.at) * this.rate) / 1000) >= n;
+  }
 }
 
 /**
@@ -48,6 +53,12 @@ export class HashedBuckets {
     if (this.tokens[i] < n) return false;
     this.tokens[i] -= n;
     return true;
+  }
+
+  /** Whether take(key, now, n) would succeed (takes nothing). */
+  ready(key: number, now: number, n = 1): boolean {
+    const i = key % this.slots;
+    return Math.min(this.burst, this.tokens[i] + (Math.max(0, now - this.at[i]) * this.rate) / 1000) >= n;
   }
 }
 

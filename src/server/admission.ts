@@ -173,6 +173,13 @@ export class Admission {
       this.counters.inc('handshake_limit');
       return;
     }
+    // A ClientHello without a cookie can only earn a HelloVerifyRequest: when that answer would
+    // not be sent anyway (its source, or all, over the answer rate), it is not made either. A
+    // flood of them then costs a few byte reads each, not OpenSSL's parse and HMAC.
+    if (helloCookieLength(msg) === 0 && !(this.answersPerSource.ready(src, now) && this.answersInAll.ready(now))) {
+      this.counters.inc('not_answered');
+      return;
+    }
     const peer = rx.peer(i);
     const r = this.dtls.listen(msg, peer.text, false);
     if (r === null) { this.counters.inc('garbage'); return; }
@@ -308,4 +315,15 @@ export class Admission {
       return { reason: err.message, log: 'refused client: address pool exhausted' };
     }
   }
+}
+
+/**
+ * The cookie length of a DTLS ClientHello record (record header 13 bytes, handshake header 12,
+ * client_version 2, random 32, session_id 1 + n, then the cookie's length byte), or -1 when the
+ * datagram is not the start of a ClientHello.
+ */
+export function helloCookieLength(d: Buffer): number {
+  if (d.length < 60 || d[13] !== 1 || d[19] !== 0 || d[20] !== 0 || d[21] !== 0) return -1; // (type 1, fragment offset 0)
+  const at = 60 + d[59];
+  return at < d.length ? d[at] : -1;
 }
