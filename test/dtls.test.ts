@@ -244,3 +244,75 @@ t.test("peer(): the certificate's whole CN, not cut at a NUL byte or at 255 byte
     t.notOk(isValidCn(r.server!.peer()?.cn), 'and is not a valid client name, so the server refuses it');
   }
 });
+
+/** Every DTLS record of a datagram: [content type, epoch, first handshake message type (or -1)]. */
+function records(d: Buffer): Array<[number, number, number]> {
+  const out: Array<[number, number, number]> = [];
+  for (let o = 0; o + 13 <= d.length;) {
+    const len = d.readUInt16BE(o + 11);
+    const epoch = d.readUInt16BE(o + 3);
+    out.push([d[o], epoch, d[o] === 22 && epoch === 0 && len > 0 ? d[o + 13] : -1]);
+    o += 13 + len;
+  }
+  return out;
+}
+
+t.test('no session resumption: the server sends no session ticket (each client proves itself every time)', async (t) => {
+  const p = await testPki();
+  const sctx = server(p.ca, p.server), cctx = client(p.ca, p.client);
+  const c = cctx.connect('server.minivpn.test');
+  const out = new PacketBatch(16, 2048);
+  const seen: Array<[number, number, number]> = [];
+  let s: DtlsConnection | null = null;
+  c.handshake();
+  let toServer = c.takeOutput() ?? [];
+  for (let round = 0; round < 10 && toServer.length; round++) {
+    const back: Buffer[] = [];
+    for (const d of toServer) {
+      if (s === null) {
+        const r = sctx.listen(d, '192.0.2.11:40000');
+        if (r && 'reply' in r) back.push(...r.reply);
+        if (r && 'conn' in r) { s = r.conn; back.push(...(s.takeOutput() ?? [])); }
+      } else {
+        s.openOne(d, out);
+        back.push(...(s.takeOutput() ?? []));
+      }
+    }
+    for (const d of back) seen.push(...records(d));
+    toServer = [];
+    for (const d of back) { c.openOne(d, out); toServer.push(...(c.takeOutput() ?? [])); }
+  }
+  t.equal(c.state, 'open', 'the handshake completed');
+  t.equal(s?.state, 'open');
+  t.ok(seen.some(([ct, , hs]) => ct === 22 && hs === 2), 'the server flight was seen (ServerHello)');
+  t.notOk(seen.some(([ct, , hs]) => ct === 22 && hs === 4), 'no NewSessionTicket (handshake type 4) in anything the server sent');
+});
+
+t.test('the cookie secret rotates: a cookie of the previous secret is still good, one of the secret before is not', async (t) => {
+  const p = await testPki();
+  const sctx = server(p.ca, p.server), cctx = client(p.ca, p.client);
+  const out = new PacketBatch(16, 2048);
+  const key = '192.0.2.11:40000';
+  /** A ClientHello that carries the cookie the server gives now. */
+  const helloWithCookie = (): Buffer => {
+    const c = cctx.connect('server.minivpn.test');
+    c.handshake();
+    const r = sctx.listen(c.takeOutput()![0], key);
+    if (!r || !('reply' in r)) throw new Error('expected a HelloVerifyRequest');
+    c.openOne(r.reply[0], out);
+    return c.takeOutput()![0];
+  };
+  const h1 = helloWithCookie();
+  sctx.rotateCookieSecret();
+  const r1 = sctx.listen(h1, key, false);
+  t.ok(r1 && 'conn' in r1, 'one rotation later, the cookie is still accepted (a handshake under way survives it)');
+  if (r1 && 'conn' in r1) r1.conn.destroy();
+  const h2 = helloWithCookie();
+  sctx.rotateCookieSecret();
+  sctx.rotateCookieSecret();
+  const r2 = sctx.listen(h2, key, false);
+  t.ok(r2 && 'reply' in r2, 'two rotations later, it is not: a new HelloVerifyRequest instead');
+  const h3 = helloWithCookie();
+  const r3 = sctx.listen(h3, '192.0.2.12:40000', false);
+  t.ok(r3 && 'reply' in r3, 'and a cookie is bound to its address');
+});
