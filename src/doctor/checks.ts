@@ -260,7 +260,7 @@ async function readableAs(dir: string, user: string, group: string | null, env: 
   if (uid === null || gid === null) return `user ${user}${group ? ` or group ${group}` : ''} does not exist`;
   return new Promise((resolve) => {
     execFile(process.execPath, ['-e', 'require("fs").readdirSync(process.argv[1])', dir], { uid, gid, timeout: 10_000 }, (err) => {
-      resolve(err ? `${user} cannot read it` : null);
+      resolve(err ? `user ${user} cannot read it` : null);
     });
   });
 }
