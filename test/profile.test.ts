@@ -76,7 +76,7 @@ t.test('pki export refuses what would not work, and says why', async (t) => {
   const cases: [string, RegExp][] = [
     ['$MINIVPN pki export alice', /--server HOST:PORT is required/],
     ['$MINIVPN pki export carol --server 192.0.2.1', /no certificate for carol in pki\/clients: make one with: minivpn pki --out pki --clients carol/],
-    ['$MINIVPN pki export alice --server 192.0.2.1 --set bogus=1', /an option is not one the client takes: unknown flag --bogus/],
+    ['$MINIVPN pki export alice --server 192.0.2.1 --set bogus=1', /the profile's options: unknown flag --bogus/],
     ['$MINIVPN pki export alice --server 192.0.2.1:99999', /"server": expected an address like/],
     ['$MINIVPN pki export alice --server 192.0.2.1 --set key=/etc/shadow', /"key" is not allowed in a profile/],
     ['$MINIVPN pki export ../alice --server 192.0.2.1', /bad client name/],

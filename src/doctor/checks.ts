@@ -164,7 +164,9 @@ export async function checkMtu(ctx: Context): Promise<Result> {
     return fail(`cannot tell which interface carries the tunnel (no interface has ${cfg.listen.host}, or no default route)`,
       'listen on one of this machine\'s addresses: --listen ADDR:PORT');
   }
-  const fits = computeTunnelMtu(dev.mtu, cfg.plaintext, false);
+  // A specific IPv6 listen address means an IPv6 underlay: 20 bytes more of outer header.
+  const v6 = net.isIPv6(cfg.listen.host) && cfg.listen.host !== '::';
+  const fits = computeTunnelMtu(dev.mtu, cfg.plaintext, v6);
   const where = `${dev.name} (${dev.why}) has MTU ${dev.mtu}`;
   if (cfg.mtu <= fits) return ok(`tunnel MTU ${cfg.mtu} fits: ${where}`);
   const computed = cfg.mtu === computeTunnelMtu(cfg.underlayMtu, cfg.plaintext, false);

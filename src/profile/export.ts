@@ -108,7 +108,7 @@ export function buildProfile(o: Omit<ExportOpts, 'output' | 'qr'>, now = Date.no
   try {
     checkProfileOptions(parseProfile(text, o.name), o.name);
   } catch (err) {
-    throw new Error(`an option is not one the client takes: ${(err as Error).message.replace(/^profile \S+( line \d+)?: /, '')}`);
+    throw new Error(`the profile's options: ${(err as Error).message.replace(/^profile \S+( line \d+)?: /, '')}`);
   }
   return text;
 }
@@ -127,8 +127,11 @@ function writePrivate(file: string, text: string): void {
   fs.renameSync(tmp, file);
 }
 
-/** Standard output: a file the shell made for a redirect is made 0600 before the key is in it. */
-function writeStdout(text: string, warn: (s: string) => void): void {
+/**
+ * Standard output: a file the shell made for a redirect is made 0600 before the key is in it.
+ * `onTerminal` is said when it is a terminal.
+ */
+function writeStdout(text: string, onTerminal: (() => void) | null): void {
   const st = fs.fstatSync(1);
   if (st.isFile()) {
     try {
@@ -137,9 +140,9 @@ function writeStdout(text: string, warn: (s: string) => void): void {
       throw new Error(`cannot make the output file private (chmod 600): ${(err as Error).message}; use --output FILE`);
     }
   } else if (process.stdout.isTTY) {
-    warn('the profile holds a private key: save it to a file (> NAME.conf) rather than showing it');
+    onTerminal?.();
   }
-  fs.writeSync(1, text);
+  process.stdout.write(text);
 }
 
 /** The `pki export` command; returns the exit status. */
@@ -167,7 +170,7 @@ export async function exportMain(argv: string[]): Promise<number> {
         warn(`no QR code: ${qr.why}`);
         return 1;
       }
-      process.stdout.write(qr.text);
+      writeStdout(qr.text, null);
       warn(`profile for ${o.name} as a QR code (version ${qr.version}, ${qr.columns} columns): it holds ${o.name}'s private key, show it to ${o.name} only`);
       return 0;
     }
@@ -176,7 +179,7 @@ export async function exportMain(argv: string[]): Promise<number> {
       writePrivate(o.output, text);
       warn(`profile for ${o.name} written: ${o.output} (mode 0600)`);
     } else {
-      writeStdout(text, warn);
+      writeStdout(text, () => warn('the profile holds a private key: save it to a file (> NAME.conf) rather than showing it'));
     }
     return 0;
   } catch (err) {

@@ -123,6 +123,7 @@ export function loadProfile(argv: string[], now = Date.now()): LoadedProfile | n
   const cleanup = () => {
     if (removed) return;
     removed = true;
+    process.removeListener('exit', cleanup);
     fs.rmSync(dir, { recursive: true, force: true });
   };
   process.once('exit', cleanup);
