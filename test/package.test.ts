@@ -39,7 +39,7 @@ t.test('npm pack, then npm install -g into an empty prefix', { timeout: 420_000 
   }
 
   const prefix = path.join(dir, 'prefix');
-  const inst = spawnSync('npm', ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', tgz],
+  const inst = spawnSync('npm', ['install', '-g', '--prefix', prefix, '--offline', '--no-audit', '--no-fund', tgz],
     { cwd: dir, encoding: 'utf8', env, timeout: 360_000 });
   t.equal(inst.status, 0, `npm install -g: ${inst.stderr.slice(-2000)}`);
   const pkgDir = path.join(prefix, 'lib', 'node_modules', 'minivpn');

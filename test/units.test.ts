@@ -50,6 +50,7 @@ t.test('the units ask for the sandbox and restart policy a VPN service should ha
     t.equal(value(u, 'Service', 'ProtectHome'), 'yes', `${name}: ProtectHome`);
     t.equal(value(u, 'Service', 'PrivateTmp'), 'yes', `${name}: PrivateTmp`);
     t.equal(value(u, 'Service', 'Restart'), 'on-failure', `${name}: Restart=on-failure`);
+    t.equal(value(u, 'Service', 'RestartPreventExitStatus'), '2', `${name}: no restart loop on a configuration error`);
     t.match(value(u, 'Service', 'RuntimeDirectory'), /^minivpn/, `${name}: a RuntimeDirectory`);
     const caps = value(u, 'Service', 'CapabilityBoundingSet').split(/\s+/);
     t.ok(caps.includes('CAP_NET_ADMIN'), `${name}: CAP_NET_ADMIN bounded in`);
