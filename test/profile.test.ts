@@ -80,6 +80,7 @@ t.test('pki export refuses what would not work, and says why', async (t) => {
     ['$MINIVPN pki export alice --server 192.0.2.1:99999', /"server": expected an address like/],
     ['$MINIVPN pki export alice --server 192.0.2.1 --set key=/etc/shadow', /"key" is not allowed in a profile/],
     ['$MINIVPN pki export ../alice --server 192.0.2.1', /bad client name/],
+    ['$MINIVPN pki export alice --server 192.0.2.1 --set "reconnect-max-sec=5\nkeylog /tmp/k"', /a value may not hold control characters/],
   ];
   for (const [cmd, re] of cases) {
     const r = sh(`${cmd} > /dev/null`, dir);

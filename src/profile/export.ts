@@ -61,6 +61,9 @@ function parseExportArgs(argv: string[]): ExportOpts | null {
   const p = clientNameProblem(o.name);
   if (p) throw new ExportUsageError(`bad client name ${JSON.stringify(o.name)}: ${p}`);
   if (!o.server) throw new ExportUsageError('--server HOST:PORT is required: the address the client reaches the server at');
+  // One option per line: a line break in a value would add lines of its own.
+  const bad = [o.server, o.serverName ?? '', ...o.set].find((v) => /[\x00-\x1f\x7f]/.test(v));
+  if (bad !== undefined) throw new ExportUsageError(`a value may not hold control characters (line breaks): ${JSON.stringify(bad)}`);
   return o;
 }
 
@@ -118,13 +121,18 @@ function writePrivate(file: string, text: string): void {
   const tmp = `${file}.tmp-${process.pid}`;
   const fd = fs.openSync(tmp, 'wx', 0o600);
   try {
-    fs.fchmodSync(fd, 0o600);
-    fs.writeSync(fd, text);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
+    try {
+      fs.fchmodSync(fd, 0o600);
+      fs.writeSync(fd, text);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
   }
-  fs.renameSync(tmp, file);
 }
 
 /**
