@@ -63,6 +63,8 @@ run_mode() { # run_mode plaintext|dtls
   local mode=$1 flag=()
   [ "$mode" = plaintext ] && flag=(--insecure-plaintext)
   step "$([ "$mode" = plaintext ] && echo 4/6 || echo 5/6) the tunnel in $mode mode"
+  # The logs exist before tail -f opens them (the background redirects may come later).
+  : >"$WORK/server-$mode.log"; : >"$WORK/client-$mode.log"
   # (ip netns exec replaces itself with node, so $! is the server's own PID)
   ip netns exec "$LAB_PREFIX-server" node dist/src/server/main.js --listen 198.51.100.2:1194 "${flag[@]}" \
     --ca "$WORK/pki/ca.crt" --cert "$WORK/pki/server.crt" --key "$WORK/pki/server.key" \

@@ -1,9 +1,33 @@
 // One line per event: "<ISO time> <LEVEL> <component>: <message> key=value ...".
 // Levels let a student turn on detail (MINIVPN_LOG=debug) without drowning in it.
 // Never pass secrets (keys, passwords) to the logger.
+// Under systemd (JOURNAL_STREAM names the journal's stream), the journal stamps each line
+// itself: no timestamp of our own, and a syslog priority prefix ("<6>") so that
+// `journalctl -p warning` works.
+
+import * as fs from 'node:fs';
 
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+const PRIORITY: Record<Level, number> = { debug: 7, info: 6, warn: 4, error: 3 };
+
+/**
+ * True when our stdout or stderr is the journal stream systemd named in JOURNAL_STREAM
+ * ("device:inode"). Compared, not just present: a program started from a service with its
+ * output redirected elsewhere inherits the variable (systemd.exec(5)).
+ */
+export function writesToJournal(env: NodeJS.ProcessEnv = process.env): boolean {
+  const m = /^(\d+):(\d+)$/.exec(env.JOURNAL_STREAM ?? '');
+  if (!m) return false;
+  for (const fd of [1, 2]) {
+    try {
+      const st = fs.fstatSync(fd, { bigint: true });
+      if (String(st.dev) === m[1] && String(st.ino) === m[2]) return true;
+    } catch { /* fd closed */ }
+  }
+  return false;
+}
+const JOURNAL = writesToJournal();
 
 let threshold: number = ORDER[(process.env.MINIVPN_LOG as Level) ?? 'info'] ?? ORDER.info;
 
@@ -32,7 +56,8 @@ export interface Logger {
 export function logger(component: string): Logger {
   const emit = (level: Level, msg: string, fields?: Record<string, unknown>) => {
     if (ORDER[level] < threshold) return;
-    let line = `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${component}: ${escapeControl(msg)}`;
+    const stamp = JOURNAL ? `<${PRIORITY[level]}>` : `${new Date().toISOString()} `;
+    let line = `${stamp}${level.toUpperCase().padEnd(5)} ${component}: ${escapeControl(msg)}`;
     if (fields) for (const [k, v] of Object.entries(fields)) if (v !== undefined) line += ` ${k}=${fmt(v)}`;
     // stderr for warnings and errors, stdout for the rest, so readiness lines can be awaited on stdout.
     (ORDER[level] >= ORDER.warn ? process.stderr : process.stdout).write(line + '\n');

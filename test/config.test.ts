@@ -254,7 +254,7 @@ t.test('--help and usage()', async (t) => {
     t.fail('expected HelpRequested');
   } catch (err) {
     t.ok(err instanceof HelpRequested);
-    t.match((err as Error).message, /usage: npm run client/);
+    t.match((err as Error).message, /usage: minivpn client/);
   }
   const s = usage('server');
   for (const flag of ['--listen HOST:PORT', '--pool CIDR', '--[no-]client-to-client', '--[no-]insecure-plaintext', '--config FILE', '--nat-out IFACE']) {

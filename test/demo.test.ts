@@ -1,4 +1,4 @@
-// `npm run demo` end to end: its own assertions (what's-my-IP before/after, the LAN host
+// `npx minivpn demo` (what `npm run demo` runs) end to end: its own assertions (what's-my-IP before/after, the LAN host
 // reachable only through the tunnel, HTTP readable on the wire only in plaintext mode)
 // make it exit non-zero on any failure; here we also check what it printed.
 import t from 'tap';
@@ -6,9 +6,10 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { uniquePrefix } from '../src/lab/topology';
 
-t.test('npm run demo', { timeout: 240_000 }, async (t) => {
+t.test('npx minivpn demo (npm run demo runs the same script)', { timeout: 240_000 }, async (t) => {
   const prefix = uniquePrefix('demo');
-  const r = spawnSync('bash', [path.resolve(__dirname, '..', '..', 'scripts', 'demo.sh')], {
+  const r = spawnSync('npx', ['--no-install', 'minivpn', 'demo'], {
+    cwd: path.resolve(__dirname, '..', '..'),
     encoding: 'utf8', timeout: 230_000, env: { ...process.env, LAB_PREFIX: prefix, MINIVPN_SKIP_DEPS: '1' },
   });
   t.equal(r.status, 0, `demo exits 0 (stderr: ${r.stderr.slice(-500)})`);

@@ -389,7 +389,7 @@ t.test('npm run lab -- check 1: the student files of lab 1, in their HOME', asyn
 t.test('npm run lab: usage errors', async (t) => {
   let r = await cli([]);
   t.equal(r.code, 2);
-  t.match(r.stdout, 'usage: npm run lab');
+  t.match(r.stdout, 'usage: minivpn lab');
   r = await cli(['frobnicate']);
   t.equal(r.code, 2);
   t.match(r.stderr, 'unknown command "frobnicate"');

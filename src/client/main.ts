@@ -1,26 +1,36 @@
-// npm run client -- --server HOST:PORT --name alice   (as root: it creates a TUN device and routes)
+// minivpn client --server HOST:PORT --name alice, or minivpn client --profile alice.conf
+// (as root: it creates a TUN device and routes)
 import { ConfigError, HelpRequested, parseClientArgs } from '../config';
 import { logger, setLevel } from '../log';
+import { LoadedProfile, loadProfile } from '../profile/load';
 import { VpnClient } from './client';
 
 const log = logger('client');
 
-async function main(): Promise<void> {
+export async function main(argv: string[]): Promise<void> {
   let cfg;
+  let profile: LoadedProfile | null = null;
   try {
-    cfg = parseClientArgs(process.argv.slice(2));
+    // A profile is checked whole (format, options, credentials) before anything is sent.
+    profile = argv.includes('--help') || argv.includes('-h') ? null : loadProfile(argv);
+    cfg = parseClientArgs(profile ? profile.argv : argv);
   } catch (err) {
+    profile?.cleanup();
     if (err instanceof HelpRequested) { process.stdout.write(err.message + '\n'); process.exit(0); }
     if (err instanceof ConfigError) { process.stderr.write(err.message + '\n'); process.exit(2); }
     throw err;
   }
   setLevel(cfg.logLevel);
+  for (const w of profile?.warnings ?? []) log.warn(w);
   let client: VpnClient;
   try {
     client = new VpnClient(cfg);
   } catch (err) {
     log.error(`cannot start: ${(err as Error).message}`);
     process.exit(1);
+  } finally {
+    // The DTLS context has read the profile's credentials: their temporary files can go.
+    profile?.cleanup();
   }
   process.on('SIGTERM', () => client.stop());
   process.on('SIGINT', () => client.stop());
@@ -28,4 +38,4 @@ async function main(): Promise<void> {
   process.exit(code);
 }
 
-void main();
+if (require.main === module) void main(process.argv.slice(2));

@@ -121,10 +121,12 @@ export function usage(kind: 'server' | 'client'): string {
     rows.push([flag, `${f.help} (default: ${def})`]);
   }
   rows.push(['--config FILE', 'JSON file with the same fields in camelCase; flags override it']);
+  // Read by src/profile/load.ts before this parser runs: it becomes flags.
+  if (kind === 'client') rows.push(['--profile FILE', 'one-file profile from "minivpn pki export": server, CA, certificate, key, options; flags override it']);
   rows.push(['--help', 'show this text']);
   const width = Math.max(...rows.map(([a]) => a.length)) + 2;
   const lines = [
-    `usage: npm run ${kind} -- [options]`,
+    `usage: minivpn ${kind} [options]     (or: npm run ${kind} -- [options])`,
     kind === 'server'
       ? 'Runs the minivpn server: a TUN device, a UDP socket and DTLS sessions with clients.'
       : 'Runs the minivpn client: connects to the server and brings up a TUN device.',

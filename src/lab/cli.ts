@@ -7,7 +7,7 @@ import { findNotebook, listNotebooks, loadNotebook, NotebookError } from './note
 import { LabSetupError, checkStudentWork, runNotebook } from './runner';
 import { scriptPath } from './topology';
 
-const USAGE = `usage: npm run lab -- [--prefix P] COMMAND
+const USAGE = `usage: minivpn lab [--prefix P] COMMAND     (or: npm run lab -- ...)
 
 The lab (network namespaces on this machine, see scripts/lab.sh):
   up [--clients N]      build the lab (1..8 clients, default 1)
@@ -176,14 +176,16 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** main, with its errors printed: the exit status. */
+export function cli(argv: string[]): Promise<number> {
+  return main(argv).catch((err: Error) => {
+    if (err instanceof UsageError) process.stderr.write(`lab: ${err.message}\n\n${USAGE}\n`);
+    else if (err instanceof NotebookError || err instanceof LabSetupError) process.stderr.write(`lab: ${err.message}\n`);
+    else process.stderr.write(`lab: ${err.message}\n`);
+    return err instanceof UsageError ? 2 : 1;
+  });
+}
+
 if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => { process.exitCode = code; },
-    (err: Error) => {
-      if (err instanceof UsageError) process.stderr.write(`lab: ${err.message}\n\n${USAGE}\n`);
-      else if (err instanceof NotebookError || err instanceof LabSetupError) process.stderr.write(`lab: ${err.message}\n`);
-      else process.stderr.write(`lab: ${err.message}\n`);
-      process.exitCode = err instanceof UsageError ? 2 : 1;
-    },
-  );
+  void cli(process.argv.slice(2)).then((code) => { process.exitCode = code; });
 }

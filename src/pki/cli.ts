@@ -1,11 +1,14 @@
-// `npm run pki -- [options]`: writes the lab PKI (see pki.ts for the layout).
+// `minivpn pki [options]` (or `npm run pki -- [options]`): writes the lab PKI (see pki.ts
+// for the layout). `minivpn pki export NAME ...`: a client's one-file profile (src/profile).
 
 import { clientNameProblem } from '../config';
 
-const USAGE = `usage: npm run pki -- [options]
+const USAGE = `usage: minivpn pki [options]        (or: npm run pki -- [options])
+       minivpn pki export NAME --server HOST:PORT > NAME.conf   (see: minivpn pki export --help)
 Creates a lab certificate authority, a server certificate and client certificates.
 Running it again keeps the existing CA and certificates and only adds what is missing,
-so "npm run pki -- --clients dave" adds a client later.
+so "minivpn pki --clients dave" adds a client later. "export" writes one client's profile:
+one file with the server's address, the CA, the client's certificate and key.
 
   --out DIR            where to write (default: pki)
   --clients a,b,c      client names, comma-separated (default: alice,bob,carol);
@@ -60,10 +63,14 @@ function parseArgs(argv: string[]): CliOpts | null {
   return o;
 }
 
-async function main(): Promise<number> {
+export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'export') {
+    const { exportMain } = await import('../profile/export');
+    return exportMain(argv.slice(1));
+  }
   let o: CliOpts | null;
   try {
-    o = parseArgs(process.argv.slice(2));
+    o = parseArgs(argv);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
     process.stderr.write(`[pki] error: ${err.message} (see --help)\n`);
@@ -93,7 +100,9 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then((code) => { process.exitCode = code; }, (err) => {
-  process.stderr.write(`[pki] error: ${err instanceof Error ? err.stack : String(err)}\n`);
-  process.exitCode = 1;
-});
+if (require.main === module) {
+  main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err) => {
+    process.stderr.write(`[pki] error: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exitCode = 1;
+  });
+}

@@ -1,14 +1,14 @@
-// npm run server -- [options]   (as root: it creates a TUN device and firewall rules)
+// minivpn server [options]   (as root: it creates a TUN device and firewall rules)
 import { ConfigError, HelpRequested, parseServerArgs } from '../config';
 import { logger, setLevel } from '../log';
 import { VpnServer } from './server';
 
 const log = logger('server');
 
-async function main(): Promise<void> {
+export async function main(argv: string[]): Promise<void> {
   let cfg;
   try {
-    cfg = parseServerArgs(process.argv.slice(2));
+    cfg = parseServerArgs(argv);
   } catch (err) {
     if (err instanceof HelpRequested) { process.stdout.write(err.message + '\n'); process.exit(0); }
     if (err instanceof ConfigError) { process.stderr.write(err.message + '\n'); process.exit(2); }
@@ -33,4 +33,4 @@ async function main(): Promise<void> {
   }
 }
 
-void main();
+if (require.main === module) void main(process.argv.slice(2));

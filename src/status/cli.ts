@@ -1,25 +1,52 @@
-// npm run status -- [--socket run/minivpn.sock] [--json]: what the server is doing right now.
+// minivpn status [--socket PATH] [--json]: what the server is doing right now.
+import fs from 'node:fs';
 import { readStatus } from '../server/status';
 import type { ServerStatus } from '../server/server';
+
+const USAGE = `usage: minivpn status [--socket PATH] [--json]     (or: npm run status -- ...)
+Asks the running server for its clients, addresses, counters and drops.
+  --socket PATH   the server's status socket (default: run/minivpn.sock, or
+                  /run/minivpn/minivpn.sock, where the systemd unit puts it, if only that exists)
+  --json          everything, as JSON
+`;
+
+/** The server's socket: the default of a server run from here, else the service's. */
+function defaultSocket(): string {
+  const local = 'run/minivpn.sock';
+  const service = '/run/minivpn/minivpn.sock';
+  return !fs.existsSync(local) && fs.existsSync(service) ? service : local;
+}
 
 function human(n: number): string {
   return n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`;
 }
 
-async function main(): Promise<void> {
-  const args = process.argv.slice(2);
+export async function main(args: string[]): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
   const i = args.indexOf('--socket');
-  const file = i >= 0 ? args[i + 1] : 'run/minivpn.sock';
+  if (i >= 0 && (args[i + 1] === undefined || args[i + 1].startsWith('--'))) {
+    process.stderr.write('status: --socket needs a path\n');
+    return 2;
+  }
+  const unknown = args.filter((a, k) => a !== '--json' && a !== '--socket' && !(i >= 0 && k === i + 1));
+  if (unknown.length) {
+    process.stderr.write(`status: unknown argument ${JSON.stringify(unknown[0])}\n\n${USAGE}`);
+    return 2;
+  }
+  const file = i >= 0 ? args[i + 1] : defaultSocket();
   let st: ServerStatus;
   try {
     st = (await readStatus(file)) as ServerStatus;
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
-    process.exit(1);
+    return 1;
   }
   if (args.includes('--json')) {
     process.stdout.write(JSON.stringify(st, null, 2) + '\n');
-    return;
+    return 0;
   }
   const out: string[] = [];
   out.push(`minivpn server (${st.mode}) on ${st.listen}, ${st.tun}, pool ${st.pool}, up ${st.uptimeSec}s`);
@@ -34,6 +61,7 @@ async function main(): Promise<void> {
   const drops = Object.entries(st.drops).filter(([, n]) => n > 0);
   out.push(`drops: ${drops.length ? drops.map(([k, n]) => `${k}=${n}`).join(' ') : 'none'}`);
   process.stdout.write(out.join('\n') + '\n');
+  return 0;
 }
 
-void main();
+if (require.main === module) void main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
