@@ -12,15 +12,19 @@ function has(cmd: string): boolean {
   try { execFileSync('bash', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }); return true; } catch { return false; }
 }
 
-/** Installs iperf3 and openvpn with apt-get if they are missing. Returns the packages installed. */
+/**
+ * Installs iperf3, openvpn, wireguard-go and wg with apt-get if they are missing (as
+ * scripts/deps.sh bench does). Returns the packages installed.
+ */
 export function ensureTools(say: (line: string) => void): string[] {
-  const want: Array<[string, string]> = [['iperf3', 'iperf3'], ['openvpn', 'openvpn'], ['ping', 'iputils-ping']];
+  const want: Array<[string, string]> = [['iperf3', 'iperf3'], ['openvpn', 'openvpn'], ['ping', 'iputils-ping'],
+    ['wireguard-go', 'wireguard-go'], ['wg', 'wireguard-tools'], ['stdbuf', 'coreutils']];
   const missing = want.filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg);
   if (missing.length === 0) return [];
   say(`installing ${missing.join(' ')} with apt-get`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   execFileSync('apt-get', ['update', '-qq'], { stdio: 'ignore', env });
-  execFileSync('apt-get', ['install', '-y', '-qq', ...missing], { stdio: 'ignore', env });
+  execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { stdio: 'ignore', env });
   return missing;
 }
 

@@ -2,30 +2,30 @@
 //
 // For each run it measures, one after the other, on the same pair of namespaces (client1 and
 // server joined by one veth, `lab.sh up --pair`): the bare underlay, minivpn with DTLS, minivpn in plaintext
-// mode, and OpenVPN 2.6 (UDP, AES-256-GCM, no DCO). Per system: iperf3 TCP both ways,
+// mode, OpenVPN 2.6 (UDP, AES-256-GCM, no DCO) and wireguard-go (Debian's, user space). Per system: iperf3 TCP both ways,
 // ping RTT through the tunnel, and the CPU seconds the VPN processes (server + client)
 // spent per megabyte moved. Then, with all of them up at once, the RTT again, pinging each
 // system in turn (see alternatingRtt). Prints medians, min-max and ratios to OpenVPN.
 //
-//   npm run bench -- [--runs 3] [--seconds 10] [--alt-rounds 8] [--json FILE] [--chart FILE (default bench-results.svg)]
-import { ChildProcess } from 'child_process';
+//   npm run bench -- [--runs 3] [--seconds 10] [--alt-rounds 8] [--json FILE] [--chart FILE (default bench-results.svg)] [--float-check]
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { ADDR, Lab, uniquePrefix, withLab } from '../src/lab/topology';
 import { writeLabPki } from '../src/pki/pki';
-import { readStatus } from '../src/server/status';
-import type { ServerStatus } from '../src/server/server';
 import { eachFlag } from './args';
-import { ensureTools, openvpnClientArgs, openvpnServerArgs, openvpnVersion, OVPN_SERVER_TUN, startOpenVpn } from './openvpn';
+import { ensureTools, openvpnVersion } from './openvpn';
+import { wireguardMtu, wireguardVersion } from './wireguard';
+import {
+  MINIVPN_2, MINIVPN_2_SERVER_TUN, MINIVPN_SERVER_TUN, mainsOf, OVPN_SERVER_TUN, Mains, PacketCounter, stop, THIS_BUILD,
+  WG_SERVER_TUN, withMinivpn, withOpenvpn, withWireguard,
+} from './systems';
 
-const SERVER_MAIN = path.resolve(__dirname, '..', 'src', 'server', 'main.js');
-const CLIENT_MAIN = path.resolve(__dirname, '..', 'src', 'client', 'main.js');
-const MINIVPN_SERVER_TUN = '10.8.0.1';
-const OVPN_TUN_DEV = 'ovpns0';    // openvpnServerArgs' default dev
-
-/** The systems measured, in table order; minivpn-baseline only with --baseline DIR (another build of minivpn, DTLS). */
-const SYSTEMS = ['raw', 'minivpn-dtls', 'minivpn-plaintext', 'openvpn', 'minivpn-baseline'] as const;
+/**
+ * The systems measured, in table order; minivpn-baseline only with --baseline DIR (another build
+ * of minivpn, DTLS), minivpn-nofloat only with --float-check (this build, DTLS, the server with --no-float).
+ */
+const SYSTEMS = ['raw', 'minivpn-dtls', 'minivpn-plaintext', 'openvpn', 'wireguard-go', 'minivpn-baseline', 'minivpn-nofloat'] as const;
 type System = typeof SYSTEMS[number];
 
 /** The systems a set of runs has (minivpn-baseline only with --baseline). */
@@ -45,14 +45,14 @@ interface Sample {
   rtt_alt_ms: number | null; rtt_added_ms: number | null;
 }
 
-interface Options { runs: number; seconds: number; altRounds: number; json?: string; chart: string; udpGso: boolean; tunGro: boolean; handoffYield: boolean; baseline?: string }
+interface Options { runs: number; seconds: number; altRounds: number; json?: string; chart: string; udpGso: boolean; tunGro: boolean; handoffYield: boolean; baseline?: string; floatCheck?: boolean }
 
 function say(line: string): void {
   process.stdout.write(`[bench] ${line}\n`);
 }
 
 function usage(): string {
-  return 'usage: npm run bench -- [--runs N (default 3)] [--seconds N (default 10)] [--alt-rounds N (default 8; 0: no alternating RTT)] [--json FILE] [--chart FILE (default bench-results.svg)] [--udp-gso (minivpn with UDP segmentation offload)] [--no-tun-gro (minivpn without merging TCP segments on TUN writes)] [--no-handoff-yield (minivpn without yielding the CPU after passing packets on)] [--baseline DIR (also measure the minivpn built in checkout DIR, e.g. a git worktree of an older commit after npm ci: before and after in one run)]';
+  return 'usage: npm run bench -- [--runs N (default 3)] [--seconds N (default 10)] [--alt-rounds N (default 8; 0: no alternating RTT)] [--json FILE] [--chart FILE (default bench-results.svg)] [--udp-gso (minivpn with UDP segmentation offload)] [--no-tun-gro (minivpn without merging TCP segments on TUN writes)] [--no-handoff-yield (minivpn without yielding the CPU after passing packets on)] [--baseline DIR (also measure the minivpn built in checkout DIR, e.g. a git worktree of an older commit after npm ci: before and after in one run)] [--float-check (also minivpn-dtls with --no-float on the server: what roaming costs the data path)]';
 }
 
 export function parseArgs(argv: string[]): Options {
@@ -67,6 +67,7 @@ export function parseArgs(argv: string[]): Options {
     else if (f.name === '--no-tun-gro') o.tunGro = false;
     else if (f.name === '--no-handoff-yield') o.handoffYield = false;
     else if (f.name === '--baseline') o.baseline = path.resolve(f.value());
+    else if (f.name === '--float-check') o.floatCheck = true;
     else return false;
     return true;
   });
@@ -169,33 +170,6 @@ export function alternatingSummary(times: Map<System, number[]>): Map<System, { 
   return out;
 }
 
-/** Counts the packets that crossed the tunnel so far (both directions). */
-type PacketCounter = () => Promise<number>;
-
-/**
- * OpenVPN's: packets its server's TUN device sent plus received (from /proc/net/dev in its
- * namespace); each is one datagram on the wire. (Not the underlay's eth0 counters: with UDP
- * segmentation offload a run of datagrams crosses the veth as one packet.)
- */
-async function tunnelPackets(lab: Lab, dev: string): Promise<number> {
-  const r = await lab.exec('server', ['cat', '/proc/net/dev']);
-  const line = r.stdout.split('\n').find((l) => l.trim().startsWith(`${dev}:`));
-  if (!line) return 0;
-  const f = line.split(':')[1].trim().split(/\s+/).map(Number);
-  return f[1] + f[9]; // rx packets, tx packets
-}
-
-/**
- * minivpn's: the packets its server forwarded for its clients, from the status socket. (Not the
- * TUN's counters: with --tun-gro one write into the TUN carries many packets.)
- */
-function statusPackets(socket: string): PacketCounter {
-  return async () => {
-    const st = (await readStatus(socket)) as ServerStatus;
-    return st.clients.reduce((n, c) => n + c.rxPackets + c.txPackets, 0);
-  };
-}
-
 /** Pings, iperf3 both ways, pings again to `target`; CPU of `pids` over the two iperf3 runs. */
 async function measure(lab: Lab, name: System, target: string, seconds: number, pids: number[], packetCount?: PacketCounter): Promise<Sample> {
   const rttFirst = await pingRtt(lab, target);
@@ -222,90 +196,15 @@ async function measure(lab: Lab, name: System, target: string, seconds: number, 
   return s;
 }
 
-// ---- starting and stopping the VPNs -------------------------------------------------------
-
-/** SIGTERM by PID, wait up to 5 s, then SIGKILL: each system is gone before the next starts. */
-async function stop(p: ChildProcess): Promise<void> {
-  if (p.pid === undefined || p.exitCode !== null || p.signalCode !== null) return;
-  const gone = new Promise<void>((res) => p.once('exit', () => res()));
-  try { process.kill(p.pid, 'SIGTERM'); } catch { return; }
-  const timedOut = await Promise.race([gone.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), 5000).unref())]);
-  if (timedOut) {
-    try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
-    await Promise.race([gone, new Promise((r) => setTimeout(r, 2000).unref())]);
-  }
-}
-
-/** Where a minivpn instance listens and what it calls its TUNs: a second one runs beside the first in alternatingRtt. */
-interface MinivpnInstance { port: number; pool: string; serverTun: string; clientTun: string }
-const MINIVPN: MinivpnInstance = { port: 1194, pool: '10.8.0.0/24', serverTun: 'mvpn0', clientTun: 'mvpn1' };
-const MINIVPN_2: MinivpnInstance = { port: 1196, pool: '10.9.0.0/24', serverTun: 'mvpn2', clientTun: 'mvpn3' };
-const MINIVPN_2_SERVER_TUN = '10.9.0.1';
-
-/** The server and client programs of a minivpn checkout (this one, or --baseline's). */
-interface Mains { server: string; client: string }
-const THIS_BUILD: Mains = { server: SERVER_MAIN, client: CLIENT_MAIN };
-function mainsOf(checkout: string): Mains {
-  const m = { server: path.join(checkout, 'dist', 'src', 'server', 'main.js'), client: path.join(checkout, 'dist', 'src', 'client', 'main.js') };
-  for (const f of [m.server, m.client]) if (!fs.existsSync(f)) throw new Error(`--baseline: ${f} not found (run npm ci in ${checkout} first)`);
-  return m;
-}
-
-async function withMinivpn<T>(lab: Lab, dir: string, pki: string, flags: string[], fn: (pids: number[], packets: PacketCounter) => Promise<T>, inst = MINIVPN, mains = THIS_BUILD): Promise<T> {
-  const run = fs.mkdtempSync(path.join(dir, 'mv-'));
-  const procs: ChildProcess[] = [];
-  try {
-    const server = lab.spawn('server', [process.execPath, mains.server,
-      '--listen', `${ADDR.server}:${inst.port}`, '--pool', inst.pool, '--tun-name', inst.serverTun,
-      '--ca', `${pki}/ca.crt`, '--cert', `${pki}/server.crt`, '--key', `${pki}/server.key`,
-      '--authorized-dir', `${pki}/authorized`, '--leases-file', `${run}/leases.json`,
-      '--status-socket', `${run}/status.sock`, ...flags]);
-    procs.push(server);
-    await lab.waitForLine(server, /listening on udp/, 15_000);
-    const client = lab.spawn('client1', [process.execPath, mains.client,
-      '--server', `${ADDR.server}:${inst.port}`, '--name', 'bench', '--tun-name', inst.clientTun,
-      '--ca', `${pki}/ca.crt`, '--cert', `${pki}/clients/bench.crt`, '--key', `${pki}/clients/bench.key`,
-      '--state-dir', `${run}/state`, ...flags]);
-    procs.push(client);
-    try {
-      await lab.waitForLine(client, /tunnel up: /, 15_000);
-    } catch (err) {
-      throw new Error(`minivpn client did not come up: ${(err as Error).message}\n${lab.output(client).split('\n').slice(-10).join('\n')}`);
-    }
-    return await fn([server.pid!, client.pid!], statusPackets(`${run}/status.sock`));
-  } finally {
-    for (const p of procs.reverse()) await stop(p);
-  }
-}
-
-async function withOpenvpn<T>(lab: Lab, pki: string, fn: (pids: number[], packets: PacketCounter) => Promise<T>): Promise<T> {
-  const procs: ChildProcess[] = [];
-  try {
-    const serverArgs = openvpnServerArgs({ ca: `${pki}/ca.crt`, cert: `${pki}/server.crt`, key: `${pki}/server.key` });
-    const server = lab.spawn('server', ['openvpn', ...serverArgs]);
-    procs.push(server);
-    try {
-      await lab.waitForLine(server, /Initialization Sequence Completed/, 30_000);
-    } catch (err) {
-      throw new Error(`openvpn server did not come up: ${(err as Error).message}\n${lab.output(server).split('\n').slice(-15).join('\n')}`);
-    }
-    const client = await startOpenVpn(lab, 'client1', openvpnClientArgs({ ca: `${pki}/ca.crt`, cert: `${pki}/clients/bench.crt`, key: `${pki}/clients/bench.key` }));
-    procs.push(client);
-    return await fn([server.pid!, client.pid!], () => tunnelPackets(lab, OVPN_TUN_DEV));
-  } finally {
-    for (const p of procs.reverse()) await stop(p);
-  }
-}
-
 // ---- statistics and output ----------------------------------------------------------------
 
-function median(xs: number[]): number {
+export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-function fmt(x: number | null, digits: number): string {
+export function fmt(x: number | null, digits: number): string {
   return x === null || !Number.isFinite(x) ? '-' : x.toFixed(digits);
 }
 
@@ -404,14 +303,50 @@ ${parts.join('\n')}
 
 // ---- main --------------------------------------------------------------------------------
 
+/** minivpn-dtls's figures over another system's, median of the per-run ratios. */
+function ratioLine(runs: Array<Record<System, Sample>>, to: System): string {
+  const r = (k: Metric) => fmt(ratioMedian(runs, 'minivpn-dtls', k, to), 2);
+  return `median of per-run ratios: up ${r('fwd_mbps')}, down ${r('rev_mbps')}, CPU per MB ${r('cpu_s_per_mb')}, CPU per packet ${r('cpu_us_per_packet')}, RTT ${r('rtt_ms')}`;
+}
+
+/**
+ * Run i: each system one after the other, then (--alt-rounds) all at once, pinged in turn.
+ * With --float-check, minivpn-nofloat is measured right next to minivpn-dtls, before it in
+ * even runs and after it in odd ones, so that neither always follows the other.
+ */
+async function oneRun(lab: Lab, dir: string, pki: string, opts: Options, flags: string[], baseline: Mains | null, i: number): Promise<Record<System, Sample>> {
+  const run = {} as Record<System, Sample>;
+  const dtls = (sys: System, serverFlags: string[] = [], mains = THIS_BUILD) =>
+    withMinivpn(lab, dir, pki, flags, (v) => measure(lab, sys, MINIVPN_SERVER_TUN, opts.seconds, v.pids, v.packets), { serverFlags, mains });
+  run.raw = await measure(lab, 'raw', ADDR.server, opts.seconds, []);
+  if (opts.floatCheck && i % 2 === 0) run['minivpn-nofloat'] = await dtls('minivpn-nofloat', ['--no-float']);
+  run['minivpn-dtls'] = await dtls('minivpn-dtls');
+  if (opts.floatCheck && i % 2 === 1) run['minivpn-nofloat'] = await dtls('minivpn-nofloat', ['--no-float']);
+  run['minivpn-plaintext'] = await withMinivpn(lab, dir, pki, ['--insecure-plaintext', ...flags], (v) => measure(lab, 'minivpn-plaintext', MINIVPN_SERVER_TUN, opts.seconds, v.pids, v.packets));
+  run.openvpn = await withOpenvpn(lab, pki, (v) => measure(lab, 'openvpn', OVPN_SERVER_TUN, opts.seconds, v.pids, v.packets));
+  run['wireguard-go'] = await withWireguard(lab, dir, (v) => measure(lab, 'wireguard-go', WG_SERVER_TUN, opts.seconds, v.pids, v.packets));
+  if (baseline) run['minivpn-baseline'] = await dtls('minivpn-baseline', [], baseline);
+  if (opts.altRounds > 0) {
+    say(`  five up at once: ${opts.altRounds} rounds of ${ALT_PINGS} pings to each in turn`);
+    const targets: Array<[System, string]> = [['raw', ADDR.server], ['minivpn-dtls', MINIVPN_SERVER_TUN],
+      ['minivpn-plaintext', MINIVPN_2_SERVER_TUN], ['openvpn', OVPN_SERVER_TUN], ['wireguard-go', WG_SERVER_TUN]];
+    const allUp = () => withOpenvpn(lab, pki, () => withWireguard(lab, dir, () => alternatingRtt(lab, targets, opts.altRounds)));
+    const times = await withMinivpn(lab, dir, pki, flags, () =>
+      withMinivpn(lab, dir, pki, ['--insecure-plaintext', ...flags], allUp, { inst: MINIVPN_2 }));
+    for (const [name, v] of alternatingSummary(times)) Object.assign(run[name], v);
+    say(`  in turn: ${present([run]).map((n) => `${n} ${fmt(run[n].rtt_alt_ms, 3)}`).join(', ')} ms`);
+  }
+  return run;
+}
+
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   if (process.getuid && process.getuid() !== 0) throw new Error('the benchmark needs root (network namespaces, TUN): run with sudo');
-  for (const f of [SERVER_MAIN, CLIENT_MAIN]) if (!fs.existsSync(f)) throw new Error(`${f} not found: run npm run build first`);
+  for (const f of [THIS_BUILD.server, THIS_BUILD.client]) if (!fs.existsSync(f)) throw new Error(`${f} not found: run npm run build first`);
   const baseline = opts.baseline ? mainsOf(opts.baseline) : null;
   const installed = ensureTools(say);
   if (installed.length) say(`installed: ${installed.join(' ')}`);
-  say(`${openvpnVersion()}; node ${process.version}; ${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  say(`${openvpnVersion()}; ${wireguardVersion()} (tunnel MTU ${wireguardMtu()}); node ${process.version}; ${os.cpus().length} CPUs, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   const minivpnFlags = [...(opts.udpGso ? ['--udp-gso'] : []), ...(opts.tunGro ? [] : ['--no-tun-gro']), ...(opts.handoffYield ? [] : ['--no-handoff-yield'])];
   say(`${opts.runs} run(s), iperf3 ${opts.seconds}s each way${minivpnFlags.length ? `; minivpn with ${minivpnFlags.join(' ')}` : ''}`);
 
@@ -426,27 +361,12 @@ async function main(): Promise<void> {
     const runs: Array<Record<System, Sample>> = [];
     await withLab({ prefix: uniquePrefix('bench'), pair: true }, async (lab) => {
       say(`lab ${lab.prefix} up`);
-      // One iperf3 server for all four systems: it listens on every address of the server host.
+      // One iperf3 server for all the systems: it listens on every address of the server host.
       const iperfServer = lab.spawn('server', ['iperf3', '-s', '--forceflush']);
       await lab.waitForLine(iperfServer, /Server listening/, 10_000);
       for (let i = 1; i <= opts.runs; i++) {
         say(`run ${i}/${opts.runs}`);
-        const run = {} as Record<System, Sample>;
-        run.raw = await measure(lab, 'raw', ADDR.server, opts.seconds, []);
-        run['minivpn-dtls'] = await withMinivpn(lab, dir, pki, minivpnFlags, (pids, pk) => measure(lab, 'minivpn-dtls', MINIVPN_SERVER_TUN, opts.seconds, pids, pk));
-        run['minivpn-plaintext'] = await withMinivpn(lab, dir, pki, ['--insecure-plaintext', ...minivpnFlags], (pids, pk) => measure(lab, 'minivpn-plaintext', MINIVPN_SERVER_TUN, opts.seconds, pids, pk));
-        run.openvpn = await withOpenvpn(lab, pki, (pids, pk) => measure(lab, 'openvpn', OVPN_SERVER_TUN, opts.seconds, pids, pk));
-        if (baseline) run['minivpn-baseline'] = await withMinivpn(lab, dir, pki, minivpnFlags, (pids, pk) => measure(lab, 'minivpn-baseline', MINIVPN_SERVER_TUN, opts.seconds, pids, pk), MINIVPN, baseline);
-        if (opts.altRounds > 0) {
-          say(`  all four up at once: ${opts.altRounds} rounds of ${ALT_PINGS} pings to each in turn`);
-          const times = await withMinivpn(lab, dir, pki, minivpnFlags, () =>
-            withMinivpn(lab, dir, pki, ['--insecure-plaintext', ...minivpnFlags], () =>
-              withOpenvpn(lab, pki, () => alternatingRtt(lab, [['raw', ADDR.server], ['minivpn-dtls', MINIVPN_SERVER_TUN],
-                ['minivpn-plaintext', MINIVPN_2_SERVER_TUN], ['openvpn', OVPN_SERVER_TUN]], opts.altRounds)), MINIVPN_2));
-          for (const [name, v] of alternatingSummary(times)) Object.assign(run[name], v);
-          say(`  in turn: ${present([run]).map((n) => `${n} ${fmt(run[n].rtt_alt_ms, 3)}`).join(', ')} ms`);
-        }
-        runs.push(run);
+        runs.push(await oneRun(lab, dir, pki, opts, minivpnFlags, baseline, i));
       }
       await stop(iperfServer);
     });
@@ -454,10 +374,8 @@ async function main(): Promise<void> {
     const md = table(runs);
     console.log(`\n${md}\n`);
     console.log(`medians over ${runs.length} run(s), (min-max) when more than one; "vs OpenVPN" = median of per-run ratios to OpenVPN's figure.`);
-    if (baseline) {
-      const r = (k: Metric) => fmt(ratioMedian(runs, 'minivpn-dtls', k, 'minivpn-baseline'), 2);
-      console.log(`minivpn-dtls against minivpn-baseline (${opts.baseline}), median of per-run ratios: up ${r('fwd_mbps')}, down ${r('rev_mbps')}, CPU per MB ${r('cpu_s_per_mb')}, CPU per packet ${r('cpu_us_per_packet')}, RTT ${r('rtt_ms')}`);
-    }
+    if (baseline) console.log(`minivpn-dtls against minivpn-baseline (${opts.baseline}), ${ratioLine(runs, 'minivpn-baseline')}`);
+    if (opts.floatCheck) console.log(`minivpn-dtls (float on, the default) against minivpn-nofloat (the server with --no-float), ${ratioLine(runs, 'minivpn-nofloat')}`);
     if (opts.json) {
       fs.writeFileSync(opts.json, JSON.stringify(jsonResult(runs), null, 2) + '\n');
       say(`wrote ${opts.json}`);

@@ -43,6 +43,8 @@ fi
 if [ "$want" = bench ]; then
   need iperf3 iperf3
   need openvpn openvpn
+  need wireguard-go wireguard-go  # user space, like minivpn; Debian's predates its TUN offloads
+  need wg wireguard-tools
 fi
 
 if [ ${#pkgs[@]} -gt 0 ] && [ "$(id -u)" -ne 0 ]; then

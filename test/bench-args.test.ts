@@ -2,6 +2,8 @@
 import t from 'tap';
 import { alternatingSummary, parseArgs as vpnArgs, turnOrder } from '../bench/vpn';
 import { parseArgs as scaleArgs } from '../bench/scale';
+import { nextAddress, parseArgs as roamArgs } from '../bench/roam';
+import { wireguardMtu } from '../bench/wireguard';
 
 t.test('npm run bench: defaults and flags', async (t) => {
   t.same(vpnArgs([]), { runs: 3, seconds: 10, altRounds: 8, chart: 'bench-results.svg', udpGso: false, tunGro: true, handoffYield: true });
@@ -12,6 +14,23 @@ t.test('npm run bench: defaults and flags', async (t) => {
   t.throws(() => vpnArgs(['--seconds', '1.5']), /bad --seconds "1.5": expected an integer/);
   t.throws(() => vpnArgs(['--json']), /--json needs a value/);
   t.throws(() => vpnArgs(['--bogus']), /unknown option "--bogus"/);
+  t.equal(vpnArgs(['--float-check']).floatCheck, true, '--float-check: minivpn-dtls also with --no-float on the server');
+  t.equal(vpnArgs([]).floatCheck, undefined);
+  // WireGuard's row: its MTU over the same IPv4 underlay as minivpn's 1434 (60 bytes of overhead).
+  t.equal(wireguardMtu(), 1440);
+  t.equal(wireguardMtu(9000), 8940);
+});
+
+t.test('npm run bench:roam: defaults and flags, the addresses moved between', async (t) => {
+  t.same(roamArgs([]), { moves: 10, timeoutSec: 60 });
+  t.same(roamArgs(['--moves', '20', '--timeout', '30', '--json', 'roam.json']), { moves: 20, timeoutSec: 30, json: 'roam.json' });
+  t.throws(() => roamArgs(['--moves', '0']), /bad --moves "0": expected an integer from 1 to 200/);
+  t.throws(() => roamArgs(['--timeout', '2.5']), /bad --timeout "2.5": expected an integer/);
+  t.throws(() => roamArgs(['--float']), /unknown option "--float"/);
+  // From the lab's address to .21, then back and forth between .21 and .31: never to the one it has.
+  t.equal(nextAddress('192.0.2.11'), '192.0.2.21');
+  t.equal(nextAddress('192.0.2.21'), '192.0.2.31');
+  t.equal(nextAddress('192.0.2.31'), '192.0.2.21');
 });
 
 t.test('npm run bench: the systems pinged in turn', async (t) => {
