@@ -4,6 +4,7 @@ import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import os from 'node:os';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'minivpn.js');
@@ -12,9 +13,14 @@ const COMMANDS = ['server', 'client', 'status', 'pki', 'lab', 'demo', 'doctor'];
 
 const minivpn = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
 
-t.test('npx minivpn runs the project\'s own command', { timeout: 120_000 }, async (t) => {
+t.test('npx minivpn runs the project\'s own command', { timeout: 290_000 }, async (t) => {
   t.ok(fs.statSync(BIN).mode & 0o111, 'bin/minivpn.js is executable');
-  const r = spawnSync('npx', ['--no-install', 'minivpn', '--version'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+  // A cache of its own: npx installs the project itself into its cache the first time (the
+  // addon is built then: install work, a minute or two on a loaded machine), and a half-made
+  // entry there (an npx killed at the wrong moment) would fail every later run on this machine.
+  const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'minivpn-npx-'));
+  t.teardown(() => fs.rmSync(cache, { recursive: true, force: true }));
+  const r = spawnSync('npx', ['--no-install', 'minivpn', '--version'], { cwd: ROOT, encoding: 'utf8', timeout: 280_000, env: { ...process.env, npm_config_cache: cache } });
   t.equal(r.status, 0, r.stderr);
   t.equal(r.stdout, `minivpn ${VERSION} (Node.js ${process.version}, OpenSSL ${process.versions.openssl})\n`);
 });

@@ -51,15 +51,17 @@ export async function main(args: string[]): Promise<number> {
   const out: string[] = [];
   out.push(`minivpn server (${st.mode}) on ${st.listen}, ${st.tun}, pool ${st.pool}, up ${st.uptimeSec}s`);
   out.push(`${st.clients.length} client(s)`);
-  const rows = [['CN', 'ADDRESS', 'REMOTE', 'IN', 'PKTS IN', 'OUT', 'PKTS OUT', 'DROPPED', 'LAST SEEN']];
+  const rows = [['CN', 'ADDRESS', 'REMOTE', 'IN', 'PKTS IN', 'OUT', 'PKTS OUT', 'DROPPED', 'MOVES', 'LAST SEEN']];
   for (const c of st.clients) {
     rows.push([c.cn, c.address, c.remote, human(c.rxBytes), String(c.rxPackets), human(c.txBytes), String(c.txPackets),
-      String(c.droppedRecords + c.droppedSpoofed), `${c.lastSeenSec}s ago`]);
+      String(c.droppedRecords + c.droppedSpoofed), String(c.moves ?? 0), `${c.lastSeenSec}s ago`]);
   }
   const w = rows[0].map((_, k) => Math.max(...rows.map((r) => r[k].length)));
   for (const r of rows) out.push(r.map((v, k) => v.padEnd(w[k])).join('  '));
   const drops = Object.entries(st.drops).filter(([, n]) => n > 0);
   out.push(`drops: ${drops.length ? drops.map(([k, n]) => `${k}=${n}`).join(' ') : 'none'}`);
+  if (st.roaming) out.push(`roaming: ${st.roaming.moves} move(s), ${st.roaming.trials} trial decryption(s)`);
+  if (st.unauthenticated) out.push(`before authentication: ${human(st.unauthenticated.rxBytes)} in, ${human(st.unauthenticated.txBytes)} answered`);
   process.stdout.write(out.join('\n') + '\n');
   return 0;
 }
