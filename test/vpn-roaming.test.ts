@@ -214,3 +214,48 @@ t.test(`${MOVES} moves in a row: one session; the server's memory and descriptor
     t.equal(r.code, 0, 'the tunnel still carries traffic');
   });
 });
+
+/** Runs a command on a lab host and throws (with its output) if it fails. */
+async function must(lab: Lab, host: string, cmd: string[]): Promise<string> {
+  const r = await lab.exec(host, cmd);
+  if (r.code !== 0) throw new Error(`${host}$ ${cmd.join(' ')}: exit ${r.code}: ${r.stdout}${r.stderr}`);
+  return r.stdout + r.stderr;
+}
+
+/** inet's SNAT rule for the clients' traffic to the server: from 198.51.100.1, a port of `ports`. */
+const snat = (ports: string) => ['POSTROUTING', '-s', '192.0.2.0/24', '-d', ADDR.server, '-p', 'udp', '-j', 'SNAT', '--to-source', `${ADDR.inetServer}:${ports}`];
+
+t.test('NAT rebinding: the NAT gives the client another port mid-ping; the session follows its first record', { timeout: 120_000 }, async (t) => {
+  const f = await vpnFixture(['alice']);
+  t.teardown(f.cleanup);
+  await withLab({ prefix: uniquePrefix('nat'), clients: 1 }, async (lab) => {
+    await must(lab, 'inet', ['iptables', '-t', 'nat', '-A', ...snat('40000-40100')]);
+    const server = await startServer(lab, f);
+    const c = await startClient(lab, f, 1, 'alice');
+    const natted = new RegExp(`^${esc(ADDR.inetServer)}:400\\d\\d$`);
+    t.match((await status(lab, f)).clients[0].remote, natted, 'the server sees alice at the NAT, 198.51.100.1:40000-40100');
+    const ping = fastPing(lab);
+    for (let i = 0; i < 5; i++) await nextReply(lab, ping, 5000);
+    const before = await status(lab, f);
+    // The client sees nothing: its socket, address and route stay; only inet's mapping changes.
+    const t0 = Date.now();
+    const out = await must(lab, 'inet', ['sh', '-c', `iptables -t nat -R ${snat('50000-50100').join(' ').replace('POSTROUTING', 'POSTROUTING 1')} && conntrack -D -p udp`]);
+    t.match(out, /[1-9]\d* flow entries have been deleted/, 'the NAT forgot its mappings');
+    const moved = await lab.waitForLine(server, /alice moved /, 5000);
+    t.match(moved, new RegExp(`alice moved ${esc(ADDR.inetServer)}:400\\d\\d -> ${esc(ADDR.inetServer)}:500\\d\\d`), 'the server logged the move from the old NAT port to the new one');
+    const movedAt = Date.parse(moved.split(' ')[0]);
+    let r = await nextReply(lab, ping, 5000);
+    while (r.at <= movedAt) r = await nextReply(lab, ping, 5000);
+    const gap = Math.round(r.at - t0);
+    t.ok(gap <= 1000, `a reply over the new mapping ${gap} ms after the NAT change (move logged after ${movedAt - t0} ms): within one keepalive interval (1 s)`);
+    const st = await status(lab, f);
+    t.equal(st.roaming.trials - before.roaming.trials, 1, 'one trial decryption: the first record from the new port moved the session');
+    t.equal(st.drops.move_refused, before.drops.move_refused, 'no record from the new port was refused');
+    t.match(st.clients[0], { cn: 'alice', address: c.address, remote: new RegExp(`^${esc(ADDR.inetServer)}:500\\d\\d$`), moves: 1 }, 'status: same tunnel address, the new NAT port, 1 move');
+    t.notMatch(lab.output(c.proc), /path to the server changed/, 'the client did not notice anything (no new socket)');
+    t.equal(count(lab.output(c.proc), /tunnel up: /), 1, 'the client brought its tunnel up once');
+    t.equal(count(lab.output(server), /client connected/), 1, 'no new handshake');
+    ping.kill('SIGINT');
+    await exited(ping, 5000);
+  });
+});
