@@ -7,6 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { withLab, uniquePrefix, ADDR, Lab } from '../src/lab/topology';
 import { vpnFixture, startServer, startClient, exited, capture, STATUS_MAIN, VpnFixture } from './helpers/vpn';
+import { buildIpv4Udp, LINKTYPE_ETHERNET, writePcap } from '../src/lab/pcap';
+import { udpDatagrams } from '../src/tools/replay';
 
 const REPLAY = path.resolve(__dirname, '..', 'src', 'tools', 'replay.js');
 const OLD = ADDR.client(1); // 192.0.2.11
@@ -257,5 +259,87 @@ t.test('NAT rebinding: the NAT gives the client another port mid-ping; the sessi
     t.equal(count(lab.output(server), /client connected/), 1, 'no new handshake');
     ping.kill('SIGINT');
     await exited(ping, 5000);
+  });
+});
+
+/** The MAC address of a lab host's interface. */
+async function mac(lab: Lab, host: string, dev: string): Promise<string> {
+  return (await must(lab, host, ['cat', `/sys/class/net/${dev}/address`])).trim();
+}
+
+/** Writes a pcap of one Ethernet frame from inet's to-server to the server: `payload` from `src`:`srcPort`, for tcpreplay. */
+async function forgedFrame(lab: Lab, file: string, src: string, srcPort: number, payload: Buffer): Promise<void> {
+  const eth = Buffer.concat([Buffer.from((await mac(lab, 'server', 'eth0')).replace(/:/g, ''), 'hex'),
+    Buffer.from((await mac(lab, 'inet', 'to-server')).replace(/:/g, ''), 'hex'), Buffer.from([0x08, 0x00])]);
+  const ip = buildIpv4Udp({ src, dst: ADDR.server, srcPort, dstPort: 1194, payload });
+  fs.writeFileSync(file, writePcap([{ data: Buffer.concat([eth, ip]), tsSec: 1_700_000_000, tsFrac: 0 }], { linkType: LINKTYPE_ETHERNET }));
+}
+
+const hostPort = (remote: string) => { const [h, p] = remote.split(':'); return { host: h, port: Number(p) }; };
+
+t.test("a fresh record of alice's arriving from bob's endpoint moves nobody: bob's session owns it", { timeout: 120_000 }, async (t) => {
+  const f = await vpnFixture(['alice', 'bob']);
+  t.teardown(f.cleanup);
+  await withLab({ prefix: uniquePrefix('steal'), clients: 2 }, async (lab) => {
+    const server = await startServer(lab, f);
+    await startClient(lab, f, 1, 'alice');
+    await startClient(lab, f, 2, 'bob');
+    const st0 = await status(lab, f);
+    const at = (st: any, cn: string) => st.clients.find((c: any) => c.cn === cn);
+    const alice0 = at(st0, 'alice').remote, bob0 = at(st0, 'bob').remote;
+    // The attacker on inet takes alice's records off the wire: captured on the way in, dropped
+    // before they are forwarded, so the server never sees them and the first stays fresh (ahead
+    // of the highest record the server has from her) as long as the drop lasts. It must not last
+    // long: the server ends a session it has not heard from in 5 s.
+    const drop = ['FORWARD', '-s', OLD, '-p', 'udp', '--dport', '1194', '-j', 'DROP'];
+    const pcap = path.join(f.dir, 'held.pcap');
+    const blackhole = '192.0.2.99';
+    await must(lab, 'inet', ['ip', 'route', 'replace', 'blackhole', `${blackhole}/32`]);
+    await must(lab, 'inet', ['iptables', '-I', ...drop]);
+    let dropping = true;
+    try {
+      const dump = lab.spawn('inet', ['tcpdump', '-i', 'to-client1', '-c', '1', '--immediate-mode', '-U', '-n', '-w', pcap,
+        `udp and src host ${OLD} and dst port 1194 and udp[8] = 23`]);
+      await lab.waitForLine(dump, /listening on/, 10_000);
+      const ping = lab.spawn('client1', ['ping', '-c', '1', '-W', '1', '10.8.0.1']); // (a record now, not at the next keepalive)
+      t.equal(await exited(dump, 5000), 0, 'inet captured one record of alice\'s');
+      const held = udpDatagrams(fs.readFileSync(pcap)).datagrams;
+      t.equal(held.length, 1, 'one application-data record held');
+      const record = held[0].payload;
+
+      const file = path.join(f.dir, 'forged.pcap');
+      const bob = hostPort(bob0);
+      await forgedFrame(lab, file, bob.host, bob.port, record);
+      await must(lab, 'inet', ['tcpreplay', '-q', '-i', 'to-server', file]);
+      const st = await statusUntil(lab, f, (s) => s.drops.replayed_or_bad_record > st0.drops.replayed_or_bad_record, 3000);
+      t.equal(st.drops.replayed_or_bad_record, st0.drops.replayed_or_bad_record + 1, "counted as replayed_or_bad_record: bob's session tried to open it");
+      t.equal(at(st, 'bob').droppedRecords, at(st0, 'bob').droppedRecords + 1, "on bob's session (droppedRecords)");
+      t.equal(at(st, 'alice').droppedRecords, at(st0, 'alice').droppedRecords, 'not on alice\'s');
+      t.equal(st.drops.move_refused, st0.drops.move_refused, 'the move rule never saw it (the endpoint has a session)');
+      t.equal(st.roaming.moves, 0, 'no move');
+      t.equal(at(st, 'alice').remote, alice0, 'alice stays at her endpoint');
+      t.equal(at(st, 'bob').remote, bob0, 'bob stays at his');
+      t.notMatch(lab.output(server), /moved/, 'no "moved" line');
+
+      // Control: the same record from an address nobody holds does move alice, so it was
+      // authentic and fresh, and above only bob's ownership of the endpoint stopped it.
+      await forgedFrame(lab, file, blackhole, 40404, record);
+      await must(lab, 'inet', ['tcpreplay', '-q', '-i', 'to-server', file]);
+      t.match(await lab.waitForLine(server, /alice moved /, 3000), `alice moved ${alice0} -> ${blackhole}:40404`,
+        'control: from a free address the held record moves alice');
+      await must(lab, 'inet', ['iptables', '-D', ...drop]);
+      dropping = false;
+      await exited(ping, 5000);
+    } finally {
+      if (dropping) await must(lab, 'inet', ['iptables', '-D', ...drop]);
+    }
+    // Her next record (newer than the held one) moves her back.
+    const [a, b] = await Promise.all([1, 2].map((i) => lab.exec(`client${i}`, ['ping', '-c', '3', '-i', '0.2', '-W', '2', '10.8.0.1'])));
+    t.equal(a.code, 0, `alice's ping works: ${a.stdout.trim().split('\n').pop()}`);
+    t.equal(b.code, 0, `bob's ping works: ${b.stdout.trim().split('\n').pop()}`);
+    const end = await status(lab, f);
+    t.equal(at(end, 'alice').remote, alice0, "alice's next record moved her back");
+    t.equal(at(end, 'bob').remote, bob0, 'bob never moved');
+    t.equal(count(lab.output(server), /client connected/), 2, 'two sessions all along');
   });
 });
