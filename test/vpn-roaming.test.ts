@@ -9,6 +9,7 @@ import { withLab, uniquePrefix, ADDR, Lab } from '../src/lab/topology';
 import { vpnFixture, startServer, startClient, exited, capture, STATUS_MAIN, VpnFixture } from './helpers/vpn';
 import { buildIpv4Udp, LINKTYPE_ETHERNET, writePcap } from '../src/lab/pcap';
 import { udpDatagrams } from '../src/tools/replay';
+import { spoofedPcap } from '../src/tools/flood';
 
 const REPLAY = path.resolve(__dirname, '..', 'src', 'tools', 'replay.js');
 const OLD = ADDR.client(1); // 192.0.2.11
@@ -341,5 +342,72 @@ t.test("a fresh record of alice's arriving from bob's endpoint moves nobody: bob
     t.equal(at(end, 'alice').remote, alice0, "alice's next record moved her back");
     t.equal(at(end, 'bob').remote, bob0, 'bob never moved');
     t.equal(count(lab.output(server), /client connected/), 2, 'two sessions all along');
+  });
+});
+
+/** Spoofed sources: parts of the documentation ranges no lab host uses; inet drops answers to them. */
+const SPOOFED = ['192.0.2.128/25', '203.0.113.128/25'];
+const TRIALS_PER_SEC = 1000;
+
+/** iperf3 -J from client1 to the server's tunnel address for `sec` seconds: bits/s received. */
+async function iperf(lab: Lab, sec: number): Promise<number> {
+  const r = await lab.exec('client1', ['iperf3', '-c', '10.8.0.1', '-t', String(sec), '-J'], { timeoutMs: sec * 1000 + 30_000 });
+  let j: any;
+  try { j = JSON.parse(r.stdout); } catch { throw new Error(`iperf3 (exit ${r.code}) printed no JSON: ${r.stdout}${r.stderr}`); }
+  if (r.code !== 0 || j.error) throw new Error(`iperf3 failed (exit ${r.code}): ${j.error ?? r.stderr}`);
+  return j.end.sum_received.bits_per_second;
+}
+
+t.test('a flood of record-shaped datagrams from spoofed sources during a transfer: trials stay within the budget', { timeout: 180_000 }, async (t) => {
+  const f = await vpnFixture(['alice']);
+  t.teardown(f.cleanup);
+  await withLab({ prefix: uniquePrefix('rfl'), clients: 1 }, async (lab) => {
+    const server = await startServer(lab, f, ['--move-trials-per-sec', String(TRIALS_PER_SEC)]);
+    await startClient(lab, f, 1, 'alice');
+    const iperfd = lab.spawn('server', ['iperf3', '-s', '-B', '10.8.0.1', '--forceflush']);
+    await lab.waitForLine(iperfd, /Server listening/, 10_000);
+    const clean = await iperf(lab, 5);
+
+    // One of alice's record headers now, for the flood's epoch and record numbers: 300,000 to
+    // 1,000,000 ahead, so they stay candidates (at most 2^20 ahead) however far the transfer
+    // takes her own numbers.
+    const pcap = path.join(f.dir, 'one.pcap');
+    const dump = lab.spawn('server', ['tcpdump', '-i', 'eth0', '-c', '1', '--immediate-mode', '-U', '-n', '-w', pcap, `udp and src host ${OLD} and udp[8] = 23`]);
+    await lab.waitForLine(dump, /listening on/, 10_000);
+    await must(lab, 'client1', ['ping', '-c', '1', '-W', '2', '10.8.0.1']);
+    await exited(dump, 5000);
+    const hdr = udpDatagrams(fs.readFileSync(pcap)).datagrams[0].payload;
+    const epoch = hdr.readUInt16BE(3), seq = hdr.readUIntBE(5, 6);
+    const file = path.join(f.dir, 'records.pcap');
+    fs.writeFileSync(file, spoofedPcap({ to: { host: ADDR.server, port: 1194 }, sources: SPOOFED, count: 20_000, kinds: ['records'],
+      record: { epoch, seq: seq + 300_000, spread: 700_000 }, dstMac: await mac(lab, 'server', 'eth0'), srcMac: await mac(lab, 'inet', 'to-server') }));
+    for (const net of SPOOFED) await must(lab, 'inet', ['ip', 'route', 'replace', 'blackhole', net]);
+
+    const st0 = await status(lab, f);
+    const t0 = Date.now();
+    const flood = lab.exec('inet', ['tcpreplay', '-q', '-i', 'to-server', '--topspeed', '--preload-pcap', '--loop', '100000', '--duration', '8', file],
+      { timeoutMs: 60_000 });
+    await statusUntil(lab, f, (s) => s.drops.move_budget > st0.drops.move_budget, 5000);
+    const flooded = await iperf(lab, 5);
+    const r = await flood;
+    const st = await status(lab, f);
+    const sec = (Date.now() - t0) / 1000;
+    const out = r.stdout + r.stderr;
+    const pps = Math.round(Number(/Rated:.*?([\d.]+) pps/.exec(out)?.[1] ?? NaN)), sent = Number(/Successful packets:\s+(\d+)/.exec(out)?.[1] ?? NaN);
+    t.equal(r.code, 0, `tcpreplay sent ${sent} spoofed records at ${pps}/s`);
+    const trials = st.roaming.trials - st0.roaming.trials, budget = st.drops.move_budget - st0.drops.move_budget;
+    const refused = st.drops.move_refused - st0.drops.move_refused;
+    t.comment(`flood: ${sent} at ${pps}/s over ${sec.toFixed(1)} s; trials ${trials}, move_refused ${refused}, move_budget ${budget}; ` +
+      `iperf3 ${(clean / 1e6).toFixed(0)} Mbit/s clean, ${(flooded / 1e6).toFixed(0)} Mbit/s flooded`);
+    t.ok(flooded > 0, `the transfer completed under the flood: ${(flooded / 1e6).toFixed(1)} Mbit/s, ` +
+      `${((100 * flooded) / clean).toFixed(0)} % of the ${(clean / 1e6).toFixed(1)} Mbit/s without it (flood ${pps} datagrams/s)`);
+    t.ok(trials > 0, `the flood's records were tried (${trials} trials, ${refused} refused)`);
+    t.ok(trials <= TRIALS_PER_SEC * (sec + 1), `trials ${trials} within the budget: ${TRIALS_PER_SEC}/s x ${sec.toFixed(1)} s + a burst of ${TRIALS_PER_SEC}`);
+    t.ok(budget > 0, `datagrams over the budget counted: move_budget ${budget}`);
+    t.equal(st.roaming.moves, 0, 'nothing moved');
+    t.match(st.clients[0].remote, new RegExp(`^${esc(OLD)}:\\d+$`), 'alice stays at her address');
+    t.equal(count(lab.output(server), /client connected/), 1, 'one session all along');
+    iperfd.kill('SIGTERM');
+    await exited(iperfd, 5000);
   });
 });
