@@ -36,6 +36,10 @@ fi
 if [ "$want" = lab ] || [ "$want" = test ]; then
   need tcpreplay tcpreplay
 fi
+if [ "$want" = test ]; then
+  need conntrack conntrack  # the roaming tests change a NAT's mapping under a running client
+  need iperf3 iperf3        # ... and measure a transfer during a flood
+fi
 if [ "$want" = test ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
   # Debian packages it as chromium; Ubuntu only as chromium-browser (which installs the snap).
   if grep -qs '^ID=ubuntu' /etc/os-release; then pkgs+=(chromium-browser); else pkgs+=(chromium); fi

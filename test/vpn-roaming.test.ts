@@ -7,6 +7,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { withLab, uniquePrefix, ADDR, Lab } from '../src/lab/topology';
 import { vpnFixture, startServer, startClient, exited, capture, STATUS_MAIN, VpnFixture } from './helpers/vpn';
+import { buildIpv4Udp, LINKTYPE_ETHERNET, writePcap } from '../src/lab/pcap';
+import { udpDatagrams } from '../src/tools/replay';
+import { spoofedPcap } from '../src/tools/flood';
 
 const REPLAY = path.resolve(__dirname, '..', 'src', 'tools', 'replay.js');
 const OLD = ADDR.client(1); // 192.0.2.11
@@ -212,5 +215,199 @@ t.test(`${MOVES} moves in a row: one session; the server's memory and descriptor
     await exited(ping, 5000);
     const r = await lab.exec('client1', ['ping', '-c', '2', '-i', '0.2', '-W', '2', '10.8.0.1']);
     t.equal(r.code, 0, 'the tunnel still carries traffic');
+  });
+});
+
+/** Runs a command on a lab host and throws (with its output) if it fails. */
+async function must(lab: Lab, host: string, cmd: string[]): Promise<string> {
+  const r = await lab.exec(host, cmd);
+  if (r.code !== 0) throw new Error(`${host}$ ${cmd.join(' ')}: exit ${r.code}: ${r.stdout}${r.stderr}`);
+  return r.stdout + r.stderr;
+}
+
+/** inet's SNAT rule for the clients' traffic to the server: from 198.51.100.1, a port of `ports`. */
+const snat = (ports: string) => ['POSTROUTING', '-s', '192.0.2.0/24', '-d', ADDR.server, '-p', 'udp', '-j', 'SNAT', '--to-source', `${ADDR.inetServer}:${ports}`];
+
+t.test('NAT rebinding: the NAT gives the client another port mid-ping; the session follows its first record', { timeout: 120_000 }, async (t) => {
+  const f = await vpnFixture(['alice']);
+  t.teardown(f.cleanup);
+  await withLab({ prefix: uniquePrefix('nat'), clients: 1 }, async (lab) => {
+    await must(lab, 'inet', ['iptables', '-t', 'nat', '-A', ...snat('40000-40100')]);
+    const server = await startServer(lab, f);
+    const c = await startClient(lab, f, 1, 'alice');
+    const natted = new RegExp(`^${esc(ADDR.inetServer)}:400\\d\\d$`);
+    t.match((await status(lab, f)).clients[0].remote, natted, 'the server sees alice at the NAT, 198.51.100.1:40000-40100');
+    const ping = fastPing(lab);
+    for (let i = 0; i < 5; i++) await nextReply(lab, ping, 5000);
+    const before = await status(lab, f);
+    // The client sees nothing: its socket, address and route stay; only inet's mapping changes.
+    const t0 = Date.now();
+    const out = await must(lab, 'inet', ['sh', '-c', `iptables -t nat -R ${snat('50000-50100').join(' ').replace('POSTROUTING', 'POSTROUTING 1')} && conntrack -D -p udp`]);
+    t.match(out, /[1-9]\d* flow entries have been deleted/, 'the NAT forgot its mappings');
+    const moved = await lab.waitForLine(server, /alice moved /, 5000);
+    t.match(moved, new RegExp(`alice moved ${esc(ADDR.inetServer)}:400\\d\\d -> ${esc(ADDR.inetServer)}:500\\d\\d`), 'the server logged the move from the old NAT port to the new one');
+    const movedAt = Date.parse(moved.split(' ')[0]);
+    let r = await nextReply(lab, ping, 5000);
+    while (r.at <= movedAt) r = await nextReply(lab, ping, 5000);
+    const gap = Math.round(r.at - t0);
+    t.ok(gap <= 1000, `a reply over the new mapping ${gap} ms after the NAT change (move logged after ${movedAt - t0} ms): within one keepalive interval (1 s)`);
+    const st = await status(lab, f);
+    t.equal(st.roaming.trials - before.roaming.trials, 1, 'one trial decryption: the first record from the new port moved the session');
+    t.equal(st.drops.move_refused, before.drops.move_refused, 'no record from the new port was refused');
+    t.match(st.clients[0], { cn: 'alice', address: c.address, remote: new RegExp(`^${esc(ADDR.inetServer)}:500\\d\\d$`), moves: 1 }, 'status: same tunnel address, the new NAT port, 1 move');
+    t.notMatch(lab.output(c.proc), /path to the server changed/, 'the client did not notice anything (no new socket)');
+    t.equal(count(lab.output(c.proc), /tunnel up: /), 1, 'the client brought its tunnel up once');
+    t.equal(count(lab.output(server), /client connected/), 1, 'no new handshake');
+    ping.kill('SIGINT');
+    await exited(ping, 5000);
+  });
+});
+
+/** The MAC address of a lab host's interface. */
+async function mac(lab: Lab, host: string, dev: string): Promise<string> {
+  return (await must(lab, host, ['cat', `/sys/class/net/${dev}/address`])).trim();
+}
+
+/** Writes a pcap of one Ethernet frame from inet's to-server to the server: `payload` from `src`:`srcPort`, for tcpreplay. */
+async function forgedFrame(lab: Lab, file: string, src: string, srcPort: number, payload: Buffer): Promise<void> {
+  const eth = Buffer.concat([Buffer.from((await mac(lab, 'server', 'eth0')).replace(/:/g, ''), 'hex'),
+    Buffer.from((await mac(lab, 'inet', 'to-server')).replace(/:/g, ''), 'hex'), Buffer.from([0x08, 0x00])]);
+  const ip = buildIpv4Udp({ src, dst: ADDR.server, srcPort, dstPort: 1194, payload });
+  fs.writeFileSync(file, writePcap([{ data: Buffer.concat([eth, ip]), tsSec: 1_700_000_000, tsFrac: 0 }], { linkType: LINKTYPE_ETHERNET }));
+}
+
+const hostPort = (remote: string) => { const [h, p] = remote.split(':'); return { host: h, port: Number(p) }; };
+
+t.test("a fresh record of alice's arriving from bob's endpoint moves nobody: bob's session owns it", { timeout: 120_000 }, async (t) => {
+  const f = await vpnFixture(['alice', 'bob']);
+  t.teardown(f.cleanup);
+  await withLab({ prefix: uniquePrefix('steal'), clients: 2 }, async (lab) => {
+    const server = await startServer(lab, f);
+    await startClient(lab, f, 1, 'alice');
+    await startClient(lab, f, 2, 'bob');
+    const st0 = await status(lab, f);
+    const at = (st: any, cn: string) => st.clients.find((c: any) => c.cn === cn);
+    const alice0 = at(st0, 'alice').remote, bob0 = at(st0, 'bob').remote;
+    // The attacker on inet takes alice's records off the wire: captured on the way in, dropped
+    // before they are forwarded, so the server never sees them and the first stays fresh (ahead
+    // of the highest record the server has from her) as long as the drop lasts. It must not last
+    // long: the server ends a session it has not heard from in 5 s.
+    const drop = ['FORWARD', '-s', OLD, '-p', 'udp', '--dport', '1194', '-j', 'DROP'];
+    const pcap = path.join(f.dir, 'held.pcap');
+    const blackhole = '192.0.2.99';
+    await must(lab, 'inet', ['ip', 'route', 'replace', 'blackhole', `${blackhole}/32`]);
+    await must(lab, 'inet', ['iptables', '-I', ...drop]);
+    let dropping = true;
+    try {
+      const dump = lab.spawn('inet', ['tcpdump', '-i', 'to-client1', '-c', '1', '--immediate-mode', '-U', '-n', '-w', pcap,
+        `udp and src host ${OLD} and dst port 1194 and udp[8] = 23`]);
+      await lab.waitForLine(dump, /listening on/, 10_000);
+      const ping = lab.spawn('client1', ['ping', '-c', '1', '-W', '1', '10.8.0.1']); // (a record now, not at the next keepalive)
+      t.equal(await exited(dump, 5000), 0, 'inet captured one record of alice\'s');
+      const held = udpDatagrams(fs.readFileSync(pcap)).datagrams;
+      t.equal(held.length, 1, 'one application-data record held');
+      const record = held[0].payload;
+
+      const file = path.join(f.dir, 'forged.pcap');
+      const bob = hostPort(bob0);
+      await forgedFrame(lab, file, bob.host, bob.port, record);
+      await must(lab, 'inet', ['tcpreplay', '-q', '-i', 'to-server', file]);
+      const st = await statusUntil(lab, f, (s) => s.drops.replayed_or_bad_record > st0.drops.replayed_or_bad_record, 3000);
+      t.equal(st.drops.replayed_or_bad_record, st0.drops.replayed_or_bad_record + 1, "counted as replayed_or_bad_record: bob's session tried to open it");
+      t.equal(at(st, 'bob').droppedRecords, at(st0, 'bob').droppedRecords + 1, "on bob's session (droppedRecords)");
+      t.equal(at(st, 'alice').droppedRecords, at(st0, 'alice').droppedRecords, 'not on alice\'s');
+      t.equal(st.drops.move_refused, st0.drops.move_refused, 'the move rule never saw it (the endpoint has a session)');
+      t.equal(st.roaming.moves, 0, 'no move');
+      t.equal(at(st, 'alice').remote, alice0, 'alice stays at her endpoint');
+      t.equal(at(st, 'bob').remote, bob0, 'bob stays at his');
+      t.notMatch(lab.output(server), /moved/, 'no "moved" line');
+
+      // Control: the same record from an address nobody holds does move alice, so it was
+      // authentic and fresh, and above only bob's ownership of the endpoint stopped it.
+      await forgedFrame(lab, file, blackhole, 40404, record);
+      await must(lab, 'inet', ['tcpreplay', '-q', '-i', 'to-server', file]);
+      t.match(await lab.waitForLine(server, /alice moved /, 3000), `alice moved ${alice0} -> ${blackhole}:40404`,
+        'control: from a free address the held record moves alice');
+      await must(lab, 'inet', ['iptables', '-D', ...drop]);
+      dropping = false;
+      await exited(ping, 5000);
+    } finally {
+      if (dropping) await must(lab, 'inet', ['iptables', '-D', ...drop]);
+    }
+    // Her next record (newer than the held one) moves her back.
+    const [a, b] = await Promise.all([1, 2].map((i) => lab.exec(`client${i}`, ['ping', '-c', '3', '-i', '0.2', '-W', '2', '10.8.0.1'])));
+    t.equal(a.code, 0, `alice's ping works: ${a.stdout.trim().split('\n').pop()}`);
+    t.equal(b.code, 0, `bob's ping works: ${b.stdout.trim().split('\n').pop()}`);
+    const end = await status(lab, f);
+    t.equal(at(end, 'alice').remote, alice0, "alice's next record moved her back");
+    t.equal(at(end, 'bob').remote, bob0, 'bob never moved');
+    t.equal(count(lab.output(server), /client connected/), 2, 'two sessions all along');
+  });
+});
+
+/** Spoofed sources: parts of the documentation ranges no lab host uses; inet drops answers to them. */
+const SPOOFED = ['192.0.2.128/25', '203.0.113.128/25'];
+const TRIALS_PER_SEC = 1000;
+
+/** iperf3 -J from client1 to the server's tunnel address for `sec` seconds: bits/s received. */
+async function iperf(lab: Lab, sec: number): Promise<number> {
+  const r = await lab.exec('client1', ['iperf3', '-c', '10.8.0.1', '-t', String(sec), '-J'], { timeoutMs: sec * 1000 + 30_000 });
+  let j: any;
+  try { j = JSON.parse(r.stdout); } catch { throw new Error(`iperf3 (exit ${r.code}) printed no JSON: ${r.stdout}${r.stderr}`); }
+  if (r.code !== 0 || j.error) throw new Error(`iperf3 failed (exit ${r.code}): ${j.error ?? r.stderr}`);
+  return j.end.sum_received.bits_per_second;
+}
+
+t.test('a flood of record-shaped datagrams from spoofed sources during a transfer: trials stay within the budget', { timeout: 180_000 }, async (t) => {
+  const f = await vpnFixture(['alice']);
+  t.teardown(f.cleanup);
+  await withLab({ prefix: uniquePrefix('rfl'), clients: 1 }, async (lab) => {
+    const server = await startServer(lab, f, ['--move-trials-per-sec', String(TRIALS_PER_SEC)]);
+    await startClient(lab, f, 1, 'alice');
+    const iperfd = lab.spawn('server', ['iperf3', '-s', '-B', '10.8.0.1', '--forceflush']);
+    await lab.waitForLine(iperfd, /Server listening/, 10_000);
+    const clean = await iperf(lab, 5);
+
+    // One of alice's record headers now, for the flood's epoch and record numbers: 300,000 to
+    // 1,000,000 ahead, so they stay candidates (at most 2^20 ahead) however far the transfer
+    // takes her own numbers.
+    const pcap = path.join(f.dir, 'one.pcap');
+    const dump = lab.spawn('server', ['tcpdump', '-i', 'eth0', '-c', '1', '--immediate-mode', '-U', '-n', '-w', pcap, `udp and src host ${OLD} and udp[8] = 23`]);
+    await lab.waitForLine(dump, /listening on/, 10_000);
+    await must(lab, 'client1', ['ping', '-c', '1', '-W', '2', '10.8.0.1']);
+    await exited(dump, 5000);
+    const hdr = udpDatagrams(fs.readFileSync(pcap)).datagrams[0].payload;
+    const epoch = hdr.readUInt16BE(3), seq = hdr.readUIntBE(5, 6);
+    const file = path.join(f.dir, 'records.pcap');
+    fs.writeFileSync(file, spoofedPcap({ to: { host: ADDR.server, port: 1194 }, sources: SPOOFED, count: 20_000, kinds: ['records'],
+      record: { epoch, seq: seq + 300_000, spread: 700_000 }, dstMac: await mac(lab, 'server', 'eth0'), srcMac: await mac(lab, 'inet', 'to-server') }));
+    for (const net of SPOOFED) await must(lab, 'inet', ['ip', 'route', 'replace', 'blackhole', net]);
+
+    const st0 = await status(lab, f);
+    const t0 = Date.now();
+    const flood = lab.exec('inet', ['tcpreplay', '-q', '-i', 'to-server', '--topspeed', '--preload-pcap', '--loop', '100000', '--duration', '8', file],
+      { timeoutMs: 60_000 });
+    await statusUntil(lab, f, (s) => s.drops.move_budget > st0.drops.move_budget, 5000);
+    const flooded = await iperf(lab, 5);
+    const r = await flood;
+    const st = await status(lab, f);
+    const sec = (Date.now() - t0) / 1000;
+    const out = r.stdout + r.stderr;
+    const pps = Math.round(Number(/Rated:.*?([\d.]+) pps/.exec(out)?.[1] ?? NaN)), sent = Number(/Successful packets:\s+(\d+)/.exec(out)?.[1] ?? NaN);
+    t.equal(r.code, 0, `tcpreplay sent ${sent} spoofed records at ${pps}/s`);
+    const trials = st.roaming.trials - st0.roaming.trials, budget = st.drops.move_budget - st0.drops.move_budget;
+    const refused = st.drops.move_refused - st0.drops.move_refused;
+    t.comment(`flood: ${sent} at ${pps}/s over ${sec.toFixed(1)} s; trials ${trials}, move_refused ${refused}, move_budget ${budget}; ` +
+      `iperf3 ${(clean / 1e6).toFixed(0)} Mbit/s clean, ${(flooded / 1e6).toFixed(0)} Mbit/s flooded`);
+    t.ok(flooded > 0, `the transfer completed under the flood: ${(flooded / 1e6).toFixed(1)} Mbit/s, ` +
+      `${((100 * flooded) / clean).toFixed(0)} % of the ${(clean / 1e6).toFixed(1)} Mbit/s without it (flood ${pps} datagrams/s)`);
+    t.ok(trials > 0, `the flood's records were tried (${trials} trials, ${refused} refused)`);
+    t.ok(trials <= TRIALS_PER_SEC * (sec + 1), `trials ${trials} within the budget: ${TRIALS_PER_SEC}/s x ${sec.toFixed(1)} s + a burst of ${TRIALS_PER_SEC}`);
+    t.ok(budget > 0, `datagrams over the budget counted: move_budget ${budget}`);
+    t.equal(st.roaming.moves, 0, 'nothing moved');
+    t.match(st.clients[0].remote, new RegExp(`^${esc(OLD)}:\\d+$`), 'alice stays at her address');
+    t.equal(count(lab.output(server), /client connected/), 1, 'one session all along');
+    iperfd.kill('SIGTERM');
+    await exited(iperfd, 5000);
   });
 });

@@ -20,12 +20,15 @@
 //       datagrams of N random bytes (default 1), or of N bytes B each (--byte 0x42: the header
 //       of a plaintext CONTROL frame, which a DTLS server takes for a misconfigured client).
 //   node dist/src/tools/flood.js pcap --out FILE --to HOST:PORT --sources CIDR[,CIDR...] --count N
-//                                     --dst-mac MAC --src-mac MAC [--kind K[,K...]]
+//                                     --dst-mac MAC --src-mac MAC [--kind K[,K...]] [--epoch E --seq N [--spread S]]
 //       N Ethernet frames from random source addresses (in the prefixes) and random ports, for
 //       tcpreplay from a host on the path, since Node cannot fake a source address:
 //         tcpreplay -i to-server --topspeed --preload-pcap --loop 100 FILE
 //       Kinds, taken in turn: hellos (no cookie), forged (a made-up cookie), control (the
-//       1-byte plaintext CONTROL frame 0x42), junk (1 random byte). --dst-mac is the MAC
+//       1-byte plaintext CONTROL frame 0x42), junk (1 random byte), records (DTLS 1.2
+//       application-data records of epoch E, record numbers N+1..N+S (S default 500,000),
+//       64 random bytes as ciphertext: from a new address, each is a candidate for the move
+//       rule of a session at N, so the server tries to decrypt it). --dst-mac is the MAC
 //       address of the server's interface (ip link show eth0 on the server).
 //
 // The ClientHellos come from a throwaway certificate unless --ca/--cert/--key name files.
@@ -46,7 +49,7 @@ const USAGE = `usage:
   node dist/src/tools/flood.js hellos --to HOST:PORT [--rate N] [--seconds S] [--count N] [--ports P] [--mutate F] [--junk F] [--cookie forged]
   node dist/src/tools/flood.js cookies --to HOST:PORT --ports N [--wait-ms MS] [--hold-ms MS]
   node dist/src/tools/flood.js junk --to HOST:PORT [--size N] [--byte B] [--rate N] [--seconds S] [--count N] [--ports P]
-  node dist/src/tools/flood.js pcap --out FILE --to HOST:PORT --sources CIDR[,CIDR] --count N --dst-mac MAC --src-mac MAC [--kind hellos,forged,control,junk]
+  node dist/src/tools/flood.js pcap --out FILE --to HOST:PORT --sources CIDR[,CIDR] --count N --dst-mac MAC --src-mac MAC [--kind hellos,forged,control,junk,records] [--epoch E --seq N [--spread S]]
 common: [--ca FILE --cert FILE --key FILE] [--server-name NAME]`;
 
 /** Datagrams per send call (sendmmsg). */
@@ -218,7 +221,10 @@ export async function halfOpen(ctx: DtlsContext, o: { host: string; port: number
 
 // --- Spoofed sources (a pcap for tcpreplay) --------------------------------------------------
 
-export type PcapKind = 'hellos' | 'forged' | 'control' | 'junk';
+export type PcapKind = 'hellos' | 'forged' | 'control' | 'junk' | 'records';
+const PCAP_KINDS: PcapKind[] = ['hellos', 'forged', 'control', 'junk', 'records'];
+/** Kind records: the epoch, and record numbers seq+1..seq+spread. */
+export interface RecordShape { epoch: number; seq: number; spread: number }
 export interface SpoofOptions {
   to: { host: string; port: number };
   /** Prefixes the source addresses are drawn from, e.g. ["192.0.2.128/25"]. */
@@ -229,6 +235,8 @@ export interface SpoofOptions {
   kinds: PcapKind[];
   /** A ClientHello (kinds hellos and forged). */
   hello?: Buffer;
+  /** Kind records. */
+  record?: RecordShape;
 }
 
 /** A pcap of `count` Ethernet frames to the server from random addresses of `sources`, random ports. */
@@ -239,7 +247,7 @@ export function spoofedPcap(o: SpoofOptions): Buffer {
   for (let i = 0; i < o.count; i++) {
     const net = nets[crypto.randomInt(nets.length)];
     const src = intToIpv4((net.base + crypto.randomInt(net.size)) >>> 0);
-    const payload = spoofPayload(o.kinds[i % o.kinds.length], o.hello);
+    const payload = spoofPayload(o.kinds[i % o.kinds.length], o);
     const ip = buildIpv4Udp({ src, dst: o.to.host, srcPort: 1024 + crypto.randomInt(64512), dstPort: o.to.port, payload, id: i & 0xffff });
     // (Timestamps 1 us apart: tcpreplay --topspeed ignores them anyway.)
     packets.push({ data: Buffer.concat([mac, ip]), tsSec: 1_700_000_000 + Math.floor(i / 1e6), tsFrac: i % 1e6 });
@@ -247,14 +255,29 @@ export function spoofedPcap(o: SpoofOptions): Buffer {
   return writePcap(packets, { linkType: LINKTYPE_ETHERNET });
 }
 
-function spoofPayload(kind: PcapKind, hello: Buffer | undefined): Buffer {
+function spoofPayload(kind: PcapKind, o: SpoofOptions): Buffer {
+  const hello = o.hello;
   if ((kind === 'hellos' || kind === 'forged') && !hello) throw new Error('spoofedPcap: kinds hellos and forged need a ClientHello');
   switch (kind) {
     case 'hellos': return hello!;
     case 'forged': return withCookie(hello!, crypto.randomBytes(32));
     case 'control': return Buffer.from([0x42]);
     case 'junk': return crypto.randomBytes(1);
+    case 'records':
+      if (!o.record) throw new Error('spoofedPcap: kind records needs an epoch and a record number');
+      return fakeRecord(o.record.epoch, o.record.seq + 1 + crypto.randomInt(o.record.spread));
   }
+}
+
+/** A DTLS 1.2 application-data record header (type 23, 0xfefd, epoch, 48-bit number, length) over 64 random bytes. */
+export function fakeRecord(epoch: number, seq: number): Buffer {
+  const h = Buffer.alloc(13), body = crypto.randomBytes(64);
+  h[0] = 23;
+  h.writeUInt16BE(0xfefd, 1);
+  h.writeUInt16BE(epoch, 3);
+  h.writeUIntBE(seq, 5, 6);
+  h.writeUInt16BE(body.length, 11);
+  return Buffer.concat([h, body]);
 }
 
 function parseCidr(s: string): { base: number; size: number } {
@@ -349,12 +372,16 @@ async function main(argv: string[]): Promise<number> {
     const out = opt(args, '--out');
     if (!out) throw new Error('pcap: --out FILE is required');
     const kinds = (opt(args, '--kind') ?? 'hellos').split(',') as PcapKind[];
-    for (const k of kinds) if (!['hellos', 'forged', 'control', 'junk'].includes(k)) throw new Error(`--kind: unknown kind "${k}"`);
+    for (const k of kinds) if (!PCAP_KINDS.includes(k)) throw new Error(`--kind: unknown kind "${k}" (${PCAP_KINDS.join(', ')})`);
+    if (kinds.includes('records') && (opt(args, '--epoch') === undefined || opt(args, '--seq') === undefined)) {
+      throw new Error('--kind records needs --epoch and --seq (a record header of the session: replay.js list shows them)');
+    }
+    const record = { epoch: num(args, '--epoch', 1, 1, 0xffff), seq: num(args, '--seq', 0, 0, 2 ** 47), spread: num(args, '--spread', 500_000, 1, 2 ** 40) };
     const needHello = kinds.includes('hellos') || kinds.includes('forged');
     const count = num(args, '--count', 10_000, 1, 1_000_000);
     const pcap = spoofedPcap({ to: target(args), sources: (opt(args, '--sources') ?? '').split(','), count, kinds,
       dstMac: opt(args, '--dst-mac') ?? '', srcMac: opt(args, '--src-mac') ?? '',
-      hello: needHello ? clientHello(await context(args), serverName) : undefined });
+      hello: needHello ? clientHello(await context(args), serverName) : undefined, record });
     fs.writeFileSync(out, pcap);
     process.stdout.write(`flood pcap: wrote ${out}: ${count} frames (${kinds.join(', ')}) from random sources in ${opt(args, '--sources')}\n`);
     return 0;
