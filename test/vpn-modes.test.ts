@@ -14,7 +14,7 @@ function dtlsContentTypes(file: string): number[] {
 }
 
 async function httpThroughTunnel(lab: Lab): Promise<string> {
-  const r = await lab.exec('client1', ['curl', '-sf', '-m', '5', 'http://10.9.0.10/hello']);
+  const r = await lab.exec('client1', ['curl', '-sf', '-m', '20', 'http://10.9.0.10/hello']);
   return r.stdout;
 }
 
@@ -84,7 +84,7 @@ t.test('full tunnel: default route through the tunnel, NAT to the internet', { t
   const f = await vpnFixture(['alice']);
   t.teardown(f.cleanup);
   await withLab({ prefix: uniquePrefix('full'), clients: 1 }, async (lab) => {
-    const before = await lab.exec('client1', ['curl', '-sf', '-m', '5', `http://${ADDR.web}/`]);
+    const before = await lab.exec('client1', ['curl', '-sf', '-m', '20', `http://${ADDR.web}/`]);
     t.equal(before.stdout.trim(), ADDR.client(1), `before: the web host sees the client (${before.stdout.trim()})`);
     const routesBefore = (await lab.exec('client1', ['ip', 'route'])).stdout;
     const server = await startServer(lab, f, ['--redirect-gateway', '--nat-out', 'eth0']);
@@ -93,7 +93,7 @@ t.test('full tunnel: default route through the tunnel, NAT to the internet', { t
     t.match(via.stdout, /dev mvpn1/, 'the route to the internet goes through the tunnel');
     const pinned = await lab.exec('client1', ['ip', 'route', 'get', ADDR.server]);
     t.match(pinned.stdout, /via 192\.0\.2\.1 dev eth0/, 'the server itself is still reached over the underlay');
-    const after = await lab.exec('client1', ['curl', '-sf', '-m', '5', `http://${ADDR.web}/`]);
+    const after = await lab.exec('client1', ['curl', '-sf', '-m', '20', `http://${ADDR.web}/`]);
     t.equal(after.stdout.trim(), ADDR.server, `after: the web host sees the VPN server (${after.stdout.trim()})`);
     client.proc.kill('SIGTERM');
     t.equal(await exited(client.proc, 10000), 0);
