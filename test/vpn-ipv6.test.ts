@@ -13,7 +13,7 @@ t.test('a client over an IPv6 underlay', { timeout: 120_000 }, async (t) => {
     await lab.exec('server', ['sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=0', 'net.ipv6.conf.lo.disable_ipv6=0']);
     const server = await startServer(lab, f, ['--listen', '[::]:1194']);
     t.match(lab.output(server), /listening on udp \[::\]:1194/, 'dual-stack socket');
-    const r = await lab.exec('server', [process.execPath, path.join(__dirname, 'fixtures', 'ipv6-client.js'), f.pki], { timeoutMs: 30000 });
+    const r = await lab.exec('server', [process.execPath, path.join(__dirname, 'fixtures', 'ipv6-client.js'), f.pki], { timeoutMs: 60000 });
     t.equal(r.code, 0, `client ran (stderr: ${r.stderr.slice(0, 300)})`);
     const res = JSON.parse(r.stdout.trim().split('\n').pop()!);
     t.equal(res.ramp.up, 1, 'the session came up over IPv6');
