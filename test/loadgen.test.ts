@@ -43,7 +43,7 @@ t.test(`load generator: ${N} sessions against a lab server`, { timeout: 180_000 
       '--ca', `${f.pki}/ca.crt`, '--cert', `${f.pki}/server.crt`, '--key', `${f.pki}/server.key`,
       '--authorized-dir', `${f.pki}/authorized`, '--leases-file', `${f.dir}/leases.json`,
       '--status-socket', f.statusSocket, '--keepalive-sec', String(KEEPALIVE_SEC), '--timeout-sec', String(TIMEOUT_SEC)]);
-    await lab.waitForLine(server, /listening on udp/, 15_000);
+    await lab.waitForLine(server, /listening on udp/, 30_000);
 
     // No keepalives of our own: the sessions stay alive at the server only if our answers arrive.
     const gen = startWorker(lab, f.pki, { serverName: 'server.minivpn.test', clientKeepalives: false });
@@ -79,7 +79,7 @@ t.test(`load generator: ${N} sessions against a lab server`, { timeout: 180_000 
 
     // Teardown: bye + close_notify for every session; the worker exits.
     await gen.call({ cmd: 'close' }, 30_000);
-    t.equal(await exited(gen.child, 10_000), 0, 'worker exits 0');
+    t.equal(await exited(gen.child, 30_000), 0, 'worker exits 0');
     let left = -1;
     await until(async () => (left = (await status(f.statusSocket)).clients.length) === 0, 15_000, 'the server to drop every session').catch(() => undefined);
     t.equal(left, 0, 'the server dropped every session');

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { withLab, uniquePrefix } from '../src/lab/topology';
 import { vpnFixture, startServer, exited, STATUS_MAIN } from './helpers/vpn';
 
-t.test('a client over an IPv6 underlay', { timeout: 120_000 }, async (t) => {
+t.test('a client over an IPv6 underlay', { timeout: 240_000 }, async (t) => {
   const f = await vpnFixture(['alice']);
   t.teardown(f.cleanup);
   await withLab({ prefix: uniquePrefix('v6'), clients: 1 }, async (lab) => {
@@ -20,6 +20,6 @@ t.test('a client over an IPv6 underlay', { timeout: 120_000 }, async (t) => {
     t.ok(res.ping.received > 5 && res.ping.lost === 0, `pings through the tunnel: ${res.ping.received}/${res.ping.sent}`);
     t.match(lab.output(server), /client connected cn=alice address=10\.8\.0\.2 remote=\[::1\]:\d+/, 'the log shows the IPv6 remote');
     server.kill('SIGTERM');
-    t.equal(await exited(server, 10000), 0);
+    t.equal(await exited(server, 30_000), 0);
   });
 });

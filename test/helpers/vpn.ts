@@ -41,7 +41,7 @@ export interface NodeOpts { nodeArgs?: string[]; env?: NodeJS.ProcessEnv }
 
 export async function startServer(lab: Lab, f: VpnFixture, extra: string[] = [], o: NodeOpts = {}): Promise<ChildProcess> {
   const p = lab.spawn('server', [process.execPath, ...(o.nodeArgs ?? []), SERVER_MAIN, ...serverArgs(f, extra)], o.env ? { env: o.env } : {});
-  await lab.waitForLine(p, /listening on udp/, 15000);
+  await lab.waitForLine(p, /listening on udp/, 30_000);
   return p;
 }
 
@@ -54,7 +54,7 @@ export function spawnClient(lab: Lab, f: VpnFixture, i: number, name: string, ex
 
 export async function startClient(lab: Lab, f: VpnFixture, i: number, name: string, extra: string[] = [], o: NodeOpts = {}): Promise<{ proc: ChildProcess; address: string }> {
   const proc = spawnClient(lab, f, i, name, extra, o);
-  const line = await lab.waitForLine(proc, /tunnel up: /, 15000);
+  const line = await lab.waitForLine(proc, /tunnel up: /, 30_000);
   const address = /tunnel up: ([0-9.]+)\//.exec(line)![1];
   return { proc, address };
 }
@@ -99,7 +99,7 @@ export async function capture(lab: Lab, host: string, iface: string, filter: str
   await during();
   await drained(lab, dump, 30000);
   dump.kill('SIGINT');
-  await exited(dump, 10000);
+  await exited(dump, 30_000);
   return fs.readFileSync(file);
 }
 
