@@ -30,6 +30,25 @@ stop_pid() { # stop one process we started, by PID, and wait for it
   for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
 }
+wait_log() { # wait_log FILE REGEX SECONDS: true once a line of FILE matches (FILE may not exist yet)
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do grep -qE "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  return 1
+}
+# tcpdump drops the packets still in its buffer when it is stopped: first wait until it has
+# written every packet the kernel passed it (its counters, printed on SIGUSR1 to its log).
+dump_drained() { # dump_drained PID LOG
+  local i n c r d
+  for ((i = 0; i < 300; i++)); do
+    n=$(grep -c 'received by filter' "$2" || true)
+    kill -USR1 "$1" 2>/dev/null || return 1
+    for ((c = 0; c < 100; c++)); do [ "$(grep -c 'received by filter' "$2")" -gt "$n" ] && break; sleep 0.05; done
+    read -r c r d < <(grep 'received by filter' "$2" | tail -1 | grep -oE '[0-9]+' | paste -sd' ') || true
+    [ $((c + ${d:-0})) -ge "${r:-0}" ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
 cleanup() {
   stop_pid "$DUMP_PID"; stop_pid "$CLIENT_PID"; stop_pid "$SERVER_PID"
   if [ "$KEEP" = 1 ]; then echo "lab kept up: sudo LAB_PREFIX=$LAB_PREFIX scripts/lab.sh down removes it"; else lab down >/dev/null 2>&1 || true; fi
@@ -53,7 +72,7 @@ cat <<'PIC'
                               web 203.0.113.80 (what's-my-IP)
 PIC
 
-BEFORE=$(on client1 curl -s -m 5 http://203.0.113.80/)
+BEFORE=$(on client1 curl -s -m 20 http://203.0.113.80/)
 [ "$BEFORE" = 192.0.2.11 ] || fail "before the tunnel the web host should see 192.0.2.11, got '$BEFORE'"
 ok "before the tunnel, the web host sees the client's own address: $BEFORE"
 on client1 curl -s -m 2 http://10.9.0.10/ >/dev/null 2>&1 && fail "the private LAN must not be reachable without the tunnel"
@@ -71,26 +90,26 @@ run_mode() { # run_mode plaintext|dtls
     --authorized-dir "$WORK/pki/authorized" --leases-file "$WORK/leases.json" --status-socket "$WORK/status.sock" \
     --redirect-gateway --routes 10.9.0.0/24 --nat-out eth0 >"$WORK/server-$mode.log" 2>&1 &
   SERVER_PID=$!
-  timeout 15 grep -q 'listening on udp' <(tail -f "$WORK/server-$mode.log") || fail "server did not start: $(tail -5 "$WORK/server-$mode.log")"
+  wait_log "$WORK/server-$mode.log" 'listening on udp' 60 || fail "server did not start: $(tail -5 "$WORK/server-$mode.log")"
   ok "server listening on 198.51.100.2:1194"
   ip netns exec "$LAB_PREFIX-client1" node dist/src/client/main.js --server 198.51.100.2:1194 --name alice "${flag[@]}" \
     --ca "$WORK/pki/ca.crt" --cert "$WORK/pki/clients/alice.crt" --key "$WORK/pki/clients/alice.key" \
     --state-dir "$WORK/state" >"$WORK/client-$mode.log" 2>&1 &
   CLIENT_PID=$!
-  timeout 15 grep -q 'tunnel up' <(tail -f "$WORK/client-$mode.log") || fail "client did not connect: $(tail -5 "$WORK/client-$mode.log")"
+  wait_log "$WORK/client-$mode.log" 'tunnel up' 60 || fail "client did not connect: $(tail -5 "$WORK/client-$mode.log")"
   ok "$(grep -o 'tunnel up: .*' "$WORK/client-$mode.log" | head -1)"
 
-  ip netns exec "$LAB_PREFIX-server" tcpdump -i eth0 --immediate-mode -U -n -s 0 -w "$WORK/$mode.pcap" udp port 1194 2>/dev/null &
+  ip netns exec "$LAB_PREFIX-server" tcpdump -i eth0 --immediate-mode -U -n -s 0 -w "$WORK/$mode.pcap" udp port 1194 2>"$WORK/dump-$mode.log" &
   DUMP_PID=$!
-  sleep 1
-  AFTER=$(on client1 curl -s -m 5 http://203.0.113.80/)
+  wait_log "$WORK/dump-$mode.log" 'listening on' 60 || fail "tcpdump did not start: $(tail -3 "$WORK/dump-$mode.log")"
+  AFTER=$(on client1 curl -s -m 20 http://203.0.113.80/)
   [ "$AFTER" = 198.51.100.2 ] || fail "through the full tunnel the web host should see the VPN server 198.51.100.2, got '$AFTER'"
   ok "what's-my-IP through the tunnel: $AFTER (was $BEFORE): the server NATs the client's traffic"
-  PAGE=$(on client1 curl -s -m 5 http://10.9.0.10/hello)
+  PAGE=$(on client1 curl -s -m 20 http://10.9.0.10/hello)
   echo "$PAGE" | grep -q minivpn-secret-page || fail "the LAN host did not answer through the tunnel"
   ok "the private LAN host 10.9.0.10 answers through the tunnel"
-  sleep 0.5
-  stop_pid "$DUMP_PID"; DUMP_PID=
+  dump_drained "$DUMP_PID" "$WORK/dump-$mode.log" || fail "tcpdump did not write what it saw: $(tail -3 "$WORK/dump-$mode.log")"
+  kill -INT "$DUMP_PID"; stop_pid "$DUMP_PID"; DUMP_PID=
   local n
   n=$(tcpdump -r "$WORK/$mode.pcap" 2>/dev/null | wc -l)
   echo "    tcpdump on the underlay saw $n UDP datagrams; the first bytes of the HTTP exchange:"

@@ -62,8 +62,21 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   # tshark asks whether non-root users may capture; answer for it.
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  # A fresh machine's daily apt run may hold apt's locks for minutes: wait for them rather than
+  # fail (install waits by itself with DPkg::Lock::Timeout; update does not, so it is retried).
+  apt_update() {
+    local err i
+    for i in $(seq 60); do
+      err=$(apt-get -o DPkg::Lock::Timeout=600 update -qq 2>&1 >/dev/null) && return 0
+      grep -q 'Could not get lock' <<<"$err" || break
+      [ "$i" = 1 ] && step "apt is busy (another apt run holds its lock): waiting"
+      sleep 10
+    done
+    echo "$err" >&2
+    return 1
+  }
+  apt_update
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 fi
 
 # newer TARGET PATH...: true when TARGET is missing or something under PATH is newer.

@@ -128,7 +128,8 @@ start_web() {
   setsid ip netns exec "$(ns "$host")" "$node" "$HERE/whatsmyip.js" --port 80 \
     </dev/null >>"$log" 2>&1 9>&- &
   echo $! >"$STATE/$host.pid"
-  for _ in $(seq 100); do
+  # Up to 30 s: node's first start on a fresh or busy machine can take several seconds.
+  for _ in $(seq 600); do
     grep -q 'listening' "$log" 2>/dev/null && return 0
     alive "$(cat "$STATE/$host.pid")" || break
     sleep 0.05
@@ -166,6 +167,12 @@ teardown() {
     done
     for pid in "${pids[@]}"; do
       alive "$pid" && { say "pid $pid ignored SIGTERM; sending SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; }
+    done
+    for _ in $(seq 100); do              # and up to 5 s for the kernel to finish them off
+      local left=0
+      for pid in "${pids[@]}"; do alive "$pid" && left=1; done
+      [[ $left -eq 0 ]] && break
+      sleep 0.05
     done
   fi
   # 3. The namespaces. Deleting one deletes its interfaces; a veth dies with either end.

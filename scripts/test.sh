@@ -12,7 +12,8 @@ files=("$@")
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 # --jobs=1: integration tests share the kernel's namespace list and CPU; run them in turn.
-npx --no-install tap --disable-coverage --jobs=1 --timeout=300 --reporter=tap "${files[@]}" 2>&1 | tee "$out"
+# --timeout: a limit per file for a hung test only; a loaded or fresh machine is slow, not wrong.
+npx --no-install tap --disable-coverage --jobs=1 --timeout=600 --reporter=tap "${files[@]}" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 summary=$(grep -E '^# \{ total: ' "$out" | tail -1)
 num() { echo "$summary" | grep -oE "$1: [0-9]+" | grep -oE '[0-9]+' || echo 0; }

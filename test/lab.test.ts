@@ -28,6 +28,16 @@ function alive(pid: number): boolean {
   }
 }
 
+// Waits until process pid runs the program `comm` (it has exec'd), at most timeoutMs.
+async function execed(pid: number, comm: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const now = () => { try { return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim(); } catch { return ''; } };
+  while (now() !== comm) {
+    if (Date.now() > deadline) throw new Error(`pid ${pid} is "${now()}", not "${comm}", after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 function pidFile(prefix: string, host: string): number {
   return Number(fs.readFileSync(`/run/minivpn-lab/${prefix}/${host}.pid`, 'utf8').trim());
 }
@@ -68,7 +78,7 @@ t.test('lab up: topology, reachability, services, status; down removes everythin
 
     // Reachability across the "internet".
     for (const dst of [ADDR.web, ADDR.server]) {
-      const ping = await lab.exec('client1', ['ping', '-c', '1', '-W', '2', dst], { timeoutMs: 10_000 });
+      const ping = await lab.exec('client1', ['ping', '-c', '1', '-W', '10', dst], { timeoutMs: 30_000 });
       t.equal(ping.code, 0, `client1 pings ${dst}${ping.code ? `: ${ping.stderr || ping.stdout}` : ''}`);
     }
     const me1 = await lab.exec('client1', ['curl', '-s', '--max-time', '5', `http://${ADDR.web}/`]);
@@ -108,12 +118,13 @@ t.test('lab up: topology, reachability, services, status; down removes everythin
     const u = spawn('ip', ['netns', 'exec', lab.ns('client2'), 'sleep', '300'], { stdio: 'ignore' });
     untracked = u;
     const untrackedExit = new Promise((r) => u.once('exit', r));
-    await new Promise((r) => setTimeout(r, 300));
+    // Both are inside their namespaces once "ip netns exec" has become "sleep".
+    for (const p of [tracked.pid!, u.pid!]) await execed(p, 'sleep', 30_000);
     pids = [pidFile(prefix, 'web'), pidFile(prefix, 'lan'), tracked.pid!, u.pid!];
     for (const p of pids) t.ok(alive(p), `pid ${p} runs before down`);
 
     await lab.down();
-    await Promise.race([untrackedExit, new Promise((r) => setTimeout(r, 3000))]);
+    await Promise.race([untrackedExit, new Promise((r) => setTimeout(r, 30_000).unref())]);
   } finally {
     await lab.down(); // no-op when already down; cleans up if an assertion threw
   }
@@ -195,7 +206,7 @@ t.test('up --pair: client1 and server on one cable, nothing else; down removes i
     t.equal(up.code, 0, `up --pair exits 0: ${up.stderr}`);
     t.same(namespaces(prefix).sort(), [`${prefix}-client1`, `${prefix}-server`], 'exactly two hosts');
     // One hop: the server answers from its own address, with TTL 64 (no router decremented it).
-    const ping = await labScript(prefix, ['exec', 'client1', 'ping', '-c', '1', '-W', '2', ADDR.server]);
+    const ping = await labScript(prefix, ['exec', 'client1', 'ping', '-c', '1', '-W', '10', ADDR.server]);
     t.equal(ping.code, 0, 'client1 reaches the server');
     t.match(ping.stdout, /ttl=64/, 'directly, not through a router');
     const links = await labScript(prefix, ['exec', 'server', 'ip', '-o', 'link', 'show']);

@@ -23,7 +23,16 @@ async function status(socket: string): Promise<ServerStatus> {
   return JSON.parse(stdout) as ServerStatus;
 }
 
-t.test(`load generator: ${N} sessions against a lab server`, { timeout: 90_000 }, async (t) => {
+/** Polls cond (every 50 ms) until it holds; rejects after timeoutMs, naming what it waited for. */
+async function until(cond: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+t.test(`load generator: ${N} sessions against a lab server`, { timeout: 180_000 }, async (t) => {
   const cns = Array.from({ length: N }, (_, i) => `load${String(i + 1).padStart(2, '0')}`);
   const f = await vpnFixture(cns);
   t.teardown(f.cleanup);
@@ -34,7 +43,7 @@ t.test(`load generator: ${N} sessions against a lab server`, { timeout: 90_000 }
       '--ca', `${f.pki}/ca.crt`, '--cert', `${f.pki}/server.crt`, '--key', `${f.pki}/server.key`,
       '--authorized-dir', `${f.pki}/authorized`, '--leases-file', `${f.dir}/leases.json`,
       '--status-socket', f.statusSocket, '--keepalive-sec', String(KEEPALIVE_SEC), '--timeout-sec', String(TIMEOUT_SEC)]);
-    await lab.waitForLine(server, /listening on udp/, 15_000);
+    await lab.waitForLine(server, /listening on udp/, 30_000);
 
     // No keepalives of our own: the sessions stay alive at the server only if our answers arrive.
     const gen = startWorker(lab, f.pki, { serverName: 'server.minivpn.test', clientKeepalives: false });
@@ -50,9 +59,10 @@ t.test(`load generator: ${N} sessions against a lab server`, { timeout: 90_000 }
     t.ok(st0.addresses.every((a) => inCidr(ipv4ToInt(a), pool) && a !== '10.8.0.1'), `all addresses are client addresses in ${POOL}`);
 
     // A sample session pings the server's tunnel address; the server's kernel answers.
+    // Until 20 are sent (about 0.4 s; longer on a loaded machine); the stop waits for the replies.
     await gen.call({ cmd: 'ping-start', cn: cns[0], dst: '10.8.0.1', intervalMs: 20 });
-    await new Promise((r) => setTimeout(r, 1000));
-    const ping = await gen.call<PingStats>({ cmd: 'ping-stop', cn: cns[0], graceMs: 500 });
+    await until(async () => (await gen.call<{ pingsSent: number }>({ cmd: 'stats' })).pingsSent >= 20, 30_000, 'the sample session to send 20 pings');
+    const ping = await gen.call<PingStats>({ cmd: 'ping-stop', cn: cns[0], graceMs: 10_000 });
     t.ok(ping.sent >= 20, `sample session sent ${ping.sent} pings`);
     t.ok(ping.received >= ping.sent - 2, `and got ${ping.received} replies (max RTT ${ping.maxRttMs.toFixed(1)} ms)`);
 
@@ -69,12 +79,9 @@ t.test(`load generator: ${N} sessions against a lab server`, { timeout: 90_000 }
 
     // Teardown: bye + close_notify for every session; the worker exits.
     await gen.call({ cmd: 'close' }, 30_000);
-    t.equal(await exited(gen.child, 10_000), 0, 'worker exits 0');
+    t.equal(await exited(gen.child, 30_000), 0, 'worker exits 0');
     let left = -1;
-    for (let i = 0; i < 20 && left !== 0; i++) {
-      left = (await status(f.statusSocket)).clients.length;
-      if (left) await new Promise((r) => setTimeout(r, 100));
-    }
+    await until(async () => (left = (await status(f.statusSocket)).clients.length) === 0, 15_000, 'the server to drop every session').catch(() => undefined);
     t.equal(left, 0, 'the server dropped every session');
     t.notMatch(lab.output(server), /handshake failed|ERROR/, 'no failed handshakes or errors in the server log');
   });

@@ -21,7 +21,7 @@ const CACHE = process.env.MINIVPN_NODE_CACHE ||
 const NS = `mvnodes-${process.pid}`;
 const TUN = 'mvnv0';
 const INSTALL_LIMIT_MS = 10 * 60_000;
-const PROBE_LIMIT_MS = 60_000;
+const PROBE_LIMIT_MS = 120_000; // limits only: a fresh binary's first start on a loaded machine is slow
 // A first run downloads three node binaries; tap's default 30 s per file is too short.
 t.setTimeout(INSTALL_LIMIT_MS + MAJORS.length * PROBE_LIMIT_MS + 60_000);
 
@@ -43,7 +43,7 @@ function run(cmd: string, args: string[], limitMs: number): Promise<RunResult> {
 
 function versionOf(bin: string): string | null {
   if (!fs.existsSync(bin)) return null;
-  const r = spawnSync(bin, ['-p', 'process.version'], { encoding: 'utf8', timeout: 20000 });
+  const r = spawnSync(bin, ['-p', 'process.version'], { encoding: 'utf8', timeout: 60_000 });
   return r.status === 0 ? r.stdout.trim() : null;
 }
 

@@ -33,8 +33,9 @@ import { encodeControl, encodeFrame, encodeKeepalive, FrameType } from '../src/w
 import { buildEchoRequest } from '../src/wire/icmp';
 import { parseIp, parseTransport } from '../src/wire/ip';
 
-// Chromium and the node processes can be slow on a busy machine.
-t.setTimeout(180_000);
+// Chromium and the node processes can be slow on a busy machine, and Chromium's first start
+// on a fresh one (profile, fonts; the snap on Ubuntu) can take minutes.
+t.setTimeout(900_000);
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const SHOTS = path.join(ROOT, '.tap', 'screenshots');
@@ -385,18 +386,17 @@ t.test('reads real tcpdump captures: lo (EN10MB), any (LINUX_SLL2, nanoseconds),
     const script = `
       ip link set lo up
       cd ${dir}
-      tcpdump -i lo --immediate-mode -U -w lo.pcap udp port ${port} 2>lo.err & p1=$!
-      tcpdump -i any --immediate-mode -U --time-stamp-precision=nano -w any.pcap udp port ${port} 2>any.err & p2=$!
-      tcpdump -i any -y LINUX_SLL --immediate-mode -U -w sll.pcap udp port ${port} 2>sll.err & p3=$!
-      for i in $(seq 100); do
+      tcpdump -c 3 -i lo --immediate-mode -U -w lo.pcap udp port ${port} 2>lo.err & p1=$!
+      tcpdump -c 3 -i any --immediate-mode -U --time-stamp-precision=nano -w any.pcap udp port ${port} 2>any.err & p2=$!
+      tcpdump -c 3 -i any -y LINUX_SLL --immediate-mode -U -w sll.pcap udp port ${port} 2>sll.err & p3=$!
+      for i in $(seq 600); do
         if grep -q listening lo.err && grep -q listening any.err && grep -q listening sll.err; then break; fi
         sleep 0.1
       done
       ${JSON.stringify(process.execPath)} -e ${JSON.stringify(send)} ${frame.toString('hex')}
-      sleep 0.5
-      kill -INT $p1 $p2 $p3
-      wait`;
-    const r = await inPrivateNetns(script, 30000);
+      # -c 3: each tcpdump exits once it has written the three datagrams.
+      wait $p1 $p2 $p3`;
+    const r = await inPrivateNetns(script, 120_000);
     t.equal(r.code, 0, `capture script ran: ${r.stderr}`);
     for (const [file, linkType, nano] of [
       ['lo.pcap', LINKTYPE_ETHERNET, false],

@@ -9,10 +9,12 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-t.setTimeout(900_000); // a first run may install vagrant with apt-get
+// A first run may install vagrant with apt-get: waiting for apt's lock (a fresh machine's daily
+// update may hold it) and the download can take many minutes.
+t.setTimeout(1_800_000);
 
 function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 600_000, ...opts });
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 1_200_000, ...opts });
   return { code: r.status ?? -1, out: `${r.stdout ?? ''}${r.stderr ?? ''}${r.error ? String(r.error) : ''}` };
 }
 
@@ -23,7 +25,12 @@ function ensureVagrant(): string | null {
   if (run('vagrant', ['--version']).code === 0 && haveVagrantLibvirt()) return null;
   if (process.getuid?.() !== 0) return 'vagrant and vagrant-libvirt are not installed, and only root can apt-get install them';
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const upd = run('apt-get', ['update', '-qq'], { env });
+  // apt-get update does not wait for apt's lock (a fresh machine's daily apt run may hold it): retried.
+  let upd = run('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'update', '-qq'], { env });
+  for (let i = 0; i < 60 && upd.code !== 0 && upd.out.includes('Could not get lock'); i++) {
+    spawnSync('sleep', ['10']);
+    upd = run('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'update', '-qq'], { env });
+  }
   if (upd.code !== 0) return `apt-get update failed: ${upd.out.slice(-500)}`;
   const inst = run('apt-get', ['-o', 'DPkg::Lock::Timeout=600', 'install', '-y', '-qq', '--no-install-recommends', 'vagrant', 'vagrant-libvirt'], { env });
   if (inst.code !== 0) return `apt-get install vagrant vagrant-libvirt failed: ${inst.out.slice(-500)}`;

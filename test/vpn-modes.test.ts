@@ -14,11 +14,11 @@ function dtlsContentTypes(file: string): number[] {
 }
 
 async function httpThroughTunnel(lab: Lab): Promise<string> {
-  const r = await lab.exec('client1', ['curl', '-sf', '-m', '5', 'http://10.9.0.10/hello']);
+  const r = await lab.exec('client1', ['curl', '-sf', '-m', '20', 'http://10.9.0.10/hello']);
   return r.stdout;
 }
 
-t.test('plaintext vs DTLS on the wire', { timeout: 120_000 }, async (t) => {
+t.test('plaintext vs DTLS on the wire', { timeout: 240_000 }, async (t) => {
   const f: VpnFixture = await vpnFixture(['alice']);
   t.teardown(f.cleanup);
   await withLab({ prefix: uniquePrefix('mode'), clients: 1 }, async (lab) => {
@@ -46,45 +46,45 @@ t.test('plaintext vs DTLS on the wire', { timeout: 120_000 }, async (t) => {
         t.ok(types.every((ct) => ct === 23), 'all records during the transfer are application data (content type 23)');
       }
       client.proc.kill('SIGTERM');
-      t.equal(await exited(client.proc, 10000), 0, `${mode}: client exits 0`);
+      t.equal(await exited(client.proc, 30_000), 0, `${mode}: client exits 0`);
       server.kill('SIGTERM');
-      t.equal(await exited(server, 10000), 0, `${mode}: server exits 0`);
+      t.equal(await exited(server, 30_000), 0, `${mode}: server exits 0`);
     }
   });
 });
 
-t.test('mode mismatch is refused and logged on both sides', { timeout: 120_000 }, async (t) => {
+t.test('mode mismatch is refused and logged on both sides', { timeout: 240_000 }, async (t) => {
   const f = await vpnFixture(['alice']);
   t.teardown(f.cleanup);
   await withLab({ prefix: uniquePrefix('mism'), clients: 1 }, async (lab) => {
     // DTLS server, plaintext client
     let server = await startServer(lab, f);
     let client = spawnClient(lab, f, 1, 'alice', ['--insecure-plaintext']);
-    t.match(await lab.waitForLine(client, /mode mismatch/, 10000), /requires DTLS/, 'plaintext client is told the server requires DTLS');
-    t.match(await lab.waitForLine(server, /mode mismatch/, 5000), /requires DTLS/);
-    t.equal(await exited(client, 10000), 1);
+    t.match(await lab.waitForLine(client, /mode mismatch/, 30_000), /requires DTLS/, 'plaintext client is told the server requires DTLS');
+    t.match(await lab.waitForLine(server, /mode mismatch/, 30_000), /requires DTLS/);
+    t.equal(await exited(client, 30_000), 1);
     server.kill('SIGTERM');
-    await exited(server, 10000);
+    await exited(server, 30_000);
     // Plaintext server, DTLS client
     server = await startServer(lab, f, ['--insecure-plaintext']);
     client = spawnClient(lab, f, 1, 'alice');
-    t.match(await lab.waitForLine(server, /mode mismatch/, 10000), /runs --insecure-plaintext/, 'plaintext server names the problem');
-    t.match(await lab.waitForLine(client, /mode mismatch/, 15000), /it runs --insecure-plaintext, and this client requires DTLS/, 'DTLS client is told the server runs plaintext');
+    t.match(await lab.waitForLine(server, /mode mismatch/, 30_000), /runs --insecure-plaintext/, 'plaintext server names the problem');
+    t.match(await lab.waitForLine(client, /mode mismatch/, 30_000), /it runs --insecure-plaintext, and this client requires DTLS/, 'DTLS client is told the server runs plaintext');
     // Unauthenticated, so not a reason to give up for good: it tries again.
-    t.match(await lab.waitForLine(client, /reconnecting in/, 10000), /mode mismatch with .*; reconnecting in \d+s \(attempt 2\)/, 'and retries');
+    t.match(await lab.waitForLine(client, /reconnecting in/, 30_000), /mode mismatch with .*; reconnecting in \d+s \(attempt 2\)/, 'and retries');
     t.equal(client.exitCode, null, 'still running');
     client.kill('SIGTERM');
-    await exited(client, 10000);
+    await exited(client, 30_000);
     server.kill('SIGTERM');
-    await exited(server, 10000);
+    await exited(server, 30_000);
   });
 });
 
-t.test('full tunnel: default route through the tunnel, NAT to the internet', { timeout: 120_000 }, async (t) => {
+t.test('full tunnel: default route through the tunnel, NAT to the internet', { timeout: 240_000 }, async (t) => {
   const f = await vpnFixture(['alice']);
   t.teardown(f.cleanup);
   await withLab({ prefix: uniquePrefix('full'), clients: 1 }, async (lab) => {
-    const before = await lab.exec('client1', ['curl', '-sf', '-m', '5', `http://${ADDR.web}/`]);
+    const before = await lab.exec('client1', ['curl', '-sf', '-m', '20', `http://${ADDR.web}/`]);
     t.equal(before.stdout.trim(), ADDR.client(1), `before: the web host sees the client (${before.stdout.trim()})`);
     const routesBefore = (await lab.exec('client1', ['ip', 'route'])).stdout;
     const server = await startServer(lab, f, ['--redirect-gateway', '--nat-out', 'eth0']);
@@ -93,13 +93,13 @@ t.test('full tunnel: default route through the tunnel, NAT to the internet', { t
     t.match(via.stdout, /dev mvpn1/, 'the route to the internet goes through the tunnel');
     const pinned = await lab.exec('client1', ['ip', 'route', 'get', ADDR.server]);
     t.match(pinned.stdout, /via 192\.0\.2\.1 dev eth0/, 'the server itself is still reached over the underlay');
-    const after = await lab.exec('client1', ['curl', '-sf', '-m', '5', `http://${ADDR.web}/`]);
+    const after = await lab.exec('client1', ['curl', '-sf', '-m', '20', `http://${ADDR.web}/`]);
     t.equal(after.stdout.trim(), ADDR.server, `after: the web host sees the VPN server (${after.stdout.trim()})`);
     client.proc.kill('SIGTERM');
-    t.equal(await exited(client.proc, 10000), 0);
+    t.equal(await exited(client.proc, 30_000), 0);
     t.equal((await lab.exec('client1', ['ip', 'route'])).stdout, routesBefore, 'every route restored on exit');
     server.kill('SIGTERM');
-    t.equal(await exited(server, 10000), 0);
+    t.equal(await exited(server, 30_000), 0);
     const rules = await lab.exec('server', ['iptables-save']);
     t.notMatch(rules.stdout, /minivpn:/, 'the server removed its NAT and MSS rules');
   });

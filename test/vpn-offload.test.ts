@@ -74,11 +74,11 @@ t.test('--udp-gso --tun-gro: intact transfers both ways, merged segments, well-f
       t.ok(st.groMerged > 1000, `${mode}: the server counts ${st.groMerged} merged segments`);
 
       client.proc.kill('SIGTERM');
-      t.equal(await exited(client.proc, 10000), 0, `${mode}: client exits 0`);
+      t.equal(await exited(client.proc, 30_000), 0, `${mode}: client exits 0`);
       const merged = Number(/stopped .*groMerged=(\d+)/.exec(lab.output(client.proc))?.[1] ?? 0);
       t.ok(merged > 1000, `${mode}: the client's TUN merged ${merged} segments of the download`);
       server.kill('SIGTERM');
-      t.equal(await exited(server, 10000), 0, `${mode}: server exits 0`);
+      t.equal(await exited(server, 30_000), 0, `${mode}: server exits 0`);
     }
   });
 });

@@ -98,6 +98,8 @@ export class SimSession {
   private settle: ((err: Error | null) => void) | null = null;
   // Echo requests in flight: seq -> send time (performance.now()).
   private readonly inFlight = new Map<number, number>();
+  /** Called when the last request in flight gets its reply (see answered()). */
+  private onAnswered: (() => void) | null = null;
   private readonly icmpId: number;
   readonly ping: PingStats = { sent: 0, received: 0, lost: 0, maxRttMs: 0, avgRttMs: 0 };
   private rttSum = 0;
@@ -209,6 +211,17 @@ export class SimSession {
     this.rttSum += rtt;
     this.ping.avgRttMs = this.rttSum / this.ping.received;
     if (rtt > this.ping.maxRttMs) this.ping.maxRttMs = rtt;
+    if (this.inFlight.size === 0) this.onAnswered?.();
+  }
+
+  /** Resolves when every request sent so far has its reply, or after timeoutMs, whichever is first. */
+  answered(timeoutMs: number): Promise<void> {
+    if (this.inFlight.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => { clearTimeout(t); this.onAnswered = null; resolve(); };
+      const t = setTimeout(done, timeoutMs);
+      this.onAnswered = done;
+    });
   }
 
   /** Sends one ICMP echo request from our tunnel address to dst, inside a DATA frame. */
@@ -387,12 +400,12 @@ export class LoadGenerator {
     this.pingTimer = setInterval(() => { if (s.state === 'up') s.sendPing(dst, ++seq); }, intervalMs);
   }
 
-  /** Stops, waits graceMs for the last replies, and returns the counts. */
+  /** Stops, waits for the last replies (at most graceMs), and returns the counts. */
   async stopPinging(cn: string, graceMs = 1000): Promise<PingStats> {
     this.stopPingTimer();
-    await new Promise((r) => setTimeout(r, graceMs));
     const s = this.sessions.get(cn);
     if (!s) throw new Error(`ping: no session ${cn}`);
+    await s.answered(graceMs);
     return s.settlePings();
   }
 
@@ -401,18 +414,19 @@ export class LoadGenerator {
     this.pingTimer = null;
   }
 
-  stats(): { up: number; addresses: string[]; keepalivesAnswered: number; keepalivesSent: number; minKeepalivesAnswered: number } {
-    let up = 0, ka = 0, ks = 0, minKa = Infinity;
+  stats(): { up: number; addresses: string[]; keepalivesAnswered: number; keepalivesSent: number; minKeepalivesAnswered: number; pingsSent: number } {
+    let up = 0, ka = 0, ks = 0, minKa = Infinity, pings = 0;
     const addresses: string[] = [];
     for (const s of this.sessions.values()) {
       if (s.state !== 'up') continue;
       up++;
       ka += s.keepalivesAnswered;
       ks += s.keepalivesSent;
+      pings += s.ping.sent;
       minKa = Math.min(minKa, s.keepalivesAnswered);
       addresses.push(s.address!);
     }
-    return { up, addresses, keepalivesAnswered: ka, keepalivesSent: ks, minKeepalivesAnswered: up ? minKa : 0 };
+    return { up, addresses, keepalivesAnswered: ka, keepalivesSent: ks, minKeepalivesAnswered: up ? minKa : 0, pingsSent: pings };
   }
 
   /** Closes every session (bye + close_notify) and stops the timers. */

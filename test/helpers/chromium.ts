@@ -8,6 +8,8 @@ import path from 'node:path';
 // Debian: /usr/bin/chromium; Ubuntu: chromium-browser, a wrapper of the snap.
 export const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/snap/bin/chromium'].find((p) => fs.existsSync(p)) ?? '/usr/bin/chromium';
 
+const CHROMIUM_LIMIT_MS = 300_000;
+
 export function runGroup(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child: ChildProcess = spawn(cmd, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -54,9 +56,10 @@ async function chromium(args: string[]): Promise<{ code: number | null; stdout: 
     `--user-data-dir=${profile}`,
     ...args,
   ];
+  // A limit for a hung browser only: a first start on a fresh or loaded machine can take minutes.
   try {
-    if (process.getuid?.() === 0) return await runGroup('unshare', ['--net', CHROMIUM, ...flags], 90000);
-    return await runGroup(CHROMIUM, flags, 90000);
+    if (process.getuid?.() === 0) return await runGroup('unshare', ['--net', CHROMIUM, ...flags], CHROMIUM_LIMIT_MS);
+    return await runGroup(CHROMIUM, flags, CHROMIUM_LIMIT_MS);
   } finally {
     fs.rmSync(profile, { recursive: true, force: true });
   }
