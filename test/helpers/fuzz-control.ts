@@ -105,6 +105,23 @@ export const deeplyNested: fc.Arbitrary<{ msg: ControlMsg; field: string; json: 
     return { msg, field, json };
   });
 
+/**
+ * A value near `msg[field]`, where validation rules have their edges: another field's value
+ * (a gateway equal to the address), a number a step away, a neighbouring address, a list one
+ * item shorter or longer. `r` picks which.
+ */
+export function nearby(msg: ControlMsg, field: string, r: number): unknown {
+  const o = msg as unknown as Record<string, unknown>;
+  const v = o[field];
+  const keys = Object.keys(o);
+  const pick = <T>(xs: T[]) => xs[(r >> 2) % xs.length];
+  const n = ip(v);
+  if (r % 4 === 1 && typeof v === 'number') return v + pick([-1, 1, -0.5, 0.5, -0.001, 0.001]);
+  if (r % 4 === 2 && n !== null) return quad((n + pick([1, -1, 2, -2, 256])) >>> 0);
+  if (r % 4 === 3 && Array.isArray(v)) return pick([v.slice(1), [...v, v[0] ?? '10.0.0.0/8']]);
+  return o[pick(keys)];
+}
+
 // ---- what every decoded message must satisfy, restated independently of control.ts ------
 
 const KNOWN_FIELDS = /^(body|type|v|cn|want|address|prefix|gateway|mtu|routes(\[\d+\])?|redirectGateway|dns(\[\d+\])?|keepaliveSec|timeoutSec|reason)$/;
