@@ -3,32 +3,42 @@
 // parser (src/wire/control.ts), the IP packet validator and parsers (src/wire/ip.ts,
 // icmp.ts), and the session core's receive path (src/session/core.ts). Each target runs
 // the seed corpus (test/fuzz/*.hex) first, then random and mutated inputs for
-// MINIVPN_FUZZ_SECONDS (default 8) seconds. See test/fuzz/README.md.
+// MINIVPN_FUZZ_SECONDS (default 7) seconds. See test/fuzz/README.md.
 import assert from 'node:assert/strict';
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import t, { Test } from 'tap';
 import { PacketBatch } from '../src/batch';
 import { Counters, DROP_REASONS } from '../src/device/counters';
-import { PlaintextChannel } from '../src/session/channel';
+import { DtlsChannel, PlaintextChannel } from '../src/session/channel';
 import { SessionCore, Timing } from '../src/session/core';
 import { ConfigMsg, ControlMsg, decodeControl, encodeControl, encodeControlFrame, MAX_CONTROL_BODY } from '../src/wire/control';
 import {
   appRecordEpoch, closeReason, decodeFrame, DTLS_RECORD_HEADER_LEN, encodeClose, encodeFrame, frameErrorName, frameType,
-  FrameType, FrameTypeValue, looksLikeDtls, looksLikeFrame, recordSeq,
+  FrameType, FrameTypeValue, hasShortRecord, looksLikeDtls, looksLikeFrame, recordSeq,
 } from '../src/wire/frame';
 import { buildEchoReply, buildEchoRequest, isEchoRequest } from '../src/wire/icmp';
 import {
   checkIp, IpParseError, ipPacketLength, ipv4Dst, ipv4HeaderChecksum, ipv4HeaderChecksumValid, ipv4HeaderLength, ipv4Protocol,
   ipv4Src, ipv6DstKey, ipv6SrcKey, ipVersion, parseIp, parseTransport,
 } from '../src/wire/ip';
-import { bytes, corpus, FUZZ_SECONDS, fuzzBytes, mutated, runFuzz, seed, Tally } from './helpers/fuzz';
+import { bytes, corpus, FUZZ_SECONDS, fuzzBytes, Mutation, mutated, mutation, runFuzz, seed, Tally } from './helpers/fuzz';
+import { dtlsPairs } from './helpers/fuzz-dtls';
 import { almostMsg, blameable, checkInvalid, checkValid, deeplyNested, nearby, validConfig, validMsg } from './helpers/fuzz-control';
 import { ipPacket, ipv4Packet } from './helpers/fuzz-ip';
 
-// Nine targets of FUZZ_SECONDS each, and the time to start: this file's own time limit
+// The session targets' clock and settings (as in test/session-core.test.ts).
+const T0 = 1_000_000;
+const SERVER_TIMING: Timing = { keepaliveMs: 1000, deadMs: 5000, upWithinMs: 30_000 };
+const CLIENT_TIMING: Timing = { keepaliveMs: 0, deadMs: 10_000, upWithinMs: 10_000 };
+const CONFIG: ConfigMsg = {
+  type: 'config', v: 1, address: '10.8.0.2', prefix: 24, gateway: '10.8.0.1', mtu: 1400, routes: [], redirectGateway: false, dns: [],
+  keepaliveSec: 2, timeoutSec: 7,
+};
+
+// Ten targets of FUZZ_SECONDS each, and the time to start: this file's own time limit
 // (tap's default, 30 s, is for ordinary test files).
-t.setTimeout((9 * FUZZ_SECONDS + 60) * 1000);
+t.setTimeout((10 * FUZZ_SECONDS + 60) * 1000);
 
 // ---- regressions: what the targets below found, as plain tests ---------------------------
 
@@ -63,6 +73,60 @@ t.test('regression: a JSON syntax error does not carry the peer\'s control chara
   t.equal(m.type, 'invalid');
   t.match(m, { field: 'body', error: /^body: not valid JSON/ });
   t.notMatch((m as { error: string }).error, /[\x00-\x1f\x7f]/, 'no control characters in the error');
+});
+
+t.test('regression: a forged DTLS record too short for the cipher does not end the session', async (t) => {
+  // OpenSSL 3.0 answers an encrypted record shorter than the AEAD's nonce and tag with a fatal
+  // internal error: one 14-byte datagram from the client's address, or from anywhere through
+  // the move rule's trial (tryDecapsulate), ended the session.
+  for (const [cipher, overhead] of [['ECDHE-ECDSA-AES256-GCM-SHA384', 24], ['ECDHE-ECDSA-CHACHA20-POLY1305', 16]] as const) {
+    const { server, serverCounters, serverRx, client, seal } = (await dtlsPairs(SERVER_TIMING, CONFIG, cipher))(T0);
+    t.match(client.channel.kind === 'dtls' && (client.channel as DtlsChannel).conn.info().cipher, cipher);
+    const forged = (length: number, seq: number) => {
+      const h = Buffer.from('17fefd0001000000000000' + '0000', 'hex');
+      h.writeUIntBE(seq, 5, 6);
+      h.writeUInt16BE(length, 11);
+      return Buffer.concat([h, Buffer.alloc(length, 0x5a)]);
+    };
+    const one = (d: Buffer) => { const b = new PacketBatch(1, 2048); b.push(d); return b; };
+    for (const length of [0, 1, overhead - 1]) {
+      // From anywhere: the server tries a record from an unknown address on the sessions it may be for.
+      t.equal(server.tryDecapsulate(one(forged(length, server.rxSeq + 2)), 0, T0), null, 'a move trial: not this session\'s');
+      t.equal(server.channel.state, 'open', `${cipher}: a ${length}-byte record, tried: the session stays`);
+      // From the client's address.
+      server.decapsulate(one(forged(length, server.rxSeq + 1)), 0, T0);
+      t.equal(server.channel.state, 'open', `${cipher}: a ${length}-byte record, received: dropped, the session stays`);
+    }
+    t.equal(serverCounters.get('replayed_or_bad_record'), 3, 'counted as bad records (the trials are not)');
+    // The shortest genuine record: a KEEPALIVE (1 byte) sealed, and a 1-byte DATA frame.
+    client.keepalive(T0);
+    const ka = client.out.datagrams.splice(0);
+    t.equal(ka[0].length, DTLS_RECORD_HEADER_LEN + overhead + 1, 'a keepalive is the cipher\'s overhead and one byte');
+    server.decapsulate(one(ka[0]), 0, T0);
+    serverRx.count = 0;
+    t.same(server.out.datagrams.length, 1, 'and is answered');
+    server.decapsulate(one(seal(Buffer.alloc(0), T0)), 0, T0);
+    t.equal(server.packets.count, 1, 'an empty DATA frame gets through');
+  }
+});
+
+t.test('regression: a forged record in front of a genuine one does not set the move rule\'s numbers', async (t) => {
+  const { server, seal } = (await dtlsPairs(SERVER_TIMING, CONFIG))(T0);
+  const genuine = seal(Buffer.from('x'), T0);
+  const seq = recordSeq(genuine, 0);
+  const forged = Buffer.alloc(DTLS_RECORD_HEADER_LEN + 40, 0x33); // application data, epoch 1, seq 2^40, 40 bytes of junk
+  forged.writeUIntBE(0x17fefd0001, 0, 5);
+  forged.writeUIntBE(2 ** 40, 5, 6);
+  forged.writeUInt16BE(40, 11);
+  const b = new PacketBatch(1, 2048);
+  b.push(Buffer.concat([forged, genuine]));
+  server.decapsulate(b, 0, T0);
+  t.equal(server.packets.count, 1, 'OpenSSL skips the forged record and opens the genuine one');
+  t.ok(server.rxSeq < seq, `rxSeq ${server.rxSeq} is not the forged header's`);
+  const alone = new PacketBatch(1, 2048);
+  alone.push(seal(Buffer.from('y'), T0));
+  server.decapsulate(alone, 0, T0);
+  t.equal(server.rxSeq, seq + 1, 'a datagram of one record sets it');
 });
 
 // ---- inputs: a window buf[off, off+len) over some content --------------------------------
@@ -128,7 +192,11 @@ t.test('fuzz: datagram classifier (frameType, looksLikeFrame, looksLikeDtls, app
       assert.equal(epoch, -1);
     }
 
+    const short = hasShortRecord(buf, off, len, 24);
+    if (short) assert.ok(avail(w) >= DTLS_RECORD_HEADER_LEN, 'a short record has a whole header');
+
     const o = outside(w);
+    assert.equal(hasShortRecord(o, off, len, 24), short, 'hasShortRecord reads only the window');
     assert.equal(frameType(o, off, len), ft, 'frameType reads only the window');
     assert.equal(looksLikeDtls(o, off, len), dtls, 'looksLikeDtls reads only the window');
     assert.equal(appRecordEpoch(o, off, len), epoch, 'appRecordEpoch reads only the window');
@@ -407,13 +475,6 @@ function ipv4(n: number): string {
 
 // ---- 5. the session core's receive path ---------------------------------------------------------
 
-const T0 = 1_000_000;
-const SERVER_TIMING: Timing = { keepaliveMs: 1000, deadMs: 5000, upWithinMs: 30_000 };
-const CLIENT_TIMING: Timing = { keepaliveMs: 0, deadMs: 10_000, upWithinMs: 10_000 };
-const CONFIG: ConfigMsg = {
-  type: 'config', v: 1, address: '10.8.0.2', prefix: 24, gateway: '10.8.0.1', mtu: 1400, routes: [], redirectGateway: false, dns: [],
-  keepaliveSec: 2, timeoutSec: 7,
-};
 
 type Action = { kind: 'datagrams'; list: Buffer[]; gaps: number[] } | { kind: 'tick'; dt: number } | { kind: 'accept' };
 
@@ -541,6 +602,102 @@ function sessionTarget(role: 'server' | 'client') {
 
 t.test('fuzz: session core receive path, server (SessionCore.decapsulate, plaintext channel)', async (t) => sessionTarget('server')(t));
 t.test('fuzz: session core receive path, client (SessionCore.decapsulate, plaintext channel)', async (t) => sessionTarget('client')(t));
+
+// ---- 6. the session core over DTLS: forged, replayed and mangled records -------------------
+
+type DtlsStep =
+  | { kind: 'fresh'; n: number } // n genuine records from the client, in one datagram
+  | { kind: 'replay'; k: number; changes: Mutation[] } // an earlier datagram again, maybe changed
+  | { kind: 'forged'; type: number; epoch: number; seq: number; length: number; body: Buffer; fresh: boolean }
+  | { kind: 'garbage'; bytes: Buffer };
+
+const dtlsSteps: fc.Arbitrary<DtlsStep[]> = fc.array(
+  fc.oneof(
+    { weight: 3, arbitrary: fc.record({ kind: fc.constant('fresh' as const), n: fc.integer({ min: 1, max: 3 }) }) },
+    { weight: 2, arbitrary: fc.record({ kind: fc.constant('replay' as const), k: fc.nat(), changes: fc.array(mutation, { maxLength: 3 }) }) },
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        kind: fc.constant('forged' as const),
+        type: fc.oneof(fc.constant(23), fc.integer({ min: 20, max: 25 })),
+        epoch: fc.oneof(fc.constant(1), fc.integer({ min: 0, max: 3 })),
+        seq: fc.oneof(fc.integer({ min: 0, max: 100 }), fc.integer({ min: 0, max: 2 ** 48 - 1 })),
+        length: fc.oneof(fc.integer({ min: 0, max: 48 }), fc.integer({ min: 0, max: 0xffff })),
+        body: bytes(64),
+        fresh: fc.boolean(), // a genuine record after it, in the same datagram
+      }),
+    },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('garbage' as const), bytes: fuzzBytes() }) },
+  ),
+  { minLength: 1, maxLength: 20 },
+);
+
+/** A DTLS 1.2 record header and body, with whatever length field it is given. */
+function record(s: Extract<DtlsStep, { kind: 'forged' }>): Buffer {
+  const h = Buffer.alloc(DTLS_RECORD_HEADER_LEN);
+  h[0] = s.type;
+  h.writeUInt16BE(0xfefd, 1);
+  h.writeUInt16BE(s.epoch, 3);
+  h.writeUIntBE(s.seq, 5, 6);
+  h.writeUInt16BE(s.length, 11);
+  return Buffer.concat([h, s.body.subarray(0, s.length)]);
+}
+
+t.test('fuzz: session core receive path over DTLS (forged, replayed, mangled records)', async (t) => {
+  const tally = new Tally();
+  const pairs = await dtlsPairs(SERVER_TIMING, CONFIG);
+  const prop = fc.property(dtlsSteps, (steps) => {
+    let now = T0;
+    const { server, serverRx, seal } = pairs(now);
+    const history: Buffer[] = [];
+    const delivered = new Set<string>();
+    let nextId = 0, maxSeq = server.rxSeq; // (the hello was authenticated already)
+    /** n new records, each a DATA frame with a unique body. */
+    const fresh = (n: number) => Array.from({ length: n }, () => {
+      const d = seal(Buffer.from(`packet ${nextId++}`), now);
+      maxSeq = Math.max(maxSeq, recordSeq(d, 0));
+      return d;
+    });
+    for (const s of steps) {
+      now += 10;
+      let d: Buffer, expect: string[] = [];
+      if (s.kind === 'fresh') {
+        const recs = fresh(s.n);
+        d = Buffer.concat(recs);
+        expect = recs.map((_, i) => `packet ${nextId - s.n + i}`);
+      } else if (s.kind === 'replay') {
+        if (!history.length) continue;
+        d = s.changes.reduce<Buffer>((b, m) => m(b), Buffer.from(history[s.k % history.length]));
+      } else if (s.kind === 'forged') {
+        d = Buffer.concat([record(s), ...(s.fresh ? fresh(1) : [])]);
+      } else {
+        d = s.bytes;
+      }
+      const b = new PacketBatch(1, 65536);
+      b.push(d);
+      server.decapsulate(b, 0, now);
+      const pk = server.packets;
+      const got: string[] = [];
+      for (let k = 0; k < pk.count; k++) {
+        assert.ok(pk.buf === serverRx.buf && pk.offs[k] + pk.lens[k] <= pk.buf.length, 'packets lie in the receive batch');
+        got.push(pk.buf.toString('latin1', pk.offs[k], pk.offs[k] + pk.lens[k]));
+      }
+      serverRx.count = 0; // (the shell has written the packets out)
+      for (const g of got) {
+        assert.ok(/^packet \d+$/.test(g) && Number(g.slice(7)) < nextId, `only what the client sealed comes out (${JSON.stringify(g)})`);
+        assert.ok(!delivered.has(g), `each sealed packet comes out once (${g} again: a replay got through)`);
+        delivered.add(g);
+      }
+      if (s.kind === 'fresh') assert.deepEqual(got, expect, 'fresh records from the peer get through');
+      assert.ok(server.channel.state === 'open' && !server.closed, `the session survives whatever anyone sends (${s.kind}: ${server.channel.error ?? server.out.close?.reason})`);
+      assert.ok(server.rxEpoch === 1 && server.rxSeq <= maxSeq, `the move rule's record numbers come from authenticated records (rxSeq ${server.rxSeq}, highest sealed ${maxSeq})`);
+      history.push(d);
+      tally.hit(got.length ? `${s.kind} delivered` : `${s.kind} dropped`);
+    }
+  });
+  const run = runFuzz(t, 'session dtls', prop, [], 50); // (a handshake per run: fewer runs)
+  if (!run.failed) tally.expect(t, 'session dtls', ['fresh delivered', 'replay dropped', 'forged dropped', 'forged delivered', 'garbage dropped']);
+});
 
 t.test('the counters the session target watches are every drop reason', async (t) => {
   t.same(Object.keys(new Counters().snapshot()).sort(), [...DROP_REASONS].sort());
