@@ -48,9 +48,9 @@ t.test('regression: a value nested thousands of levels deep is refused naming it
   // JSON.parse takes these; JSON.stringify (used to quote the bad value) overflowed the stack,
   // and the error said "body: Maximum call stack size exceeded" instead of naming the field.
   const v = decodeControl(Buffer.from(`{"type":"refuse","v":${deep(5000, '[', '', ']')},"reason":"x"}`));
-  t.match(v, { type: 'invalid', field: 'v', error: /^v: unsupported control version \[\.\.\.\]/ });
+  t.match(v, { type: 'invalid', field: 'v', error: /^v: unsupported control version \[/ });
   const addr = decodeControl(Buffer.from(`{"type":"config","v":1,"address":${deep(7000, '[', '', ']')}}`));
-  t.match(addr, { type: 'invalid', field: 'address', error: /^config\.address: must be an IPv4 address \(got \[\.\.\.\]\)/ });
+  t.match(addr, { type: 'invalid', field: 'address', error: /^config\.address: must be an IPv4 address \(got \[/ });
   const want = decodeControl(Buffer.from(`{"type":"hello","v":1,"want":${deep(5000, '[', '', ']')}}`));
   t.match(want, { type: 'invalid', field: 'want', error: /^hello\.want: must be an object/ });
 });
