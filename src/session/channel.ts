@@ -5,6 +5,7 @@
 // server and client event loops do the socket I/O and run the timers.
 import { BatchView, PacketBatch } from '../batch';
 import { ConnState, DtlsConnection } from '../dtls/dtls';
+import { hasShortRecord } from '../wire/frame';
 
 export interface Channel {
   readonly kind: 'dtls' | 'plaintext';
@@ -44,6 +45,10 @@ export class DtlsChannel implements Channel {
   readonly kind = 'dtls';
   private readonly rx: PacketBatch;
   private readonly range: FrameRange;
+  /** The cipher's record overhead once open (see minRecordBody); 0 before. */
+  private overhead = 0;
+  /** Datagrams dropped here, before OpenSSL: records too short for the cipher. */
+  private shortDropped = 0;
 
   constructor(readonly conn: DtlsConnection, rx: PacketBatch) {
     this.rx = rx;
@@ -51,13 +56,26 @@ export class DtlsChannel implements Channel {
   }
   get state(): ConnState { return this.conn.state; }
   get error(): string | null { return this.conn.error; }
-  get dropped(): number { return this.conn.dropped; }
+  get dropped(): number { return this.conn.dropped + this.shortDropped; }
 
   receive(datagrams: PacketBatch, i: number): FrameRange {
     this.range.first = this.rx.count;
-    this.conn.openSlot(datagrams, i, this.rx, true);
+    // A forged record too short for the cipher would fail the connection in OpenSSL: drop it here.
+    if (hasShortRecord(datagrams.buf, datagrams.offs[i], datagrams.lens[i], this.minRecordBody())) {
+      if (this.conn.state === 'open') this.shortDropped++;
+    } else {
+      this.conn.openSlot(datagrams, i, this.rx, true);
+    }
     this.range.count = this.rx.count;
     return this.range;
+  }
+  /**
+   * The shortest body an encrypted record can have: the AEAD's explicit nonce and tag. Until the
+   * connection is open, 24 (AES-GCM's, the largest; the handshake's encrypted records are longer).
+   */
+  private minRecordBody(): number {
+    if (this.overhead === 0 && this.conn.state === 'open') this.overhead = /CHACHA20/.test(this.conn.info().cipher) ? 16 : 24;
+    return this.overhead || 24;
   }
   seal(frames: PacketBatch, count: number, out: PacketBatch): PacketBatch {
     this.conn.seal(frames, count, out);

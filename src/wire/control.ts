@@ -21,6 +21,12 @@ export const MAX_CONTROL_BODY = 16 * 1024;
 const MAX_REASON = 200;
 const MAX_LIST = 256;
 /**
+ * How deep `want` may nest. JSON.parse takes thousands of levels within the size limit, but
+ * JSON.stringify and deep comparison recurse and overflow the stack on them: a hello that
+ * decodes must also print and re-encode.
+ */
+const MAX_WANT_DEPTH = 16;
+/**
  * The largest tunnel MTU: the data path's buffers hold packets of up to 2048 bytes (a sealed
  * 2000-byte packet is 2038), so a larger packet could only be lost. Jumbo frames are not
  * supported.
@@ -115,7 +121,13 @@ class Invalid {
 type Obj = Record<string, unknown>;
 
 function show(v: unknown): string {
-  const s = JSON.stringify(v);
+  let s: string | undefined;
+  try {
+    s = JSON.stringify(v);
+  } catch {
+    // Nested too deeply for JSON.stringify's recursion (found by test/fuzz.test.ts): say what it is.
+    return Array.isArray(v) ? '[...]' : '{...}';
+  }
   return s === undefined ? String(v) : s.length > 40 ? s.slice(0, 40) + '...' : s;
 }
 
@@ -167,6 +179,14 @@ function ipv4Item(v: unknown, name: string): string {
   return v;
 }
 
+/** True when objects or arrays nest more than `levels` deep in `v` (an object alone is 1 level). */
+function nestsDeeper(v: unknown, levels: number): boolean {
+  if (typeof v !== 'object' || v === null) return false;
+  if (levels === 0) return true;
+  for (const x of Object.values(v)) if (nestsDeeper(x, levels - 1)) return true;
+  return false;
+}
+
 function parseHello(o: Obj): HelloMsg {
   const msg: HelloMsg = { type: 'hello', v: 1 };
   if (o.cn !== undefined) {
@@ -179,6 +199,7 @@ function parseHello(o: Obj): HelloMsg {
     if (typeof o.want !== 'object' || o.want === null || Array.isArray(o.want)) {
       throw new Invalid('want', `must be an object (got ${show(o.want)})`);
     }
+    if (nestsDeeper(o.want, MAX_WANT_DEPTH)) throw new Invalid('want', `nested more than ${MAX_WANT_DEPTH} levels deep`);
     msg.want = { ...(o.want as Obj) };
   }
   return msg;
@@ -276,7 +297,8 @@ export function decodeControl(body: Buffer): DecodedControl {
   try {
     value = JSON.parse(utf8.decode(body));
   } catch (e) {
-    const why = e instanceof SyntaxError ? `not valid JSON (${e.message})` : 'not valid UTF-8';
+    // V8's JSON errors quote the input: mask its control characters, as closeReason does.
+    const why = e instanceof SyntaxError ? `not valid JSON (${e.message.replace(/[\x00-\x1f\x7f]/g, '?')})` : 'not valid UTF-8';
     return { type: 'invalid', field: 'body', error: `body: ${why}` };
   }
   return validateControl(value);

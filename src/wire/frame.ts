@@ -182,6 +182,23 @@ export function appRecordEpoch(buf: Buffer, off: number, len: number): number {
   return buf.readUInt16BE(off + 3);
 }
 
+/**
+ * True when buf[off, off+len) holds an encrypted DTLS record (epoch not 0) whose body is
+ * shorter than `minBody`, the cipher's overhead (explicit nonce and tag): a record no peer
+ * sends, and one that OpenSSL 3.0 answers with a fatal internal error instead of dropping it
+ * (RFC 6347 §4.1.2.7), so anyone able to send the session a datagram could end it (found by
+ * test/fuzz.test.ts). Walks the records as OpenSSL does: header, then `length` bytes.
+ */
+export function hasShortRecord(buf: Buffer, off: number, len: number, minBody: number): boolean {
+  const end = Math.min(off + len, buf.length);
+  for (let p = off; p + DTLS_RECORD_HEADER_LEN <= end; ) {
+    const length = buf.readUInt16BE(p + 11);
+    if (buf.readUInt16BE(p + 3) !== 0 && length < minBody) return true;
+    p += DTLS_RECORD_HEADER_LEN + length;
+  }
+  return false;
+}
+
 /** The 48-bit sequence number of the DTLS record at buf[off] (in the clear in its header). */
 export function recordSeq(buf: Buffer, off: number): number {
   return buf.readUIntBE(off + 5, 6);
