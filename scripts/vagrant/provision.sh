@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # provision.sh server|client - what `vagrant up` runs inside each VM, as root.
 #
-#   1. Debian packages from scripts/vagrant/packages.txt, only those missing. Node.js comes
-#      from Debian 13 itself (Node 20), so no third-party repository is involved.
+#   1. Debian packages: `scripts/packages.sh vm` (from scripts/packages.txt), only those
+#      missing. Node.js comes from Debian 13 itself (Node 20): no third-party repository.
 #   2. The build, by the same script as the namespace lab: scripts/deps.sh (npm ci, which
 #      builds the native addon and the TypeScript). It runs as the owner of /vagrant (the
 #      "vagrant" user), so a student can rebuild later without sudo.
@@ -31,11 +31,13 @@ die() { echo "[provision $ROLE] error: $*" >&2; exit 1; }
 cd "$SRC"
 
 # ---- 1. Debian packages ---------------------------------------------------------------
-mapfile -t wanted < <(sed 's/#.*//' scripts/vagrant/packages.txt | tr -s ' \t' '\n' | grep -v '^$')
+# The VMs' packages: what the build, the demo and the labs need, and Node itself
+# (scripts/packages.txt, the list scripts/deps.sh and build-box.sh read too).
+mapfile -t wanted < <(bash scripts/packages.sh vm)
+[[ ${#wanted[@]} -gt 0 ]] || die "scripts/packages.sh vm named no packages"
 missing=()
-for p in "${wanted[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
+if ! out=$(bash scripts/packages.sh --missing vm); then die "scripts/packages.sh --missing vm failed"; fi
+[[ -z $out ]] || mapfile -t missing <<<"$out"
 if [[ ${#missing[@]} -eq 0 ]]; then
   say "Debian packages: all ${#wanted[@]} present"
 else
@@ -43,6 +45,8 @@ else
     die "packages missing and the VM is offline (MINIVPN_OFFLINE=1): ${missing[*]}"
   say "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # tshark asks whether non-root users may capture; answer for it.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

@@ -3,7 +3,7 @@
 # Slow (several minutes; the VMs run on an emulated CPU), so not part of `npm test`.
 #
 #   1. builds a small Debian 13 box with scripts/vagrant/build-box.sh (cached in
-#      $MINIVPN_VAGRANT_CACHE, rebuilt when the builder or packages.txt change)
+#      $MINIVPN_VAGRANT_CACHE, rebuilt when the builder or the box's packages change)
 #   2. starts its own libvirtd INSIDE A NETWORK NAMESPACE of its own: every bridge, address,
 #      firewall rule and VM network card libvirt makes lives there, and the namespace has no
 #      way out (only "lo"). The machine's own network is never touched.
@@ -202,7 +202,8 @@ trap 'failed=$((failed + 1)); say "FAILED: interrupted"; exit 130' INT TERM
 
 # ---- 1. the box --------------------------------------------------------------------------
 mkdir -p "$CACHE"
-box_hash=$(cat "$PROJECT/scripts/vagrant/build-box.sh" "$PROJECT/scripts/vagrant/packages.txt" | sha256sum | cut -c1-12)
+box_pkgs=$(bash "$PROJECT/scripts/vagrant/build-box.sh" --list-packages) || fail "build-box.sh --list-packages"
+box_hash=$( (cat "$PROJECT/scripts/vagrant/build-box.sh"; echo "$box_pkgs") | sha256sum | cut -c1-12)
 BOX_FILE=$CACHE/minivpn-debian13-$box_hash.box
 if [[ ! -f $BOX_FILE || ${MINIVPN_VAGRANT_REBUILD:-0} == 1 ]]; then
   rm -f "$CACHE"/minivpn-debian13-*.box
