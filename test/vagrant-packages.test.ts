@@ -124,6 +124,7 @@ t.test('in the box: provision.sh builds as a user other than root, offline', asy
   const r = provision(prepare('box', box));
   t.equal(r.code, 0, `provision.sh server: exit 0\n${r.out}`);
   t.match(r.out, /Debian packages: all \d+ present/);
+  t.match(r.out, /the native addon loads with Node v\d+/, 'and checks that the VM\'s Node loads the addon');
   const ci = lines(r.log).find((l) => l.startsWith('npm ci '));
   t.ok(ci, `npm ci ran\n${r.log}`);
   t.notMatch(ci ?? '', /\(uid 0\)/, `and not as root: ${ci}`);

@@ -16,6 +16,8 @@
 #                       clear message if a package is missing
 #   MINIVPN_NPM_CACHE   a directory in the VM holding an npm cache for package-lock.json:
 #                       npm ci then runs offline from it
+#   MINIVPN_PREBUILT=1  node_modules/, build/ and dist/ came built from the host: deps.sh
+#                       finds them up to date, and the addon must load with this VM's Node
 #   MINIVPN_SERVER_IP   the server VM's address, for the closing hint (default 192.0.2.10)
 #   MINIVPN_SRC         the project folder in the VM (default /vagrant)
 set -euo pipefail
@@ -72,8 +74,17 @@ fi
 # as_owner CMD...: run CMD as the owner of the project folder, with a clean environment.
 as_owner() { runuser -u "$owner" -- env -i "${npm_env[@]}" "$@"; }
 
-say "building as $owner: scripts/deps.sh (npm ci: native addon and TypeScript)"
+if [[ ${MINIVPN_PREBUILT:-0} == 1 ]]; then
+  say "checking the build from the host as $owner (MINIVPN_PREBUILT=1): scripts/deps.sh"
+else
+  say "building as $owner: scripts/deps.sh (npm ci: native addon and TypeScript)"
+fi
 as_owner bash scripts/deps.sh demo
+# The addon is C++ built against one Node: make sure this VM's Node loads it (a build from
+# the host, MINIVPN_PREBUILT, is from the host's Node).
+as_owner node -e 'require("./dist/src/native.js")' ||
+  die "the native addon in $SRC/build does not load with this VM's Node $(node -v)${MINIVPN_PREBUILT:+ (it was built on the host: build in the VM instead, without MINIVPN_PREBUILT)}"
+say "the native addon loads with Node $(node -v)"
 
 # ---- 3. PKI -----------------------------------------------------------------------------
 if [[ $ROLE == server ]]; then

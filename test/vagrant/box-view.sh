@@ -101,9 +101,11 @@ EOF
 echo "npm \$* (uid \$(id -u))" >>$log
 [[ \${1:-} == -v || \${1:-} == --version ]] && echo "0.0.0-stub"
 if [[ \${1:-} == ci ]]; then
-  # What the real npm ci leaves: the lock file's copy (deps.sh compares with it), the addon, dist/.
-  mkdir -p node_modules build/Release dist && cp package-lock.json node_modules/.package-lock.json
+  # What the real npm ci leaves: the lock file's copy (deps.sh compares with it), the addon,
+  # dist/ with the module that loads the addon (here loading nothing).
+  mkdir -p node_modules build/Release dist/src && cp package-lock.json node_modules/.package-lock.json
   touch build/Release/minivpn.node
+  echo 'module.exports = {};' >dist/src/native.js
 fi
 EOF
   cat >"$s/npx" <<EOF
