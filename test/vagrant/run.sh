@@ -6,7 +6,8 @@
 #   1. the box: a small Debian 13 one from scripts/vagrant/build-box.sh (cached in
 #      $MINIVPN_VAGRANT_CACHE, rebuilt when the builder or the box's packages change)
 #   2. the build, once, here on the host: a copy of the project, `scripts/deps.sh build`
-#      (npm ci: addon and TypeScript), then only the runtime npm packages kept. The VMs get
+#      (npm ci: addon and TypeScript; only what is out of date when the working tree has a
+#      build already), then only the runtime npm packages kept. The VMs get
 #      it with the project folder (MINIVPN_PREBUILT=1): npm ci under an emulated CPU took
 #      ten minutes per VM. Provisioning checks that the VMs' own Node loads the addon.
 #   3. its own libvirtd INSIDE A NETWORK NAMESPACE of its own: every bridge, address,
@@ -267,8 +268,10 @@ fi
 
 # ---- 2. the build, on the host, in a copy of the project (the working tree stays as it is) --
 phase "host build"
-rsync -a --delete --exclude .git/ --exclude node_modules/ --exclude build/ --exclude dist/ --exclude .tap/ \
-  --exclude /pki/ --exclude /run/ --exclude .vagrant/ "$PROJECT/" "$W/$NAME/" || fail "copying the project"
+# With the working tree's own build, if it has one (npm test made it): deps.sh then redoes
+# only what is older than its sources, as in the working tree itself.
+rsync -a --delete --exclude .git/ --exclude .tap/ --exclude /pki/ --exclude /run/ --exclude .vagrant/ \
+  "$PROJECT/" "$W/$NAME/" || fail "copying the project"
 build_env=("npm_config_cache=$CACHE/npm" "npm_config_prefer_offline=true")
 # Node's headers from the installed Node, as in the VMs: node-gyp downloads nothing.
 [[ -f /usr/include/node/node_api.h ]] && build_env+=("npm_config_nodedir=/usr")
@@ -355,7 +358,7 @@ for m in server client; do
   echo "$out" | sed "s/^/    $m: /"
   grep -q '^Node v2[0-9]\..*: addon-loads$' <<<"$out" || fail "$m: Node.js 20+ and the native addon"
   # Where the boot's time goes, for docs/VAGRANT.md.
-  vm "$m" 'systemd-analyze 2>&1 | head -1' 2>&1 | sed "s/^/    $m: /"
+  vm "$m" 'systemd-analyze 2>&1 | head -1; systemd-analyze blame 2>&1 | head -8' 2>&1 | sed "s/^/    $m: /"
 done
 pass "both VMs: Debian's Node.js loads the addon built on the host ($host_abi)"
 
