@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what minivpn needs on Debian/Ubuntu, only what is missing:
-# system packages (when root), npm dependencies, the native addon and the TypeScript build.
-# Usage: scripts/deps.sh [demo|lab|test|bench|scale|records]   (each installs what that use needs)
+# system packages (when root; which ones: scripts/packages.txt), npm dependencies, the native
+# addon and the TypeScript build.
+# Usage: scripts/deps.sh [demo|lab|test|bench|scale|records|build]   (each installs what that use needs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want=${1:-demo}
-case $want in demo|lab|test|bench|scale|records) ;; *) echo "[deps] unknown use '$want' (demo, lab, test, bench, scale, records)" >&2; exit 2 ;; esac
+case $want in demo|lab|test|bench|scale|records|build) ;; *) echo "[deps] unknown use '$want' (demo, lab, test, bench, scale, records, build)" >&2; exit 2 ;; esac
 
 step() { echo "[deps] $*"; }
 
@@ -17,40 +18,18 @@ if [ "$node_major" -lt 20 ]; then
   exit 1
 fi
 
-# Each command we need -> the Debian package that brings it.
+# The Debian packages this use needs, from the one list (scripts/packages.txt), that are
+# not installed yet. Without dpkg (not Debian/Ubuntu) we cannot tell: name them, carry on.
 pkgs=()
-need() { command -v "$1" >/dev/null 2>&1 || pkgs+=("$2"); }
-need openssl openssl
-need make make
-need g++ g++
-need python3 python3
-if [ "$want" != records ]; then  # (records: crypto in memory, no network)
-  need ip iproute2
-  need iptables iptables
-  need tcpdump tcpdump
-  need tshark tshark  # the demo shows the DTLS content types with it
-  need curl curl
-  need ping iputils-ping
-  need sysctl procps
+rc=0
+missing=$(bash scripts/packages.sh --missing "$want") || rc=$?
+if [ $rc -eq 3 ]; then
+  echo "[deps] so check these yourself (Debian's names): $(bash scripts/packages.sh "$want" | tr '\n' ' ')" >&2
+elif [ $rc -ne 0 ]; then
+  exit 1
+elif [ -n "$missing" ]; then
+  mapfile -t pkgs <<<"$missing"
 fi
-if [ "$want" = lab ] || [ "$want" = test ]; then
-  need tcpreplay tcpreplay
-fi
-if [ "$want" = test ]; then
-  need conntrack conntrack  # the roaming tests change a NAT's mapping under a running client
-  need iperf3 iperf3        # ... and measure a transfer during a flood
-fi
-if [ "$want" = test ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
-  # Debian packages it as chromium; Ubuntu only as chromium-browser (which installs the snap).
-  if grep -qs '^ID=ubuntu' /etc/os-release; then pkgs+=(chromium-browser); else pkgs+=(chromium); fi
-fi
-if [ "$want" = bench ]; then
-  need iperf3 iperf3
-  need openvpn openvpn
-  need wireguard-go wireguard-go  # user space, like minivpn; Debian's predates its TUN offloads
-  need wg wireguard-tools
-fi
-
 if [ ${#pkgs[@]} -gt 0 ] && [ "$(id -u)" -ne 0 ]; then
   echo "[deps] missing system packages: ${pkgs[*]} (run as root, or: sudo apt-get install ${pkgs[*]})" >&2
   # The lab command also has parts that need none of them (report, list): carry on.

@@ -86,6 +86,7 @@ t.test('vagrant validate: the settings npm run test:vagrant uses (isolated, emul
     MINIVPN_LIBVIRT_DRIVER: 'qemu',
     MINIVPN_LIBVIRT_POOL: 'minivpn-vagrant-test',
     MINIVPN_NPM_CACHE: cache,
+    MINIVPN_PREBUILT: '1',
     MINIVPN_MEMORY: '1536',
     MINIVPN_CPUS: '1',
   });

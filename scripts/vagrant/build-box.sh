@@ -7,8 +7,8 @@
 #
 # What is in the box:
 #   - Debian 13 minbase plus systemd, udev, OpenSSH, sudo, the kernel, and (unless
-#     --no-packages) every package of scripts/vagrant/packages.txt, so provisioning needs no
-#     download from Debian at all
+#     --no-packages) every package the VMs need (`scripts/packages.sh vm`, from
+#     scripts/packages.txt), so provisioning needs no download from Debian at all
 #   - user "vagrant" with passwordless sudo and Vagrant's well-known insecure public key
 #     (Vagrant replaces it with a key of its own at the first "vagrant up")
 #   - DHCP on the first network card (eth0) with systemd-networkd; Vagrant configures the rest
@@ -28,7 +28,8 @@
 #   --disk-size SIZE  virtual disk size, in GiB (default: 8)
 #   --ssh-key FILE    public key for the vagrant user (default: Vagrant's insecure key, from
 #                     the installed vagrant package)
-#   --no-packages     leave out packages.txt (provisioning then installs it from the internet)
+#   --no-packages     leave out the VMs' packages (provisioning then installs them from the internet)
+#   --list-packages   print the packages the box gets, one a line, and stop (no root needed)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -41,6 +42,7 @@ SUITE=trixie
 DISK_GB=8
 SSH_KEY=
 PACKAGES=1
+LIST_ONLY=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --out) OUT=${2:?--out needs a file name}; shift 2 ;;
@@ -49,10 +51,21 @@ while [[ $# -gt 0 ]]; do
     --disk-size) DISK_GB=${2:?--disk-size needs a number}; shift 2 ;;
     --ssh-key) SSH_KEY=${2:?--ssh-key needs a file}; shift 2 ;;
     --no-packages) PACKAGES=0; shift ;;
+    --list-packages) LIST_ONLY=1; shift ;;
     -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
 done
+# What the box is made of: what Vagrant needs, and what the VMs need (one list for the
+# VMs, the host and provisioning: scripts/packages.txt).
+pkgs=(systemd-sysv systemd-resolved udev dbus kmod openssh-server sudo linux-image-amd64
+  iproute2 rsync ca-certificates)
+if [[ $PACKAGES == 1 ]]; then
+  vm_pkgs=$(bash "$HERE/../packages.sh" vm) || die "scripts/packages.sh vm failed"
+  mapfile -t -O ${#pkgs[@]} pkgs <<<"$vm_pkgs"
+fi
+if [[ $LIST_ONLY == 1 ]]; then printf '%s\n' "${pkgs[@]}" | sort -u; exit 0; fi
+
 [[ $(id -u) -eq 0 ]] || die "must run as root (debootstrap and chroot need it)"
 [[ $DISK_GB =~ ^[0-9]+$ && $DISK_GB -ge 4 && $DISK_GB -le 1024 ]] || die "--disk-size: a number of GiB from 4 to 1024 (got '$DISK_GB')"
 [[ $SUITE =~ ^[a-z]+$ ]] || die "--suite: a Debian release name like trixie (got '$SUITE')"
@@ -115,12 +128,9 @@ EOF
   echo "deb $SECURITY $SUITE-security main"
 } >"$ROOT/etc/apt/sources.list"
 
-pkgs=(systemd-sysv systemd-resolved udev dbus kmod openssh-server sudo linux-image-amd64
-  iproute2 rsync ca-certificates)
-if [[ $PACKAGES == 1 ]]; then
-  mapfile -t -O ${#pkgs[@]} pkgs < <(sed 's/#.*//' "$HERE/packages.txt" | tr -s ' \t' '\n' | grep -v '^$')
-fi
 say "apt-get install ${#pkgs[@]} packages (and what they depend on)"
+# tshark asks whether non-root users may capture; answer for it.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | in_root debconf-set-selections
 { in_root apt-get update && in_root apt-get install -y --no-install-recommends "${pkgs[@]}"; } \
   >"$WORK/apt.log" 2>&1 || die "apt-get failed; last lines:$(echo; tail -15 "$WORK/apt.log")"
 # Debian 13's Node must be new enough, or the box is of no use.

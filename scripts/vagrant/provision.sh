@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # provision.sh server|client - what `vagrant up` runs inside each VM, as root.
 #
-#   1. Debian packages from scripts/vagrant/packages.txt, only those missing. Node.js comes
-#      from Debian 13 itself (Node 20), so no third-party repository is involved.
+#   1. Debian packages: `scripts/packages.sh vm` (from scripts/packages.txt), only those
+#      missing. Node.js comes from Debian 13 itself (Node 20): no third-party repository.
 #   2. The build, by the same script as the namespace lab: scripts/deps.sh (npm ci, which
 #      builds the native addon and the TypeScript). It runs as the owner of /vagrant (the
 #      "vagrant" user), so a student can rebuild later without sudo.
@@ -16,6 +16,8 @@
 #                       clear message if a package is missing
 #   MINIVPN_NPM_CACHE   a directory in the VM holding an npm cache for package-lock.json:
 #                       npm ci then runs offline from it
+#   MINIVPN_PREBUILT=1  node_modules/, build/ and dist/ came built from the host: deps.sh
+#                       finds them up to date, and the addon must load with this VM's Node
 #   MINIVPN_SERVER_IP   the server VM's address, for the closing hint (default 192.0.2.10)
 #   MINIVPN_SRC         the project folder in the VM (default /vagrant)
 set -euo pipefail
@@ -31,11 +33,13 @@ die() { echo "[provision $ROLE] error: $*" >&2; exit 1; }
 cd "$SRC"
 
 # ---- 1. Debian packages ---------------------------------------------------------------
-mapfile -t wanted < <(sed 's/#.*//' scripts/vagrant/packages.txt | tr -s ' \t' '\n' | grep -v '^$')
+# The VMs' packages: what the build, the demo and the labs need, and Node itself
+# (scripts/packages.txt, the list scripts/deps.sh and build-box.sh read too).
+mapfile -t wanted < <(bash scripts/packages.sh vm)
+[[ ${#wanted[@]} -gt 0 ]] || die "scripts/packages.sh vm named no packages"
 missing=()
-for p in "${wanted[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
+if ! out=$(bash scripts/packages.sh --missing vm); then die "scripts/packages.sh --missing vm failed"; fi
+[[ -z $out ]] || mapfile -t missing <<<"$out"
 if [[ ${#missing[@]} -eq 0 ]]; then
   say "Debian packages: all ${#wanted[@]} present"
 else
@@ -43,6 +47,8 @@ else
     die "packages missing and the VM is offline (MINIVPN_OFFLINE=1): ${missing[*]}"
   say "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # tshark asks whether non-root users may capture; answer for it.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
@@ -51,7 +57,7 @@ fi
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 [[ $node_major -ge 20 ]] ||
   die "Node.js $(node -v) is too old (need 20 or newer): use a Debian 13 box (MINIVPN_BOX)"
-say "Node.js $(node -v), npm $(npm -v)"
+say "Node.js $(node -v)"
 
 # ---- 2. the build -----------------------------------------------------------------------
 owner=$(stat -c %U "$SRC")
@@ -68,13 +74,23 @@ fi
 # as_owner CMD...: run CMD as the owner of the project folder, with a clean environment.
 as_owner() { runuser -u "$owner" -- env -i "${npm_env[@]}" "$@"; }
 
-say "building as $owner: scripts/deps.sh (npm ci: native addon and TypeScript)"
+if [[ ${MINIVPN_PREBUILT:-0} == 1 ]]; then
+  say "checking the build from the host as $owner (MINIVPN_PREBUILT=1): scripts/deps.sh"
+else
+  say "building as $owner: scripts/deps.sh (npm ci: native addon and TypeScript)"
+fi
 as_owner bash scripts/deps.sh demo
+# The addon is C++ built against one Node: make sure this VM's Node loads it (a build from
+# the host, MINIVPN_PREBUILT, is from the host's Node).
+as_owner node -e 'require("./dist/src/native.js")' ||
+  die "the native addon in $SRC/build does not load with this VM's Node $(node -v)${MINIVPN_PREBUILT:+ (it was built on the host: build in the VM instead, without MINIVPN_PREBUILT)}"
+say "the native addon loads with Node $(node -v)"
 
 # ---- 3. PKI -----------------------------------------------------------------------------
 if [[ $ROLE == server ]]; then
-  say "PKI: npm run pki (keeps an existing CA and certificates)"
-  as_owner npm run --silent pki
+  # What `npm run pki` runs; npm itself takes half a minute to start on an emulated CPU.
+  say "PKI: node dist/src/pki/cli.js, as npm run pki (keeps an existing CA and certificates)"
+  as_owner node dist/src/pki/cli.js
 else
   for f in pki/ca.crt pki/clients/alice.crt pki/clients/alice.key; do
     [[ -f $f ]] || die "$SRC/$f is missing. The PKI is made on the server VM and reaches the client
