@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <type_traits>
 
@@ -97,7 +98,7 @@ class Args {
     size_t offset = 0;
     if (!v.IsTypedArray() || napi_get_typedarray_info(env_, v, &type, &len, &data, &ab, &offset) != napi_ok ||
         type != Kind<T>()) {
-      return TypeFail(name, std::string("a ") + KindName(Kind<T>()), v);
+      return TypeFail(name, Article(KindName(Kind<T>())), v);
     }
     bool detached = false, plain = true;
     if (napi_is_detached_arraybuffer(env_, ab, &detached) != napi_ok || detached) {
@@ -119,14 +120,14 @@ class Args {
 
   // Throw a TypeError or RangeError "fn: what"; return false.
   bool TypeFail(const std::string& what) {
-    Napi::TypeError::New(env_, fn_ + ": " + what).ThrowAsJavaScriptException();
+    Napi::TypeError::New(env_, std::string(fn_) + ": " + what).ThrowAsJavaScriptException();
     return false;
   }
   bool TypeFail(const char* name, const std::string& want, Napi::Value got) {
     return TypeFail(std::string(name) + ": expected " + want + ", got " + Describe(got));
   }
   bool RangeFail(const std::string& what) {
-    Napi::RangeError::New(env_, fn_ + ": " + what).ThrowAsJavaScriptException();
+    Napi::RangeError::New(env_, std::string(fn_) + ": " + what).ThrowAsJavaScriptException();
     return false;
   }
 
@@ -144,7 +145,7 @@ class Args {
       case napi_bigint: return "a bigint";
       default: break;
     }
-    if (v.IsTypedArray()) return std::string("a ") + KindName(v.As<Napi::TypedArray>().TypedArrayType());
+    if (v.IsTypedArray()) return Article(KindName(v.As<Napi::TypedArray>().TypedArrayType()));
     if (v.IsArrayBuffer()) return "an ArrayBuffer";
     if (v.IsDataView()) return "a DataView";
     if (v.IsArray()) return "an array";
@@ -159,6 +160,8 @@ class Args {
   }
 
  private:
+  // "a Uint32Array", "an Int32Array"
+  static std::string Article(const char* noun) { return std::string(strchr("AEIO", noun[0]) ? "an " : "a ") + noun; }
   template <class T>
   static constexpr napi_typedarray_type Kind() {
     return std::is_same<T, uint8_t>::value ? napi_uint8_array : std::is_same<T, uint32_t>::value ? napi_uint32_array : napi_float64_array;
@@ -181,5 +184,5 @@ class Args {
   }
 
   Napi::Env env_;
-  std::string fn_;
+  const char* fn_;  // (not a std::string: made on every data-path call)
 };

@@ -696,13 +696,12 @@ Napi::Value Connection::SealHandles(const Napi::CallbackInfo& info) {
   Connection* c = ObjFromHandle<Connection>(env, info[0], "dtlsSeal");
   BatchRef* in = c ? BatchFromHandle(env, info[1], "dtlsSeal") : nullptr;
   BatchRef* out = in ? BatchFromHandle(env, info[3], "dtlsSeal") : nullptr;
-  if (!out) return env.Undefined();
+  uint32_t count = 0;
+  if (!out || !Args(info, "dtlsSeal").Int(info[2], "count", 0, in->cap, &count)) return env.Undefined();
   if (!c->ssl_ || c->state_ != OPEN) {
     Napi::Error::New(env, "seal: the connection is not open").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  uint32_t count = 0;
-  if (!Args(info, "dtlsSeal").Int(info[2], "count", 0, in->cap, &count)) return env.Undefined();
   size_t n = c->SealInto(in->buf, in->bufLen, in->offs, in->lens, count, out->buf, out->bufLen, out->offs, out->lens, out->cap);
   return Napi::Number::New(env, static_cast<double>(n));
 }
