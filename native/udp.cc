@@ -84,12 +84,11 @@ class Udp : public Wrapped<Udp>, public PolledFd {
   explicit Udp(const Napi::CallbackInfo& info) : Wrapped<Udp>(info) {
     Napi::Env env = info.Env();
     Args a(info, "new Udp");
-    int family = 0, bytes = 4 << 20;
-    if (!a.Int(info[0], "family", 4, 6, &family) || !a.OptInt(info[1], "bufferBytes", 0, INT32_MAX, &bytes) ||
-        !a.OptBool(info[2], "gso", &gso_)) {
-      return;
-    }
-    if (family == 5) { a.RangeFail("family: expected 4 or 6, got 5"); return; }
+    double family = 0;
+    int bytes = 4 << 20;
+    if (!a.Number(info[0], "family", -INFINITY, INFINITY, &family)) return;
+    if (family != 4 && family != 6) { a.RangeFail("family: expected 4 or 6, got " + Args::Text(family)); return; }
+    if (!a.OptInt(info[1], "bufferBytes", 0, INT32_MAX, &bytes) || !a.OptBool(info[2], "gso", &gso_)) return;
     v6_ = family == 6;
     int fd = socket(v6_ ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) { SockError(env, errno, "socket").ThrowAsJavaScriptException(); return; }
