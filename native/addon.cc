@@ -6,6 +6,7 @@
 #include <napi.h>
 #include <uv.h>
 
+#include "args.h"
 #include "poll.h"
 
 Napi::Object InitTun(Napi::Env env, Napi::Object exports);
@@ -25,10 +26,15 @@ static Napi::Value LoopNow(const Napi::CallbackInfo& info) {
 // A yield that kept us away longer than maxAwayMs pauses yielding (poll.h). For this thread's
 // event loop. handoffStats() -> [yields, of them slow, ms until yielding resumes (0: not paused)].
 static Napi::Value SetHandoffYield(const Napi::CallbackInfo& info) {
-  auto num = [&](size_t i, double def) { return info[i].IsNumber() ? info[i].As<Napi::Number>().DoubleValue() : def; };
-  t_handoff.maxBatch = num(0, 0);
-  t_handoff.maxAwayMs = num(1, t_handoff.maxAwayMs);
-  t_handoff.pauseMs = num(2, t_handoff.pauseMs);
+  Args a(info, "setHandoffYield");
+  double maxBatch = 0, maxAwayMs = t_handoff.maxAwayMs, pauseMs = t_handoff.pauseMs;
+  if (!a.Number(info[0], "maxBatch", 0, 1e9, &maxBatch) || !a.OptNumber(info[1], "maxAwayMs", 0, 1e9, &maxAwayMs) ||
+      !a.OptNumber(info[2], "pauseMs", 0, 1e9, &pauseMs)) {
+    return info.Env().Undefined();
+  }
+  t_handoff.maxBatch = maxBatch;
+  t_handoff.maxAwayMs = maxAwayMs;
+  t_handoff.pauseMs = pauseMs;
   t_handoff.pausedUntil = 0;
   return info.Env().Undefined();
 }

@@ -175,10 +175,12 @@ void InfoCallback(const SSL* ssl, int where, int ret) {
 
 class Context;
 
-class Connection : public Napi::ObjectWrap<Connection> {
+class Connection : public Wrapped<Connection> {
  public:
   static constexpr uint32_t kHandleTag = 0x64746c73;  // "dtls"
   static constexpr const char* kHandleName = "DTLS connection";
+  static constexpr const char* kClassName = "DtlsConnection";
+  static constexpr napi_type_tag kTypeTag = {0x6b7c2f370f78a2ed, 0xb47a8c07707b5fe5};
   static Napi::Object Make(Napi::Env env) { return env.GetInstanceData<Napi::FunctionReference>()->New({}); }
   static Napi::Function Define(Napi::Env env);
   explicit Connection(const Napi::CallbackInfo& info);
@@ -244,8 +246,10 @@ class Connection : public Napi::ObjectWrap<Connection> {
 };
 
 
-class Context : public Napi::ObjectWrap<Context> {
+class Context : public Wrapped<Context> {
  public:
+  static constexpr const char* kClassName = "DtlsContext";
+  static constexpr napi_type_tag kTypeTag = {0x242eac9d2f86c238, 0xc7be58b12bfe19b3};
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "DtlsContext", {
       InstanceMethod<&Context::Listen>("listen"),
@@ -255,19 +259,15 @@ class Context : public Napi::ObjectWrap<Context> {
     });
   }
 
-  // new DtlsContext({ server, ca, cert, key, verifyPeer = true, ciphers?, cookieSecret?, mtu?, keylog? })
-  explicit Context(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Context>(info) {
+  // new DtlsContext({ server, ca, cert, key, verifyPeer = true, ciphers?, cookieSecret?, mtu?, keylog?, retransmitMs? })
+  explicit Context(const Napi::CallbackInfo& info) : Wrapped<Context>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsObject()) {
-      Napi::TypeError::New(env, "DtlsContext(options)").ThrowAsJavaScriptException();
-      return;
-    }
-    Napi::Object o = info[0].As<Napi::Object>();
-    server_ = o.Get("server").ToBoolean();
-    bool verify = !o.Has("verifyPeer") || o.Get("verifyPeer").ToBoolean();
-    keylog_ = o.Get("keylog").ToBoolean();
-    if (o.Get("mtu").IsNumber()) mtu_ = o.Get("mtu").As<Napi::Number>().Int32Value();
-    if (o.Get("retransmitMs").IsNumber()) retransmitUs_ = o.Get("retransmitMs").As<Napi::Number>().Uint32Value() * 1000u;
+    Options o;
+    if (!ReadOptions(info, &o)) return;
+    server_ = o.server;
+    keylog_ = o.keylog;
+    mtu_ = o.mtu;
+    retransmitUs_ = o.retransmitMs * 1000u;
 
     ctx_ = SSL_CTX_new(server_ ? DTLS_server_method() : DTLS_client_method());
     if (!ctx_) { Throw(env, "cannot create DTLS context: " + TakeErrors()); return; }
@@ -278,29 +278,22 @@ class Context : public Napi::ObjectWrap<Context> {
     SSL_CTX_set_options(ctx_, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_QUERY_MTU | SSL_OP_CIPHER_SERVER_PREFERENCE);
     // A VPN session is one long handshake-then-data stream: no session cache to grow.
     SSL_CTX_set_session_cache_mode(ctx_, SSL_SESS_CACHE_OFF);
-    // ECDHE only (forward secrecy), AEAD only.
-    std::string ciphers = o.Get("ciphers").IsString() ? o.Get("ciphers").As<Napi::String>().Utf8Value()
-        : "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-          "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
-    if (SSL_CTX_set_cipher_list(ctx_, ciphers.c_str()) != 1) { Throw(env, "ciphers: " + TakeErrors()); return; }
+    if (SSL_CTX_set_cipher_list(ctx_, o.ciphers.c_str()) != 1) { Throw(env, "ciphers: " + TakeErrors()); return; }
     SSL_CTX_set1_groups_list(ctx_, "X25519:P-256:P-384");
 
-    if (!LoadCa(env, o.Get("ca"))) return;
+    if (!LoadCa(env, o.ca)) return;
     // A client may go without a certificate (then a mutual-auth server refuses it, which the
     // tests show); a server always needs one.
-    bool noCert = !o.Get("cert").ToBoolean() && !o.Get("key").ToBoolean();
-    if (!(noCert && !server_) && !LoadCertAndKey(env, o.Get("cert"), o.Get("key"))) return;
+    if ((o.hasCert || server_) && !LoadCertAndKey(env, o.cert, o.key)) return;
 
-    if (verify) {
+    if (o.verify) {
       int mode = SSL_VERIFY_PEER | (server_ ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
       SSL_CTX_set_verify(ctx_, mode, nullptr);
       SSL_CTX_set_verify_depth(ctx_, 4);
     }
     if (server_) {
-      if (o.Get("cookieSecret").IsBuffer()) {
-        auto s = o.Get("cookieSecret").As<Napi::Buffer<uint8_t>>();
-        secret_.assign(s.Data(), s.Data() + s.Length());
-      } else {
+      secret_ = o.cookieSecret;
+      if (!o.hasSecret) {
         secret_.resize(32);
         RAND_bytes(secret_.data(), 32);
       }
@@ -316,6 +309,57 @@ class Context : public Napi::ObjectWrap<Context> {
     // all): ours are well under 4 KB; OpenSSL's default is 100 KB per message.
     SSL_CTX_set_max_cert_list(ctx_, kMaxCertList);
     if (keylog_) SSL_CTX_set_keylog_callback(ctx_, KeylogCallback);
+  }
+
+  // The options, each checked before anything is made.
+  struct Options {
+    bool server = false, verify = true, keylog = false;
+    int mtu = 1400;  // datagram payload size for handshake fragmentation
+    uint32_t retransmitMs = 0;  // 0: OpenSSL's default timer
+    // ECDHE only (forward secrecy), AEAD only.
+    std::string ciphers = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                          "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+    std::string ca, cert, key;
+    bool hasCert = false;  // cert or key given (both empty or missing: none)
+    bool hasSecret = false;
+    std::vector<unsigned char> cookieSecret;
+  };
+  static bool ReadOptions(const Napi::CallbackInfo& info, Options* o) {
+    Napi::Env env = info.Env();
+    Args a(info, "new DtlsContext");
+    if (!info[0].IsObject()) return a.TypeFail("options", "an object", info[0]);
+    Napi::Object obj = info[0].As<Napi::Object>();
+    static const char* const kNames[] = {"server", "verifyPeer", "keylog", "mtu", "retransmitMs", "ciphers", "ca", "cert", "key", "cookieSecret"};
+    Napi::Value v[10];
+    for (size_t i = 0; i < 10; i++) {
+      v[i] = obj.Get(kNames[i]);
+      if (env.IsExceptionPending()) return false;  // a getter threw
+    }
+    if (!a.OptBool(v[0], "server", &o->server) || !a.OptBool(v[1], "verifyPeer", &o->verify) ||
+        !a.OptBool(v[2], "keylog", &o->keylog) || !a.OptInt(v[3], "mtu", 1, 65535, &o->mtu) ||
+        !a.OptInt(v[4], "retransmitMs", 0, 60000, &o->retransmitMs) ||
+        (!v[5].IsUndefined() && !a.String(v[5], "ciphers", &o->ciphers))) {
+      return false;
+    }
+    if (!PemText(a, v[6], "ca", &o->ca)) return false;
+    o->hasCert = v[7].ToBoolean() || v[8].ToBoolean();
+    if (o->hasCert && (!PemText(a, v[7], "cert", &o->cert) || !PemText(a, v[8], "key", &o->key))) return false;
+    if (!v[9].IsUndefined()) {
+      View<uint8_t> secret;
+      if (!a.Array(v[9], "cookieSecret", &secret)) return false;
+      o->cookieSecret.assign(secret.data, secret.data + secret.len);
+      o->hasSecret = true;
+    }
+    return true;
+  }
+  // PEM text: a string, or a Buffer of it.
+  static bool PemText(Args& a, Napi::Value v, const char* name, std::string* out) {
+    if (v.IsString()) return a.String(v, name, out, false);
+    if (!v.IsTypedArray()) return a.TypeFail(name, "PEM text (a string or Buffer)", v);
+    View<uint8_t> b;
+    if (!a.Array(v, name, &b)) return false;
+    out->assign(reinterpret_cast<const char*>(b.data), b.len);
+    return true;
   }
 
   ~Context() override {
@@ -342,10 +386,7 @@ class Context : public Napi::ObjectWrap<Context> {
  private:
   static void Throw(Napi::Env env, const std::string& msg) { Napi::Error::New(env, msg).ThrowAsJavaScriptException(); }
 
-  bool LoadCa(Napi::Env env, Napi::Value v) {
-    if (!v.IsString() && !v.IsBuffer()) { Throw(env, "ca: a PEM CA certificate is required"); return false; }
-    std::string pem = v.IsString() ? v.As<Napi::String>().Utf8Value()
-                                   : std::string(reinterpret_cast<char*>(v.As<Napi::Buffer<char>>().Data()), v.As<Napi::Buffer<char>>().Length());
+  bool LoadCa(Napi::Env env, const std::string& pem) {
     BIO* b = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
     X509_STORE* store = SSL_CTX_get_cert_store(ctx_);
     int n = 0;
@@ -360,9 +401,7 @@ class Context : public Napi::ObjectWrap<Context> {
     return true;
   }
 
-  bool LoadCertAndKey(Napi::Env env, Napi::Value cert, Napi::Value key) {
-    if (!cert.IsString() || !key.IsString()) { Throw(env, "cert and key: PEM strings are required"); return false; }
-    std::string cpem = cert.As<Napi::String>().Utf8Value(), kpem = key.As<Napi::String>().Utf8Value();
+  bool LoadCertAndKey(Napi::Env env, const std::string& cpem, const std::string& kpem) {
     BIO* b = BIO_new_mem_buf(cpem.data(), static_cast<int>(cpem.size()));
     X509* x = PEM_read_bio_X509(b, nullptr, nullptr, nullptr);
     if (!x) { BIO_free(b); ERR_clear_error(); Throw(env, "cert: no PEM certificate found"); return false; }
@@ -446,13 +485,17 @@ class Context : public Napi::ObjectWrap<Context> {
   Napi::Value Listen(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!server_) { Throw(env, "listen() is for server contexts"); return env.Undefined(); }
-    auto buf = info[0].As<Napi::Buffer<uint8_t>>();
+    Args a(info, "DtlsContext.listen");
+    View<uint8_t> buf;
+    std::string peerKey;
+    if (!a.Array(info[0], "datagram", &buf) || !a.String(info[1], "peerKey", &peerKey, false)) return env.Undefined();
     if (!listener_) listener_ = NewSsl();
     auto* st = static_cast<SslState*>(SSL_get_app_data(listener_));
-    st->peerKey = info[1].As<Napi::String>().Utf8Value();
+    st->peerKey = std::move(peerKey);
     DgramState* ds = StateOf(listener_);
-    ds->in = buf.Data();
-    ds->inLen = buf.Length();
+    // (An empty datagram is left out: to OpenSSL a read of 0 bytes is the end of the stream.)
+    ds->in = buf.len ? buf.data : nullptr;
+    ds->inLen = buf.len;
     ds->queue.clear();
     BIO_ADDR* addr = BIO_ADDR_new();
     int r = DTLSv1_listen(listener_, addr);
@@ -474,14 +517,13 @@ class Context : public Napi::ObjectWrap<Context> {
   Napi::Value Connect(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (server_) { Throw(env, "connect() is for client contexts"); return env.Undefined(); }
+    std::string name;
+    if (!info[0].IsUndefined() && !Args(info, "DtlsContext.connect").String(info[0], "serverName", &name)) return env.Undefined();
     SSL* ssl = NewSsl();
     SSL_set_connect_state(ssl);
-    if (info.Length() > 0 && info[0].IsString()) {
-      std::string name = info[0].As<Napi::String>().Utf8Value();
-      if (!name.empty()) {
-        SSL_set_tlsext_host_name(ssl, name.c_str());
-        SSL_set1_host(ssl, name.c_str());  // OpenSSL checks the SAN (or CN) during verification
-      }
+    if (!name.empty()) {
+      SSL_set_tlsext_host_name(ssl, name.c_str());
+      SSL_set1_host(ssl, name.c_str());  // OpenSSL checks the SAN (or CN) during verification
     }
     Napi::Object conn = Connection::Make(env);
     Connection::Unwrap(conn)->Adopt(ssl, Value(), false);
@@ -528,7 +570,7 @@ Napi::Function Connection::Define(Napi::Env env) {
   });
 }
 
-Connection::Connection(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Connection>(info) {}
+Connection::Connection(const Napi::CallbackInfo& info) : Wrapped<Connection>(info) {}
 
 void Connection::Adopt(SSL* ssl, Napi::Object ctxObj, bool server) {
   ssl_ = ssl;
@@ -579,7 +621,7 @@ Napi::Value Connection::Handshake(const Napi::CallbackInfo& info) {
 
 // bindStatus(Float64Array of 3): where Publish() keeps [state, dropped, queued output].
 Napi::Value Connection::BindStatus(const Napi::CallbackInfo& info) {
-  if ((status_ = BindStatusArray(info, 3, statusRef_))) Publish();
+  if ((status_ = BindStatusArray(info, "DtlsConnection.bindStatus", 3, statusRef_))) Publish();
   return info.Env().Undefined();
 }
 
@@ -595,14 +637,13 @@ Napi::Value Connection::Handle(const Napi::CallbackInfo& info) { return NewObjHa
 Napi::Value Connection::OpenHandles(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Connection* c = ObjFromHandle<Connection>(env, info[0], "dtlsOpen");
-  BatchRef* in = c ? FromHandle<BatchRef>(env, info[1], "dtlsOpen") : nullptr;
-  BatchRef* out = in ? FromHandle<BatchRef>(env, info[4], "dtlsOpen") : nullptr;
+  BatchRef* in = c ? BatchFromHandle(env, info[1], "dtlsOpen") : nullptr;
+  BatchRef* out = in ? BatchFromHandle(env, info[4], "dtlsOpen") : nullptr;
   if (!out) return env.Undefined();
-  size_t index = info[2].As<Napi::Number>().Uint32Value();
-  size_t n = info[3].As<Napi::Number>().Uint32Value();
-  size_t count = info[5].As<Napi::Number>().Uint32Value();
-  if (index + n > in->cap || count > out->cap) {
-    Napi::RangeError::New(env, "dtlsOpen: index, count or outFirst beyond its batch").ThrowAsJavaScriptException();
+  Args a(info, "dtlsOpen");
+  size_t index = 0, n = 0, count = 0;
+  if (!a.Int(info[2], "index", 0, in->cap, &index) || !a.Int(info[3], "count", 0, in->cap - index, &n) ||
+      !a.Int(info[5], "outFirst", 0, out->cap, &count)) {
     return env.Undefined();
   }
   // Records go after the first `count` (8-byte aligned, as OpenInto lays them out).
@@ -679,14 +720,14 @@ size_t Connection::OpenInto(const uint8_t* in, size_t inLen, const uint32_t* inO
 Napi::Value Connection::SealHandles(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Connection* c = ObjFromHandle<Connection>(env, info[0], "dtlsSeal");
-  BatchRef* in = c ? FromHandle<BatchRef>(env, info[1], "dtlsSeal") : nullptr;
-  BatchRef* out = in ? FromHandle<BatchRef>(env, info[3], "dtlsSeal") : nullptr;
-  if (!out) return env.Undefined();
+  BatchRef* in = c ? BatchFromHandle(env, info[1], "dtlsSeal") : nullptr;
+  BatchRef* out = in ? BatchFromHandle(env, info[3], "dtlsSeal") : nullptr;
+  uint32_t count = 0;
+  if (!out || !Args(info, "dtlsSeal").Int(info[2], "count", 0, in->cap, &count)) return env.Undefined();
   if (!c->ssl_ || c->state_ != OPEN) {
     Napi::Error::New(env, "seal: the connection is not open").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  uint32_t count = static_cast<uint32_t>(std::min<size_t>(info[2].As<Napi::Number>().Uint32Value(), in->cap));
   size_t n = c->SealInto(in->buf, in->bufLen, in->offs, in->lens, count, out->buf, out->bufLen, out->offs, out->lens, out->cap);
   return Napi::Number::New(env, static_cast<double>(n));
 }
@@ -822,7 +863,9 @@ Napi::Value Connection::Info(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Connection::SetMtu(const Napi::CallbackInfo& info) {
-  if (ssl_) SSL_set_mtu(ssl_, info[0].As<Napi::Number>().Int32Value());
+  int mtu = 0;
+  if (!Args(info, "DtlsConnection.setMtu").Int(info[0], "mtu", 1, 65535, &mtu)) return info.Env().Undefined();
+  if (ssl_) SSL_set_mtu(ssl_, mtu);
   return info.Env().Undefined();
 }
 

@@ -7,25 +7,27 @@ namespace {
 
 Napi::Value MakeBatchRef(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 3 || !info[0].IsBuffer() || !info[1].IsTypedArray() || !info[2].IsTypedArray() ||
-      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
-      info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
-    Napi::TypeError::New(env, "batchRef(buf: Buffer, offs: Uint32Array, lens: Uint32Array)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  auto buf = info[0].As<Napi::Buffer<uint8_t>>();
-  auto offs = info[1].As<Napi::Uint32Array>();
-  auto lens = info[2].As<Napi::Uint32Array>();
+  Args a(info, "batchRef");
+  View<uint8_t> buf;
+  View<uint32_t> offs, lens;
+  if (!a.Array(info[0], "buf", &buf) || !a.Array(info[1], "offs", &offs) || !a.Array(info[2], "lens", &lens)) return env.Undefined();
   auto* b = new BatchRef();
-  b->buf = buf.Data();
-  b->bufLen = buf.Length();
-  b->offs = offs.Data();
-  b->lens = lens.Data();
-  b->cap = std::min(offs.ElementLength(), lens.ElementLength());
-  // An ArrayBuffer's memory never moves: the pointers stay valid while these keep it alive.
-  b->keep[0] = Napi::Persistent(buf.As<Napi::Object>());
-  b->keep[1] = Napi::Persistent(offs.As<Napi::Object>());
-  b->keep[2] = Napi::Persistent(lens.As<Napi::Object>());
+  b->buf = buf.data;
+  b->bufLen = buf.len;
+  b->offs = offs.data;
+  b->lens = lens.data;
+  b->cap = std::min(offs.len, lens.len);
+  // An ArrayBuffer's memory never moves: the pointers stay valid while these keep it alive
+  // (and, for an ArrayBuffer, while it is not detached: BatchRef::Live).
+  const Napi::Object* buffers[3] = {&buf.buffer, &offs.buffer, &lens.buffer};
+  const size_t ends[3] = {buf.end, offs.end, lens.end};
+  const bool detachable[3] = {buf.detachable, offs.detachable, lens.detachable};
+  for (int i = 0; i < 3; i++) {
+    b->keep[i] = Napi::Persistent(*buffers[i]);
+    b->end[i] = ends[i];
+    b->detachable[i] = detachable[i];
+    b->anyDetachable |= detachable[i];
+  }
   return Napi::External<BatchRef>::New(env, b, [](Napi::Env, BatchRef* p) { delete p; });
 }
 

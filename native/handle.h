@@ -9,6 +9,8 @@
 #pragma once
 #include <napi.h>
 
+#include "args.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -39,8 +41,35 @@ struct BatchRef {
   uint32_t* offs = nullptr;
   uint32_t* lens = nullptr;
   size_t cap = 0;                 // entries offs and lens both hold
-  Napi::ObjectReference keep[3];  // the arrays stay alive (and in place) as long as the handle
+  Napi::ObjectReference keep[3];  // the arrays' buffers: their memory stays (in place) as long as the handle
+  // The arrays on ArrayBuffers, which JavaScript may detach or shrink (their memory then goes
+  // away), are checked on every use: is each still as long as its array needs (`end` bytes)?
+  // The data path's batches are on SharedArrayBuffers (src/batch.ts), which can neither be
+  // detached nor shrink, and skip the check (about 110 instructions per array).
+  size_t end[3] = {};
+  bool detachable[3] = {};
+  bool anyDetachable = false;
+
+  bool Live(napi_env env) {
+    if (!anyDetachable) return true;
+    for (int i = 0; i < 3; i++) {
+      size_t len = 0;
+      if (detachable[i] && (napi_get_arraybuffer_info(env, keep[i].Value(), nullptr, &len) != napi_ok || len < end[i])) return false;
+    }
+    return true;
+  }
 };
+
+// The batch behind a handle, or nullptr with a TypeError thrown: not a batch handle, or its
+// memory was detached (or shrunk) since batchRef.
+inline BatchRef* BatchFromHandle(Napi::Env env, napi_value v, const char* what) {
+  BatchRef* b = FromHandle<BatchRef>(env, v, what);
+  if (b && !b->Live(env)) {
+    Napi::TypeError::New(env, std::string(what) + ": the batch's ArrayBuffer was detached or shrunk").ThrowAsJavaScriptException();
+    return nullptr;
+  }
+  return b;
+}
 
 // A handle on one of our ObjectWrap objects (a TUN device, a UDP socket, a DTLS connection):
 // the object, and a reference that keeps its JavaScript wrapper, which owns it, alive as long
@@ -70,17 +99,40 @@ T* ObjFromHandle(Napi::Env env, napi_value v, const char* what) {
 // bindStatus(Float64Array of n): the memory of a status array JavaScript owns and native code
 // keeps up to date after each call (a DTLS connection's state, a TUN's GRO counters), so the
 // data path reads it without a native call. `keep` holds the array alive (its memory never
-// moves). Returns nullptr, with a TypeError thrown, if the argument is not such an array.
-inline double* BindStatusArray(const Napi::CallbackInfo& info, size_t n, Napi::ObjectReference& keep) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-      info[0].As<Napi::Float64Array>().ElementLength() < n) {
-    Napi::TypeError::New(env, "bindStatus(Float64Array of " + std::to_string(n) + ")").ThrowAsJavaScriptException();
+// moves). Returns nullptr, with a TypeError or RangeError thrown, if the argument is not such an array.
+inline double* BindStatusArray(const Napi::CallbackInfo& info, const char* fn, size_t n, Napi::ObjectReference& keep) {
+  Args a(info, fn);
+  View<double> v;
+  if (!a.Array(info[0], "status", &v, true)) return nullptr;
+  if (v.len < n) {
+    a.RangeFail("status: expected a Float64Array of at least " + std::to_string(n) + " entries, got " + std::to_string(v.len));
     return nullptr;
   }
-  auto a = info[0].As<Napi::Float64Array>();
-  keep = Napi::Persistent(a.As<Napi::Object>());
-  return a.Data();
+  keep = Napi::Persistent(v.obj);
+  return v.data;
 }
+
+// An ObjectWrap class whose accessors and methods cannot be called on another object.
+// node-addon-api finds the C++ object behind `this` with napi_unwrap, which takes any wrapped
+// object. V8 refuses a method called on an object of another class ("Illegal invocation"),
+// but not an accessor: Object.getOwnPropertyDescriptor(Tun.prototype, 'fd').get.call(aUdp)
+// would read a Udp as a Tun. So each object is tagged with its class's type tag (T::kTypeTag)
+// when made, and this Unwrap, which node-addon-api calls as T::Unwrap, refuses an object
+// without it (a TypeError). T names itself kClassName.
+template <class T>
+class Wrapped : public Napi::ObjectWrap<T> {
+ public:
+  explicit Wrapped(const Napi::CallbackInfo& info) : Napi::ObjectWrap<T>(info) {
+    napi_type_tag_object(info.Env(), info.This(), &T::kTypeTag);
+  }
+  static T* Unwrap(Napi::Object o) {
+    bool ok = false;
+    if (!o.IsObject() || napi_check_object_type_tag(o.Env(), o, &T::kTypeTag, &ok) != napi_ok || !ok) {
+      Napi::TypeError::New(o.Env(), std::string("expected a ") + T::kClassName + " object as `this`").ThrowAsJavaScriptException();
+      return nullptr;
+    }
+    return Napi::ObjectWrap<T>::Unwrap(o);
+  }
+};
 
 void InitHandles(Napi::Env env, Napi::Object exports);

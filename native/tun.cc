@@ -70,10 +70,12 @@ Napi::Error TunError(Napi::Env env, int err, const std::string& what) {
   return e;
 }
 
-class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
+class Tun : public Wrapped<Tun>, public PolledFd {
  public:
   static constexpr uint32_t kHandleTag = 0x74756e30;  // "tun0"
   static constexpr const char* kHandleName = "TUN";
+  static constexpr const char* kClassName = "Tun";
+  static constexpr napi_type_tag kTypeTag = {0x0cf7e26114ef8c99, 0xd446e9478b0535b5};
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Tun", {
       InstanceMethod<&Tun::Start>("start"),
@@ -89,10 +91,13 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
   }
 
   // new Tun(name, gro) opens the device; name '' lets the kernel pick (tun0, tun1, ...).
-  explicit Tun(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tun>(info) {
+  explicit Tun(const Napi::CallbackInfo& info) : Wrapped<Tun>(info) {
     Napi::Env env = info.Env();
-    std::string want = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-    gro_ = vnet_ = info.Length() > 1 && info[1].ToBoolean().Value();
+    Args a(info, "new Tun");
+    std::string want;
+    bool gro = false;
+    if ((!info[0].IsUndefined() && !a.String(info[0], "name", &want)) || !a.OptBool(info[1], "gro", &gro)) return;
+    gro_ = vnet_ = gro;
     if (want.size() >= IFNAMSIZ) {
       TunError(env, EINVAL, "open TUN '" + want + "'").ThrowAsJavaScriptException();
       return;
@@ -139,29 +144,36 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
     Napi::Env env = info.Env();
     if (fd_ < 0) { TunError(env, EBADF, "start").ThrowAsJavaScriptException(); return env.Undefined(); }
     if (polling()) { Napi::Error::New(env, "TUN reader already started").ThrowAsJavaScriptException(); return env.Undefined(); }
-    if (info.Length() < 5 || !info[0].IsBuffer() || !info[1].IsTypedArray() || !info[2].IsTypedArray() ||
-        !info[3].IsNumber() || !info[4].IsNumber() || !info[5].IsFunction()) {
-      Napi::TypeError::New(env, "start(buffer, offsets, lengths, maxPacket, headroom, onPackets)").ThrowAsJavaScriptException();
+    Args a(info, "Tun.start");
+    View<uint8_t> buf;
+    View<uint32_t> offs, lens;
+    uint32_t maxPacket = 0, headroom = 0;
+    Napi::Function cb;
+    if (!a.Array(info[0], "buffer", &buf, true) || !a.Array(info[1], "offsets", &offs, true) || !a.Array(info[2], "lengths", &lens, true) ||
+        !a.Int(info[3], "maxPacket", 1, 65535, &maxPacket) || !a.Int(info[4], "headroom", 0, 65535, &headroom) ||
+        !a.Function(info[5], "onPackets", &cb)) {
       return env.Undefined();
     }
-    auto buf = info[0].As<Napi::Buffer<uint8_t>>();
-    auto offs = info[1].As<Napi::Uint32Array>();
-    auto lens = info[2].As<Napi::Uint32Array>();
-    bufRef_ = Napi::Persistent(buf.As<Napi::Object>());
-    offRef_ = Napi::Persistent(offs.As<Napi::Object>());
-    lenRef_ = Napi::Persistent(lens.As<Napi::Object>());
-    cb_ = Napi::Persistent(info[5].As<Napi::Function>());
-    buf_ = buf.Data();
-    bufLen_ = buf.Length();
-    offs_ = offs.Data();
-    lens_ = lens.Data();
-    maxCount_ = std::min(offs.ElementLength(), lens.ElementLength());
-    maxPacket_ = info[3].As<Napi::Number>().Uint32Value();
-    headroom_ = info[4].As<Napi::Number>().Uint32Value();
-    if (maxPacket_ == 0 || maxPacket_ + headroom_ > bufLen_) {
-      Napi::RangeError::New(env, "start: buffer smaller than one packet plus headroom").ThrowAsJavaScriptException();
+    if (static_cast<size_t>(maxPacket) + headroom > buf.len) {
+      a.RangeFail("buffer: " + std::to_string(buf.len) + " bytes, smaller than one packet plus headroom (" +
+                  std::to_string(maxPacket + headroom) + ")");
       return env.Undefined();
     }
+    if (offs.len == 0 || lens.len == 0) {
+      a.RangeFail("offsets and lengths: a batch of at least one packet is needed");
+      return env.Undefined();
+    }
+    bufRef_ = Napi::Persistent(buf.obj);
+    offRef_ = Napi::Persistent(offs.obj);
+    lenRef_ = Napi::Persistent(lens.obj);
+    cb_ = Napi::Persistent(cb);
+    buf_ = buf.data;
+    bufLen_ = buf.len;
+    offs_ = offs.data;
+    lens_ = lens.data;
+    maxCount_ = std::min(offs.len, lens.len);
+    maxPacket_ = maxPacket;
+    headroom_ = headroom;
 
     if (!StartPoll(env)) { TunError(env, EBADF, "start").ThrowAsJavaScriptException(); return env.Undefined(); }
     Napi::ObjectWrap<Tun>::Ref();  // keep the JS object alive while the reader runs
@@ -246,11 +258,13 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
   Napi::Value Write(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (fd_ < 0) { TunError(env, EBADF, "write").ThrowAsJavaScriptException(); return env.Undefined(); }
-    auto buf = info[0].As<Napi::Buffer<uint8_t>>();
-    size_t off = info.Length() > 1 ? info[1].As<Napi::Number>().Uint32Value() : 0;
-    size_t len = info.Length() > 2 ? info[2].As<Napi::Number>().Uint32Value() : buf.Length() - off;
-    if (off + len > buf.Length()) { Napi::RangeError::New(env, "write: range outside buffer").ThrowAsJavaScriptException(); return env.Undefined(); }
-    ssize_t r = WriteOne(buf.Data() + off, len);
+    Args a(info, "Tun.write");
+    View<uint8_t> buf;
+    size_t off = 0, len = 0;
+    if (!a.Array(info[0], "buffer", &buf) || !a.OptInt(info[1], "offset", 0, buf.len, &off)) return env.Undefined();
+    len = buf.len - off;
+    if (!a.OptInt(info[2], "length", 0, buf.len - off, &len)) return env.Undefined();
+    ssize_t r = WriteOne(buf.data + off, len);
     int err = errno;
     if (r >= 0) NoteHandoff();
     return Napi::Number::New(env, r < 0 ? -err : r);
@@ -278,10 +292,11 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
   static Napi::Value WriteHandles(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Tun* t = ObjFromHandle<Tun>(env, info[0], "tunWrite");
-    BatchRef* b = t ? FromHandle<BatchRef>(env, info[1], "tunWrite") : nullptr;
+    BatchRef* b = t ? BatchFromHandle(env, info[1], "tunWrite") : nullptr;
     if (!b) return env.Undefined();
+    uint32_t count = 0;
+    if (!Args(info, "tunWrite").Int(info[2], "count", 0, b->cap, &count)) return env.Undefined();
     if (t->fd_ < 0) { TunError(env, EBADF, "tunWrite").ThrowAsJavaScriptException(); return env.Undefined(); }
-    uint32_t count = static_cast<uint32_t>(std::min<size_t>(info[2].As<Napi::Number>().Uint32Value(), b->cap));
     uint32_t ok = 0;
     for (uint32_t i = 0; i < count;) {
       if (static_cast<size_t>(b->offs[i]) + b->lens[i] > b->bufLen) { i++; continue; }
@@ -413,7 +428,7 @@ class Tun : public Napi::ObjectWrap<Tun>, public PolledFd {
   // bindStatus(Float64Array of 2): where Publish() keeps [gro, coalesced], so JavaScript reads
   // them after each write without another native call (as a DTLS connection's status).
   Napi::Value BindStatus(const Napi::CallbackInfo& info) {
-    if ((status_ = BindStatusArray(info, 2, statusRef_))) Publish();
+    if ((status_ = BindStatusArray(info, "Tun.bindStatus", 2, statusRef_))) Publish();
     return info.Env().Undefined();
   }
   void Publish() {

@@ -43,12 +43,13 @@ struct PeerAddr {
 // udpPeer(addr16: Buffer, port) -> a peer handle for udpSend.
 Napi::Value MakePeer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsBuffer() || info[0].As<Napi::Buffer<uint8_t>>().Length() != 16 || !info[1].IsNumber()) {
-    Napi::TypeError::New(env, "udpPeer(addr16: 16-byte Buffer, port)").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  const uint8_t* a = info[0].As<Napi::Buffer<uint8_t>>().Data();
-  uint16_t port = htons(static_cast<uint16_t>(info[1].As<Napi::Number>().Uint32Value()));
+  Args args(info, "udpPeer");
+  View<uint8_t> addr;
+  uint16_t hport = 0;
+  if (!args.Array(info[0], "addr16", &addr) || !args.Int(info[1], "port", 0, 65535, &hport)) return env.Undefined();
+  if (addr.len != 16) { args.RangeFail("addr16: expected 16 bytes, got " + std::to_string(addr.len)); return env.Undefined(); }
+  const uint8_t* a = addr.data;
+  uint16_t port = htons(hport);
   auto* p = new PeerAddr();
   p->v6.sin6_family = AF_INET6;
   p->v6.sin6_port = port;
@@ -59,10 +60,12 @@ Napi::Value MakePeer(const Napi::CallbackInfo& info) {
   return Napi::External<PeerAddr>::New(env, p, [](Napi::Env, PeerAddr* q) { delete q; });
 }
 
-class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
+class Udp : public Wrapped<Udp>, public PolledFd {
  public:
   static constexpr uint32_t kHandleTag = 0x75647030;  // "udp0"
   static constexpr const char* kHandleName = "UDP socket";
+  static constexpr const char* kClassName = "Udp";
+  static constexpr napi_type_tag kTypeTag = {0xcf42ed52b73f53ef, 0xa6701d9ccdad531e};
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Udp", {
       InstanceMethod<&Udp::Bind>("bind"),
@@ -78,11 +81,15 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
   }
 
   // new Udp(family: 4 | 6, bufferBytes, gso). A family-6 socket is dual stack (IPv4 too).
-  explicit Udp(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Udp>(info) {
+  explicit Udp(const Napi::CallbackInfo& info) : Wrapped<Udp>(info) {
     Napi::Env env = info.Env();
-    v6_ = info[0].As<Napi::Number>().Int32Value() == 6;
-    int bytes = info.Length() > 1 ? info[1].As<Napi::Number>().Int32Value() : 4 << 20;
-    gso_ = info.Length() > 2 && info[2].ToBoolean().Value();
+    Args a(info, "new Udp");
+    double family = 0;
+    int bytes = 4 << 20;
+    if (!a.Number(info[0], "family", -INFINITY, INFINITY, &family)) return;
+    if (family != 4 && family != 6) { a.RangeFail("family: expected 4 or 6, got " + Args::Text(family)); return; }
+    if (!a.OptInt(info[1], "bufferBytes", 0, INT32_MAX, &bytes) || !a.OptBool(info[2], "gso", &gso_)) return;
+    v6_ = family == 6;
     int fd = socket(v6_ ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) { SockError(env, errno, "socket").ThrowAsJavaScriptException(); return; }
     if (v6_) { int off = 0; setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off); }
@@ -121,11 +128,17 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
     return true;
   }
 
+  static bool HostPort(const Napi::CallbackInfo& info, const char* fn, std::string* host, int* port) {
+    Args a(info, fn);
+    return a.String(info[0], "host", host) && a.Int(info[1], "port", 0, 65535, port);
+  }
+
   // bind(host, port) -> the port actually bound (port 0 lets the kernel choose)
   Napi::Value Bind(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    std::string host = info[0].As<Napi::String>().Utf8Value();
-    int port = info[1].As<Napi::Number>().Int32Value();
+    std::string host;
+    int port = 0;
+    if (!HostPort(info, "Udp.bind", &host, &port)) return env.Undefined();
     sockaddr_storage ss;
     socklen_t len;
     if (!ToSockaddr(host, port, &ss, &len)) { Napi::Error::New(env, "bind: bad address " + host).ThrowAsJavaScriptException(); return env.Undefined(); }
@@ -139,8 +152,9 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
   // connect(host, port): a client talks to one server; the kernel then filters other sources.
   Napi::Value Connect(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    std::string host = info[0].As<Napi::String>().Utf8Value();
-    int port = info[1].As<Napi::Number>().Int32Value();
+    std::string host;
+    int port = 0;
+    if (!HostPort(info, "Udp.connect", &host, &port)) return env.Undefined();
     sockaddr_storage ss;
     socklen_t len;
     if (!ToSockaddr(host, port, &ss, &len)) { Napi::Error::New(env, "connect: bad address " + host).ThrowAsJavaScriptException(); return env.Undefined(); }
@@ -156,7 +170,10 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
     Napi::Env env = info.Env();
     sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len);
+    if (getsockname(fd_, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+      SockError(env, errno, "localAddress").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
     char text[INET6_ADDRSTRLEN] = {0};
     int port = 0;
     if (ss.ss_family == AF_INET6) {
@@ -178,30 +195,42 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (polling()) { Napi::Error::New(env, "UDP reader already started").ThrowAsJavaScriptException(); return env.Undefined(); }
-    auto buf = info[0].As<Napi::Buffer<uint8_t>>();
-    auto offs = info[1].As<Napi::Uint32Array>();
-    auto lens = info[2].As<Napi::Uint32Array>();
-    auto addrs = info[3].As<Napi::Buffer<uint8_t>>();
-    auto ports = info[4].As<Napi::Uint32Array>();
-    slot_ = info[5].As<Napi::Number>().Uint32Value();
-    refs_[0] = Napi::Persistent(buf.As<Napi::Object>());
-    refs_[1] = Napi::Persistent(offs.As<Napi::Object>());
-    refs_[2] = Napi::Persistent(lens.As<Napi::Object>());
-    refs_[3] = Napi::Persistent(addrs.As<Napi::Object>());
-    refs_[4] = Napi::Persistent(ports.As<Napi::Object>());
-    cb_ = Napi::Persistent(info[6].As<Napi::Function>());
-    size_t n = std::min({offs.ElementLength(), lens.ElementLength(), ports.ElementLength(), addrs.Length() / 16,
-                         slot_ ? buf.Length() / slot_ : 0});
-    offs_ = offs.Data();
-    lens_ = lens.Data();
-    addrs_ = addrs.Data();
-    ports_ = ports.Data();
+    if (fd_ < 0) { SockError(env, EBADF, "start").ThrowAsJavaScriptException(); return env.Undefined(); }
+    Args a(info, "Udp.start");
+    View<uint8_t> buf, addrs;
+    View<uint32_t> offs, lens, ports;
+    uint32_t slot = 0;
+    Napi::Function cb;
+    if (!a.Array(info[0], "buf", &buf, true) || !a.Array(info[1], "offs", &offs, true) || !a.Array(info[2], "lens", &lens, true) ||
+        !a.Array(info[3], "addrs", &addrs, true) || !a.Array(info[4], "ports", &ports, true) ||
+        !a.Int(info[5], "slotSize", 1, 1 << 30, &slot) || !a.Function(info[6], "onDatagrams", &cb)) {
+      return env.Undefined();
+    }
+    // The batch holds as many datagrams as every array has room for.
+    size_t n = std::min({offs.len, lens.len, ports.len, addrs.len / 16, buf.len / slot});
+    if (n == 0) {
+      a.RangeFail("the arrays hold no datagram (buf " + std::to_string(buf.len) + " bytes for slotSize " + std::to_string(slot) +
+                  ", offs " + std::to_string(offs.len) + ", lens " + std::to_string(lens.len) + ", ports " +
+                  std::to_string(ports.len) + ", addrs " + std::to_string(addrs.len) + " bytes, 16 per datagram)");
+      return env.Undefined();
+    }
+    slot_ = slot;
+    refs_[0] = Napi::Persistent(buf.obj);
+    refs_[1] = Napi::Persistent(offs.obj);
+    refs_[2] = Napi::Persistent(lens.obj);
+    refs_[3] = Napi::Persistent(addrs.obj);
+    refs_[4] = Napi::Persistent(ports.obj);
+    cb_ = Napi::Persistent(cb);
+    offs_ = offs.data;
+    lens_ = lens.data;
+    addrs_ = addrs.data;
+    ports_ = ports.data;
     // The message headers point into the JS buffer once; recvmmsg fills them in place.
     msgs_.assign(n, mmsghdr{});
     iovs_.assign(n, iovec{});
     names_.assign(n, sockaddr_storage{});
     for (size_t i = 0; i < n; i++) {
-      iovs_[i].iov_base = buf.Data() + i * slot_;
+      iovs_[i].iov_base = buf.data + i * slot_;
       iovs_[i].iov_len = slot_;
       msgs_[i].msg_hdr.msg_iov = &iovs_[i];
       msgs_[i].msg_hdr.msg_iovlen = 1;
@@ -344,11 +373,12 @@ class Udp : public Napi::ObjectWrap<Udp>, public PolledFd {
   static Napi::Value SendHandles(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Udp* u = ObjFromHandle<Udp>(env, info[0], "udpSend");
-    BatchRef* b = u ? FromHandle<BatchRef>(env, info[1], "udpSend") : nullptr;
+    BatchRef* b = u ? BatchFromHandle(env, info[1], "udpSend") : nullptr;
     if (!b) return env.Undefined();
     PeerAddr* peer = nullptr;
     if (!info[3].IsNull() && !(peer = FromHandle<PeerAddr>(env, info[3], "udpSend"))) return env.Undefined();
-    size_t count = std::min<size_t>(info[2].As<Napi::Number>().Uint32Value(), b->cap);
+    size_t count = 0;
+    if (!Args(info, "udpSend").Int(info[2], "count", 0, b->cap, &count)) return env.Undefined();
     size_t sent = u->Send(b, count, peer);
     if (sent > 0) NoteHandoff();
     return Napi::Number::New(env, static_cast<double>(sent));

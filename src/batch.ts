@@ -8,6 +8,18 @@
  */
 export interface BatchHandle { readonly __handle: 'batch' }
 
+/**
+ * Memory that native code keeps a pointer into (a batch's arrays, a reader's batch, a status
+ * array) lives on a SharedArrayBuffer: unlike an ArrayBuffer, it cannot be detached (transferred
+ * away, its memory freed) while native code still writes into it. native/args.h refuses
+ * anything else.
+ */
+export const shared = {
+  bytes: (n: number): Buffer => Buffer.from(new SharedArrayBuffer(n)),
+  u32: (n: number): Uint32Array => new Uint32Array(new SharedArrayBuffer(4 * n)),
+  f64: (n: number): Float64Array => new Float64Array(new SharedArrayBuffer(8 * n)),
+};
+
 /** What the data path passes around: packets as (offset, length) pairs into one buffer. */
 export interface BatchView {
   buf: Buffer;
@@ -27,11 +39,14 @@ export class PacketBatch implements BatchView {
    */
   handle: BatchHandle | null = null;
 
-  /** `capacity` packets of up to `slotSize` bytes each; with `buf`, entries into that buffer instead. */
+  /**
+   * `capacity` packets of up to `slotSize` bytes each; with `buf`, entries into that buffer
+   * instead (for native calls, a buffer on a SharedArrayBuffer: see `shared`).
+   */
   constructor(readonly capacity: number, readonly slotSize: number, buf?: Buffer) {
-    this.buf = buf ?? Buffer.allocUnsafe(capacity * slotSize);
-    this.offs = new Uint32Array(capacity);
-    this.lens = new Uint32Array(capacity);
+    this.buf = buf ?? shared.bytes(capacity * slotSize);
+    this.offs = shared.u32(capacity);
+    this.lens = shared.u32(capacity);
   }
 
   /**

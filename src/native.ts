@@ -145,8 +145,12 @@ interface Addon {
   dtlsSeal(conn: DtlsHandle, inb: BatchHandle, count: number, out: BatchHandle): number;
 }
 
+/**
+ * build/Release/minivpn.node, or the build that $MINIVPN_ADDON names (e.g. the one built with
+ * AddressSanitizer by scripts/test-asan.sh).
+ */
 function load(): Addon {
-  const file = path.join(__dirname, '..', '..', 'build', 'Release', 'minivpn.node');
+  const file = process.env.MINIVPN_ADDON || path.join(__dirname, '..', '..', 'build', 'Release', 'minivpn.node');
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     return require(file) as Addon;

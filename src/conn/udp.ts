@@ -7,7 +7,7 @@
 // a string for IPv6 peers.
 import net from 'node:net';
 import { addon, batchHandle, NativeUdp, PeerHandle, UdpHandle } from '../native';
-import { PacketBatch } from '../batch';
+import { PacketBatch, shared } from '../batch';
 
 const BUFFER_BYTES = 4 * 1024 * 1024;
 
@@ -38,10 +38,9 @@ export class UdpBatch extends PacketBatch {
   readonly ports: Uint32Array;
   constructor(capacity: number, slotSize: number) {
     super(capacity, slotSize);
-    const mem = new ArrayBuffer(16 * capacity);
-    this.addrs = Buffer.from(mem);
-    this.words = new Uint32Array(mem);
-    this.ports = new Uint32Array(capacity);
+    this.addrs = shared.bytes(16 * capacity);
+    this.words = new Uint32Array(this.addrs.buffer, this.addrs.byteOffset, 4 * capacity);
+    this.ports = shared.u32(capacity);
   }
 
   isV4Mapped(i: number): boolean {

@@ -7,7 +7,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { addon, batchHandle, DtlsHandle, NativeDtlsConnection, NativeDtlsContext, PeerIdentity } from '../native';
-import { PacketBatch } from '../batch';
+import { PacketBatch, shared } from '../batch';
 import { logger } from '../log';
 
 const log = logger('dtls');
@@ -163,9 +163,9 @@ export class DtlsConnection {
   /**
    * [state, dropped, queued output datagrams], kept up to date by the native connection after
    * each call: the data path reads them per datagram without crossing into native code.
-   * (An ArrayBuffer's memory never moves, so native code may keep a pointer to it.)
+   * (On a SharedArrayBuffer, whose memory never moves nor goes away: native code keeps a pointer.)
    */
-  private readonly status = new Float64Array(new ArrayBuffer(3 * 8));
+  private readonly status = shared.f64(3);
   /** What the record calls (open, seal) pass instead of `n`: see native/handle.h. */
   private readonly h: DtlsHandle;
 

@@ -1,7 +1,7 @@
 // A TUN device: the kernel hands us IP packets that were routed into the interface, and
 // injects the packets we write as if they had arrived on it.
 import { addon, batchHandle, NativeTun, TunHandle } from '../native';
-import { PacketBatch } from '../batch';
+import { PacketBatch, shared } from '../batch';
 
 export interface TunOptions {
   /** Interface name; '' lets the kernel choose (tun0, tun1, ...). */
@@ -27,7 +27,7 @@ export class Tun {
   private readonly dev: NativeTun;
   private readonly h: TunHandle;
   /** [gro, coalesced], kept up to date by the native device after each write (no native call to read). */
-  private readonly status = new Float64Array(new ArrayBuffer(2 * 8));
+  private readonly status = shared.f64(2);
   private readonly maxPacket: number;
   private readonly headroom: number;
   private closed = false;
