@@ -184,7 +184,7 @@ t.test('records from another address that are not fresh and authentic move nothi
 // 40 moves (not 100) keep this test near 45 s.
 const MOVES = 40;
 
-t.test(`${MOVES} moves in a row: one session; the server's memory and descriptors stay flat`, { timeout: 180_000 }, async (t) => {
+t.test(`${MOVES} moves in a row: one session; the server's memory and descriptors stay flat`, { timeout: 400_000 }, async (t) => {
   const f = await vpnFixture(['alice']);
   t.teardown(f.cleanup);
   await withLab({ prefix: uniquePrefix('pong'), clients: 1 }, async (lab) => {
@@ -199,7 +199,8 @@ t.test(`${MOVES} moves in a row: one session; the server's memory and descriptor
     for (let i = 1; i <= MOVES; i++) {
       const to = at === NEW ? OTHER : NEW;
       await changeAddress(lab, at, to);
-      await lab.waitForLine(server, new RegExp(`alice moved ${esc(at)}:\\d+ -> ${esc(to)}:\\d+`), 5000);
+      // (A limit for a hang only: how fast a move is, is the first test's to say.)
+      await lab.waitForLine(server, new RegExp(`alice moved ${esc(at)}:\\d+ -> ${esc(to)}:\\d+`), 20_000);
       at = to;
       if (i === 10) after10 = { rss: rss(), fds: fds() };
     }

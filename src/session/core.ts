@@ -192,7 +192,8 @@ export class SessionCore {
     this.lastSeen = now;
     this.probe = 0;
     this.rxBytes += datagrams.lens[i];
-    if (ch.kind === 'dtls') this.noteRecord(datagrams.buf, datagrams.offs[i], datagrams.lens[i]);
+    // (Only a server moves sessions: a client keeps no record numbers.)
+    if (this.role === 'server' && ch.kind === 'dtls') this.noteRecord(datagrams.buf, datagrams.offs[i], datagrams.lens[i]);
     const buf = frames.buf;
     pk.buf = buf;
     for (let k = frames.first; k < frames.count; k++) {

@@ -201,5 +201,6 @@ export function hasShortRecord(buf: Buffer, off: number, len: number, minBody: n
 
 /** The 48-bit sequence number of the DTLS record at buf[off] (in the clear in its header). */
 export function recordSeq(buf: Buffer, off: number): number {
-  return buf.readUIntBE(off + 5, 6);
+  // (Two fixed-size reads: cheaper per datagram than readUIntBE's general path.)
+  return buf.readUInt16BE(off + 5) * 0x1_0000_0000 + buf.readUInt32BE(off + 7);
 }
