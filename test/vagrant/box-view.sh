@@ -102,10 +102,11 @@ echo "npm \$* (uid \$(id -u))" >>$log
 [[ \${1:-} == -v || \${1:-} == --version ]] && echo "0.0.0-stub"
 if [[ \${1:-} == ci ]]; then
   # What the real npm ci leaves: the lock file's copy (deps.sh compares with it), the addon,
-  # dist/ with the module that loads the addon (here loading nothing).
-  mkdir -p node_modules build/Release dist/src && cp package-lock.json node_modules/.package-lock.json
+  # and dist/, here with stand-ins for what provisioning runs: the addon's loader, the PKI.
+  mkdir -p node_modules build/Release dist/src/pki && cp package-lock.json node_modules/.package-lock.json
   touch build/Release/minivpn.node
   echo 'module.exports = {};' >dist/src/native.js
+  echo 'console.log("[pki] stand-in: nothing made");' >dist/src/pki/cli.js
 fi
 EOF
   cat >"$s/npx" <<EOF

@@ -1,8 +1,8 @@
 # tunnels.sh - step 6 of test/vagrant/run.sh (sourced by it; uses its vm, say, pass, fail):
-# what labs 2 and 3 teach, in the two VMs. For MODE plaintext, then dtls:
-#   npm run server / npm run client (with --insecure-plaintext for plaintext), an HTTP
-#   request from the client VM through the tunnel to a web server on the server VM, and
-#   tcpdump on the server VM's underlay interface while it crosses:
+# what labs 2 and 3 teach, in the two VMs. For MODE plaintext, then dtls: the server and
+#   the client (plaintext as the labs start them, DTLS with npm run server / npm run
+#   client), an HTTP request from the client VM through the tunnel to a web server on the
+#   server VM, and tcpdump on the server VM's underlay interface while it crosses:
 #   plaintext - the capture shows the request's text;
 #   dtls      - every packet of the capture is DTLS application data (record content
 #               type 23, as tshark decodes it), and the request's text is in none of them.
