@@ -22,11 +22,11 @@ async function main(): Promise<void> {
     return;
   }
   const out: string[] = [];
-  out.push(`minivpn server (${st.mode}) on ${st.listen}, ${st.tun}, pool ${st.pool}, up ${st.uptimeSec}s`);
+  out.push(`minivpn server (${st.mode}) on ${st.listen}, ${st.tun}, pool ${st.pool}${st.pool6 ? ` and ${st.pool6}` : ' (no IPv6)'}, up ${st.uptimeSec}s`);
   out.push(`${st.clients.length} client(s)`);
-  const rows = [['CN', 'ADDRESS', 'REMOTE', 'IN', 'PKTS IN', 'OUT', 'PKTS OUT', 'DROPPED', 'LAST SEEN']];
+  const rows = [['CN', 'ADDRESS', 'ADDRESS6', 'REMOTE', 'IN', 'PKTS IN', 'OUT', 'PKTS OUT', 'DROPPED', 'LAST SEEN']];
   for (const c of st.clients) {
-    rows.push([c.cn, c.address, c.remote, human(c.rxBytes), String(c.rxPackets), human(c.txBytes), String(c.txPackets),
+    rows.push([c.cn, c.address, c.address6 || '-', c.remote, human(c.rxBytes), String(c.rxPackets), human(c.txBytes), String(c.txPackets),
       String(c.droppedRecords + c.droppedSpoofed), `${c.lastSeenSec}s ago`]);
   }
   const w = rows[0].map((_, k) => Math.max(...rows.map((r) => r[k].length)));
