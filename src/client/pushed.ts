@@ -7,7 +7,7 @@
 // redirect, --pull-filter accepts, ignores or rejects pushed items by their text.
 import type { PullAction, PullFilter } from '../config';
 import { ConfigMsg } from '../wire/control';
-import { Cidr, formatCidr, ipv4ToInt, inCidr, parseCidr } from '../wire/ip';
+import { Cidr, formatCidr, ipv4ToInt, inCidr, isIpv4, parseCidr } from '../wire/ip';
 import { Cidr6, formatCidr6, inCidr6, ipv6ToBytes, isIpv6, overlaps6, parseCidr6 } from '../wire/ip6';
 
 /** At most this many pushed routes and DNS servers are taken (the server's own limits). */
@@ -73,14 +73,15 @@ export function checkPushed(c: ConfigMsg, local: LocalView, opts: PullOptions): 
   if (routes.length > MAX_PULLED_ROUTES) return { ok: false, reason: `routes: ${routes.length} pushed, more than ${MAX_PULLED_ROUTES}` };
   if (dns.length > MAX_PULLED_DNS) return { ok: false, reason: `dns: ${dns.length} pushed, more than ${MAX_PULLED_DNS}` };
 
-  const server = ipv4ToInt(local.serverIp);
+  // (An IPv6 underlay: no IPv4 route can take the server's address away.)
+  const server = isIpv4(local.serverIp) ? ipv4ToInt(local.serverIp) : null;
   const subnet = parseCidr(`${c.address}/${c.prefix}`);
-  if (inCidr(server, subnet)) return { ok: false, reason: `address: the tunnel subnet ${formatCidr(subnet)} contains the server's own address ${local.serverIp}` };
+  if (server !== null && inCidr(server, subnet)) return { ok: false, reason: `address: the tunnel subnet ${formatCidr(subnet)} contains the server's own address ${local.serverIp}` };
   const lan = overlapping(subnet, local.lans);
   if (lan) return { ok: false, reason: `address: the tunnel subnet ${formatCidr(subnet)} overlaps this host's network ${formatCidr(lan)}` };
   for (const r of routes) {
     const route = parseCidr(r);
-    if (inCidr(server, route)) return { ok: false, reason: `routes: ${r} covers the server's own address ${local.serverIp} (the tunnel would carry itself)` };
+    if (server !== null && inCidr(server, route)) return { ok: false, reason: `routes: ${r} covers the server's own address ${local.serverIp} (the tunnel would carry itself)` };
     const l = overlapping(route, local.lans);
     if (l) return { ok: false, reason: `routes: ${r} overlaps this host's network ${formatCidr(l)}` };
   }
