@@ -237,8 +237,6 @@ pin_server_route() {
 # The tunnel interface (scripts/common.sh: MTU, address, link up; IPv6 address).
 tun_up
 [[ $ADDR_ADDED == 1 ]] && echo "addr $ADDR" >>"$STATE"
-tun_up6
-[[ $ADDR6_ADDED == 1 ]] && echo "addr6 $ADDR6" >>"$STATE"
 
 # 1. The server's own route, when a full tunnel of its family would take it over.
 if [[ ( $REDIRECT_GATEWAY == 1 && $SERVER_IP =~ $IP_RE ) || ( $REDIRECT_GATEWAY6 == 1 && $SERVER_IP =~ $IP6_RE ) ]]; then
@@ -261,19 +259,6 @@ for r in $ROUTES; do
   add_route "$r" dev "$TUN"
 done
 
-# IPv6: the same halves (::/1 and 8000::/1), and the pushed networks.
-if [[ $REDIRECT_GATEWAY6 == 1 ]]; then
-  add_route6 ::/1 dev "$TUN"
-  add_route6 8000::/1 dev "$TUN"
-fi
-for r in $ROUTES6; do
-  add_route6 "$r" dev "$TUN"
-done
-if [[ $BLOCK_IPV6_LEAK == 1 ]]; then
-  say "full tunnel without IPv6 from the server: blocking IPv6 on the other interfaces while up"
-  block_leak6 "$LEAK_CHAIN"
-fi
-
 DNS="$DNS${DNS6:+ $DNS6}"
 DNS=${DNS# }
 if [[ -n $DNS ]]; then
@@ -288,5 +273,21 @@ if [[ -n $DNS ]]; then
   else
     say "DNS pushed by the server: $DNS (not applied; DNS_APPLY=1 would write /etc/resolv.conf)"
   fi
+fi
+
+# IPv6 inside the tunnel: the address, the same halves (::/1 and 8000::/1), the pushed
+# networks. Or, for a full tunnel without IPv6, the leak block.
+tun_up6
+[[ $ADDR6_ADDED == 1 ]] && echo "addr6 $ADDR6" >>"$STATE"
+if [[ $REDIRECT_GATEWAY6 == 1 ]]; then
+  add_route6 ::/1 dev "$TUN"
+  add_route6 8000::/1 dev "$TUN"
+fi
+for r in $ROUTES6; do
+  add_route6 "$r" dev "$TUN"
+done
+if [[ $BLOCK_IPV6_LEAK == 1 ]]; then
+  say "full tunnel without IPv6 from the server: blocking IPv6 on the other interfaces while up"
+  block_leak6 "$LEAK_CHAIN"
 fi
 say "up done for $TUN (undo list: $STATE)"

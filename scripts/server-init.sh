@@ -110,23 +110,18 @@ if [[ -n $ADDR6 ]]; then
   [[ -z $NAT_OUT || $POOL6 =~ $CIDR6_RE ]] || die "POOL6 must be the IPv6 client pool, e.g. fd6d:7670:6e00::/64, when NAT_OUT and ADDR6 are set (got '$POOL6')"
 fi
 
-# The tunnel interface itself (scripts/common.sh: MTU, address, link up; IPv6 address).
+# The tunnel interface itself (scripts/common.sh: MTU, address, link up).
 tun_up
-tun_up6
 
 # Routing between the tunnel and the other interfaces (the LAN, the internet).
 run sysctl -qw net.ipv4.ip_forward=1
-[[ -z $ADDR6 ]] || run sysctl -qw net.ipv6.conf.all.forwarding=1
 
 # NAT: packets from the pool leave with this machine's address on NAT_OUT, so hosts out
 # there can answer without knowing a route back to 10.8.0.0/24.
 if [[ -n $NAT_OUT ]]; then
   add_rule nat POSTROUTING -s "$POOL" -o "$NAT_OUT" -m comment --comment "$COMMENT" -j MASQUERADE
-  # NAT66: the same for IPv6. The pool is a unique local prefix that the internet does not
-  # route; with global addresses instead (routed mode) run without --nat-out.
-  [[ -z $ADDR6 ]] || add_rule6 nat POSTROUTING -s "$POOL6" -o "$NAT_OUT" -m comment --comment "$COMMENT" -j MASQUERADE
 else
-  say "NAT_OUT empty: no NAT (the other side needs a route back to the pool${ADDR6:+ and to $POOL6})"
+  say "NAT_OUT empty: no NAT (the other side needs a route back to the pool)"
 fi
 
 # MSS clamping: a TCP SYN announces the largest segment its sender accepts (MSS), based on
@@ -138,8 +133,25 @@ if [[ $MSS_CLAMP == 1 ]]; then
   for dir in -i -o; do
     add_rule mangle FORWARD "$dir" "$TUN" -p tcp --tcp-flags SYN,RST SYN \
       -m comment --comment "$COMMENT" -j TCPMSS --clamp-mss-to-pmtu
-    [[ -z $ADDR6 ]] || add_rule6 mangle FORWARD "$dir" "$TUN" -p tcp --tcp-flags SYN,RST SYN \
-      -m comment --comment "$COMMENT" -j TCPMSS --clamp-mss-to-pmtu
   done
+fi
+
+# IPv6 inside the tunnel: the same steps for IPv6 (address, forwarding, NAT66, MSS clamp).
+if [[ -n $ADDR6 ]]; then
+  tun_up6
+  run sysctl -qw net.ipv6.conf.all.forwarding=1
+  if [[ -n $NAT_OUT ]]; then
+    # NAT66: the pool is a unique local prefix, which the internet does not route. With a
+    # global prefix instead (routed mode) run without --nat-out.
+    add_rule6 nat POSTROUTING -s "$POOL6" -o "$NAT_OUT" -m comment --comment "$COMMENT" -j MASQUERADE
+  else
+    say "NAT_OUT empty: no NAT66 (routed: the other side needs a route to $POOL6 via this host)"
+  fi
+  if [[ $MSS_CLAMP == 1 ]]; then
+    for dir in -i -o; do
+      add_rule6 mangle FORWARD "$dir" "$TUN" -p tcp --tcp-flags SYN,RST SYN \
+        -m comment --comment "$COMMENT" -j TCPMSS --clamp-mss-to-pmtu
+    done
+  fi
 fi
 say "up done for $TUN"

@@ -94,7 +94,8 @@ t.test('IPv6 inside the tunnel', { timeout: 300_000 }, async (t) => {
       t.equal(st.pool6, `${POOL6}/64`);
       t.same(st.clients.map((c: any) => c.address6).sort(), [a6, b6]);
       const table = await lab.exec('server', [process.execPath, STATUS_MAIN, '--socket', f.statusSocket]);
-      t.match(table.stdout, new RegExp(`alice\\s+10\\.8\\.0\\.2\\s+${a6}`), 'the table has an ADDRESS6 column');
+      t.match(table.stdout, /LAST SEEN\s+ADDRESS6/, 'the table has an ADDRESS6 column');
+      t.match(table.stdout, new RegExp(`alice\\s+10\\.8\\.0\\.2\\s.*ago\\s+${a6}`), 'with alice\'s IPv6 address');
       const leases = JSON.parse(fs.readFileSync(path.join(f.dir, 'leases.json'), 'utf8'));
       t.same(leases.leases.map((l: any) => `${l.cn} ${l.address6}`).sort(), [`alice ${a6}`, `bob ${b6}`], 'the leases file keeps both');
     });

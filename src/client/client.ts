@@ -451,11 +451,11 @@ export class VpnClient {
         : 'the server offers no IPv6 default route: IPv6 on the other interfaces is blocked while the tunnel is up (--allow-ipv6-leak turns that off)');
     }
     log.info(`tunnel up: ${c.address}/${c.prefix} on ${this.tun!.name}`, {
-      ...(c.address6 ? { address6: `${c.address6}/${c.prefix6}` } : { ipv6: 'none' }),
       server: `${this.serverIp}:${this.cfg.server.port}`, mtu: c.mtu,
       routes: c.redirectGateway ? 'all (full tunnel)' : c.routes.join(',') || 'tunnel subnet only',
       mode: this.cfg.plaintext ? 'plaintext' : 'dtls',
       ...(this.cfg.tunGro ? { gro: 'on' } : {}),
+      ...(c.address6 ? { address6: `${c.address6}/${c.prefix6}` } : { ipv6: 'none' }),
     });
   }
 

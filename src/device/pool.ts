@@ -346,7 +346,7 @@ export class AddressPool {
       version: 1,
       pool: this.cidr,
       ...(this.v6 ? { pool6: this.v6.text } : {}),
-      leases: this.leases().map((l) => ({ cn: l.cn, address: l.addressStr, ...(l.address6 ? { address6: l.address6Str } : {}), releasedAt: l.releasedAt })),
+      leases: this.leases().map((l) => ({ cn: l.cn, address: l.addressStr, releasedAt: l.releasedAt, ...(l.address6 ? { address6: l.address6Str } : {}) })),
     };
     const dir = path.dirname(file);
     const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${this.tmpCounter++}`);

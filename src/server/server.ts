@@ -368,7 +368,7 @@ export class VpnServer {
         this.admission.handshakeOver(s);
         this.sessions.connect(s, lease, now);
         s.core.accept(this.configFor(s), now);
-        log.info('client connected', { cn: s.cn, address: s.addressStr, ...(s.address6 ? { address6: s.address6Str } : {}), remote: s.key, mode: s.core.channel.kind });
+        log.info('client connected', { cn: s.cn, address: s.addressStr, remote: s.key, mode: s.core.channel.kind, ...(s.address6 ? { address6: s.address6Str } : {}) });
         this.hooks.run(this.cfg.onConnect, 'connect', { tun: this.tun.name, cn: s.cn, address: s.addressStr, address6: s.address6Str, remote: s.key });
         return;
       }
