@@ -12,9 +12,16 @@
 #   ROUTES            space-separated networks to send through the tunnel ("split tunnel"),
 #                     e.g. "10.9.0.0/24"
 #   REDIRECT_GATEWAY  1: send ALL traffic through the tunnel ("full tunnel"); 0 (default): don't
-#   SERVER_IP         the VPN server's real (underlay) address; needed when REDIRECT_GATEWAY=1
+#   SERVER_IP         the VPN server's real (underlay) address, IPv4 or IPv6; needed when
+#                     REDIRECT_GATEWAY=1, REDIRECT_GATEWAY6=1 or BLOCK_IPV6_LEAK=1
 #   DNS               optional DNS servers pushed by the server, e.g. "10.8.0.1"; only printed
-#   DNS_APPLY         1: really write them to /etc/resolv.conf (restored at down)
+#   DNS_APPLY         1: really write them (and DNS6) to /etc/resolv.conf (restored at down)
+#   ADDR6             the client's tunnel IPv6 address, e.g. fd6d:7670:6e00::2/64 (empty: none)
+#   ROUTES6           space-separated IPv6 networks to send through the tunnel
+#   REDIRECT_GATEWAY6 1: send all IPv6 traffic through the tunnel; 0 (default): don't
+#   DNS6              optional IPv6 DNS servers pushed by the server
+#   BLOCK_IPV6_LEAK   1: while up, no IPv6 leaves by the other interfaces (a full tunnel whose
+#                     server offers no IPv6); link-local, loopback and the server stay open
 #   STATE_DIR         where up records what it did, so down undoes exactly that
 #                     (default /run/minivpn/client-<namespace>-<TUN>)
 #
@@ -34,6 +41,14 @@ REDIRECT_GATEWAY=${REDIRECT_GATEWAY:-0}
 SERVER_IP=${SERVER_IP:-}
 DNS=${DNS:-}
 DNS_APPLY=${DNS_APPLY:-0}
+ADDR6=${ADDR6:-}
+ROUTES6=${ROUTES6:-}
+REDIRECT_GATEWAY6=${REDIRECT_GATEWAY6:-0}
+DNS6=${DNS6:-}
+BLOCK_IPV6_LEAK=${BLOCK_IPV6_LEAK:-0}
+IP6T=${IP6TABLES:-ip6tables}
+# The leak block's own chain (names are at most 28 characters: "mvleak-" and 15).
+LEAK_CHAIN=mvleak-$TUN
 
 
 [[ $ACTION == up || $ACTION == down ]] || die "usage: TUN=tun0 ADDR=10.8.0.2/24 ... $0 up|down"
@@ -42,7 +57,37 @@ DNS_APPLY=${DNS_APPLY:-0}
 # Named after the network namespace too: in the lab several clients each have a "tun0".
 netns=$(ip netns identify 2>/dev/null || true)
 STATE_DIR=${STATE_DIR:-/run/minivpn/client-${netns:-root}-$TUN}
-STATE=$STATE_DIR/undo # one line per change: "route <ip route args>", "addr <cidr>", "dns"
+STATE=$STATE_DIR/undo # one line per change: "route <ip route args>", "addr <cidr>", "dns",
+                      # "route6 <ip -6 route args>", "addr6 <cidr>", "leak6 <chain>"
+
+# ---------------------------------------------------------------------------------------
+# The IPv6 leak block: a chain of ours, jumped to first from OUTPUT and FORWARD. It lets
+# through loopback, the tunnel, link-local traffic (neighbour discovery keeps the LAN
+# working) and the server (an IPv6 underlay), and refuses the rest at once (an application
+# sees an error, not a timeout). Undone by chain name, also after a crash (the undo list).
+block_leak6() {
+  local chain=$1
+  run "$IP6T" -w -N "$chain"
+  echo "leak6 $chain" >>"$STATE" # (recorded at once: a failure below is undone by down)
+  run "$IP6T" -w -A "$chain" -o lo -j RETURN
+  run "$IP6T" -w -A "$chain" -o "$TUN" -j RETURN
+  run "$IP6T" -w -A "$chain" -d fe80::/10 -j RETURN
+  run "$IP6T" -w -A "$chain" -d ff02::/16 -j RETURN
+  [[ $SERVER_IP =~ $IP6_RE ]] && run "$IP6T" -w -A "$chain" -d "$SERVER_IP" -j RETURN
+  run "$IP6T" -w -A "$chain" -j REJECT --reject-with icmp6-adm-prohibited
+  run "$IP6T" -w -I OUTPUT 1 -j "$chain"
+  run "$IP6T" -w -I FORWARD 1 -j "$chain"
+}
+unblock_leak6() {
+  local chain=$1 hook
+  say "removing the IPv6 leak block ($IP6T chain $chain)"
+  for hook in OUTPUT FORWARD; do
+    while "$IP6T" -w -D "$hook" -j "$chain" 2>/dev/null; do :; done
+  done
+  if "$IP6T" -w -L "$chain" -n >/dev/null 2>&1; then
+    "$IP6T" -w -F "$chain" && "$IP6T" -w -X "$chain"
+  fi
+}
 
 # ---------------------------------------------------------------------------------------
 # down: undo what the state file lists, newest first. Things that are gone already (the
@@ -66,6 +111,24 @@ do_down() {
             echo "client-init: error: could not remove route $rest: $out" >&2; failed=1
           fi
         fi ;;
+      route6)
+        say "ip -6 route del $rest"
+        # shellcheck disable=SC2086 # as above
+        if ! out=$(ip -6 route del $rest 2>&1); then
+          if [[ $out == *"No such process"* || $out == *"Cannot find device"* ]]; then
+            say "  (already gone)"
+          else
+            echo "client-init: error: could not remove route $rest: $out" >&2; failed=1
+          fi
+        fi ;;
+      addr6)
+        if ip -6 -o addr show dev "$TUN" 2>/dev/null | grep -qF " inet6 $rest "; then
+          say "ip -6 addr del $rest dev $TUN"
+          ip -6 addr del "$rest" dev "$TUN" || failed=1
+        else
+          say "address $rest already gone from $TUN"
+        fi ;;
+      leak6) unblock_leak6 "$rest" || failed=1 ;;
       addr)
         if ip -4 -o addr show dev "$TUN" 2>/dev/null | grep -qF " inet $rest "; then
           say "ip addr del $rest dev $TUN"
@@ -98,12 +161,25 @@ for r in $ROUTES; do
   [[ $r =~ $CIDR_RE ]] || die "ROUTES: '$r' is not an IPv4 network like 10.9.0.0/24"
 done
 [[ $REDIRECT_GATEWAY == 0 || $REDIRECT_GATEWAY == 1 ]] || die "REDIRECT_GATEWAY must be 0 or 1 (got '$REDIRECT_GATEWAY')"
-if [[ $REDIRECT_GATEWAY == 1 ]]; then
-  [[ $SERVER_IP =~ $IP_RE ]] || die "SERVER_IP must be the VPN server's IPv4 address when REDIRECT_GATEWAY=1 (got '$SERVER_IP')"
+[[ $REDIRECT_GATEWAY6 == 0 || $REDIRECT_GATEWAY6 == 1 ]] || die "REDIRECT_GATEWAY6 must be 0 or 1 (got '$REDIRECT_GATEWAY6')"
+[[ $BLOCK_IPV6_LEAK == 0 || $BLOCK_IPV6_LEAK == 1 ]] || die "BLOCK_IPV6_LEAK must be 0 or 1 (got '$BLOCK_IPV6_LEAK')"
+if [[ $REDIRECT_GATEWAY == 1 || $REDIRECT_GATEWAY6 == 1 || $BLOCK_IPV6_LEAK == 1 ]]; then
+  [[ $SERVER_IP =~ $IP_RE || $SERVER_IP =~ $IP6_RE ]] || die "SERVER_IP must be the VPN server's IP address when REDIRECT_GATEWAY, REDIRECT_GATEWAY6 or BLOCK_IPV6_LEAK is 1 (got '$SERVER_IP')"
 fi
 for d in $DNS; do
   [[ $d =~ $IP_RE ]] || die "DNS: '$d' is not an IPv4 address"
 done
+check_addr6
+if [[ -z $ADDR6 && ( -n $ROUTES6 || $REDIRECT_GATEWAY6 == 1 ) ]]; then die "ROUTES6 and REDIRECT_GATEWAY6 need ADDR6"; fi
+for r in $ROUTES6; do
+  [[ $r =~ $CIDR6_RE ]] || die "ROUTES6: '$r' is not an IPv6 network like 2001:db8:50::/64"
+done
+for d in $DNS6; do
+  [[ $d =~ $IP6_RE ]] || die "DNS6: '$d' is not an IPv6 address"
+done
+if [[ $BLOCK_IPV6_LEAK == 1 ]]; then
+  command -v "$IP6T" >/dev/null || die "'$IP6T' not found: cannot block IPv6 leaks (install iptables, or run the client with --allow-ipv6-leak)"
+fi
 
 # Up twice in a row: undo the first one, then do it again, so nothing is recorded twice.
 if [[ -s $STATE ]]; then
@@ -125,27 +201,49 @@ add_route() {
   fi
 }
 
-# The tunnel interface (scripts/common.sh: MTU, address, link up).
-tun_up
-[[ $ADDR_ADDED == 1 ]] && echo "addr $ADDR" >>"$STATE"
+# add_route6 ROUTE...: add_route for IPv6.
+add_route6() {
+  local out
+  say "ip -6 route add $*"
+  if out=$(ip -6 route add "$@" 2>&1); then
+    echo "route6 $*" >>"$STATE"
+  else
+    die "could not add route $*: $out (existing: $(ip -6 route show exact "$1" | head -1))"
+  fi
+}
 
-if [[ $REDIRECT_GATEWAY == 1 ]]; then
-  # 1. Pin the route to the VPN server to the path it takes now (normally the default
-  #    gateway). Otherwise, once "everything goes into the tunnel", the tunnel's own
-  #    encrypted UDP packets to the server would be sent into the tunnel too: a loop that
-  #    kills the connection.
-  read -r gw dev < <(ip -4 -o route get "$SERVER_IP" |
+# Pin the route to the VPN server to the path it takes now (normally the default
+# gateway). Otherwise, once "everything goes into the tunnel", the tunnel's own encrypted
+# UDP packets to the server would be sent into the tunnel too: a loop that kills the
+# connection. Only in the family of the server's address (its own default route is what a
+# full tunnel of that family would take over).
+pin_server_route() {
+  local fam=-4 host=32 add=add_route gw dev
+  if [[ $SERVER_IP =~ $IP6_RE ]]; then fam=-6 host=128 add=add_route6; fi
+  read -r gw dev < <(ip "$fam" -o route get "$SERVER_IP" |
     awk '{ for (i = 1; i < NF; i++) { if ($i == "via") g = $(i+1); if ($i == "dev") d = $(i+1) } }
          END { print (g == "" ? "-" : g), d }')
   [[ -n ${dev:-} ]] || die "no route to SERVER_IP $SERVER_IP"
   [[ $dev != "$TUN" ]] || die "the route to SERVER_IP $SERVER_IP already goes through $TUN"
-  if ip route show exact "$SERVER_IP/32" | grep -q .; then
-    say "route to server $SERVER_IP/32 exists already: $(ip route show exact "$SERVER_IP/32") (leaving it)"
+  if ip "$fam" route show exact "$SERVER_IP/$host" | grep -q .; then
+    say "route to server $SERVER_IP/$host exists already: $(ip "$fam" route show exact "$SERVER_IP/$host") (leaving it)"
   elif [[ $gw == - ]]; then
-    add_route "$SERVER_IP/32" dev "$dev"                 # server is on our own link
+    $add "$SERVER_IP/$host" dev "$dev"                   # server is on our own link
   else
-    add_route "$SERVER_IP/32" via "$gw" dev "$dev"
+    $add "$SERVER_IP/$host" via "$gw" dev "$dev"
   fi
+}
+
+# The tunnel interface (scripts/common.sh: MTU, address, link up; IPv6 address).
+tun_up
+[[ $ADDR_ADDED == 1 ]] && echo "addr $ADDR" >>"$STATE"
+
+# 1. The server's own route, when a full tunnel of its family would take it over.
+if [[ ( $REDIRECT_GATEWAY == 1 && $SERVER_IP =~ $IP_RE ) || ( $REDIRECT_GATEWAY6 == 1 && $SERVER_IP =~ $IP6_RE ) ]]; then
+  pin_server_route
+fi
+
+if [[ $REDIRECT_GATEWAY == 1 ]]; then
   # 2. Everything else into the tunnel, as two halves: 0.0.0.0/1 and 128.0.0.0/1.
   #    Together they cover every address, and each is more specific than the default
   #    route (0.0.0.0/0), so they win without the default route being touched.
@@ -161,6 +259,8 @@ for r in $ROUTES; do
   add_route "$r" dev "$TUN"
 done
 
+DNS="$DNS${DNS6:+ $DNS6}"
+DNS=${DNS# }
 if [[ -n $DNS ]]; then
   if [[ $DNS_APPLY == 1 ]]; then
     # Careful: inside "ip netns exec", /etc/resolv.conf is the machine's own file unless
@@ -173,5 +273,21 @@ if [[ -n $DNS ]]; then
   else
     say "DNS pushed by the server: $DNS (not applied; DNS_APPLY=1 would write /etc/resolv.conf)"
   fi
+fi
+
+# IPv6 inside the tunnel: the address, the same halves (::/1 and 8000::/1), the pushed
+# networks. Or, for a full tunnel without IPv6, the leak block.
+tun_up6
+[[ $ADDR6_ADDED == 1 ]] && echo "addr6 $ADDR6" >>"$STATE"
+if [[ $REDIRECT_GATEWAY6 == 1 ]]; then
+  add_route6 ::/1 dev "$TUN"
+  add_route6 8000::/1 dev "$TUN"
+fi
+for r in $ROUTES6; do
+  add_route6 "$r" dev "$TUN"
+done
+if [[ $BLOCK_IPV6_LEAK == 1 ]]; then
+  say "full tunnel without IPv6 from the server: blocking IPv6 on the other interfaces while up"
+  block_leak6 "$LEAK_CHAIN"
 fi
 say "up done for $TUN (undo list: $STATE)"

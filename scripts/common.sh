@@ -36,3 +36,29 @@ tun_up() {
   fi
   run ip link set dev "$TUN" up
 }
+
+# IPv6 forms, loosely (ip(8) refuses what these let through, before anything is changed).
+IP6_RE='^[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*$'
+CIDR6_RE='^[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8])$'
+
+# check_addr6: ADDR6 is empty (no IPv6 in the tunnel) or an IPv6 address with prefix length.
+check_addr6() {
+  [[ -z ${ADDR6:-} || $ADDR6 =~ $CIDR6_RE ]] || die "ADDR6 must be an IPv6 address with prefix length, e.g. fd6d:7670:6e00::1/64, or empty (got '$ADDR6')"
+}
+
+# tun_up6: IPv6 on the TUN and its address ADDR6 (when set). A host may have IPv6 off by
+# default (the lab's hosts do), so it is turned on for this one interface, which vanishes
+# with it. "nodad": the address is the pool's to give, no duplicate address detection (it
+# would hold the address back for a second or two). Sets ADDR6_ADDED=1 when it added it.
+tun_up6() {
+  ADDR6_ADDED=0
+  [[ -n ${ADDR6:-} ]] || return 0
+  say "echo 0 > /proc/sys/net/ipv6/conf/$TUN/disable_ipv6"
+  echo 0 >"/proc/sys/net/ipv6/conf/$TUN/disable_ipv6" || die "cannot turn IPv6 on for $TUN"
+  if ip -6 -o addr show dev "$TUN" | grep -qF " inet6 $ADDR6 "; then
+    say "address $ADDR6 already on $TUN"
+  else
+    run ip -6 addr add "$ADDR6" dev "$TUN" nodad
+    ADDR6_ADDED=1
+  fi
+}

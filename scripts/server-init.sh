@@ -10,12 +10,16 @@
 #   ADDR       the server's tunnel address with prefix length, e.g. 10.8.0.1/24
 #   MTU        MTU of the TUN device, e.g. 1400 (empty: leave it)
 #   POOL       the clients' address pool, e.g. 10.8.0.0/24 (needed for NAT)
-#   NAT_OUT    interface to masquerade out of, e.g. eth0 (empty: no NAT)
+#   NAT_OUT    interface to masquerade out of, e.g. eth0 (empty: no NAT); IPv4 and IPv6 (NAT66)
 #   MSS_CLAMP  1 (default): clamp TCP MSS on the tunnel; 0: don't
+#   ADDR6      the server's tunnel IPv6 address, e.g. fd6d:7670:6e00::1/64 (empty: no IPv6)
+#   POOL6      the clients' IPv6 pool, e.g. fd6d:7670:6e00::/64 (needed for NAT66)
 #   IPTABLES   the iptables command (default: iptables; Debian's is the nftables backend)
+#   IP6TABLES  the ip6tables command (default: ip6tables)
 #
-# up:   MTU, address, link up; IP forwarding on; NAT and MSS clamping rules.
-# down: removes the iptables rules that up added, and nothing else. Each rule carries the
+# up:   MTU, address, link up; IP forwarding on; NAT and MSS clamping rules; with ADDR6 the
+#       same for IPv6 (without NAT_OUT, routed: the other side needs a route to POOL6).
+# down: removes the iptables and ip6tables rules that up added, and nothing else. Each rule carries the
 #       comment "minivpn:$TUN", so down finds exactly those (and never another tunnel's).
 #       The TUN device and its address vanish by themselves when the VPN closes it.
 # Both are idempotent: running them twice does no harm.
@@ -32,6 +36,9 @@ POOL=${POOL:-}
 NAT_OUT=${NAT_OUT:-}
 MSS_CLAMP=${MSS_CLAMP:-1}
 IPT=${IPTABLES:-iptables}
+IP6T=${IP6TABLES:-ip6tables}
+ADDR6=${ADDR6:-}
+POOL6=${POOL6:-}
 
 IFNAME_RE='^[A-Za-z0-9_.-]{1,15}$'
 
@@ -43,19 +50,27 @@ command -v "$IPT" >/dev/null || die "'$IPT' not found: install the iptables pack
 COMMENT="minivpn:$TUN"
 
 # add_rule TABLE CHAIN RULE...: append the rule unless it is already there (-C checks).
-add_rule() {
-  local table=$1 chain=$2
-  shift 2
-  if "$IPT" -w -t "$table" -C "$chain" "$@" 2>/dev/null; then
-    say "already present: $IPT -t $table -A $chain $*"
+# add_rule6: the same with ip6tables.
+add_rule() { add_rule_with "$IPT" "$@"; }
+add_rule6() { add_rule_with "$IP6T" "$@"; }
+add_rule_with() {
+  local ipt=$1 table=$2 chain=$3
+  shift 3
+  if "$ipt" -w -t "$table" -C "$chain" "$@" 2>/dev/null; then
+    say "already present: $ipt -t $table -A $chain $*"
   else
-    run "$IPT" -w -t "$table" -A "$chain" "$@"
+    run "$ipt" -w -t "$table" -A "$chain" "$@"
   fi
 }
 
-# Delete every rule tagged with our comment, in every table we use.
+# Delete every rule tagged with our comment, in every table we use, IPv4 and IPv6.
 remove_tagged_rules() {
-  local table line found=0
+  remove_tagged_with "$IPT"
+  # (A host without ip6tables never had IPv6 rules of ours.)
+  if command -v "$IP6T" >/dev/null; then remove_tagged_with "$IP6T"; fi
+}
+remove_tagged_with() {
+  local IPT=$1 table line found=0
   local -a rules args
   for table in nat mangle filter; do
     # "iptables -S" prints rules as the -A commands that would recreate them, e.g.
@@ -70,14 +85,14 @@ remove_tagged_rules() {
       found=1
     done
   done
-  [[ $found -eq 1 ]] || say "no iptables rules tagged $COMMENT (nothing to remove)"
+  [[ $found -eq 1 ]] || say "no $IPT rules tagged $COMMENT (nothing to remove)"
 }
 
 if [[ $ACTION == down ]]; then
   remove_tagged_rules
   # Forwarding stays on: other services on this machine may route too, and turning it off
   # under them would be a surprise. (In the lab, lab.sh down removes the whole host.)
-  say "leaving net.ipv4.ip_forward as it is"
+  say "leaving net.ipv4.ip_forward and net.ipv6.conf.all.forwarding as they are"
   exit 0
 fi
 
@@ -88,6 +103,11 @@ if [[ -n $NAT_OUT ]]; then
   [[ $NAT_OUT =~ $IFNAME_RE ]] || die "NAT_OUT must be an interface name (got '$NAT_OUT')"
   ip link show dev "$NAT_OUT" >/dev/null 2>&1 || die "NAT_OUT interface '$NAT_OUT' does not exist"
   [[ $POOL =~ $CIDR_RE ]] || die "POOL must be the client pool, e.g. 10.8.0.0/24, when NAT_OUT is set (got '$POOL')"
+fi
+check_addr6
+if [[ -n $ADDR6 ]]; then
+  command -v "$IP6T" >/dev/null || die "'$IP6T' not found: install the iptables package, or run the server with --no-ipv6"
+  [[ -z $NAT_OUT || $POOL6 =~ $CIDR6_RE ]] || die "POOL6 must be the IPv6 client pool, e.g. fd6d:7670:6e00::/64, when NAT_OUT and ADDR6 are set (got '$POOL6')"
 fi
 
 # The tunnel interface itself (scripts/common.sh: MTU, address, link up).
@@ -114,5 +134,24 @@ if [[ $MSS_CLAMP == 1 ]]; then
     add_rule mangle FORWARD "$dir" "$TUN" -p tcp --tcp-flags SYN,RST SYN \
       -m comment --comment "$COMMENT" -j TCPMSS --clamp-mss-to-pmtu
   done
+fi
+
+# IPv6 inside the tunnel: the same steps for IPv6 (address, forwarding, NAT66, MSS clamp).
+if [[ -n $ADDR6 ]]; then
+  tun_up6
+  run sysctl -qw net.ipv6.conf.all.forwarding=1
+  if [[ -n $NAT_OUT ]]; then
+    # NAT66: the pool is a unique local prefix, which the internet does not route. With a
+    # global prefix instead (routed mode) run without --nat-out.
+    add_rule6 nat POSTROUTING -s "$POOL6" -o "$NAT_OUT" -m comment --comment "$COMMENT" -j MASQUERADE
+  else
+    say "NAT_OUT empty: no NAT66 (routed: the other side needs a route to $POOL6 via this host)"
+  fi
+  if [[ $MSS_CLAMP == 1 ]]; then
+    for dir in -i -o; do
+      add_rule6 mangle FORWARD "$dir" "$TUN" -p tcp --tcp-flags SYN,RST SYN \
+        -m comment --comment "$COMMENT" -j TCPMSS --clamp-mss-to-pmtu
+    done
+  fi
 fi
 say "up done for $TUN"

@@ -36,8 +36,8 @@ t.test('basic allocation and stickiness in memory', async (t) => {
   t.equal(pool.size, 253);
   t.equal(pool.cidr, '10.8.0.0/24');
 
-  t.same(pool.acquire('alice'), { address: ipv4ToInt('10.8.0.2'), addressStr: '10.8.0.2' });
-  t.same(pool.acquire('bob'), { address: ipv4ToInt('10.8.0.3'), addressStr: '10.8.0.3' });
+  t.same(pool.acquire('alice'), { address: ipv4ToInt('10.8.0.2'), addressStr: '10.8.0.2', address6: 0, address6Str: '' });
+  t.same(pool.acquire('bob'), { address: ipv4ToInt('10.8.0.3'), addressStr: '10.8.0.3', address6: 0, address6Str: '' });
   t.equal(pool.acquire('alice').addressStr, '10.8.0.2', 'acquire of an active CN returns the same address');
   t.equal(pool.activeCount, 2);
 
@@ -274,7 +274,7 @@ t.test('Counters', async (t) => {
   t.same(Object.keys(snap).sort(), [...DROP_REASONS].sort(), 'every reason listed');
   t.same(
     [...DROP_REASONS].sort(),
-    ['bad_ip', 'client_to_client_off', 'garbage', 'handshake_limit', 'mismatch_dtls', 'mismatch_plaintext', 'move_budget', 'move_refused', 'no_route', 'not_answered', 'not_ipv4', 'replayed_or_bad_record', 'spoofed_source', 'too_big', 'unauthorized'],
+    ['bad_ip', 'client_to_client_off', 'garbage', 'handshake_limit', 'ipv6_link_local', 'mismatch_dtls', 'mismatch_plaintext', 'move_budget', 'move_refused', 'no_route', 'not_answered', 'not_ipv4', 'replayed_or_bad_record', 'spoofed_source', 'too_big', 'unauthorized'],
   );
   t.equal(snap.garbage, 2);
   snap.garbage = 100;

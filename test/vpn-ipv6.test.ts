@@ -18,7 +18,7 @@ t.test('a client over an IPv6 underlay', { timeout: 240_000 }, async (t) => {
     const res = JSON.parse(r.stdout.trim().split('\n').pop()!);
     t.equal(res.ramp.up, 1, 'the session came up over IPv6');
     t.ok(res.ping.received > 5 && res.ping.lost === 0, `pings through the tunnel: ${res.ping.received}/${res.ping.sent}`);
-    t.match(lab.output(server), /client connected cn=alice address=10\.8\.0\.2 remote=\[::1\]:\d+/, 'the log shows the IPv6 remote');
+    t.match(lab.output(server), /client connected cn=alice address=10\.8\.0\.2 remote=\[::1\]:\d+ mode=dtls address6=fd6d:7670:6e00::2/, 'the log shows the IPv6 remote');
     server.kill('SIGTERM');
     t.equal(await exited(server, 30_000), 0);
   });

@@ -29,6 +29,7 @@ import { checkPushed } from './pushed';
 import { Tun } from '../tun/tun';
 import { ConfigMsg } from '../wire/control';
 import { Cidr, parseCidr } from '../wire/ip';
+import { Cidr6, ipv6ToBytes, isLinkChatter6, packetTooBig6, parseCidr6 } from '../wire/ip6';
 import { FRAME_OVERHEAD, closeReason, looksLikeDtls, looksLikeFrame } from '../wire/frame';
 
 const log = logger('client');
@@ -47,6 +48,8 @@ export class VpnClient {
   private core: SessionCore | null = null;
   private tun: Tun | null = null;
   private applied: ConfigMsg | null = null;
+  /** Our tunnel IPv6 address (16 bytes) while the config gives one: IPv6 goes through the tunnel then. */
+  private address6: Buffer | null = null;
   private serverIp = '';
   // Decrypted frames of one receive batch, and the TUN packets among them (written at its end).
   private readonly rx: PacketBatch;
@@ -236,13 +239,43 @@ export class VpnClient {
       this.tunq.makeRoom(this.tun); // room for this datagram's frames
       const work = core.decapsulate(rx, i, now);
       const pk = core.packets;
-      if (this.tun !== null) for (let k = 0; k < pk.count; k++) this.tunq.add(this.tun, pk.buf, pk.offs[k], pk.lens[k]);
+      if (this.tun !== null) {
+        for (let k = 0; k < pk.count; k++) {
+          const off = pk.offs[k], len = pk.lens[k];
+          if (pk.buf[off] >> 4 === 6 && !this.fromTunnel6(core, pk.buf, off, len, now)) continue;
+          this.tunq.add(this.tun, pk.buf, off, len);
+        }
+      }
       this.stats.rxPackets += pk.count;
       if (work) this.act(now);
     }
     this.tunq.flush(this.tun);
     if (readTunAfterWrite(this.tun, this.tunq.takeWritten(), rx.count, now)) this.work = true;
     return this.work;
+  }
+
+  /**
+   * An IPv6 packet from the server: true when it may go into the TUN. One over our MTU is
+   * dropped and its sender told (Packet Too Big, through the tunnel); without IPv6 in the
+   * tunnel, none may.
+   */
+  private fromTunnel6(core: SessionCore, buf: Buffer, off: number, len: number, now: number): boolean {
+    if (this.address6 === null || this.applied === null) { this.counters.inc('not_ipv4'); return false; }
+    if (len <= this.applied.mtu) return true;
+    this.counters.inc('too_big');
+    this.sendTooBig6(core, buf, off, len, now);
+    return false;
+  }
+
+  /** An ICMPv6 Packet Too Big for an IPv6 packet we drop, sent back through the tunnel. */
+  private sendTooBig6(core: SessionCore, buf: Buffer, off: number, len: number, now: number): void {
+    const ptb = packetTooBig6(buf, off, len, this.applied!.mtu, this.address6!);
+    if (ptb === null || this.sock === null) return;
+    const b = new PacketBatch(1, ptb.length + 1);
+    ptb.copy(b.buf, 1);
+    dataFrame(b, b.buf, 1, ptb.length);
+    const view = core.encapsulate(b, 1, this.sealRing.next(), now);
+    if (view !== null) this.sock.sendBatch(view, null);
   }
 
   /**
@@ -280,13 +313,38 @@ export class VpnClient {
     const core = this.core, tx = this.tx;
     if (core === null || tx === null || this.sock === null) return false; // reconnecting: packets wait in no queue
     tx.count = 0;
-    for (let i = 0; i < b.count; i++) dataFrame(tx, b.buf, b.offs[i], b.lens[i]); // header into the headroom: no copy
-    const view = core.encapsulate(tx, b.count, this.sealRing.next(), now);
+    for (let i = 0; i < b.count; i++) {
+      const buf = b.buf, off = b.offs[i], len = b.lens[i];
+      if (buf[off] >> 4 === 6 && !this.toTunnel6(core, buf, off, len, now)) continue;
+      dataFrame(tx, buf, off, len); // header into the headroom: no copy
+    }
+    if (tx.count === 0) return false;
+    const view = core.encapsulate(tx, tx.count, this.sealRing.next(), now);
     if (view === null) return false;
     const sent = this.sock.sendBatch(view, null); // connected socket: no address per datagram
     if (sent === 0 && view.count > 0) this.sendFailed(now);
     this.stats.txPackets += b.count;
     return readUdpAfterSend(this.sock, b.count, now);
+  }
+
+  /**
+   * An IPv6 packet from our TUN: true when it goes to the server. The OS's own link traffic
+   * (router and neighbour solicitations, MLD) stays here, counted; without IPv6 in the tunnel
+   * nothing does.
+   */
+  private toTunnel6(core: SessionCore, buf: Buffer, off: number, len: number, now: number): boolean {
+    if (len < 40) { this.counters.inc('bad_ip'); return false; }
+    if (isLinkChatter6(buf, off)) { this.counters.inc('ipv6_link_local'); return false; }
+    if (this.address6 === null) { this.counters.inc('not_ipv4'); return false; }
+    if (len > this.applied!.mtu) {
+      // (Only when the TUN's MTU was raised behind our back: the kernel checks it first.) The
+      // answer comes from the tunnel's other end, the next hop as the OS sees it.
+      this.counters.inc('too_big');
+      const ptb = packetTooBig6(buf, off, len, this.applied!.mtu, ipv6ToBytes(this.applied!.gateway6!));
+      if (ptb !== null) this.tun?.write(ptb);
+      return false;
+    }
+    return true;
   }
 
   // ---- the control path: acting on what the core asked for ---------------------------------
@@ -351,7 +409,7 @@ export class VpnClient {
   /** Creates the TUN on the first config; on a reconnect with the same config keeps it as it is. */
   private async applyConfig(pushed: ConfigMsg): Promise<void> {
     // Checked before anything is applied: a refused config leaves the host as it was.
-    const checked = checkPushed(pushed, { serverIp: this.serverIp, lans: hostNetworks(this.cfg.tunName) },
+    const checked = checkPushed(pushed, { serverIp: this.serverIp, lans: hostNetworks(this.cfg.tunName), lans6: hostNetworks6(this.cfg.tunName) },
       { routeNopull: this.cfg.routeNopull, pullFilters: this.cfg.pullFilters });
     if (!checked.ok) {
       this.finish({ kind: 'fatal', why: `refused the server's config: ${checked.reason}` });
@@ -359,8 +417,9 @@ export class VpnClient {
     }
     if (checked.ignored.length) log.info('pushed items ignored', { items: checked.ignored.join(', ') });
     const c = checked.config;
-    const same = this.applied && this.applied.address === c.address && this.applied.prefix === c.prefix && this.applied.mtu === c.mtu &&
-      this.applied.routes.join() === c.routes.join() && this.applied.redirectGateway === c.redirectGateway;
+    const same = this.applied !== null && sameSetup(this.applied, c);
+    // Full tunnel, and IPv6 would go around it: blocked on the other interfaces unless allowed.
+    const block6 = c.redirectGateway && !c.redirectGateway6 && !this.cfg.allowIpv6Leak;
     if (!same) {
       if (this.tun && this.applied) await this.routesDown();
       if (!this.tun) {
@@ -376,15 +435,27 @@ export class VpnClient {
         REDIRECT_GATEWAY: c.redirectGateway ? '1' : '0',
         SERVER_IP: this.serverIp,
         DNS: c.dns.join(' '),
+        ADDR6: c.address6 ? `${c.address6}/${c.prefix6}` : '',
+        ROUTES6: (c.routes6 ?? []).join(' '),
+        REDIRECT_GATEWAY6: c.redirectGateway6 ? '1' : '0',
+        DNS6: (c.dns6 ?? []).join(' '),
+        BLOCK_IPV6_LEAK: block6 ? '1' : '0',
         STATE_DIR: this.stateDir(),
       });
       this.applied = c;
+      this.address6 = c.address6 ? ipv6ToBytes(c.address6) : null;
+    }
+    if (c.redirectGateway && !c.redirectGateway6) {
+      log.info(this.cfg.allowIpv6Leak
+        ? 'the server offers no IPv6 default route: IPv6 goes around the tunnel (--allow-ipv6-leak)'
+        : 'the server offers no IPv6 default route: IPv6 on the other interfaces is blocked while the tunnel is up (--allow-ipv6-leak turns that off)');
     }
     log.info(`tunnel up: ${c.address}/${c.prefix} on ${this.tun!.name}`, {
       server: `${this.serverIp}:${this.cfg.server.port}`, mtu: c.mtu,
       routes: c.redirectGateway ? 'all (full tunnel)' : c.routes.join(',') || 'tunnel subnet only',
       mode: this.cfg.plaintext ? 'plaintext' : 'dtls',
       ...(this.cfg.tunGro ? { gro: 'on' } : {}),
+      ...(c.address6 ? { address6: `${c.address6}/${c.prefix6}` } : { ipv6: 'none' }),
     });
   }
 
@@ -415,6 +486,7 @@ export class VpnClient {
       this.tun.close();
       this.tun = null;
       this.applied = null;
+      this.address6 = null;
     }
     this.stats.dropped = this.counters.total;
     log.info('stopped', {
@@ -434,6 +506,23 @@ function localAddressPresent(address: string): boolean {
     for (const a of list ?? []) if (a.address === want) return true;
   }
   return false;
+}
+
+/** Whether two configs set up the TUN and routes the same way (a reconnect then changes nothing). */
+function sameSetup(a: ConfigMsg, c: ConfigMsg): boolean {
+  return a.address === c.address && a.prefix === c.prefix && a.mtu === c.mtu && a.routes.join() === c.routes.join() &&
+    a.redirectGateway === c.redirectGateway && a.address6 === c.address6 && a.prefix6 === c.prefix6 &&
+    (a.routes6 ?? []).join() === (c.routes6 ?? []).join() && a.redirectGateway6 === c.redirectGateway6;
+}
+
+/** The IPv6 networks of this host's interfaces but the tunnel's own; link-local ones are every host's. */
+function hostNetworks6(tunName: string): Cidr6[] {
+  const out: Cidr6[] = [];
+  for (const [name, list] of Object.entries(os.networkInterfaces())) {
+    if (name === tunName) continue;
+    for (const a of list ?? []) if (a.family === 'IPv6' && a.cidr && !/^fe[89ab]/i.test(a.address) && !a.internal) out.push(parseCidr6(a.cidr));
+  }
+  return out;
 }
 
 /** The IPv4 networks of this host's interfaces, but the tunnel's own (what pushed routes must not take away). */

@@ -7,7 +7,8 @@
 // redirect, --pull-filter accepts, ignores or rejects pushed items by their text.
 import type { PullAction, PullFilter } from '../config';
 import { ConfigMsg } from '../wire/control';
-import { Cidr, formatCidr, ipv4ToInt, inCidr, parseCidr } from '../wire/ip';
+import { Cidr, formatCidr, ipv4ToInt, inCidr, isIpv4, parseCidr } from '../wire/ip';
+import { Cidr6, formatCidr6, inCidr6, ipv6ToBytes, isIpv6, overlaps6, parseCidr6 } from '../wire/ip6';
 
 /** At most this many pushed routes and DNS servers are taken (the server's own limits). */
 export const MAX_PULLED_ROUTES = 64;
@@ -19,6 +20,8 @@ export interface LocalView {
   serverIp: string;
   /** Networks of this host's interfaces (the tunnel's own excluded). */
   lans: Cidr[];
+  /** IPv6 networks of this host's interfaces (link-local and the tunnel's own excluded). */
+  lans6?: Cidr6[];
 }
 
 export interface PullOptions { routeNopull: boolean; pullFilters: PullFilter[] }
@@ -28,7 +31,9 @@ export type Checked = { ok: true; config: ConfigMsg; ignored: string[] } | { ok:
 /**
  * The pushed config as the client will apply it (filtered), or why it refuses it. Pushed items
  * are named as OpenVPN names them, so filters read the same: `route 10.9.0.0/24`,
- * `redirect-gateway`, `dns 10.8.0.1`, `ifconfig 10.8.0.2/24`, `mtu 1400`.
+ * `redirect-gateway`, `dns 10.8.0.1`, `ifconfig 10.8.0.2/24`, `mtu 1400`; for IPv6
+ * `ifconfig-ipv6 fd6d:7670:6e00::2/64`, `route-ipv6 2001:db8:50::/64`, `redirect-gateway ipv6`,
+ * `dns6 fd6d:7670:6e00::1`. Ignoring `ifconfig-ipv6` drops all of IPv6 (an IPv4-only tunnel).
  */
 export function checkPushed(c: ConfigMsg, local: LocalView, opts: PullOptions): Checked {
   const ignored: string[] = [];
@@ -58,21 +63,66 @@ export function checkPushed(c: ConfigMsg, local: LocalView, opts: PullOptions): 
     throw err;
   }
   if (opts.routeNopull && (c.routes.length || c.redirectGateway)) ignored.push('routes (--route-nopull)');
+  let v6: Partial<ConfigMsg>;
+  try {
+    v6 = pulled6(c, opts, decide, take, ignored);
+  } catch (err) {
+    if (err instanceof Refused) return { ok: false, reason: err.message };
+    throw err;
+  }
   if (routes.length > MAX_PULLED_ROUTES) return { ok: false, reason: `routes: ${routes.length} pushed, more than ${MAX_PULLED_ROUTES}` };
   if (dns.length > MAX_PULLED_DNS) return { ok: false, reason: `dns: ${dns.length} pushed, more than ${MAX_PULLED_DNS}` };
 
-  const server = ipv4ToInt(local.serverIp);
+  // (An IPv6 underlay: no IPv4 route can take the server's address away.)
+  const server = isIpv4(local.serverIp) ? ipv4ToInt(local.serverIp) : null;
   const subnet = parseCidr(`${c.address}/${c.prefix}`);
-  if (inCidr(server, subnet)) return { ok: false, reason: `address: the tunnel subnet ${formatCidr(subnet)} contains the server's own address ${local.serverIp}` };
+  if (server !== null && inCidr(server, subnet)) return { ok: false, reason: `address: the tunnel subnet ${formatCidr(subnet)} contains the server's own address ${local.serverIp}` };
   const lan = overlapping(subnet, local.lans);
   if (lan) return { ok: false, reason: `address: the tunnel subnet ${formatCidr(subnet)} overlaps this host's network ${formatCidr(lan)}` };
   for (const r of routes) {
     const route = parseCidr(r);
-    if (inCidr(server, route)) return { ok: false, reason: `routes: ${r} covers the server's own address ${local.serverIp} (the tunnel would carry itself)` };
+    if (server !== null && inCidr(server, route)) return { ok: false, reason: `routes: ${r} covers the server's own address ${local.serverIp} (the tunnel would carry itself)` };
     const l = overlapping(route, local.lans);
     if (l) return { ok: false, reason: `routes: ${r} overlaps this host's network ${formatCidr(l)}` };
   }
-  return { ok: true, config: { ...c, routes, redirectGateway, dns }, ignored };
+  const why6 = v6.address6 ? conflicts6(v6, local) : null;
+  if (why6) return { ok: false, reason: why6 };
+  const base: ConfigMsg = { ...c, routes, redirectGateway, dns };
+  for (const k of ['address6', 'prefix6', 'gateway6', 'routes6', 'redirectGateway6', 'dns6'] as const) delete base[k];
+  return { ok: true, config: { ...base, ...v6 }, ignored };
+}
+
+/** The IPv6 part of a pushed config as the client takes it (filtered); throws Refused. */
+function pulled6(c: ConfigMsg, opts: PullOptions, decide: (item: string) => PullAction,
+  take: (item: string) => boolean, ignored: string[]): Partial<ConfigMsg> {
+  if (!c.address6) return {};
+  const ifc = `ifconfig-ipv6 ${c.address6}/${c.prefix6}`;
+  const a = decide(ifc);
+  if (a === 'reject') throw new Refused(`"${ifc}" is rejected by --pull-filter`);
+  if (a === 'ignore') { ignored.push(ifc); return {}; }
+  const routes6 = opts.routeNopull ? [] : (c.routes6 ?? []).filter((r) => take(`route-ipv6 ${r}`));
+  const redirectGateway6 = !opts.routeNopull && c.redirectGateway6 === true && take('redirect-gateway ipv6');
+  const dns6 = (c.dns6 ?? []).filter((d) => take(`dns6 ${d}`));
+  if (routes6.length > MAX_PULLED_ROUTES) throw new Refused(`routes6: ${routes6.length} pushed, more than ${MAX_PULLED_ROUTES}`);
+  if (dns6.length > MAX_PULLED_DNS) throw new Refused(`dns6: ${dns6.length} pushed, more than ${MAX_PULLED_DNS}`);
+  return { address6: c.address6, prefix6: c.prefix6, gateway6: c.gateway6, routes6, redirectGateway6, dns6 };
+}
+
+/** Why the IPv6 subnet or routes would cut the client off its own networks or the server, or null. */
+function conflicts6(c: Partial<ConfigMsg>, local: LocalView): string | null {
+  const server = isIpv6(local.serverIp) ? ipv6ToBytes(local.serverIp) : null;
+  const lans = local.lans6 ?? [];
+  const subnet = parseCidr6(`${c.address6}/${c.prefix6}`);
+  const clash = (n: Cidr6) => lans.find((l) => overlaps6(l, n));
+  if (server && inCidr6(server, 0, subnet)) return `address6: the tunnel subnet ${formatCidr6(subnet)} contains the server's own address ${local.serverIp}`;
+  let l = clash(subnet);
+  if (l) return `address6: the tunnel subnet ${formatCidr6(subnet)} overlaps this host's network ${formatCidr6(l)}`;
+  for (const r of c.routes6 ?? []) {
+    const route = parseCidr6(r);
+    if (server && inCidr6(server, 0, route)) return `routes6: ${r} covers the server's own address ${local.serverIp} (the tunnel would carry itself)`;
+    if ((l = clash(route))) return `routes6: ${r} overlaps this host's network ${formatCidr6(l)}`;
+  }
+  return null;
 }
 
 class Refused extends Error {}

@@ -3,6 +3,7 @@
 // the field, the value and where it came from.
 
 import * as net from 'node:net';
+import { canonicalIpv6, formatCidr6, isIpv6, parseCidr6 } from '../wire/ip6';
 import type { HostPort, LogLevel } from './types';
 
 import type { PullAction, PullFilter } from './types';
@@ -94,6 +95,26 @@ export function ipv4Cidr(example: string, minPrefix: number, maxPrefix: number) 
     }
     return { network: m[1], prefix };
   };
+}
+
+/** "fd00::/64" -> canonical text; the address must be the network address (host bits zero). */
+export function ipv6Cidr(example: string, minPrefix: number, maxPrefix: number) {
+  return (v: unknown): string => {
+    const what = `an IPv6 CIDR like ${example}`;
+    if (typeof v !== 'string') throw new Expected(what);
+    const m = /^([0-9A-Fa-f:.]+)\/(\d{1,3})$/.exec(v);
+    if (!m || !isIpv6(m[1])) throw new Expected(what);
+    const prefix = Number(m[2]);
+    if (prefix < minPrefix || prefix > maxPrefix) throw new Expected(`${what} with a prefix length from ${minPrefix} to ${maxPrefix}`);
+    const c = formatCidr6(parseCidr6(v));
+    if (c.split('/')[0] !== canonicalIpv6(m[1])) throw new Expected(`a network address (host bits zero) like ${c}`);
+    return c;
+  };
+}
+
+export function ipv6(v: unknown): string {
+  if (!isIpv6(v)) throw new Expected('IPv6 addresses like fd6d:7670:6e00::1');
+  return canonicalIpv6(v);
 }
 
 export function ipv4(v: unknown): string {

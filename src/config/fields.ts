@@ -2,8 +2,9 @@
 // default, help). The parser (src/config/parse.ts) and usage() are driven by them.
 
 import { MAX_TUNNEL_MTU } from '../wire/control';
+import { DEFAULT_POOL6 } from '../device/pool6';
 import {
-  LOG_LEVELS, bool, clientName, hostPort, hostname, ifname, int, ipv4, ipv4Cidr, list, nullable, oneOf, path, pullFilter, seconds,
+  LOG_LEVELS, bool, clientName, hostPort, hostname, ifname, int, ipv4, ipv4Cidr, ipv6, ipv6Cidr, list, nullable, oneOf, path, pullFilter, seconds,
   unixSocketPath, userOrGroup,
 } from './checks';
 
@@ -55,6 +56,8 @@ export const MAX_PUSHED_DNS = 4;
 export const SERVER_FIELDS: Field[] = [
   { key: 'listen', flag: 'listen', type: 'value', metavar: 'HOST:PORT', def: { host: '::', port: 1194 }, defText: '[::]:1194', help: 'UDP address to listen on; [::] is dual stack', check: hostPort('listen') },
   { key: 'pool', flag: 'pool', type: 'value', metavar: 'CIDR', def: { network: '10.8.0.0', prefix: 24 }, defText: '10.8.0.0/24', help: 'tunnel address pool; the server takes the first address (.1)', check: ipv4Cidr('10.8.0.0/24', 8, 30) },
+  { key: 'pool6', flag: 'pool6', type: 'value', metavar: 'CIDR', def: DEFAULT_POOL6, help: 'IPv6 tunnel pool (/64../126), a fixed unique local prefix by default; the server takes ::1', check: ipv6Cidr('fd6d:7670:6e00::/64', 64, 126) },
+  { key: 'ipv6', flag: 'ipv6', type: 'bool', def: true, help: 'IPv6 inside the tunnel (an address from --pool6 for each client); --no-ipv6: IPv4 only', check: bool },
   { key: 'tunName', flag: 'tun-name', type: 'value', metavar: 'NAME', def: 'mvpn0', help: 'TUN device name', check: ifname('an interface name') },
   { key: 'underlayMtu', flag: 'underlay-mtu', type: 'value', number: true, metavar: 'N', def: 1500, help: 'MTU of the network the UDP packets cross (at most 2000: the data path has 2 KB buffers)', check: int(576, MAX_TUNNEL_MTU) },
   { key: 'mtu', flag: 'mtu', type: 'value', number: true, metavar: 'N', def: undefined, defText: 'computed: 1434 with DTLS, 1471 plaintext', help: 'tunnel MTU, pushed to clients (at most 2000)', check: int(576, MAX_TUNNEL_MTU) },
@@ -65,8 +68,10 @@ export const SERVER_FIELDS: Field[] = [
   { key: 'leasesFile', flag: 'leases-file', type: 'value', metavar: 'FILE', def: 'run/leases.json', help: 'remembers which client got which address', check: path },
   { key: 'clientToClient', flag: 'client-to-client', type: 'bool', def: true, help: 'let clients reach each other through the server', check: bool },
   { key: 'routes', flag: 'routes', aliases: ['route'], type: 'list', metavar: 'CIDR[,CIDR]', def: [], defText: 'none', help: 'networks pushed to clients (split tunnel); repeatable', check: list((v) => { const c = cidrRoute(v); return `${c.network}/${c.prefix}`; }, '["10.9.0.0/24"] of IPv4 CIDRs', MAX_PUSHED_ROUTES) },
-  { key: 'redirectGateway', flag: 'redirect-gateway', type: 'bool', def: false, help: 'push a default route: all client traffic goes through the tunnel', check: bool },
+  { key: 'routes6', flag: 'routes6', aliases: ['route6'], type: 'list', metavar: 'CIDR[,CIDR]', def: [], defText: 'none', help: 'IPv6 networks pushed to clients; repeatable', check: list(ipv6Cidr('2001:db8:50::/64', 1, 128), '["2001:db8:50::/64"] of IPv6 CIDRs', MAX_PUSHED_ROUTES) },
+  { key: 'redirectGateway', flag: 'redirect-gateway', type: 'bool', def: false, help: 'push a default route: all client traffic (IPv4, and IPv6 unless --no-ipv6) goes through the tunnel', check: bool },
   { key: 'dns', flag: 'dns', type: 'list', metavar: 'ADDR[,ADDR]', def: [], defText: 'none', help: 'DNS servers pushed to clients; repeatable', check: list(ipv4, '["10.8.0.1"] of IPv4 addresses', MAX_PUSHED_DNS) },
+  { key: 'dns6', flag: 'dns6', type: 'list', metavar: 'ADDR[,ADDR]', def: [], defText: 'none', help: 'IPv6 DNS servers pushed to clients; repeatable', check: list(ipv6, '["fd6d:7670:6e00::1"] of IPv6 addresses', MAX_PUSHED_DNS) },
   { key: 'mssClamp', flag: 'mss-clamp', type: 'bool', def: true, help: 'clamp the TCP MSS of connections through the tunnel to fit its MTU', check: bool },
   UDP_GSO_FIELD,
   TUN_GRO_FIELD,
@@ -104,6 +109,7 @@ export const CLIENT_FIELDS: Field[] = [
   { key: 'reconnectMaxSec', flag: 'reconnect-max-sec', type: 'value', number: true, metavar: 'SEC', def: 30, help: 'longest wait between reconnects', check: seconds(0.1, 3600) },
   { key: 'routeNopull', flag: 'route-nopull', type: 'bool', def: false, help: "ignore the routes (and the redirect) the server pushes; the tunnel's own subnet still works", check: bool },
   { key: 'pullFilters', flag: 'pull-filter', type: 'list', metavar: 'ACTION:TEXT', def: [], defText: 'none', help: 'accept, ignore or reject pushed items that start with TEXT ("route 10.9.", "redirect-gateway", "dns "); first match wins; repeatable', check: list(pullFilter, '["ignore:redirect-gateway"]', 32) },
+  { key: 'allowIpv6Leak', flag: 'allow-ipv6-leak', type: 'bool', def: false, help: "full tunnel with a server that offers no IPv6: let IPv6 go out of the other interfaces (by default it is blocked while the tunnel is up)", check: bool },
   { key: 'stateDir', flag: 'state-dir', type: 'value', metavar: 'DIR', def: '/run/minivpn', help: 'where the client keeps its runtime state (made 0700; a symbolic link, or a directory of another user, is refused)', check: path },
   UDP_GSO_FIELD,
   TUN_GRO_FIELD,

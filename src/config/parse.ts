@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import { Expected } from './checks';
 import { CLIENT_FIELDS, Field, SERVER_FIELDS, usage } from './fields';
 import { computeTunnelMtu } from './mtu';
+import { IPV6_MIN_MTU } from '../wire/ip6';
 import type { ClientConfig, HostPort, LogLevel, PullFilter, ServerConfig } from './types';
 
 /** A bad configuration value. `field` is the JSON key (e.g. "pool") or, for an unknown flag, the flag. */
@@ -193,9 +194,16 @@ export function parseServerArgs(argv: string[], env: NodeJS.ProcessEnv = process
   const underlayMtu = c.underlayMtu as number;
   // The default assumes an IPv4 underlay; if clients reach the server over IPv6, pass --mtu 1414.
   const mtu = (c.mtu as number | undefined) ?? computeTunnelMtu(underlayMtu, plaintext, false);
+  const ipv6 = c.ipv6 as boolean;
+  if (ipv6 && mtu < IPV6_MIN_MTU) {
+    const from = c.mtu === undefined ? ` (computed from underlayMtu ${underlayMtu}, ${src.underlayMtu})` : ` (${src.mtu})`;
+    throw new ConfigError('mtu', `config: "mtu": IPv6 inside the tunnel needs a tunnel MTU of at least ${IPV6_MIN_MTU}, got ${mtu}${from}: raise mtu or underlayMtu, or turn IPv6 off with --no-ipv6`);
+  }
   return {
     listen: c.listen as HostPort,
     pool: c.pool as { network: string; prefix: number },
+    pool6: c.pool6 as string,
+    ipv6,
     tunName: c.tunName as string,
     underlayMtu,
     mtu,
@@ -208,6 +216,8 @@ export function parseServerArgs(argv: string[], env: NodeJS.ProcessEnv = process
     routes: c.routes as string[],
     redirectGateway: c.redirectGateway as boolean,
     dns: c.dns as string[],
+    routes6: c.routes6 as string[],
+    dns6: c.dns6 as string[],
     natOut: c.natOut as string | null,
     mssClamp: c.mssClamp as boolean,
     udpGso: c.udpGso as boolean,
@@ -270,6 +280,7 @@ export function parseClientArgs(argv: string[], env: NodeJS.ProcessEnv = process
     stateDir: c.stateDir as string,
     routeNopull: c.routeNopull as boolean,
     pullFilters: c.pullFilters as PullFilter[],
+    allowIpv6Leak: c.allowIpv6Leak as boolean,
     udpGso: c.udpGso as boolean,
     tunGro: c.tunGro as boolean,
     handoffYield: c.handoffYield as boolean,

@@ -10,6 +10,9 @@ export interface HostPort { host: string; port: number }
 export interface ServerConfig {
   listen: HostPort;
   pool: { network: string; prefix: number };
+  /** The IPv6 pool (canonical CIDR), and whether there is IPv6 in the tunnel at all. */
+  pool6: string;
+  ipv6: boolean;
   tunName: string;
   underlayMtu: number;
   mtu: number;
@@ -20,6 +23,8 @@ export interface ServerConfig {
   routes: string[];
   redirectGateway: boolean;
   dns: string[];
+  routes6: string[];
+  dns6: string[];
   natOut: string | null;
   mssClamp: boolean;
   udpGso: boolean;
@@ -47,6 +52,8 @@ export interface ClientConfig {
   /** Pushed routes and redirect ignored (--route-nopull); pushed items filtered (--pull-filter). */
   routeNopull: boolean;
   pullFilters: PullFilter[];
+  /** Full tunnel, server without IPv6: leave IPv6 on the other interfaces unblocked. */
+  allowIpv6Leak: boolean;
   server: HostPort;
   serverName: string;
   ca: string; cert: string; key: string;   // cert/key are '' in plaintext mode when neither --name nor a path was given

@@ -5,7 +5,8 @@
 export const DROP_REASONS = [
   'garbage', // not a frame, or fails the frame checks
   'bad_ip', // inner packet fails checkIp
-  'not_ipv4', // a well-formed IPv6 packet: the tunnel carries IPv4 only
+  'not_ipv4', // a well-formed IPv6 packet where the tunnel carries IPv4 only (--no-ipv6, or a client without an IPv6 address)
+  'ipv6_link_local', // the OS's own IPv6 link traffic (router/neighbour solicitations, MLD): never tunnelled, never logged per packet
   'spoofed_source', // client sent a packet whose source is not its tunnel address
   'no_route', // destination is no client's address (and not forwardable)
   'replayed_or_bad_record', // DTLS rejected the record (replay window, bad MAC, ...)

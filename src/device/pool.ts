@@ -12,6 +12,7 @@ import * as path from 'path';
 import { monotonicMs } from '../clock';
 import { logger } from '../log';
 import { formatCidr, intToIpv4, ipv4ToInt, parseCidr } from '../wire/ip';
+import { Pool6Range } from './pool6';
 
 const log = logger('pool');
 
@@ -23,10 +24,21 @@ export class PoolExhaustedError extends Error {
   }
 }
 
+/** Every IPv6 client address is leased to a connected client: its own refusal reason. */
+export class Pool6ExhaustedError extends Error {
+  constructor(readonly cidr: string, readonly size: number) {
+    super(`IPv6 address pool ${cidr} exhausted: all ${size} client addresses are leased to connected clients`);
+    this.name = 'Pool6ExhaustedError';
+  }
+}
+
 export interface Lease {
   cn: string;
   address: number;
   addressStr: string;
+  /** The IPv6 address's key (its last 32-bit word, see pool6.ts), 0 for none, and its text. */
+  address6: number;
+  address6Str: string;
   active: boolean;
   /** When the lease last became inactive (ms since epoch), null while active. */
   releasedAt: number | null;
@@ -36,14 +48,21 @@ export interface Lease {
 interface LeasesFile {
   version: 1;
   pool: string;
-  leases: { cn: string; address: string; releasedAt: number | null }[];
+  /** The IPv6 pool, when there is one (absent in files written before IPv6: they still load). */
+  pool6?: string;
+  leases: { cn: string; address: string; address6?: string; releasedAt: number | null }[];
 }
+
+/** What acquire() hands out. */
+export interface Acquired { address: number; addressStr: string; address6: number; address6Str: string }
 
 export interface PoolOptions {
   /** Where leases persist; null/undefined keeps them in memory only. */
   leasesFile?: string | null;
   /** Write the file at most this often (ms), changes in between together; 0 (default): at each change. */
   saveEveryMs?: number;
+  /** The IPv6 pool (a /64 .. /126); null or absent: clients get IPv4 only. */
+  pool6?: string | null;
 }
 
 export class AddressPool {
@@ -60,6 +79,10 @@ export class AddressPool {
   private readonly file: string | null;
   private readonly byCn = new Map<string, Lease>();
   private readonly byAddress = new Map<number, Lease>();
+  /** The IPv6 pool (null: IPv4 only) and its leases by key. */
+  readonly v6: Pool6Range | null;
+  private readonly byAddress6 = new Map<number, Lease>();
+  private freshCursor6 = 2;
   /** Inactive leases, oldest release first (a Map keeps insertion order). */
   private readonly inactive = new Map<string, Lease>();
   /** Every address below this one has been handed out at some point (is reserved). */
@@ -88,6 +111,7 @@ export class AddressPool {
     this.lastClient = broadcast - 1;
     this.size = this.lastClient - this.firstClient + 1;
     this.freshCursor = this.firstClient;
+    this.v6 = opts.pool6 ? new Pool6Range(opts.pool6) : null;
     this.file = opts.leasesFile ?? null;
     if (this.file) this.load(this.file);
   }
@@ -98,33 +122,67 @@ export class AddressPool {
    * returns the same address (the caller decides what to do with a duplicate session).
    * Throws PoolExhaustedError when every client address is in active use.
    */
-  acquire(cn: string): { address: number; addressStr: string } {
+  acquire(cn: string): Acquired {
     if (typeof cn !== 'string' || cn === '') throw new Error('pool.acquire: cn must be a non-empty string');
     let lease = this.byCn.get(cn);
+    if (lease?.active) return acquired(lease);
+    // IPv6 first: a refusal must leave both pools as they were.
+    if (this.v6 && !(lease && lease.address6) && this.nextFresh6() === null && !this.oldestInactive6()) {
+      throw new Pool6ExhaustedError(this.v6.text, this.v6.size);
+    }
     if (lease) {
-      if (lease.active) return { address: lease.address, addressStr: lease.addressStr };
       this.inactive.delete(cn);
     } else {
       const address = this.nextFresh();
       if (address !== null) {
-        lease = { cn, address, addressStr: intToIpv4(address), active: false, releasedAt: null };
+        lease = { cn, address, addressStr: intToIpv4(address), address6: 0, address6Str: '', active: false, releasedAt: null };
       } else {
-        // Take over the oldest inactive lease of another CN.
+        // Take over the oldest inactive lease of another CN (its IPv6 address too).
         const oldest = this.inactive.values().next();
         if (oldest.done) throw new PoolExhaustedError(this.cidr, this.size);
         const prev = oldest.value;
         this.inactive.delete(prev.cn);
         this.byCn.delete(prev.cn);
         log.info('reusing address of inactive client', { address: prev.addressStr, from: prev.cn, to: cn });
-        lease = { cn, address: prev.address, addressStr: prev.addressStr, active: false, releasedAt: null };
+        lease = { cn, address: prev.address, addressStr: prev.addressStr, address6: prev.address6, address6Str: prev.address6Str, active: false, releasedAt: null };
+        if (prev.address6) this.byAddress6.set(prev.address6, lease);
       }
       this.byCn.set(cn, lease);
       this.byAddress.set(lease.address, lease);
     }
+    if (this.v6 && !lease.address6) this.lease6(lease, this.v6);
     lease.active = true;
     lease.releasedAt = null;
     this.save();
-    return { address: lease.address, addressStr: lease.addressStr };
+    return acquired(lease);
+  }
+
+  /** Gives `lease` an IPv6 address: a never-used one, else the one released longest ago (acquire checked there is one). */
+  private lease6(lease: Lease, v6: Pool6Range): void {
+    let key = this.nextFresh6();
+    if (key === null) {
+      const prev = this.oldestInactive6()!;
+      key = prev.address6;
+      prev.address6 = 0;
+      prev.address6Str = '';
+      log.info('reusing IPv6 address of inactive client', { address6: v6.textOf(key), from: prev.cn, to: lease.cn });
+    }
+    lease.address6 = key;
+    lease.address6Str = v6.textOf(key);
+    this.byAddress6.set(key, lease);
+  }
+
+  /** The inactive lease released longest ago that holds an IPv6 address. */
+  private oldestInactive6(): Lease | undefined {
+    for (const l of this.inactive.values()) if (l.address6) return l;
+    return undefined;
+  }
+
+  /** Next IPv6 key no CN has ever held, or null. */
+  private nextFresh6(): number | null {
+    const v6 = this.v6!;
+    while (this.freshCursor6 <= v6.lastHost && this.byAddress6.has(v6.key(this.freshCursor6))) this.freshCursor6++;
+    return this.freshCursor6 <= v6.lastHost ? v6.key(this.freshCursor6) : null;
   }
 
   /** Marks `cn`'s lease inactive; the address stays reserved for it while possible. */
@@ -209,7 +267,8 @@ export class AddressPool {
       // Sessions do not survive a restart: every lease starts inactive. Leases that were
       // active when the server stopped count as released now (most recently used).
       const releasedAt = typeof entry.releasedAt === 'number' ? entry.releasedAt : now;
-      const lease: Lease = { cn: entry.cn, address, addressStr: intToIpv4(address), active: false, releasedAt };
+      const lease: Lease = { cn: entry.cn, address, addressStr: intToIpv4(address), address6: 0, address6Str: '', active: false, releasedAt };
+      this.load6(lease, entry.address6, file);
       this.byCn.set(lease.cn, lease);
       this.byAddress.set(address, lease);
       loaded.push(lease);
@@ -217,6 +276,19 @@ export class AddressPool {
     loaded.sort((a, b) => (a.releasedAt as number) - (b.releasedAt as number));
     for (const l of loaded) this.inactive.set(l.cn, l);
     log.info('leases loaded', { file, count: loaded.length });
+  }
+
+  /** A lease's IPv6 address from the file, if it has one that is usable now (a file from before IPv6 has none). */
+  private load6(lease: Lease, text: unknown, file: string): void {
+    if (!this.v6 || text === undefined || text === null) return;
+    const key = typeof text === 'string' ? this.v6.keyOfText(text) : null;
+    if (key === null || this.byAddress6.has(key)) {
+      log.warn('ignoring IPv6 address of lease', { file, cn: lease.cn, address6: String(text), reason: key === null ? `not a client address of ${this.v6.text}` : 'duplicate address6' });
+      return;
+    }
+    lease.address6 = key;
+    lease.address6Str = this.v6.textOf(key);
+    this.byAddress6.set(key, lease);
   }
 
   /** Why a leases-file entry cannot be used, or null. */
@@ -273,7 +345,8 @@ export class AddressPool {
     const data: LeasesFile = {
       version: 1,
       pool: this.cidr,
-      leases: this.leases().map((l) => ({ cn: l.cn, address: l.addressStr, releasedAt: l.releasedAt })),
+      ...(this.v6 ? { pool6: this.v6.text } : {}),
+      leases: this.leases().map((l) => ({ cn: l.cn, address: l.addressStr, releasedAt: l.releasedAt, ...(l.address6 ? { address6: l.address6Str } : {}) })),
     };
     const dir = path.dirname(file);
     const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}-${this.tmpCounter++}`);
@@ -308,4 +381,8 @@ export class AddressPool {
       // ignore
     }
   }
+}
+
+function acquired(l: Lease): Acquired {
+  return { address: l.address, addressStr: l.addressStr, address6: l.address6, address6Str: l.address6Str };
 }

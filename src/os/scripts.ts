@@ -27,7 +27,7 @@ export function runInitScript(name: string, action: string, env: Record<string, 
 }
 
 /** Starts a hook program with the event in its environment; never blocks the tunnel. */
-export function runHook(program: string | null, event: string, info: { tun: string; cn: string; address: string; remote: string; oldRemote?: string }): Promise<void> {
+export function runHook(program: string | null, event: string, info: HookInfo): Promise<void> {
   if (!program) return Promise.resolve();
   return new Promise((resolve) => {
     const child = spawn(program, [], {
@@ -38,6 +38,7 @@ export function runHook(program: string | null, event: string, info: { tun: stri
         MINIVPN_TUN: info.tun,
         MINIVPN_CN: info.cn,
         MINIVPN_ADDRESS: info.address,
+        ...(info.address6 ? { MINIVPN_ADDRESS6: info.address6 } : {}),
         MINIVPN_REMOTE: info.remote,
         ...(info.oldRemote ? { MINIVPN_OLD_REMOTE: info.oldRemote } : {}),
       },
@@ -50,7 +51,7 @@ export function runHook(program: string | null, event: string, info: { tun: stri
   });
 }
 
-type HookInfo = { tun: string; cn: string; address: string; remote: string; oldRemote?: string };
+type HookInfo = { tun: string; cn: string; address: string; address6?: string; remote: string; oldRemote?: string };
 
 /**
  * Hooks, at most `perSecond` started a second: a client reconnecting in a loop must not make

@@ -19,7 +19,7 @@ import { Peer, UdpSocket } from '../conn/udp';
 import { DtlsContext } from '../dtls/dtls';
 import { AuthorizedClients } from '../device/authz';
 import { Counters } from '../device/counters';
-import { PoolExhaustedError } from '../device/pool';
+import { Pool6ExhaustedError, PoolExhaustedError } from '../device/pool';
 import { logger } from '../log';
 import { monotonicMs } from '../clock';
 import { Channel, DtlsChannel, PlaintextChannel } from '../session/channel';
@@ -66,7 +66,7 @@ export interface AdmissionHost {
 /** Why a client may not stay: `reason` goes to the client, `log` to our log. */
 export interface Refusal { reason: string; log: string; dir?: string; invalidCn?: boolean }
 /** A client's tunnel address. */
-export interface Lease { address: number; addressStr: string }
+export interface Lease { address: number; addressStr: string; address6: number; address6Str: string }
 
 interface Step {
   /** A handshake datagram, or null for the first step of a session made by listen(). */
@@ -311,6 +311,7 @@ export class Admission {
     try {
       return this.sessions.pool.acquire(s.cn);
     } catch (err) {
+      if (err instanceof Pool6ExhaustedError) return { reason: err.message, log: 'refused client: IPv6 address pool exhausted' };
       if (!(err instanceof PoolExhaustedError)) throw err;
       return { reason: err.message, log: 'refused client: address pool exhausted' };
     }

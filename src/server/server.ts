@@ -27,7 +27,9 @@ import { Close, dataFrame, SessionCore } from '../session/core';
 import { Tun } from '../tun/tun';
 import { ConfigMsg } from '../wire/control';
 import { FRAME_OVERHEAD } from '../wire/frame';
-import { checkIp, ipv4Dst, ipv4Src, ipVersion, parseCidr, inCidr, Cidr } from '../wire/ip';
+import { checkIp, ipv4Dst, ipv4Src, ipVersion, parseCidr, inCidr, Cidr, IPV6_HEADER_LEN } from '../wire/ip';
+import { isLinkChatter6, packetTooBig6 } from '../wire/ip6';
+import { Pool6Range } from '../device/pool6';
 import { Admission } from './admission';
 import { BATCH, Session, SessionTable, sessionStatus, SessionStatus } from './sessions';
 import { StatusServer } from './status';
@@ -45,6 +47,9 @@ export interface ServerStatus {
   tun: string;
   pool: string;
   serverAddress: string;
+  /** The IPv6 pool and the server's IPv6 address (absent with --no-ipv6). */
+  pool6?: string;
+  serverAddress6?: string;
   uptimeSec: number;
   clients: SessionStatus[];
   drops: Record<string, number>;
@@ -65,6 +70,8 @@ export class VpnServer {
   private dtls: DtlsContext | null = null;
   private readonly pool: AddressPool;
   private readonly poolCidr: Cidr;
+  /** The IPv6 pool (null with --no-ipv6). */
+  private readonly v6: Pool6Range | null;
   private readonly authz: AuthorizedClients | null;
   private readonly sessions: SessionTable;
   private admission!: Admission;
@@ -95,8 +102,10 @@ export class VpnServer {
     this.receiveBatch = this.tunq.frames;
     this.c2c = PacketBatch.over(this.receiveBatch.buf, 1);
     const cidr = `${cfg.pool.network}/${cfg.pool.prefix}`;
-    this.pool = new AddressPool(cidr, { leasesFile: cfg.leasesFile, saveEveryMs: 500 }); // (a reconnect loop: not an fsync each)
+    // (saveEveryMs: a reconnect loop must not cost an fsync each)
+    this.pool = new AddressPool(cidr, { leasesFile: cfg.leasesFile, saveEveryMs: 500, pool6: cfg.ipv6 ? cfg.pool6 : null });
     this.poolCidr = parseCidr(cidr);
+    this.v6 = this.pool.v6;
     this.sessions = new SessionTable(this.pool);
     // Plaintext mode is for labs: no certificates, so no authorization by certificate either.
     this.authz = cfg.plaintext ? null : new AuthorizedClients(cfg.authorizedDir);
@@ -122,6 +131,8 @@ export class VpnServer {
       POOL: this.pool.cidr,
       NAT_OUT: cfg.natOut ?? '',
       MSS_CLAMP: cfg.mssClamp ? '1' : '0',
+      ADDR6: this.v6 ? `${this.v6.serverAddress}/${this.v6.prefix}` : '',
+      POOL6: this.v6?.text ?? '',
     });
     this.sock = UdpSocket.bind(cfg.listen.host, cfg.listen.port, { gso: cfg.udpGso });
     this.admission = new Admission(this, this.sessions, this.counters, this.dtls, this.authz, cfg.float && !cfg.plaintext ? cfg.moveTrialsPerSec : 0, cfg.handshakesPerSource);
@@ -140,6 +151,7 @@ export class VpnServer {
     const where = a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
     log.info(`listening on udp ${where}`, {
       mode: cfg.plaintext ? 'plaintext' : 'dtls', tun: this.tun.name, pool: this.pool.cidr, server: this.pool.serverAddress,
+      ...(this.v6 ? { pool6: this.v6.text, server6: this.v6.serverAddress } : { ipv6: 'off' }),
     });
   }
 
@@ -196,7 +208,7 @@ export class VpnServer {
   /** One IP packet from a client: checked, then to the TUN or, re-sealed, to another client. */
   private route(s: Session, buf: Buffer, off: number, len: number, now: number): void {
     if (checkIp(buf, off, len) !== null) { this.counters.inc('bad_ip'); return; }
-    if (ipVersion(buf, off) !== 4) { this.counters.inc('not_ipv4'); return; } // e.g. the client OS's IPv6 router solicitations
+    if (ipVersion(buf, off) !== 4) { this.route6(s, buf, off, len, now); return; }
     // Anti-spoofing: a client may only send from the address we gave it.
     if (ipv4Src(buf, off) !== s.address) { this.counters.inc('spoofed_source'); s.drops++; return; }
     const dst = ipv4Dst(buf, off);
@@ -214,6 +226,41 @@ export class VpnServer {
     this.tunq.add(this.tun, buf, off, len);
   }
 
+  /** One IPv6 packet from a client (checkIp passed): as route(), with the IPv6 pool's keys. */
+  private route6(s: Session, buf: Buffer, off: number, len: number, now: number): void {
+    // The client OS's own link traffic (router and neighbour solicitations, MLD): counted only.
+    if (isLinkChatter6(buf, off)) { this.counters.inc('ipv6_link_local'); return; }
+    const v6 = this.v6;
+    if (v6 === null || s.address6 === 0) { this.counters.inc('not_ipv4'); return; }
+    // Anti-spoofing: the source is the client's own IPv6 address.
+    if (!v6.isHostAddress(buf, off + 8) || buf.readUInt32BE(off + 20) !== s.address6) { this.counters.inc('spoofed_source'); s.drops++; return; }
+    if (len > this.cfg.mtu) { this.tooBig6(s, buf, off, len, now); return; }
+    if (v6.contains(buf, off + 24) && buf.readUInt32BE(off + 36) !== v6.serverKey) {
+      const peer = v6.isHostAddress(buf, off + 24) ? this.sessions.router6.lookup(buf.readUInt32BE(off + 36)) : undefined;
+      if (!peer) { this.counters.inc('no_route'); return; }
+      if (!this.cfg.clientToClient) { this.counters.inc('client_to_client_off'); return; }
+      this.c2c.offs[0] = off - 1;
+      this.c2c.lens[0] = len + 1;
+      this.c2c.count = 1;
+      this.send(peer, this.c2c, 1, now);
+      return;
+    }
+    this.tunq.add(this.tun, buf, off, len);
+  }
+
+  /** An IPv6 packet over the tunnel MTU: dropped, and its sender (through the tunnel of `s`) told the MTU. */
+  private tooBig6(s: Session, buf: Buffer, off: number, len: number, now: number): void {
+    this.counters.inc('too_big');
+    const ptb = packetTooBig6(buf, off, len, this.cfg.mtu, this.v6!.serverBytes);
+    if (ptb === null) return;
+    const b = new PacketBatch(1, ptb.length + 1);
+    b.buf[0] = 0; // (the frame header's byte)
+    ptb.copy(b.buf, 1);
+    b.count = 0;
+    dataFrame(b, b.buf, 1, ptb.length);
+    this.send(s, b, 1, now);
+  }
+
   /** The end of a receive batch: its TUN packets written in one call. */
   endTurn(datagrams: number, now: number): void {
     this.tunq.flush(this.tun);
@@ -227,9 +274,15 @@ export class VpnServer {
     const pending = this.pending;
     for (let i = 0; i < b.count; i++) {
       const off = b.offs[i], len = b.lens[i];
-      if (ipVersion(buf, off) !== 4) { this.counters.inc('not_ipv4'); continue; } // the kernel's own IPv6 on the TUN
-      if (len < 20) { this.counters.inc('bad_ip'); continue; }
-      const s = this.sessions.router.lookup(ipv4Dst(buf, off));
+      let s: Session | undefined;
+      if (ipVersion(buf, off) === 4) {
+        if (len < 20) { this.counters.inc('bad_ip'); continue; }
+        s = this.sessions.router.lookup(ipv4Dst(buf, off));
+      } else {
+        const r = this.lookup6(buf, off, len);
+        if (r === null) continue;
+        s = r;
+      }
       if (!s) { this.counters.inc('no_route'); continue; }
       if (s.tx.count === 0) pending.push(s);
       dataFrame(s.tx, buf, off, len); // the frame header goes into the headroom: no copy
@@ -242,6 +295,23 @@ export class VpnServer {
     }
     pending.length = 0;
     return sent > 0 && readUdpAfterSend(this.sock, b.count, now);
+  }
+
+  /** The session an IPv6 packet from the TUN goes to; null when it was dropped (counted). */
+  private lookup6(buf: Buffer, off: number, len: number): Session | undefined | null {
+    const v6 = this.v6;
+    if (len < IPV6_HEADER_LEN || ipVersion(buf, off) !== 6) { this.counters.inc('bad_ip'); return null; }
+    // The kernel's own link traffic on the TUN (its router and neighbour solicitations, MLD).
+    if (isLinkChatter6(buf, off)) { this.counters.inc('ipv6_link_local'); return null; }
+    if (v6 === null) { this.counters.inc('not_ipv4'); return null; }
+    if (len > this.cfg.mtu) {
+      // (Only when the TUN's MTU was raised behind our back: the kernel checks it first.)
+      this.counters.inc('too_big');
+      const ptb = packetTooBig6(buf, off, len, this.cfg.mtu, v6.serverBytes);
+      if (ptb !== null) this.tun.write(ptb);
+      return null;
+    }
+    return v6.isHostAddress(buf, off + 24) ? this.sessions.router6.lookup(buf.readUInt32BE(off + 36)) : undefined;
   }
 
   /** Seals the first `count` frames of `frames` for one session and sends the datagrams. */
@@ -296,10 +366,10 @@ export class VpnServer {
       const lease = this.admission.lease(s);
       if ('address' in lease) {
         this.admission.handshakeOver(s);
-        this.sessions.connect(s, lease.address, lease.addressStr, now);
+        this.sessions.connect(s, lease, now);
         s.core.accept(this.configFor(s), now);
-        log.info('client connected', { cn: s.cn, address: s.addressStr, remote: s.key, mode: s.core.channel.kind });
-        this.hooks.run(this.cfg.onConnect, 'connect', { tun: this.tun.name, cn: s.cn, address: s.addressStr, remote: s.key });
+        log.info('client connected', { cn: s.cn, address: s.addressStr, remote: s.key, mode: s.core.channel.kind, ...(s.address6 ? { address6: s.address6Str } : {}) });
+        this.hooks.run(this.cfg.onConnect, 'connect', { tun: this.tun.name, cn: s.cn, address: s.addressStr, address6: s.address6Str, remote: s.key });
         return;
       }
       r = lease;
@@ -310,11 +380,16 @@ export class VpnServer {
   }
 
   private configFor(s: Session): ConfigMsg {
-    const cfg = this.cfg;
+    const cfg = this.cfg, v6 = this.v6;
     return {
       type: 'config', v: 1, address: s.addressStr, prefix: cfg.pool.prefix, gateway: this.pool.serverAddress,
       mtu: cfg.mtu, routes: cfg.routes, redirectGateway: cfg.redirectGateway, dns: cfg.dns,
       keepaliveSec: cfg.keepaliveSec, timeoutSec: cfg.timeoutSec,
+      // Optional fields (docs/PROTOCOL.md §8): a client from before IPv6 ignores them.
+      ...(v6 && s.address6 ? {
+        address6: s.address6Str, prefix6: v6.prefix, gateway6: v6.serverAddress,
+        routes6: cfg.routes6, redirectGateway6: cfg.redirectGateway, dns6: cfg.dns6,
+      } : {}),
     };
   }
 
@@ -392,6 +467,7 @@ export class VpnServer {
       tun: this.tun.name,
       pool: this.pool.cidr,
       serverAddress: this.pool.serverAddress,
+      ...(this.v6 ? { pool6: this.v6.text, serverAddress6: this.v6.serverAddress } : {}),
       uptimeSec: Math.round((monotonicMs() - this.started) / 1000),
       clients: this.sessions.clients().map((s) => sessionStatus(s, monotonicMs())),
       drops: this.counters.snapshot(),
@@ -419,7 +495,7 @@ export class VpnServer {
     this.tun?.close();
     if (!this.initRan) { log.info('stopped'); return; }
     try {
-      await runInitScript('server-init.sh', 'down', { TUN: name, POOL: this.pool.cidr, NAT_OUT: this.cfg.natOut ?? '' });
+      await runInitScript('server-init.sh', 'down', { TUN: name, POOL: this.pool.cidr, NAT_OUT: this.cfg.natOut ?? '', POOL6: this.v6?.text ?? '' });
     } catch (err) {
       // Expected after --user: an unprivileged process cannot change the firewall.
       log.warn(`firewall rules tagged minivpn:${name} were not removed: ${(err as Error).message}; as root run: TUN=${name} scripts/server-init.sh down`);

@@ -17,6 +17,9 @@ export class Session {
   /** Tunnel address as uint32 (0 until authorized) and as text. */
   address = 0;
   addressStr = '';
+  /** Tunnel IPv6 address: its key (the last 32-bit word, src/device/pool6.ts; 0 for none) and text. */
+  address6 = 0;
+  address6Str = '';
   connectedAt = 0;
   /** Packets from this client dropped by policy (spoofed source). */
   drops = 0;
@@ -45,6 +48,8 @@ export class SessionTable {
   private readonly byCn = new Map<string, Session>();
   /** Tunnel address -> session, for packets from the TUN. */
   readonly router = new Router<Session>();
+  /** IPv6 tunnel address (its key: every client shares the pool's prefix) -> session. */
+  readonly router6 = new Router<Session>();
 
   constructor(readonly pool: AddressPool) {}
 
@@ -64,11 +69,14 @@ export class SessionTable {
   }
 
   /** The client was authorized: its CN and address point at it now. */
-  connect(s: Session, address: number, addressStr: string, now: number): void {
-    s.address = address;
-    s.addressStr = addressStr;
+  connect(s: Session, lease: { address: number; addressStr: string; address6: number; address6Str: string }, now: number): void {
+    s.address = lease.address;
+    s.addressStr = lease.addressStr;
+    s.address6 = lease.address6;
+    s.address6Str = lease.address6Str;
     s.connectedAt = now;
-    this.router.add(address, s);
+    this.router.add(lease.address, s);
+    if (lease.address6) this.router6.add(lease.address6, s);
     this.byCn.set(s.cn, s);
   }
 
@@ -87,6 +95,7 @@ export class SessionTable {
     if (this.byRemote.get(s.peer.key) === s) this.byRemote.delete(s.peer.key);
     if (!s.address) return;
     this.router.remove(s.address, s);
+    if (s.address6) this.router6.remove(s.address6, s);
     if (this.byCn.get(s.cn) === s) this.byCn.delete(s.cn);
     this.pool.release(s.cn);
   }
@@ -95,6 +104,8 @@ export class SessionTable {
 export interface SessionStatus {
   cn: string;
   address: string;
+  /** The client's IPv6 tunnel address ('' for none). */
+  address6: string;
   remote: string;
   mode: string;
   connectedSec: number;
@@ -114,6 +125,7 @@ export function sessionStatus(s: Session, now: number): SessionStatus {
   return {
     cn: s.cn,
     address: s.addressStr,
+    address6: s.address6Str,
     remote: s.key,
     mode: c.channel.kind,
     connectedSec: Math.round((now - s.connectedAt) / 1000),

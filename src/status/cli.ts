@@ -49,19 +49,21 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   const out: string[] = [];
-  out.push(`minivpn server (${st.mode}) on ${st.listen}, ${st.tun}, pool ${st.pool}, up ${st.uptimeSec}s`);
+  out.push(`minivpn server (${st.mode}) on ${st.listen}, ${st.tun}, pool ${st.pool}${st.pool6 ? ` and ${st.pool6}` : ' (no IPv6)'}, up ${st.uptimeSec}s`);
   out.push(`${st.clients.length} client(s)`);
-  const rows = [['CN', 'ADDRESS', 'REMOTE', 'IN', 'PKTS IN', 'OUT', 'PKTS OUT', 'DROPPED', 'MOVES', 'LAST SEEN']];
+  const rows = [['CN', 'ADDRESS', 'REMOTE', 'IN', 'PKTS IN', 'OUT', 'PKTS OUT', 'DROPPED', 'MOVES', 'LAST SEEN', 'ADDRESS6']];
   for (const c of st.clients) {
     rows.push([c.cn, c.address, c.remote, human(c.rxBytes), String(c.rxPackets), human(c.txBytes), String(c.txPackets),
-      String(c.droppedRecords + c.droppedSpoofed), String(c.moves ?? 0), `${c.lastSeenSec}s ago`]);
+      String(c.droppedRecords + c.droppedSpoofed), String(c.moves ?? 0), `${c.lastSeenSec}s ago`, c.address6 || '-']);
   }
   const w = rows[0].map((_, k) => Math.max(...rows.map((r) => r[k].length)));
   for (const r of rows) out.push(r.map((v, k) => v.padEnd(w[k])).join('  '));
-  const drops = Object.entries(st.drops).filter(([, n]) => n > 0);
+  // The OSes' own IPv6 link traffic (solicitations, MLD) is expected, not a problem: its own line.
+  const drops = Object.entries(st.drops).filter(([k, n]) => n > 0 && k !== 'ipv6_link_local');
   out.push(`drops: ${drops.length ? drops.map(([k, n]) => `${k}=${n}`).join(' ') : 'none'}`);
   if (st.roaming) out.push(`roaming: ${st.roaming.moves} move(s), ${st.roaming.trials} trial decryption(s)`);
   if (st.unauthenticated) out.push(`before authentication: ${human(st.unauthenticated.rxBytes)} in, ${human(st.unauthenticated.txBytes)} answered`);
+  if (st.drops.ipv6_link_local > 0) out.push(`IPv6 link-local packets kept out of the tunnel: ${st.drops.ipv6_link_local}`);
   process.stdout.write(out.join('\n') + '\n');
   return 0;
 }

@@ -2,7 +2,8 @@
 //
 //   client -> server  hello   {type:'hello', v:1, cn?, want?}
 //   server -> client  config  {type:'config', v:1, address, prefix, gateway, mtu, routes,
-//                               redirectGateway, dns, keepaliveSec, timeoutSec}
+//                               redirectGateway, dns, keepaliveSec, timeoutSec,
+//                               [address6, prefix6, gateway6, routes6, redirectGateway6, dns6]}
 //   server -> client  refuse  {type:'refuse', v:1, reason}
 //   either way        bye     {type:'bye', v:1, reason}
 //
@@ -14,6 +15,7 @@
 
 import { encodeFrame, FrameType } from './frame';
 import { Cidr, formatCidr, intToIpv4, ipv4ToInt, isIpv4, parseCidr, prefixToMask } from './ip';
+import { canonicalIpv6, formatCidr6, inCidr6, ipv6ToBytes, IPV6_MIN_MTU, isIpv6, parseCidr6 } from './ip6';
 
 export const CONTROL_VERSION = 1;
 /** Control messages are small; anything bigger is refused before JSON.parse sees it. */
@@ -66,6 +68,20 @@ export interface ConfigMsg {
   keepaliveSec: number;
   /** Declare the peer dead after this long without hearing from it. */
   timeoutSec: number;
+  // IPv6 inside the tunnel (optional fields, docs/PROTOCOL.md §8: a server without IPv6, or
+  // one from before it, sends none of them; a client from before them ignores them).
+  /** The client's tunnel IPv6 address, e.g. 'fd6d:7670:6e00::2'; with it prefix6 and gateway6. */
+  address6?: string;
+  /** Prefix length of the IPv6 tunnel subnet (64..126). */
+  prefix6?: number;
+  /** The server's tunnel IPv6 address. */
+  gateway6?: string;
+  /** Extra IPv6 networks reachable through the tunnel. */
+  routes6?: string[];
+  /** Send all IPv6 traffic through the tunnel. */
+  redirectGateway6?: boolean;
+  /** IPv6 DNS servers. */
+  dns6?: string[];
 }
 
 export interface RefuseMsg {
@@ -187,6 +203,44 @@ function nestsDeeper(v: unknown, levels: number): boolean {
   return false;
 }
 
+function ipv6Item(v: unknown, name: string): string {
+  if (!isIpv6(v)) throw new Invalid(name, `must be an IPv6 address (got ${show(v)})`);
+  return canonicalIpv6(v);
+}
+
+function cidr6Item(v: unknown, name: string): string {
+  let canonical = '';
+  try {
+    if (typeof v === 'string' && v.includes('/')) canonical = formatCidr6(parseCidr6(v));
+  } catch {
+    // reported below
+  }
+  if (!canonical) throw new Invalid(name, `must be an IPv6 CIDR like "2001:db8:50::/64" (got ${show(v)})`);
+  const [addr, len] = (v as string).split('/');
+  if (canonicalIpv6(addr) !== canonical.split('/')[0] || len !== canonical.split('/')[1]) {
+    throw new Invalid(name, `host bits set in ${show(v)} (did you mean "${canonical}"?)`);
+  }
+  return canonical;
+}
+
+/** The IPv6 fields of a config (all or none: address6 brings prefix6 and gateway6 along). */
+function parseConfig6(o: Obj, mtu: number): Partial<ConfigMsg> {
+  if (o.address6 === undefined) return {};
+  const address6 = ipv6Item(o.address6, 'address6');
+  const prefix6 = num(o, 'prefix6', 64, 126, true);
+  const gateway6 = ipv6Item(o.gateway6, 'gateway6');
+  const subnet = parseCidr6(`${address6}/${prefix6}`);
+  if (!inCidr6(ipv6ToBytes(gateway6), 0, subnet)) throw new Invalid('gateway6', `${gateway6} is not in ${formatCidr6(subnet)}`);
+  if (gateway6 === address6) throw new Invalid('gateway6', 'must differ from address6');
+  if (mtu < IPV6_MIN_MTU) throw new Invalid('mtu', `must be at least ${IPV6_MIN_MTU} with IPv6 (address6) in the tunnel (got ${mtu})`);
+  const routes6 = o.routes6 === undefined ? [] : list(o, 'routes6', cidr6Item);
+  if (o.redirectGateway6 !== undefined && typeof o.redirectGateway6 !== 'boolean') {
+    throw new Invalid('redirectGateway6', `must be true or false (got ${show(o.redirectGateway6)})`);
+  }
+  const dns6 = o.dns6 === undefined ? [] : list(o, 'dns6', ipv6Item);
+  return { address6, prefix6, gateway6, routes6, redirectGateway6: o.redirectGateway6 === true, dns6 };
+}
+
 function parseHello(o: Obj): HelloMsg {
   const msg: HelloMsg = { type: 'hello', v: 1 };
   if (o.cn !== undefined) {
@@ -243,6 +297,7 @@ function parseConfig(o: Obj): ConfigMsg {
     dns,
     keepaliveSec,
     timeoutSec,
+    ...parseConfig6(o, mtu),
   };
 }
 

@@ -245,7 +245,8 @@ export function describeDtlsRecord(r: DtlsRecordInfo): string {
 export function describeInner(i: InnerPacketInfo): string {
   const v = `IPv${i.version}`;
   let s: string;
-  if (i.srcPort !== undefined) s = `${v} ${i.protocol} ${i.src}:${i.srcPort} -> ${i.dst}:${i.dstPort}`;
+  const ep = (a: string, p?: number) => (i.version === 6 ? `[${a}]:${p}` : `${a}:${p}`);
+  if (i.srcPort !== undefined) s = `${v} ${i.protocol} ${ep(i.src, i.srcPort)} -> ${ep(i.dst, i.dstPort)}`;
   else s = `${v} ${i.protocol} ${i.src} -> ${i.dst}`;
   if (i.flags) s += ` [${i.flags.join(',')}]`;
   if (i.icmpType !== undefined) s += ` type ${i.icmpType} code ${i.icmpCode}`;
