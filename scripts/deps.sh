@@ -85,7 +85,7 @@ fi
 # A moved source file (src/config.ts became src/config/index.ts) leaves its old compiled file
 # behind, and require('../config') would still load the stale dist/src/config.js: remove
 # compiled files whose source is gone.
-if [ -d dist ]; then
+if [ -d dist ] && [ -d src ]; then
   find dist/src dist/test dist/bench -name '*.js' 2>/dev/null | while read -r js; do
     ts=${js#dist/}
     [ -e "${ts%.js}.ts" ] || rm -f "$js" "$js.map"
