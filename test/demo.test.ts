@@ -6,10 +6,10 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { uniquePrefix } from '../src/lab/topology';
 
-t.test('npm run demo', { timeout: 240_000 }, async (t) => {
+t.test('npm run demo', { timeout: 480_000 }, async (t) => {
   const prefix = uniquePrefix('demo');
   const r = spawnSync('bash', [path.resolve(__dirname, '..', '..', 'scripts', 'demo.sh')], {
-    encoding: 'utf8', timeout: 230_000, env: { ...process.env, LAB_PREFIX: prefix, MINIVPN_SKIP_DEPS: '1' },
+    encoding: 'utf8', timeout: 470_000, env: { ...process.env, LAB_PREFIX: prefix, MINIVPN_SKIP_DEPS: '1' },
   });
   t.equal(r.status, 0, `demo exits 0 (stderr: ${r.stderr.slice(-500)})`);
   t.match(r.stdout, /before the tunnel, the web host sees the client's own address: 192\.0\.2\.11/);
