@@ -27,7 +27,8 @@ stop_pid() { # stop one process we started, by PID, and wait for it
   local pid=$1
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
   kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  # Up to 15 s: the server undoes its firewall rules on the way out (slow on a busy machine).
+  for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
 }
 wait_log() { # wait_log FILE REGEX SECONDS: true once a line of FILE matches (FILE may not exist yet)

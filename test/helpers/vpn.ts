@@ -95,9 +95,9 @@ export async function capture(lab: Lab, host: string, iface: string, filter: str
   during: () => Promise<void>, snaplen = 0): Promise<Buffer> {
   if (iface === 'lo' || iface === 'any') throw new Error(`capture: interface ${iface} is not supported (packets counted twice)`);
   const dump = lab.spawn(host, ['tcpdump', '-i', iface, '--immediate-mode', '-U', '-n', '-s', String(snaplen), '-w', file, filter]);
-  await lab.waitForLine(dump, /listening on/, 30000);
+  await lab.waitForLine(dump, /listening on/, 30_000);
   await during();
-  await drained(lab, dump, 30000);
+  await drained(lab, dump, 30_000);
   dump.kill('SIGINT');
   await exited(dump, 30_000);
   return fs.readFileSync(file);
