@@ -213,17 +213,20 @@ export class VpnServer {
     if (ipv4Src(buf, off) !== s.address) { this.counters.inc('spoofed_source'); s.drops++; return; }
     const dst = ipv4Dst(buf, off);
     if (inCidr(dst, this.poolCidr) && dst !== this.pool.serverAddressInt) {
-      const peer = this.sessions.router.lookup(dst);
-      if (!peer) { this.counters.inc('no_route'); return; }
-      if (!this.cfg.clientToClient) { this.counters.inc('client_to_client_off'); return; }
-      // Client to client: the frame (type byte in front of the packet) re-sealed for the other session.
-      this.c2c.offs[0] = off - 1;
-      this.c2c.lens[0] = len + 1;
-      this.c2c.count = 1;
-      this.send(peer, this.c2c, 1, now);
+      this.toClient(this.sessions.router.lookup(dst), off, len, now);
       return;
     }
     this.tunq.add(this.tun, buf, off, len);
+  }
+
+  /** Client to client: the frame (type byte in front of the packet at `off`) re-sealed for the other session. */
+  private toClient(peer: Session | undefined, off: number, len: number, now: number): void {
+    if (!peer) { this.counters.inc('no_route'); return; }
+    if (!this.cfg.clientToClient) { this.counters.inc('client_to_client_off'); return; }
+    this.c2c.offs[0] = off - 1;
+    this.c2c.lens[0] = len + 1;
+    this.c2c.count = 1;
+    this.send(peer, this.c2c, 1, now);
   }
 
   /** One IPv6 packet from a client (checkIp passed): as route(), with the IPv6 pool's keys. */
@@ -236,13 +239,7 @@ export class VpnServer {
     if (!v6.isHostAddress(buf, off + 8) || buf.readUInt32BE(off + 20) !== s.address6) { this.counters.inc('spoofed_source'); s.drops++; return; }
     if (len > this.cfg.mtu) { this.tooBig6(s, buf, off, len, now); return; }
     if (v6.contains(buf, off + 24) && buf.readUInt32BE(off + 36) !== v6.serverKey) {
-      const peer = v6.isHostAddress(buf, off + 24) ? this.sessions.router6.lookup(buf.readUInt32BE(off + 36)) : undefined;
-      if (!peer) { this.counters.inc('no_route'); return; }
-      if (!this.cfg.clientToClient) { this.counters.inc('client_to_client_off'); return; }
-      this.c2c.offs[0] = off - 1;
-      this.c2c.lens[0] = len + 1;
-      this.c2c.count = 1;
-      this.send(peer, this.c2c, 1, now);
+      this.toClient(v6.isHostAddress(buf, off + 24) ? this.sessions.router6.lookup(buf.readUInt32BE(off + 36)) : undefined, off, len, now);
       return;
     }
     this.tunq.add(this.tun, buf, off, len);
