@@ -100,3 +100,14 @@ t.test('regression: a forged record in front of a genuine one does not set the m
   server.decapsulate(alone, 0, T0);
   t.equal(server.rxSeq, seq + 1, 'a datagram of one record sets it');
 });
+
+t.test('regression: a value with DEL or C1 characters is shown without them in the error', async (t) => {
+  for (const ch of ['\x7f', '\x85', '\x9b']) {
+    const r = decodeControl(Buffer.from(JSON.stringify({ type: `c${ch}nfig`, v: 1 })));
+    t.equal(r.type, 'invalid');
+    if (r.type === 'invalid') {
+      t.match(r.error, /^type: unknown control message type "c\?nfig"/, `U+${ch.charCodeAt(0).toString(16)} masked`);
+      t.notOk(/[\x00-\x1f\x7f-\x9f]/.test(r.error), 'no control character in the error');
+    }
+  }
+});

@@ -144,7 +144,9 @@ function show(v: unknown): string {
     // Nested too deeply for JSON.stringify's recursion (found by test/fuzz.test.ts): say what it is.
     return Array.isArray(v) ? '[...]' : '{...}';
   }
-  return s === undefined ? String(v) : s.length > 40 ? s.slice(0, 40) + '...' : s;
+  // JSON.stringify escapes C0 controls but not DEL or C1 ones: an error is one log line (found by test/fuzz.test.ts).
+  const shown = s === undefined ? String(v) : s.length > 40 ? s.slice(0, 40) + '...' : s;
+  return shown.replace(/[\x00-\x1f\x7f-\x9f]/g, '?');
 }
 
 function str(o: Obj, field: string, maxLen: number): string {
