@@ -1,4 +1,7 @@
-// npm run bench:scale: one minivpn server and many clients (default 1,000), in the namespace lab.
+// npm run bench:scale: one minivpn server and many clients (default 1,000), in the namespace lab,
+// once per topology: subnet (one shared TUN) and p2p (a TUN per session: 1,000 sessions are
+// 1,000 TUN devices on the server), side by side in one report; then one client's throughput
+// through each topology, in turns (bench/topology-throughput.ts).
 //
 // The server runs in the lab's server host as `npm run server` would (DTLS, a /21 pool).
 // The clients are simulated by the load generator (src/loadgen/loadgen.ts), running as a
@@ -9,6 +12,7 @@
 //
 //   npm run bench:scale -- [--clients 1000] [--concurrency 64] [--keepalive-sec 1]
 //                          [--idle-sec 10] [--runs 20] [--pki DIR] [--json FILE]
+//                          [--topology subnet|p2p|both] [--throughput-sec 5] [--throughput-rounds 4]
 //
 // (`--worker ...` is the mode the driver starts inside the lab; see runWorker.)
 import { ChildProcess } from 'child_process';
@@ -22,6 +26,7 @@ import { writeLabPki } from '../src/pki/pki';
 import { readStatus } from '../src/server/status';
 import type { ServerStatus } from '../src/server/server';
 import { eachFlag } from './args';
+import { compareThroughput, throughputTable, ThroughputResult } from './topology-throughput';
 
 const SERVER_MAIN = path.resolve(__dirname, '..', 'src', 'server', 'main.js');
 const SERVER_NAME = 'server.minivpn.test';
@@ -30,8 +35,16 @@ const POOL = '10.8.0.0/21'; // 2045 client addresses
 const TARGET_TUNNEL_UP_MS = 50;
 const PING_INTERVAL_MS = 20;
 
+/** The server's topologies (--topology); 'both' measures subnet, then p2p. */
+type Topology = 'subnet' | 'p2p';
+const TOPOLOGY_CHOICES = ['subnet', 'p2p', 'both'] as const;
+
 interface Options {
   clients: number;
+  topology: typeof TOPOLOGY_CHOICES[number];
+  /** One client's iperf3 through each topology: seconds per run, rounds (0: none; needs both). */
+  throughputSec: number;
+  throughputRounds: number;
   concurrency: number;
   keepaliveSec: number;
   idleSec: number;
@@ -46,11 +59,12 @@ function say(line: string): void {
 
 function usage(): string {
   return 'usage: npm run bench:scale -- [--clients N (default 1000, max 2000)] [--concurrency N (64)] [--keepalive-sec S (1)] ' +
-    '[--idle-sec S (10)] [--runs N (20)] [--pki DIR (reuse certificates)] [--json FILE]';
+    '[--idle-sec S (10)] [--runs N (20)] [--pki DIR (reuse certificates)] [--json FILE] ' +
+    '[--topology subnet|p2p|both (both)] [--throughput-sec S (5)] [--throughput-rounds N (4; 0: none)]';
 }
 
 export function parseArgs(argv: string[]): Options {
-  const o: Options = { clients: 1000, concurrency: 64, keepaliveSec: 1, idleSec: 10, runs: 20 };
+  const o: Options = { clients: 1000, topology: 'both', throughputSec: 5, throughputRounds: 4, concurrency: 64, keepaliveSec: 1, idleSec: 10, runs: 20 };
   eachFlag(argv, usage, (f) => {
     if (f.name === '--clients') o.clients = f.number(1, 2000);
     else if (f.name === '--concurrency') o.concurrency = f.number(1, 1024);
@@ -59,10 +73,19 @@ export function parseArgs(argv: string[]): Options {
     else if (f.name === '--runs') o.runs = f.number(1, 1000);
     else if (f.name === '--pki') o.pki = path.resolve(f.value());
     else if (f.name === '--json') o.json = f.value();
+    else if (f.name === '--topology') o.topology = topologyChoice(f.value());
+    else if (f.name === '--throughput-sec') o.throughputSec = f.number(1, 60);
+    else if (f.name === '--throughput-rounds') o.throughputRounds = f.number(0, 20);
     else return false;
     return true;
   });
   return o;
+}
+
+function topologyChoice(v: string): Options['topology'] {
+  const c = TOPOLOGY_CHOICES.find((x) => x === v);
+  if (!c) throw new Error(`bad --topology ${JSON.stringify(v)}: expected subnet, p2p or both\n${usage()}`);
+  return c;
 }
 
 // ---- the server process, seen from outside --------------------------------------------
@@ -115,7 +138,10 @@ function cnOf(i: number): string {
 }
 
 export interface ScaleResult {
+  topology: Topology;
   clients: number;
+  /** TUN devices in the server's host with every session up (subnet: 1; p2p: one per session). */
+  tunDevices: number;
   pkiSeconds: number;
   ramp: RampResult;
   rampServerCpuMsPerHandshake: number;
@@ -149,18 +175,31 @@ export function startWorker(lab: Lab, pki: string, opts: { host?: string; server
   return new WorkerHandle(child);
 }
 
-async function run(o: Options): Promise<ScaleResult> {
+export interface ScaleReport { results: ScaleResult[]; throughput: ThroughputResult | null }
+
+async function run(o: Options): Promise<ScaleReport> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'minivpn-scale-'));
   try {
     const pki = o.pki ?? path.join(tmp, 'pki');
     const cns = Array.from({ length: o.clients }, (_, i) => cnOf(i + 1));
-    say(`issuing certificates for ${o.clients} + 2 clients in ${pki} ...`);
+    say(`issuing certificates for ${o.clients} + 3 clients in ${pki} ...`);
     const p0 = performance.now();
-    await writeLabPki(pki, { clients: [...cns, 'probe', 'pinger'], serverName: SERVER_NAME, days: 30 });
+    await writeLabPki(pki, { clients: [...cns, 'probe', 'pinger', 'bench'], serverName: SERVER_NAME, days: 30 });
     const pkiSeconds = (performance.now() - p0) / 1000;
     say(`certificates ready in ${pkiSeconds.toFixed(1)} s`);
-    const m = await withLab({ prefix: uniquePrefix('sc'), clients: 1 }, (lab) => measure(lab, pki, tmp, cns, o));
-    return figures(o, pkiSeconds, m);
+    const topologies: Topology[] = o.topology === 'both' ? ['subnet', 'p2p'] : [o.topology];
+    const results: ScaleResult[] = [];
+    for (const topology of topologies) {
+      say(`---- topology ${topology} ----`);
+      const m = await withLab({ prefix: uniquePrefix('sc'), clients: 1 }, (lab) => measure(lab, pki, tmp, cns, o, topology));
+      results.push(figures(o, topology, pkiSeconds, m));
+    }
+    let throughput: ThroughputResult | null = null;
+    if (o.topology === 'both' && o.throughputRounds > 0) {
+      say(`---- one client's throughput, subnet and p2p in turns: ${o.throughputRounds} rounds, iperf3 ${o.throughputSec} s each way ----`);
+      throughput = await compareThroughput(tmp, pki, o.throughputSec, o.throughputRounds, say);
+    }
+    return { results, throughput };
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
@@ -170,6 +209,7 @@ type CpuMeasure = Awaited<ReturnType<typeof cpuDuring<unknown>>>;
 
 /** What one run measured, before it is turned into per-handshake and per-session figures. */
 interface Measured {
+  tunDevices: number;
   ramp: CpuMeasure & { result: RampResult };
   baseline: CpuMeasure;
   idle: CpuMeasure;
@@ -183,14 +223,14 @@ interface Measured {
 }
 
 /** Starts the server in the lab, with its status socket in `tmp`; resolves when it listens. */
-async function startServer(lab: Lab, pki: string, tmp: string, o: Options): Promise<{ pid: number; statusSocket: string }> {
-  const statusSocket = path.join(tmp, 'status.sock');
+async function startServer(lab: Lab, pki: string, tmp: string, o: Options, topology: Topology): Promise<{ pid: number; statusSocket: string }> {
+  const statusSocket = path.join(tmp, `status-${topology}.sock`);
   const server = lab.spawn('server', [process.execPath, SERVER_MAIN,
     '--listen', `${ADDR.server}:1194`, '--pool', POOL,
     '--ca', `${pki}/ca.crt`, '--cert', `${pki}/server.crt`, '--key', `${pki}/server.key`,
-    '--authorized-dir', `${pki}/authorized`, '--leases-file', `${tmp}/leases.json`,
+    '--authorized-dir', `${pki}/authorized`, '--leases-file', `${tmp}/leases-${topology}.json`,
     '--status-socket', statusSocket, '--keepalive-sec', String(o.keepaliveSec),
-    '--timeout-sec', String(Math.max(10, 4 * o.keepaliveSec))]);
+    '--timeout-sec', String(Math.max(10, 4 * o.keepaliveSec)), '--topology', topology]);
   await lab.waitForLine(server, /listening on udp/, 15_000);
   return { pid: server.pid!, statusSocket };
 }
@@ -200,8 +240,8 @@ async function startServer(lab: Lab, pki: string, tmp: string, o: Options): Prom
  * server, idle baseline, ramp-up (with a session pinging), idle with keepalives, tunnel-up
  * time with every session up.
  */
-async function measure(lab: Lab, pki: string, tmp: string, cns: string[], o: Options): Promise<Measured> {
-  const { pid, statusSocket } = await startServer(lab, pki, tmp, o);
+async function measure(lab: Lab, pki: string, tmp: string, cns: string[], o: Options, topology: Topology): Promise<Measured> {
+  const { pid, statusSocket } = await startServer(lab, pki, tmp, o, topology);
   const gen = startWorker(lab, pki);
   const pinger = startWorker(lab, pki);
   await Promise.all([gen.ready(), pinger.ready()]);
@@ -222,6 +262,8 @@ async function measure(lab: Lab, pki: string, tmp: string, cns: string[], o: Opt
 
   await sleep(2000);
   const rssAfterKiB = rssKiB(pid);
+  const tunDevices = await countTuns(lab);
+  say(`TUN devices in the server's host: ${tunDevices}`);
 
   say(`idle with keepalives every ${o.keepaliveSec} s for ${o.idleSec} s ...`);
   // Both sides send KEEPALIVE after keepaliveSec of silence; each exchange is one
@@ -237,15 +279,24 @@ async function measure(lab: Lab, pki: string, tmp: string, cns: string[], o: Opt
   const loadedUp = (await gen.call<{ ms: number[] }>({ cmd: 'tunnel-up', cn: 'probe', count: o.runs })).ms;
 
   await Promise.all([gen.call({ cmd: 'close' }, 60_000), pinger.call({ cmd: 'close' }, 60_000)]);
-  return { ramp, baseline, idle, rssBeforeKiB, rssAfterKiB, keepalives, status, ping, idleUp, loadedUp };
+  return { tunDevices, ramp, baseline, idle, rssBeforeKiB, rssAfterKiB, keepalives, status, ping, idleUp, loadedUp };
+}
+
+/** TUN devices in the server's host (`ip -o link show type tun`: one line each). */
+async function countTuns(lab: Lab): Promise<number> {
+  const r = await lab.exec('server', ['ip', '-o', 'link', 'show', 'type', 'tun']);
+  if (r.code !== 0) throw new Error(`ip link show type tun: ${r.stderr.trim()}`);
+  return r.stdout.split('\n').filter((l) => l.trim()).length;
 }
 
 /** The figures of a run: per handshake, per session and per keepalive. */
-function figures(o: Options, pkiSeconds: number, m: Measured): ScaleResult {
+function figures(o: Options, topology: Topology, pkiSeconds: number, m: Measured): ScaleResult {
   const { ramp, baseline, idle, keepalives } = m;
   const clientsUp = ramp.result.up;
   return {
+    topology,
     clients: o.clients,
+    tunDevices: m.tunDevices,
     pkiSeconds,
     ramp: ramp.result,
     rampServerCpuMsPerHandshake: clientsUp ? (ramp.cpu * ramp.seconds * 1000) / clientsUp : NaN,
@@ -268,33 +319,55 @@ function figures(o: Options, pkiSeconds: number, m: Measured): ScaleResult {
   };
 }
 
-export function table(r: ScaleResult, o: Options): string {
+/** The rows of one topology's column: [measure, value]; the same measures, in the same order, for each. */
+function rows(r: ScaleResult, o: Options): [string, string][] {
   const f = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '-');
   const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
   const mib = (k: number) => `${(k / 1024).toFixed(1)} MiB`;
   const mi = median(r.tunnelUpIdleMs), ml = median(r.tunnelUpLoadedMs);
-  const rows: [string, string][] = [
+  return [
     ['sessions up / requested', `${r.ramp.up} / ${r.ramp.requested}${r.ramp.failed ? ` (${r.ramp.failed} failed)` : ''}`],
     ['distinct tunnel addresses', String(r.ramp.distinctAddresses)],
+    ['TUN devices on the server, all sessions up', String(r.tunDevices)],
     [`ramp-up time (${o.concurrency} handshakes in flight)`, `${f(r.ramp.ms / 1000)} s`],
     ['handshakes per second', f(r.ramp.handshakesPerSec, 0)],
     ['tunnel-up during ramp-up: median / p95 / max', `${f(r.ramp.tunnelUpMs.median)} / ${f(r.ramp.tunnelUpMs.p95)} / ${f(r.ramp.tunnelUpMs.max)} ms`],
     ['CPU per handshake: server / generator (client side)', `${f(r.rampServerCpuMsPerHandshake, 2)} / ${f(r.rampGeneratorCpuMsPerHandshake, 2)} ms`],
     ['during ramp-up: server CPU (of one core) / whole machine busy', `${pct(r.rampServerCpu)} / ${pct(r.rampMachineBusy)}`],
     ['server RSS before -> after', `${mib(r.rssBeforeKiB)} -> ${mib(r.rssAfterKiB)}`],
-    ['server memory per session', `${f(r.kibPerSession)} KiB`],
+    ['server memory per session (RSS)', `${f(r.kibPerSession)} KiB`],
     ['server CPU idle, 0 sessions', pct(r.idleBaselineCpu)],
-    [`server CPU idle, ${r.ramp.up} sessions, keepalive ${o.keepaliveSec} s`, pct(r.idleCpu)],
+    [`server CPU idle, all sessions up, keepalive ${o.keepaliveSec} s`, pct(r.idleCpu)],
     ['keepalive exchanges per second (either side starting)', f(r.keepalivesPerSec, 0)],
     ['server CPU per keepalive (above the idle baseline)', `${f(r.serverCpuUsPerKeepalive, 0)} µs`],
     ['server status: clients / max last seen', `${r.statusClients} / ${r.statusMaxLastSeenSec} s`],
     [`sample session ping ${SERVER_TUN_ADDR} every ${PING_INTERVAL_MS} ms during ramp-up: lost / sent`, `${r.ping.lost} / ${r.ping.sent} (${pct(r.ping.sent ? r.ping.lost / r.ping.sent : 0)})`],
     ['sample session ping RTT: avg / max', `${f(r.ping.avgRttMs, 2)} / ${f(r.ping.maxRttMs, 1)} ms`],
     [`tunnel-up, one session, idle server (median of ${r.tunnelUpIdleMs.length})`, `${f(mi)} ms (target ${TARGET_TUNNEL_UP_MS} ms: ${mi <= TARGET_TUNNEL_UP_MS ? 'met' : 'missed'})`],
-    [`tunnel-up, one session, ${r.ramp.up} sessions up (median of ${r.tunnelUpLoadedMs.length})`, `${f(ml)} ms (target ${TARGET_TUNNEL_UP_MS} ms: ${ml <= TARGET_TUNNEL_UP_MS ? 'met' : 'missed'})`],
+    [`tunnel-up, one session, all sessions up (median of ${r.tunnelUpLoadedMs.length})`, `${f(ml)} ms (target ${TARGET_TUNNEL_UP_MS} ms: ${ml <= TARGET_TUNNEL_UP_MS ? 'met' : 'missed'})`],
     ['certificates issued (writeLabPki)', `${f(r.pkiSeconds)} s`],
   ];
-  return ['| measure | value |', '| --- | ---: |', ...rows.map(([k, v]) => `| ${k} | ${v} |`)].join('\n');
+}
+
+/** One markdown table, a column per topology measured. */
+export function table(results: ScaleResult[], o: Options): string {
+  const cols = results.map((r) => rows(r, o));
+  const lines = [`| measure | ${results.map((r) => r.topology).join(' | ')} |`, `| --- |${results.map(() => ' ---: |').join('')}`];
+  for (let i = 0; i < cols[0].length; i++) lines.push(`| ${cols[0][i][0]} | ${cols.map((c) => c[i][1]).join(' | ')} |`);
+  return lines.join('\n');
+}
+
+/** p2p against subnet, from the same run: the figures the p2p topology is judged by. */
+export function ratioLines(results: ScaleResult[]): string[] {
+  const sub = results.find((r) => r.topology === 'subnet'), p2p = results.find((r) => r.topology === 'p2p');
+  if (!sub || !p2p) return [];
+  const x = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${(a / b).toFixed(2)}×` : '-');
+  return [
+    `p2p / subnet: tunnel-up idle ${x(median(p2p.tunnelUpIdleMs), median(sub.tunnelUpIdleMs))}, ` +
+      `tunnel-up with all sessions up ${x(median(p2p.tunnelUpLoadedMs), median(sub.tunnelUpLoadedMs))}, ` +
+      `ramp-up time ${x(p2p.ramp.ms, sub.ramp.ms)}, memory per session ${x(p2p.kibPerSession, sub.kibPerSession)}, ` +
+      `idle CPU ${x(p2p.idleCpu, sub.idleCpu)}`,
+  ];
 }
 
 async function main(): Promise<void> {
@@ -311,8 +384,10 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const r = await run(o);
-  process.stdout.write(`\n## minivpn scale: ${r.clients} clients (Node ${process.version}, ${os.cpus().length} CPUs, load average ${os.loadavg()[0].toFixed(1)})\n\n`);
-  process.stdout.write(table(r, o) + '\n');
+  process.stdout.write(`\n## minivpn scale: ${o.clients} clients (Node ${process.version}, ${os.cpus().length} CPUs, load average ${os.loadavg()[0].toFixed(1)})\n\n`);
+  process.stdout.write(table(r.results, o) + '\n');
+  for (const l of ratioLines(r.results)) process.stdout.write(`\n${l}\n`);
+  if (r.throughput) process.stdout.write(`\n${throughputTable(r.throughput)}\n`);
   if (o.json) fs.writeFileSync(o.json, JSON.stringify(r, null, 2) + '\n');
 }
 

@@ -93,7 +93,8 @@ function totalCpu(pids: number[]): number {
 
 interface Iperf { mbps: number; bytes: number }
 
-async function iperf(lab: Lab, target: string, seconds: number, reverse: boolean): Promise<Iperf> {
+/** iperf3 from client1 to `target` (an iperf3 server listening there) for `seconds`; -R: the other way. */
+export async function iperf(lab: Lab, target: string, seconds: number, reverse: boolean): Promise<Iperf> {
   const args = ['iperf3', '-c', target, '-t', String(seconds), '-J', ...(reverse ? ['-R'] : [])];
   const r = await lab.exec('client1', args, { timeoutMs: (seconds + 20) * 1000 });
   let j: { error?: string; end?: { sum_received?: { bits_per_second: number; bytes: number } } };

@@ -15,7 +15,8 @@ if [[ ${1:-} == --missing ]]; then missing=1; shift; fi
 use=${1:-}
 case $use in
   build | records) tags="build" ;;
-  demo | scale) tags="build demo" ;;
+  demo) tags="build demo" ;;
+  scale) tags="build demo scale" ;;
   lab) tags="build demo lab" ;;
   test) tags="build demo lab test" ;;
   bench) tags="build demo bench" ;;
@@ -29,7 +30,7 @@ esac
 # The lines with one of the tags. A tag that no use knows is a typo: say so, not skip it.
 pkgs=$(awk -v tags="$tags" '
   BEGIN { n = split(tags, t, " "); for (i = 1; i <= n; i++) want[t[i]] = 1
-          split("build demo lab test bench vm", k, " "); for (i in k) known[k[i]] = 1 }
+          split("build demo scale lab test bench vm", k, " "); for (i in k) known[k[i]] = 1 }
   { sub(/#.*/, "") }
   NF == 0 { next }
   NF == 1 { printf "packages.sh: %s line %d: package %s has no use\n", FILENAME, FNR, $1 > "/dev/stderr"; bad = 1; next }

@@ -69,9 +69,13 @@ t.test('npm run bench: the systems pinged in turn', async (t) => {
 });
 
 t.test('npm run bench:scale: defaults and flags', async (t) => {
-  t.same(scaleArgs([]), { clients: 1000, concurrency: 64, keepaliveSec: 1, idleSec: 10, runs: 20 });
+  const defaults = { clients: 1000, topology: 'both', throughputSec: 5, throughputRounds: 4, concurrency: 64, keepaliveSec: 1, idleSec: 10, runs: 20 };
+  t.same(scaleArgs([]), defaults, 'both topologies and the throughput comparison by default');
   const o = scaleArgs(['--clients', '200', '--concurrency', '16', '--keepalive-sec', '0.5', '--idle-sec', '5', '--runs', '3', '--json', 's.json']);
-  t.same(o, { clients: 200, concurrency: 16, keepaliveSec: 0.5, idleSec: 5, runs: 3, json: 's.json' });
+  t.same(o, { ...defaults, clients: 200, concurrency: 16, keepaliveSec: 0.5, idleSec: 5, runs: 3, json: 's.json' });
+  t.same(scaleArgs(['--topology', 'p2p', '--throughput-sec', '3', '--throughput-rounds', '0']), { ...defaults, topology: 'p2p', throughputSec: 3, throughputRounds: 0 });
+  t.throws(() => scaleArgs(['--topology', 'mesh']), /bad --topology "mesh": expected subnet, p2p or both/);
+  t.throws(() => scaleArgs(['--throughput-rounds', '21']), /bad --throughput-rounds "21": expected an integer from 0 to 20/);
   t.throws(() => scaleArgs(['--clients', '2001']), /bad --clients "2001": expected an integer from 1 to 2000/);
   t.throws(() => scaleArgs(['--keepalive-sec', 'x']), /expected a number from 0.1 to 3600/);
   t.throws(() => scaleArgs(['--nope']), /unknown option "--nope"/);

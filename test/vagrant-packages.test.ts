@@ -37,7 +37,7 @@ t.test('one list: what each use gets, and the VMs get what build, demo and lab n
   const use = Object.fromEntries(['build', 'records', 'demo', 'scale', 'lab', 'test', 'bench', 'vm'].map((u) => [u, packages(u)]));
   t.ok(use.build.includes('g++') && use.build.includes('python3'), `build: ${use.build.join(' ')}`);
   t.same(use.records, use.build, 'records needs what the build needs');
-  t.same(use.scale, use.demo, 'scale needs what the demo needs');
+  t.same(use.scale, [...use.demo, 'iperf3'], 'scale needs what the demo needs, and iperf3 (one client\'s throughput)');
   t.ok(use.demo.includes('tshark') && use.lab.includes('tcpreplay') && use.test.includes('chromium'));
   const within = (a: string[], b: string[], what: string) =>
     t.same(a.filter((p) => !b.includes(p)), [], what);
