@@ -6,7 +6,7 @@
 // link, so that a failure further down is the VPN's and not the configuration's.
 import t from 'tap';
 import { Lab, withLab, uniquePrefix } from '../src/lab/topology';
-import { vpnFixture, startServer, startClient, STATUS_MAIN } from './helpers/vpn';
+import { vpnFixture, startServer, startClient, exited, STATUS_MAIN } from './helpers/vpn';
 import { Bird, birdOspfConf, routeMonitor, addStubNetwork } from './helpers/bird';
 
 const SERVER_ID = '10.255.0.1';
@@ -58,6 +58,49 @@ t.test('the BIRD configuration forms an OSPF adjacency over a plain point-to-poi
       t.ok(line, `the server's kernel learned ${BEHIND}: ${line}`);
       const ping = await lab.exec('server', ['ping', '-c', '1', '-W', '5', BEHIND_HOST]);
       t.equal(ping.code, 0, `the server reaches ${BEHIND_HOST}`);
+    });
+  });
+});
+
+t.test('p2p topology: an OSPF adjacency over the tunnel, the route to the network behind the client, again after a reconnect', { timeout: 240_000 }, async (t) => {
+  const f = await vpnFixture(['alice']);
+  t.teardown(f.cleanup);
+  await withLab({ prefix: uniquePrefix('ospp'), clients: 1 }, async (lab) => {
+    await startServer(lab, f, ['--topology', 'p2p']);
+    let client = await startClient(lab, f, 1, 'alice');
+    t.equal(client.address, '10.8.0.2', 'alice has the first client address');
+    await addStubNetwork(lab, 'client1', 'lan0', `${BEHIND_HOST}/24`);
+    const routes = await routeMonitor(lab, 'server');
+    const learned = new RegExp(`^${escape(BEHIND)} via 10\\.8\\.0\\.2 dev (mvp\\d+) proto bird`);
+    await withBirds(lab, f.dir, async (sb, cb) => {
+      await sb.waitNeighborState(CLIENT_ID, 'Full', 30_000);
+      await cb.waitNeighborState(SERVER_ID, 'Full', 30_000);
+      const line = await lab.waitForLine(routes, learned, 30_000);
+      t.pass(`adjacent; the server's kernel learned ${line}`);
+      const nb = await sb.neighbors();
+      t.same(nb.map((n) => [n.routerId, n.state, n.address]), [[CLIENT_ID, 'Full/PtP', '10.8.0.2']], 'birdc: one neighbor, Full on a point-to-point link');
+      t.equal(nb[0].iface, learned.exec(line)![1], "on alice's own link");
+      const ping = await lab.exec('server', ['ping', '-c', '2', '-i', '0.2', '-W', '5', BEHIND_HOST]);
+      t.equal(ping.code, 0, `the server reaches ${BEHIND_HOST}, behind alice, through the tunnel`);
+
+      // The client dies (SIGKILL by PID: no goodbye), its TUN with it. The route goes: BIRD
+      // on the server sees the neighbor dead or the link gone, whichever comes first.
+      process.kill(client.proc.pid!, 'SIGKILL');
+      await exited(client.proc, 30_000);
+      await lab.waitForLine(routes, new RegExp(`^Deleted ${escape(BEHIND)} via 10\\.8\\.0\\.2`), 30_000);
+      t.pass('the route is gone with the client');
+      const gone = await lab.exec('server', ['ping', '-c', '1', '-W', '1', BEHIND_HOST]);
+      t.not(gone.code, 0, `${BEHIND_HOST} is unreachable meanwhile`);
+
+      client = await startClient(lab, f, 1, 'alice');
+      t.equal(client.address, '10.8.0.2', 'alice is back with her address');
+      await sb.waitNeighborState(CLIENT_ID, 'Full', 60_000);
+      const again = await lab.waitForLine(routes, learned, 60_000);
+      t.pass(`adjacent again; the route is back: ${again}`);
+      const nb2 = await sb.neighbors();
+      t.same(nb2.map((n) => [n.routerId, n.state]), [[CLIENT_ID, 'Full/PtP']], 'birdc: the neighbor is Full again');
+      const ping2 = await lab.exec('server', ['ping', '-c', '2', '-i', '0.2', '-W', '5', BEHIND_HOST]);
+      t.equal(ping2.code, 0, `the server reaches ${BEHIND_HOST} again`);
     });
   });
 });
