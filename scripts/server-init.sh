@@ -23,6 +23,8 @@
 #   POOL       the clients' address pool, e.g. 10.8.0.0/24 (needed for NAT)
 #   NAT_OUT    interface to masquerade out of, e.g. eth0 (empty: no NAT); IPv4 and IPv6 (NAT66)
 #   MSS_CLAMP  1 (default): clamp TCP MSS on the tunnel; 0: don't
+#   CLIENT_TO_CLIENT  with TOPOLOGY=p2p: 1 (default) the kernel forwards between the clients'
+#              links; 0: a rule drops what would go from one link to another
 #   ADDR6      the server's tunnel IPv6 address, e.g. fd6d:7670:6e00::1/64 (empty: no IPv6)
 #   POOL6      the clients' IPv6 pool, e.g. fd6d:7670:6e00::/64 (needed for NAT66)
 #   IPTABLES   the iptables command (default: iptables; Debian's is the nftables backend)
@@ -56,6 +58,7 @@ MTU=${MTU:-}
 POOL=${POOL:-}
 NAT_OUT=${NAT_OUT:-}
 MSS_CLAMP=${MSS_CLAMP:-1}
+CLIENT_TO_CLIENT=${CLIENT_TO_CLIENT:-1}
 IPT=${IPTABLES:-iptables}
 IP6T=${IP6TABLES:-ip6tables}
 ADDR6=${ADDR6:-}
@@ -142,6 +145,7 @@ fi
 # ---- up: check everything first, so a typo does not leave a half-configured machine ----
 if [[ $TOPOLOGY == subnet ]]; then check_tun "VPN server"; fi
 [[ $MSS_CLAMP == 0 || $MSS_CLAMP == 1 ]] || die "MSS_CLAMP must be 0 or 1 (got '$MSS_CLAMP')"
+[[ $CLIENT_TO_CLIENT == 0 || $CLIENT_TO_CLIENT == 1 ]] || die "CLIENT_TO_CLIENT must be 0 or 1 (got '$CLIENT_TO_CLIENT')"
 if [[ -n $NAT_OUT ]]; then
   [[ $NAT_OUT =~ $IFNAME_RE ]] || die "NAT_OUT must be an interface name (got '$NAT_OUT')"
   ip link show dev "$NAT_OUT" >/dev/null 2>&1 || die "NAT_OUT interface '$NAT_OUT' does not exist"
@@ -159,6 +163,12 @@ if [[ $TOPOLOGY == subnet ]]; then tun_up; fi
 
 # Routing between the tunnel and the other interfaces (the LAN, the internet).
 run sysctl -qw net.ipv4.ip_forward=1
+
+# Client to client with TOPOLOGY=p2p: the kernel routes between the links; turned off, a
+# rule drops the forwarding from one client's link to another's (subnet: the VPN decides).
+if [[ $TOPOLOGY == p2p && $CLIENT_TO_CLIENT == 0 ]]; then
+  add_rule filter FORWARD -i "$TUN" -o "$TUN" -m comment --comment "$COMMENT" -j DROP
+fi
 
 # NAT: packets from the pool leave with this machine's address on NAT_OUT, so hosts out
 # there can answer without knowing a route back to 10.8.0.0/24.
@@ -188,6 +198,9 @@ if [[ -n $ADDR6 ]]; then
     # IPv6 has no rp_filter sysctl: the rpfilter match drops what arrives on a link its source
     # is not routed to (IPv6 link-local and multicast sources pass: they are the link's own).
     add_rule6 raw PREROUTING -i "$TUN" -m rpfilter --invert -m comment --comment "$COMMENT" -j DROP
+    if [[ $CLIENT_TO_CLIENT == 0 ]]; then
+      add_rule6 filter FORWARD -i "$TUN" -o "$TUN" -m comment --comment "$COMMENT" -j DROP
+    fi
   fi
   if [[ -n $NAT_OUT ]]; then
     # NAT66: the pool is a unique local prefix, which the internet does not route. With a

@@ -97,11 +97,31 @@ t.test('p2p topology: a TUN per client, routed by the kernel', { timeout: 300_00
     });
 
     await t.test("a spoofed source is dropped by the kernel's reverse-path filter", async (t) => {
+      // Alice sends as bob: his address is routed to his link, not hers, so strict reverse-path
+      // filtering drops it (counted in the server's IPReversePathFilter). IPv6 has no
+      // rp_filter: the rpfilter rule of server-init.sh counts its drops.
       const tun = await clientTun(lab, 'client1');
-      await lab.exec('client1', ['ip', 'addr', 'add', '10.8.0.99/32', 'dev', tun]);
-      t.teardown(() => lab.exec('client1', ['ip', 'addr', 'del', '10.8.0.99/32', 'dev', tun]).then(() => undefined));
-      const r = await lab.exec('client1', ['ping', '-c', '2', '-i', '0.2', '-W', '1', '-I', '10.8.0.99', '10.8.0.1']);
-      t.not(r.code, 0, 'the spoofed ping gets no answer');
+      const rpf = async (): Promise<number> => Number(/IPReversePathFilter\s+(\d+)/.exec((await lab.exec('server', ['nstat', '-az', 'TcpExtIPReversePathFilter'])).stdout)?.[1] ?? NaN);
+      const rule6 = async (): Promise<number> => {
+        const out = (await lab.exec('server', ['ip6tables', '-w', '-t', 'raw', '-L', 'PREROUTING', '-v', '-n', '-x'])).stdout;
+        const line = out.split('\n').find((l) => /rpfilter/.test(l) && /minivpn:mvp\+/.test(l));
+        return line ? Number(line.trim().split(/\s+/)[0]) : NaN;
+      };
+      const before = await rpf(), before6 = await rule6();
+      await lab.exec('client1', ['ip', 'addr', 'add', `${bob.address}/32`, 'dev', tun]);
+      await lab.exec('client1', ['ip', '-6', 'addr', 'add', '2001:db8:77::2/64', 'dev', tun, 'nodad']);
+      t.teardown(async () => {
+        await lab.exec('client1', ['ip', 'addr', 'del', `${bob.address}/32`, 'dev', tun]);
+        await lab.exec('client1', ['ip', '-6', 'addr', 'del', '2001:db8:77::2/64', 'dev', tun]);
+      });
+      const r = await lab.exec('client1', ['ping', '-c', '3', '-i', '0.2', '-W', '1', '-I', bob.address, '10.8.0.1']);
+      t.not(r.code, 0, "alice's ping as bob gets no answer");
+      const after = await rpf();
+      t.ok(after - before >= 3, `the server's reverse-path filter dropped them (IPReversePathFilter ${before} -> ${after})`);
+      const r6 = await lab.exec('client1', ['ping', '-6', '-c', '3', '-i', '0.2', '-W', '1', '-I', '2001:db8:77::2', 'fd6d:7670:6e00::1']);
+      t.not(r6.code, 0, 'an IPv6 ping from a foreign source gets no answer');
+      const after6 = await rule6();
+      t.ok(after6 - before6 >= 3, `the IPv6 rpfilter rule dropped them (${before6} -> ${after6})`);
       const ok = await lab.exec('client1', ['ping', '-c', '1', '-W', '10', '10.8.0.1']);
       t.equal(ok.code, 0, 'her own address still works');
     });

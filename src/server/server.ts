@@ -158,6 +158,7 @@ export class VpnServer {
       POOL: this.pool.cidr,
       NAT_OUT: cfg.natOut ?? '',
       MSS_CLAMP: cfg.mssClamp ? '1' : '0',
+      CLIENT_TO_CLIENT: cfg.clientToClient ? '1' : '0',
       ADDR6: this.v6 ? `${this.v6.serverAddress}/${this.v6.prefix}` : '',
       POOL6: this.v6?.text ?? '',
     });
@@ -228,6 +229,7 @@ export class VpnServer {
     if (s.gone) return true;
     const from = s.key;
     this.sessions.move(s, rx.peer(i));
+    if (s.link !== null) s.link.info.remote = s.key; // (the program's "down" is told the endpoint of now)
     this.admission.moves++;
     log.info(`${s.cn} moved ${from} -> ${s.key}`, { cn: s.cn, address: s.addressStr });
     this.hooks.run(this.cfg.onMove, 'move', { tun: this.devName(s), cn: s.cn, address: s.addressStr, remote: s.key, oldRemote: from });
