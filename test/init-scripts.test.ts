@@ -170,3 +170,40 @@ t.test('client-init.sh: full and split tunnel routes, restored exactly by down',
     t.equal(await routes(), before, 'refused input changed nothing');
   });
 });
+
+t.test('server-init.sh with TOPOLOGY=p2p: rules for every link by wildcard, link-up per link, down removes them', async (t) => {
+  await withLab({ prefix: uniquePrefix('s') }, async (lab) => {
+    const P2P_TAG = 'minivpn:mvt+';
+    const env = {
+      TOPOLOGY: 'p2p', TUN: 'mvt+', POOL: '10.8.0.0/24', NAT_OUT: '', MSS_CLAMP: '1', CLIENT_TO_CLIENT: '0',
+      ADDR6: 'fd6d:7670:6e00::1/64', POOL6: 'fd6d:7670:6e00::/64',
+    };
+    const up = await script(lab, 'server', 'server-init.sh', 'up', env);
+    t.equal(up.code, 0, `up succeeds without a TUN yet: ${up.stderr}`);
+    const save = async (cmd: string) => (await lab.exec('server', [cmd])).stdout.split('\n').filter((l) => l.includes(`"${P2P_TAG}"`));
+    const v4 = await save('iptables-save');
+    t.ok(v4.some((r) => /-A FORWARD -i mvt\+ -o mvt\+ .*-j DROP/.test(r)), 'no forwarding from link to link (CLIENT_TO_CLIENT=0)');
+    t.ok(v4.some((r) => /-A FORWARD -i mvt\+ -p tcp .*TCPMSS/.test(r)), 'MSS clamp on every link');
+    const v6 = await save('ip6tables-save');
+    t.ok(v6.some((r) => /-A PREROUTING -i mvt\+ -m rpfilter --invert .*-j DROP/.test(r)), 'IPv6 reverse-path filter on every link');
+
+    t.equal((await lab.exec('server', ['ip', 'tuntap', 'add', 'mode', 'tun', 'name', 'mvt0'])).code, 0, 'a link device');
+    const link = { TOPOLOGY: 'p2p', TUN: 'mvt0', ADDR: '10.8.0.1', PEER: '10.8.0.2', MTU: '1400', ADDR6: 'fd6d:7670:6e00::1', PEER6: 'fd6d:7670:6e00::2' };
+    const lu = await script(lab, 'server', 'server-init.sh', 'link-up', link);
+    t.equal(lu.code, 0, `link-up succeeds: ${lu.stderr}`);
+    t.match((await lab.exec('server', ['ip', '-o', 'addr', 'show', 'dev', 'mvt0'])).stdout, /inet 10\.8\.0\.1 peer 10\.8\.0\.2\/32/, 'a /32 pair');
+    t.match((await lab.exec('server', ['ip', '-o', 'addr', 'show', 'dev', 'mvt0'])).stdout, /inet6 fd6d:7670:6e00::1 peer fd6d:7670:6e00::2\/128/, 'and for IPv6');
+    t.equal((await lab.exec('server', ['sysctl', '-n', 'net.ipv4.conf.mvt0.rp_filter'])).stdout.trim(), '1', 'rp_filter on the link');
+    const again = await script(lab, 'server', 'server-init.sh', 'link-up', link);
+    t.equal(again.code, 0, 'link-up twice does no harm');
+    const bad = await script(lab, 'server', 'server-init.sh', 'link-up', { ...link, PEER: '10.8.0.2/24' });
+    t.not(bad.code, 0, 'a PEER with a prefix length is refused');
+    t.match(bad.stderr, /ADDR and PEER must be IPv4 addresses/);
+    const badUp = await script(lab, 'server', 'server-init.sh', 'up', { ...env, TUN: 'mvt0' });
+    t.match(badUp.stderr, /TUN must be the links' wildcard/, 'up with TOPOLOGY=p2p wants the wildcard');
+
+    const down = await script(lab, 'server', 'server-init.sh', 'down', { TOPOLOGY: 'p2p', TUN: 'mvt+' });
+    t.equal(down.code, 0, `down succeeds: ${down.stderr}`);
+    t.same([...await save('iptables-save'), ...await save('ip6tables-save')], [], 'every rule of the links is gone');
+  });
+});
