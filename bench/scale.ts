@@ -97,6 +97,15 @@ function rssKiB(pid: number): number {
   return Number(m[1]);
 }
 
+/**
+ * The kernel's slab memory in KiB (Slab in /proc/meminfo): where a TUN device's structures
+ * live, which the server's RSS does not show. Machine-wide: others' work moves it too.
+ */
+function slabKiB(): number {
+  const m = /^Slab:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+
 const CLK_TCK = 100; // USER_HZ on Linux
 /** utime + stime in seconds (all threads). */
 function cpuSeconds(pid: number): number {
@@ -151,6 +160,8 @@ export interface ScaleResult {
   rssBeforeKiB: number;
   rssAfterKiB: number;
   kibPerSession: number;
+  /** Growth of the kernel's slab memory per session during ramp-up (machine-wide). */
+  slabKibPerSession: number;
   idleBaselineCpu: number;
   idleCpu: number;
   /** Keepalive exchanges (KEEPALIVE + KEEPALIVE_REPLY, whichever side started) per second. */
@@ -215,6 +226,8 @@ interface Measured {
   idle: CpuMeasure;
   rssBeforeKiB: number;
   rssAfterKiB: number;
+  slabBeforeKiB: number;
+  slabAfterKiB: number;
   keepalives: number;
   status: ServerStatus;
   ping: PingStats;
@@ -251,6 +264,7 @@ async function measure(lab: Lab, pki: string, tmp: string, cns: string[], o: Opt
 
   await sleep(1000);
   const rssBeforeKiB = rssKiB(pid);
+  const slabBeforeKiB = slabKiB();
   const baseline = await cpuDuring(pid, () => sleep(Math.min(5, o.idleSec) * 1000));
 
   say(`ramp-up: ${o.clients} sessions, ${o.concurrency} handshakes at a time, one session pinging ${SERVER_TUN_ADDR} every ${PING_INTERVAL_MS} ms ...`);
@@ -262,6 +276,7 @@ async function measure(lab: Lab, pki: string, tmp: string, cns: string[], o: Opt
 
   await sleep(2000);
   const rssAfterKiB = rssKiB(pid);
+  const slabAfterKiB = slabKiB();
   const tunDevices = await countTuns(lab);
   say(`TUN devices in the server's host: ${tunDevices}`);
 
@@ -279,7 +294,7 @@ async function measure(lab: Lab, pki: string, tmp: string, cns: string[], o: Opt
   const loadedUp = (await gen.call<{ ms: number[] }>({ cmd: 'tunnel-up', cn: 'probe', count: o.runs })).ms;
 
   await Promise.all([gen.call({ cmd: 'close' }, 60_000), pinger.call({ cmd: 'close' }, 60_000)]);
-  return { tunDevices, ramp, baseline, idle, rssBeforeKiB, rssAfterKiB, keepalives, status, ping, idleUp, loadedUp };
+  return { tunDevices, ramp, baseline, idle, rssBeforeKiB, rssAfterKiB, slabBeforeKiB, slabAfterKiB, keepalives, status, ping, idleUp, loadedUp };
 }
 
 /** TUN devices in the server's host (`ip -o link show type tun`: one line each). */
@@ -306,6 +321,7 @@ function figures(o: Options, topology: Topology, pkiSeconds: number, m: Measured
     rssBeforeKiB: m.rssBeforeKiB,
     rssAfterKiB: m.rssAfterKiB,
     kibPerSession: clientsUp ? (m.rssAfterKiB - m.rssBeforeKiB) / clientsUp : NaN,
+    slabKibPerSession: clientsUp ? (m.slabAfterKiB - m.slabBeforeKiB) / clientsUp : NaN,
     idleBaselineCpu: baseline.cpu,
     idleCpu: idle.cpu,
     keepalivesPerSec: keepalives / idle.seconds,
@@ -336,6 +352,7 @@ function rows(r: ScaleResult, o: Options): [string, string][] {
     ['during ramp-up: server CPU (of one core) / whole machine busy', `${pct(r.rampServerCpu)} / ${pct(r.rampMachineBusy)}`],
     ['server RSS before -> after', `${mib(r.rssBeforeKiB)} -> ${mib(r.rssAfterKiB)}`],
     ['server memory per session (RSS)', `${f(r.kibPerSession)} KiB`],
+    ['kernel slab memory per session (machine-wide, so only indicative)', `${f(r.slabKibPerSession)} KiB`],
     ['server CPU idle, 0 sessions', pct(r.idleBaselineCpu)],
     [`server CPU idle, all sessions up, keepalive ${o.keepaliveSec} s`, pct(r.idleCpu)],
     ['keepalive exchanges per second (either side starting)', f(r.keepalivesPerSec, 0)],
@@ -361,7 +378,8 @@ export function table(results: ScaleResult[], o: Options): string {
 export function ratioLines(results: ScaleResult[]): string[] {
   const sub = results.find((r) => r.topology === 'subnet'), p2p = results.find((r) => r.topology === 'p2p');
   if (!sub || !p2p) return [];
-  const x = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? `${(a / b).toFixed(2)}×` : '-');
+  // (A ratio of a figure that noise made zero or negative says nothing: none then.)
+  const x = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && a > 0 && b > 0 ? `${(a / b).toFixed(2)}×` : '-');
   return [
     `p2p / subnet: tunnel-up idle ${x(median(p2p.tunnelUpIdleMs), median(sub.tunnelUpIdleMs))}, ` +
       `tunnel-up with all sessions up ${x(median(p2p.tunnelUpLoadedMs), median(sub.tunnelUpLoadedMs))}, ` +

@@ -7,8 +7,10 @@ import { Lab, uniquePrefix, withLab } from '../src/lab/topology';
 import { iperf, median } from './vpn';
 import { MINIVPN, MinivpnInstance, stop, withMinivpn } from './systems';
 
-/** The p2p server beside the subnet one: its own port and pool, the links named mvp0, mvp1... */
+/** The p2p server beside the subnet one: its own port and pools (IPv4 and IPv6), the links named mvp0, mvp1... */
 const P2P: MinivpnInstance = { port: 1196, pool: '10.9.0.0/24', serverTun: 'mvp%d', clientTun: 'mvpn3' };
+/** (Both servers' clients are in client1: their IPv6 tunnel subnets must differ too.) */
+const P2P_POOL6 = 'fd6d:7670:6e01::/64';
 const TARGET = { subnet: '10.8.0.1', p2p: '10.9.0.1' } as const;
 
 export type Topo = keyof typeof TARGET;
@@ -41,7 +43,7 @@ export async function compareThroughput(dir: string, pki: string, seconds: numbe
             say(`throughput round ${r + 1}/${rounds}, ${topo}: ${fwd.mbps.toFixed(0)} Mbit/s client -> server, ${rev.mbps.toFixed(0)} back`);
           }
         }
-      }, { inst: P2P, serverFlags: ['--topology', 'p2p'] }), { inst: MINIVPN });
+      }, { inst: P2P, serverFlags: ['--topology', 'p2p', '--pool6', P2P_POOL6] }), { inst: MINIVPN });
     } finally {
       await stop(iperfServer);
     }
