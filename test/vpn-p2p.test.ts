@@ -223,3 +223,42 @@ t.test('p2p topology: a TUN per client, routed by the kernel', { timeout: 300_00
     t.match(cdown, /TUN_CLIENT_ID=alice/, "the client's program ran with TUN_EVENT=down when it stopped");
   });
 });
+
+t.test('p2p topology: own template, no client to client, a reconnect, and "down" at shutdown', { timeout: 300_000 }, async (t) => {
+  const f = await vpnFixture(['alice', 'bob']);
+  t.teardown(f.cleanup);
+  await withLab({ prefix: uniquePrefix('p2q'), clients: 2 }, async (lab) => {
+    const prog = `${f.dir}/link-prog.sh`;
+    fs.writeFileSync(prog, `#!/bin/sh\necho "$TUN_EVENT $TUN_CLIENT_ID $TUN_DEV_NAME" >> "${f.dir}/events.log"\n`, { mode: 0o755 });
+    const server = await startServer(lab, f, ['--topology', 'p2p', '--tun-name', 'vp%d', '--no-client-to-client', '--', prog]);
+    let alice = await startClient(lab, f, 1, 'alice');
+    const bob = await startClient(lab, f, 2, 'bob');
+    const procs: ChildProcess[] = [server, alice.proc, bob.proc];
+    t.teardown(() => { for (const p of procs) p.kill('SIGTERM'); });
+
+    const devA = await tunOf(lab, f, 'alice');
+    t.match(devA, /^vp\d+$/, `named from --tun-name vp%d: ${devA}`);
+    t.equal((await lab.exec('client1', ['ping', '-c', '1', '-W', '10', '10.8.0.1'])).code, 0, 'alice reaches the server');
+    t.not((await lab.exec('client1', ['ping', '-c', '2', '-i', '0.2', '-W', '1', bob.address])).code, 0, 'but not bob (--no-client-to-client)');
+
+    // A restarted client: the new session replaces the old one, its link with it.
+    const first = alice.address;
+    alice.proc.kill('SIGKILL');
+    await exited(alice.proc, 30_000).catch(() => null);
+    alice = await startClient(lab, f, 1, 'alice');
+    procs.push(alice.proc);
+    t.equal(alice.address, first, 'alice kept her address (sticky per CN, as in the subnet topology)');
+    await lab.waitForLine(server, /client disconnected cn=alice .*replaced by a new connection/, 30_000);
+    const tuns = (await lab.exec('server', ['sh', '-c', 'ip -o link show type tun | wc -l'])).stdout.trim();
+    t.equal(tuns, '2', 'still one TUN per client');
+    t.equal((await lab.exec('client1', ['ping', '-c', '1', '-W', '10', '10.8.0.1'])).code, 0, 'alice reaches the server again');
+
+    const devB = await tunOf(lab, f, 'bob');
+    server.kill('SIGTERM');
+    t.equal(await exited(server, 30_000), 0, 'the server exits 0');
+    const events = fs.readFileSync(`${f.dir}/events.log`, 'utf8');
+    t.match(events, new RegExp(`^down bob ${devB}$`, 'm'), 'the program was told "down" for each link before the server exited');
+    t.match(events, new RegExp(`^down alice ${devA}$`, 'm'), "and for alice's first link when it was replaced");
+    for (const c of [alice.proc, bob.proc]) { c.kill('SIGTERM'); await exited(c, 30_000).catch(() => null); }
+  });
+});
