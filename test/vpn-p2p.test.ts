@@ -126,7 +126,7 @@ t.test('p2p topology: a TUN per client, routed by the kernel', { timeout: 300_00
       t.equal(ok.code, 0, 'her own address still works');
     });
 
-    await t.test('a multicast datagram to 224.0.0.5 on the link arrives at that client', async (t) => {
+    await t.test('a multicast datagram to 224.0.0.5 on the link arrives at that client, and back', async (t) => {
       // Receiver in alice's namespace: joins 224.0.0.5 on her TUN, prints the first datagram.
       const recv = lab.spawn('client1', ['python3', '-u', '-c', [
         'import socket, struct',
@@ -152,6 +152,31 @@ t.test('p2p topology: a TUN per client, routed by the kernel', { timeout: 300_00
       const line = await lab.waitForLine(recv, /^got /, 10_000);
       t.match(line, /got hello-ospf from 10\.8\.0\.1/, 'alice got the multicast datagram from the server');
       await exited(recv, 10_000);
+
+      // And back: alice to 224.0.0.5 on her TUN, received on the server's link to her.
+      const recv2 = lab.spawn('server', ['python3', '-u', '-c', [
+        'import socket, struct',
+        's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+        's.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)',
+        `s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b'${devA}')`,
+        "s.bind(('224.0.0.5', 5406))",
+        `s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack('4s4si', socket.inet_aton('224.0.0.5'), bytes(4), socket.if_nametoindex('${devA}')))`,
+        "print('joined', flush=True)",
+        'data, src = s.recvfrom(2048)',
+        "print('got', data.decode(), 'from', src[0], flush=True)",
+      ].join('\n')]);
+      procs.push(recv2);
+      await lab.waitForLine(recv2, /joined/, 30_000);
+      const send2 = await lab.exec('client1', ['python3', '-c', [
+        'import socket',
+        's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+        `s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton('${alice.address}'))`,
+        "s.sendto(b'hello-back', ('224.0.0.5', 5406))",
+      ].join('\n')]);
+      t.equal(send2.code, 0, `sent: ${send2.stderr}`);
+      const line2 = await lab.waitForLine(recv2, /^got /, 10_000);
+      t.match(line2, new RegExp(`got hello-back from ${alice.address.replace(/\./g, '\\.')}`), "the server got alice's multicast datagram on her link");
+      await exited(recv2, 10_000);
     });
 
     await t.test("the link program's environment, on the server and on the client", async (t) => {
