@@ -94,6 +94,10 @@ t.test('p2p topology: a TUN per client, routed by the kernel', { timeout: 300_00
       }
       const six = await lab.exec('client1', ['ping', '-6', '-c', '1', '-W', '10', 'fd6d:7670:6e00::1']);
       t.equal(six.code, 0, 'IPv6: alice -> the server');
+      // Link-local IPv6 crosses the link too: all-nodes on alice's link, she answers from fe80::.
+      const ll = await lab.exec('server', ['ping', '-6', '-c', '1', '-W', '10', `ff02::1%${devA}`]);
+      t.equal(ll.code, 0, `IPv6 link-local: the server pings ff02::1 on ${devA}: ${ll.stdout.split('\n')[1] ?? ''}`);
+      t.match(ll.stdout, /from fe80:/, 'answered from a link-local address');
     });
 
     await t.test("a spoofed source is dropped by the kernel's reverse-path filter", async (t) => {
