@@ -42,6 +42,8 @@ export class Links {
   private readonly jobs = new JobQueue(8);
   /** Links open now (status, shutdown). */
   readonly open = new Set<Link>();
+  /** Script and program runs not yet done (shutdown waits for them). */
+  private readonly running = new Set<Promise<unknown>>();
 
   constructor(private readonly o: LinksOptions) {}
 
@@ -103,7 +105,20 @@ export class Links {
   /** Runs `job` after the link's earlier jobs, in the shared queue. */
   private then<T>(link: Link, job: () => Promise<T>): Promise<T> {
     const p = link.chain.then(() => this.jobs.run(job));
-    link.chain = p.catch(() => undefined);
+    const settled = link.chain = p.catch(() => undefined);
+    this.running.add(settled);
+    void settled.then(() => this.running.delete(settled));
     return p;
+  }
+
+  /** Waits until every script and program run (the links' "down" after a shutdown) is done, at most `ms`. */
+  async idle(ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((r) => { timer = setTimeout(r, ms); });
+    while (this.running.size > 0) {
+      const done = await Promise.race([Promise.all([...this.running]).then(() => false), late.then(() => true)]);
+      if (done) break;
+    }
+    clearTimeout(timer);
   }
 }

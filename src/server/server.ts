@@ -45,6 +45,8 @@ const SLOT = 2048;
 const COOKIE_ROTATE_MS = 5 * 60_000;
 /** A handshake (cookie to config) must be done within this: a silent one holds a slot no longer. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** At shutdown, the links' programs get this long to finish their "down". */
+const PROGRAM_WAIT_MS = 10_000;
 
 export interface ServerStatus {
   mode: 'dtls' | 'plaintext';
@@ -605,6 +607,8 @@ export class VpnServer {
     const name = this.tun?.name ?? this.links?.wildcard ?? this.cfg.tunName;
     this.tun?.close();
     for (const l of this.links?.open ?? []) this.links!.close(l);
+    // (The links' programs are told "down" before the process exits.)
+    await this.links?.idle(PROGRAM_WAIT_MS);
     if (!this.initRan) { log.info('stopped'); return; }
     const topo = this.cfg.topology;
     try {
