@@ -187,18 +187,26 @@ t.test('server-init.sh with TOPOLOGY=p2p: rules for every link by wildcard, link
     const v6 = await save('ip6tables-save');
     t.ok(v6.some((r) => /-A PREROUTING -i mvt\+ -m rpfilter --invert .*-j DROP/.test(r)), 'IPv6 reverse-path filter on every link');
 
-    t.equal((await lab.exec('server', ['ip', 'tuntap', 'add', 'mode', 'tun', 'name', 'mvt0'])).code, 0, 'a link device');
-    const link = { TOPOLOGY: 'p2p', TUN: 'mvt0', ADDR: '10.8.0.1', PEER: '10.8.0.2', MTU: '1400', ADDR6: 'fd6d:7670:6e00::1', PEER6: 'fd6d:7670:6e00::2' };
+    for (const dev of ['mvt0', 'mvt1']) t.equal((await lab.exec('server', ['ip', 'tuntap', 'add', 'mode', 'tun', 'name', dev])).code, 0, `link device ${dev}`);
+    // Two links in one run, and two that fail: a device that is not there, a bad line.
+    const links = ['mvt0 10.8.0.2 fd6d:7670:6e00::2', 'nosuch0 10.8.0.3 fd6d:7670:6e00::3', 'mvt9 10.8.0.5/24 fd6d:7670:6e00::5', 'mvt1 10.8.0.4 fd6d:7670:6e00::4'];
+    const link = { TOPOLOGY: 'p2p', LINKS: links.join('\n'), ADDR: '10.8.0.1', MTU: '1400', ADDR6: 'fd6d:7670:6e00::1' };
     const lu = await script(lab, 'server', 'server-init.sh', 'link-up', link);
     t.equal(lu.code, 0, `link-up succeeds: ${lu.stderr}`);
-    t.match((await lab.exec('server', ['ip', '-o', 'addr', 'show', 'dev', 'mvt0'])).stdout, /inet 10\.8\.0\.1 peer 10\.8\.0\.2\/32/, 'a /32 pair');
-    t.match((await lab.exec('server', ['ip', '-o', 'addr', 'show', 'dev', 'mvt0'])).stdout, /inet6 fd6d:7670:6e00::1 peer fd6d:7670:6e00::2\/128/, 'and for IPv6');
+    t.match(lu.stdout, /^server-init: link-up done for mvt0$/m);
+    t.match(lu.stdout, /^server-init: link-up failed for nosuch0: device 'nosuch0' does not exist/m, 'a missing device fails alone');
+    t.match(lu.stdout, /^server-init: link-up failed for mvt9: not a link line/m, 'a bad line fails alone');
+    t.match(lu.stdout, /^server-init: link-up done for mvt1$/m, 'the link after them is done');
+    const addrs = (await lab.exec('server', ['ip', '-o', 'addr', 'show', 'dev', 'mvt0'])).stdout;
+    t.match(addrs, /inet 10\.8\.0\.1 peer 10\.8\.0\.2\/32/, 'a /32 pair');
+    t.match(addrs, /inet6 fd6d:7670:6e00::1 peer fd6d:7670:6e00::2\/128/, 'and for IPv6');
+    t.match((await lab.exec('server', ['ip', '-o', 'link', 'show', 'dev', 'mvt0'])).stdout, /mtu 1400/, 'the MTU');
     t.equal((await lab.exec('server', ['sysctl', '-n', 'net.ipv4.conf.mvt0.rp_filter'])).stdout.trim(), '1', 'rp_filter on the link');
-    const again = await script(lab, 'server', 'server-init.sh', 'link-up', link);
-    t.equal(again.code, 0, 'link-up twice does no harm');
-    const bad = await script(lab, 'server', 'server-init.sh', 'link-up', { ...link, PEER: '10.8.0.2/24' });
-    t.not(bad.code, 0, 'a PEER with a prefix length is refused');
-    t.match(bad.stderr, /ADDR and PEER must be IPv4 addresses/);
+    const again = await script(lab, 'server', 'server-init.sh', 'link-up', { ...link, LINKS: links[0] });
+    t.match(again.stdout, /^server-init: link-up done for mvt0$/m, 'link-up twice does no harm');
+    const bad = await script(lab, 'server', 'server-init.sh', 'link-up', { ...link, ADDR: '10.8.0.1/24' });
+    t.not(bad.code, 0, "the server's address with a prefix length is refused");
+    t.match(bad.stderr, /ADDR must be the server's IPv4 address/);
     const badUp = await script(lab, 'server', 'server-init.sh', 'up', { ...env, TUN: 'mvt0' });
     t.match(badUp.stderr, /TUN must be the links' wildcard/, 'up with TOPOLOGY=p2p wants the wildcard');
 

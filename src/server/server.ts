@@ -126,7 +126,10 @@ export class VpnServer {
     // Plaintext mode is for labs: no certificates, so no authorization by certificate either.
     this.authz = cfg.plaintext ? null : new AuthorizedClients(cfg.authorizedDir);
     this.links = cfg.topology === 'p2p'
-      ? new Links({ template: cfg.tunName, share: this.share, gro: cfg.tunGro, mtu: cfg.mtu, program: cfg.linkProgram })
+      ? new Links({
+        template: cfg.tunName, share: this.share, gro: cfg.tunGro, mtu: cfg.mtu, program: cfg.linkProgram,
+        local: this.pool.serverAddress, local6: this.v6?.serverAddress ?? '',
+      })
       : null;
   }
 
