@@ -291,3 +291,24 @@ t.test('p2p topology: own template, no client to client, a reconnect, and "down"
     for (const c of [alice.proc, bob.proc]) { c.kill('SIGTERM'); await exited(c, 30_000).catch(() => null); }
   });
 });
+
+t.test('p2p topology in plaintext mode (the labs capture the links\' traffic)', { timeout: 300_000 }, async (t) => {
+  const f = await vpnFixture(['alice']);
+  t.teardown(f.cleanup);
+  await withLab({ prefix: uniquePrefix('p2r'), clients: 1 }, async (lab) => {
+    const prog = `${f.dir}/link-prog.sh`;
+    fs.writeFileSync(prog, `#!/bin/sh\nenv | grep '^TUN_' | sort > "${f.dir}/prog-$1-$TUN_EVENT.env"\n`, { mode: 0o755 });
+    const server = await startServer(lab, f, ['--topology', 'p2p', '--insecure-plaintext', '--', prog, 'server']);
+    const alice = await startClient(lab, f, 1, 'alice', ['--insecure-plaintext', '--', prog, 'client']);
+    t.teardown(() => { server.kill('SIGTERM'); alice.proc.kill('SIGTERM'); });
+    const dev = await tunOf(lab, f, 'alice');
+    t.match((await lab.exec('server', ['ip', '-4', '-o', 'addr', 'show', 'dev', dev])).stdout, new RegExp(`peer ${alice.address.replace(/\./g, '\\.')}/32`), 'a point-to-point link');
+    t.equal((await lab.exec('client1', ['ping', '-c', '1', '-W', '10', '10.8.0.1'])).code, 0, 'alice -> server');
+    t.match(await waitForFile(`${f.dir}/prog-server-up.env`, /TUN_REMOTE=/, 30_000), /^TUN_CLIENT_ID=alice$/m, 'the claimed name is the client id');
+    t.match(await waitForFile(`${f.dir}/prog-client-up.env`, /TUN_REMOTE=/, 30_000), /^TUN_CLIENT_ID=alice$/m, 'on the client too');
+    server.kill('SIGTERM');
+    t.equal(await exited(server, 30_000), 0);
+    alice.proc.kill('SIGTERM');
+    await exited(alice.proc, 30_000).catch(() => null);
+  });
+});
