@@ -6,7 +6,7 @@ import t from 'tap';
 import fs from 'node:fs';
 import { ChildProcess } from 'node:child_process';
 import { withLab, uniquePrefix, ADDR, Lab } from '../src/lab/topology';
-import { vpnFixture, startServer, startClient, spawnClient, exited, logTime, waitForFile, STATUS_MAIN, VpnFixture } from './helpers/vpn';
+import { vpnFixture, startServer, startClient, spawnClient, exited, logTime, waitForFile, serverArgs, SERVER_MAIN, STATUS_MAIN, VpnFixture } from './helpers/vpn';
 
 /** The server's status, as JSON. */
 async function status(lab: Lab, f: VpnFixture): Promise<any> {
@@ -54,7 +54,9 @@ t.test('p2p topology: a TUN per client, routed by the kernel', { timeout: 300_00
       'if [ "$TUN_CLIENT_ID" = carol ] && [ "$TUN_EVENT" = up ]; then echo "carol is not welcome here" >&2; exit 3; fi',
       '',
     ].join('\n'), { mode: 0o755 });
-    const server = await startServer(lab, f, ['--topology', 'p2p', '--', prog, 'server']);
+    // (Started with a low soft limit of open files, which the p2p server raises: a TUN per client.)
+    const server = lab.spawn('server', ['prlimit', '--nofile=512:8192', process.execPath, SERVER_MAIN, ...serverArgs(f, ['--topology', 'p2p', '--', prog, 'server'])]);
+    await lab.waitForLine(server, /listening on udp/, 30_000);
     const alice = await startClient(lab, f, 1, 'alice', ['--', prog, 'client']);
     const bob = await startClient(lab, f, 2, 'bob');
     const procs: ChildProcess[] = [server, alice.proc, bob.proc];
@@ -80,6 +82,8 @@ t.test('p2p topology: a TUN per client, routed by the kernel', { timeout: 300_00
       t.match(route.stdout, new RegExp(`dev ${devB}`), 'the kernel routes to bob through his link');
       const st = await status(lab, f);
       t.equal(st.topology, 'p2p');
+      const nofile = /^Max open files\s+(\d+)\s+(\d+)/m.exec(fs.readFileSync(`/proc/${server.pid}/limits`, 'utf8'));
+      t.same(nofile?.slice(1), ['8192', '8192'], "the server's open-file limit was raised from 512 to its hard limit (a TUN per client)");
       const table = await lab.exec('server', [process.execPath, STATUS_MAIN, '--socket', f.statusSocket]);
       t.match(table.stdout, new RegExp(`alice\\s+${alice.address.replace(/\./g, '\\.')}.*${devA}`), 'the status table shows each TUN');
       const ctun = await lab.exec('client1', ['ip', '-4', '-o', 'addr', 'show', 'dev', await clientTun(lab, 'client1')]);
