@@ -27,6 +27,8 @@
 #   ADDR6      the server's tunnel IPv6 address, e.g. fd6d:7670:6e00::1/64 (empty: no IPv6;
 #              link-up: without the prefix length)
 #   POOL6      the clients' IPv6 pool, e.g. fd6d:7670:6e00::/64 (needed for NAT66)
+#   VPN_PID    with TOPOLOGY=p2p: the VPN server's process; up raises its open-file limit
+#              (soft to hard: a file descriptor per client) with prlimit
 #   IPTABLES   the iptables command (default: iptables; Debian's is the nftables backend)
 #   IP6TABLES  the ip6tables command (default: ip6tables)
 #
@@ -203,6 +205,18 @@ fi
 # The tunnel interface itself (scripts/common.sh: MTU, address, link up). With TOPOLOGY=p2p
 # there is none yet: each client's link is configured by link-up when it connects.
 if [[ $TOPOLOGY == subnet ]]; then tun_up; fi
+
+# A TUN per client is a file descriptor per client: the usual soft limit (1024) would stop
+# new clients at about a thousand. Raised to the hard limit, which root set.
+if [[ $TOPOLOGY == p2p && -n ${VPN_PID:-} ]]; then
+  [[ $VPN_PID =~ ^[0-9]+$ ]] || die "VPN_PID must be a process id (got '$VPN_PID')"
+  if command -v prlimit >/dev/null; then
+    hard=$(prlimit --pid "$VPN_PID" --nofile --output HARD --noheadings | tr -d ' ')
+    run prlimit --pid "$VPN_PID" --nofile="$hard:$hard"
+  else
+    say "prlimit not found (util-linux): the open-file limit stays as it is, at most that many clients"
+  fi
+fi
 
 # Routing between the tunnel and the other interfaces (the LAN, the internet).
 run sysctl -qw net.ipv4.ip_forward=1
