@@ -25,6 +25,7 @@ import { runInitScript } from '../os/scripts';
 import { ensurePrivateDir } from '../os/statedir';
 import { Channel, DtlsChannel, PlaintextChannel } from '../session/channel';
 import { Close, dataFrame, SessionCore } from '../session/core';
+import { PathChanges } from './pathchange';
 import { checkPushed } from './pushed';
 import { Tun } from '../tun/tun';
 import { ConfigMsg } from '../wire/control';
@@ -66,8 +67,8 @@ export class VpnClient {
   private mismatchLogged = false;
   /** Ends the backoff sleep early (stop()). */
   private wake: () => void = () => undefined;
-  /** When the client last opened a new socket for a changed path (at most once a second). */
-  private pathChangedAt = -Infinity;
+  /** When the client may open a new socket for a changed path. */
+  private readonly pathChanges = new PathChanges();
   /** Drops by reason over all connections (garbage, unauthenticated, replays and forgeries). */
   private readonly counters = new Counters();
   /** Counters a student can look at in the log when the client stops. */
@@ -178,7 +179,7 @@ export class VpnClient {
     const now = monotonicMs();
     core.tick(now);
     // Our address went away (a laptop changed networks): a new socket, before the core sends.
-    if (core.up && this.sock && !localAddressPresent(this.sock.address().address)) this.newPath('our address is gone', now);
+    if (core.up && this.sock && !localAddressPresent(this.sock.address().address)) this.newPath('our address is gone', now, true);
     this.act(now);
   }
 
@@ -186,19 +187,21 @@ export class VpnClient {
    * Roaming, the client's half: the path to the server changed (our address went away, a send
    * failed, or a probe went unanswered). A new socket gets a new source address and port; the
    * DTLS session, the TUN and the routes stay; a keepalive at once tells the server where we
-   * are now (it moves the session on that authenticated record). At most once a second.
+   * are now (it moves the session on that authenticated record). `gone`: the old socket's own
+   * address is gone, so a new socket is tried at once; on a suspicion at most once a second
+   * (pathchange.ts).
    */
-  private newPath(why: string, now: number): void {
+  private newPath(why: string, now: number, gone: boolean): void {
     const core = this.core, old = this.sock;
-    if (core === null || old === null || !core.up || now - this.pathChangedAt < 1000) return;
-    this.pathChangedAt = now;
+    if (core === null || old === null || !core.up || !this.pathChanges.may(now, gone)) return;
     let sock: UdpSocket;
     try {
       sock = UdpSocket.connect(this.serverIp, this.cfg.server.port, { gso: this.cfg.udpGso });
     } catch (err) {
-      log.warn(`path to the server changed (${why}), and no new one yet: ${(err as Error).message}`);
+      if (this.pathChanges.tried(now, false)) log.warn(`path to the server changed (${why}), and no new one yet: ${(err as Error).message}`);
       return;
     }
+    this.pathChanges.tried(now, true);
     // (Closed on the next turn: this may run inside the old socket's own callback.)
     setImmediate(() => old.close());
     this.sock = sock;
@@ -218,7 +221,7 @@ export class VpnClient {
   private sendFailed(now: number): void {
     if (this.sock === null || now - this.sendFailCheckedAt < 100) return;
     this.sendFailCheckedAt = now;
-    if (!localAddressPresent(this.sock.address().address)) this.newPath('a send failed', now);
+    if (!localAddressPresent(this.sock.address().address)) this.newPath('a send failed', now, true);
   }
   private sendFailCheckedAt = -Infinity;
 
@@ -370,7 +373,7 @@ export class VpnClient {
       } else if (ev.type === 'invalid') {
         log.warn('bad control message from server', { error: ev.error });
       } else if (ev.type === 'path-suspect') {
-        setImmediate(() => this.newPath('no answer to a probe', monotonicMs()));
+        setImmediate(() => this.newPath('no answer to a probe', monotonicMs(), false));
       }
     }
     out.clear();
