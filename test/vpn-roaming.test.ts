@@ -210,10 +210,11 @@ t.test('records from another address that are not fresh and authentic move nothi
 // (on a mere suspicion, at most once a second): a move takes a fraction of a second.
 const MOVES = 100;
 
-// Each move follows the previous one at once, so at an address the client often hears the
-// server only through the answer to the keepalive that moved the session: sent to the address
-// it had left (a bug once), that answer was lost, and the client's dead-peer check ended the
-// session after five or six moves.
+// Each move follows the previous one at once (the server's "moved" line): the client has each
+// address for a moment only, and must still hear the server often enough for its dead-peer
+// check (5 s). (When a move took a second, the answer to the keepalive that moved the session
+// was often all it heard; that answer went to the address it had left, and the session ended
+// after five or six moves: the test above pins where the answer goes.)
 t.test(`${MOVES} moves in a row: one session; memory and descriptors stay flat on both ends`, { timeout: 400_000 }, async (t) => {
   const f = await vpnFixture(['alice']);
   t.teardown(f.cleanup);
