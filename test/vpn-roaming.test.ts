@@ -242,7 +242,9 @@ t.test(`${MOVES} moves in a row: one session; memory and descriptors stay flat o
     t.ok(end.rss <= after10.rss * 1.2, `server RSS ${after10.rss} kB after 10 moves, ${end.rss} kB after ${MOVES} (${ms} ms, ${Math.round(ms / MOVES)} ms a move)`);
     t.equal(end.fds, after10.fds, `server open descriptors: ${after10.fds} after 10 moves, ${end.fds} after ${MOVES}`);
     t.ok(end.clientRss <= after10.clientRss * 1.2, `client RSS ${after10.clientRss} kB after 10 moves, ${end.clientRss} kB after ${MOVES}`);
-    t.equal(end.clientFds, after10.clientFds, `client open descriptors (a socket per move, the old one closed): ${after10.clientFds} after 10 moves, ${end.clientFds} after ${MOVES}`);
+    // (The client closes the old socket a loop turn after it opened the new one: either count
+    // may catch one socket more. A leak would show one per move, 90 here.)
+    t.ok(Math.abs(end.clientFds - after10.clientFds) <= 1, `client open descriptors (a socket per move, the old one closed): ${after10.clientFds} after 10 moves, ${end.clientFds} after ${MOVES}`);
     t.equal(count(lab.output(server), /client connected/), 1, 'one session');
     t.equal(count(lab.output(c.proc), /tunnel up: /), 1, 'the client never reconnected');
     const st = await status(lab, f);
