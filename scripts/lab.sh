@@ -38,6 +38,10 @@
 #   inet to-server 2001:db8:200::1/64 --- server eth0 2001:db8:200::2/64
 #   inet to-web    2001:db8:300::1/64 --- web eth0 2001:db8:300::80/64 (whatsmyip.js on both families)
 # The private LAN behind the server stays IPv4 only (10.9.0.0/24) in every variant.
+# Each client also gets a resolv.conf of its own (/etc/netns/<namespace>/resolv.conf, which
+# "ip netns exec" mounts over /etc/resolv.conf): the cafe's resolver 2001:db8:100::1 (inet;
+# nothing answers there), so a DNS query has somewhere to go, and a VPN client that writes
+# /etc/resolv.conf (DNS_APPLY=1) writes that file, never the machine's own.
 #
 # Usage (as root):
 #   lab.sh up [--clients N] [--ipv6 | --ipv6-only]
@@ -202,6 +206,10 @@ teardown() {
     say "deleting namespace $n"
     ip netns del "$n" 2>/dev/null || true
   done
+  # 4. The clients' own resolv.conf (IPv6 underlays), also one a crash left without its namespace.
+  for n in /etc/netns/"$PREFIX"-client*; do
+    [[ -d $n && $(basename "$n") =~ ^${PREFIX}-client[1-9][0-9]*$ ]] && rm -rf "$n"
+  done
   rm -rf "$STATE"
 }
 
@@ -289,6 +297,8 @@ cmd_up() {
     if ((v6)); then
       addr6 "client$i" eth0 "2001:db8:100::$((10 + i))/64"
       ip -n "$(ns "client$i")" -6 route add default via 2001:db8:100::1
+      mkdir -p "/etc/netns/$(ns "client$i")"
+      printf 'nameserver 2001:db8:100::1\noptions timeout:1 attempts:1\n' >"/etc/netns/$(ns "client$i")/resolv.conf"
     fi
   done
 
