@@ -2,7 +2,8 @@
 // --ipv6-only: 2001:db8::/32 on every underlay link, no IPv4 there at all), and the tunnel
 // carries both families inside: IPv4 to the private LAN behind the server, IPv6 to the
 // "internet" host through NAT66, client to client in both. TCP over either family crosses
-// without outer fragments when the tunnel MTU is the one for an IPv6 underlay.
+// without outer fragments when the tunnel MTU is the one for an IPv6 underlay, and inner IPv6
+// TCP is merged on the TUN (GRO) as inner IPv4 is.
 import t from 'tap';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -75,11 +76,15 @@ t.test('an IPv6-only underlay carries IPv4 and IPv6 inside', { timeout: 300_000 
           const r = await lab.exec('client1', ['sh', '-c', `curl -s -m 30 ${url} | wc -c`], { timeoutMs: 40_000 });
           t.equal(r.stdout.trim(), String(N), `${url}: all ${N} bytes`);
         }
-        // Full-size packets up the tunnel too: the upload direction.
+        // Full-size packets up the tunnel too: the upload direction. The server writes them
+        // into its TUN merged (GRO, on by default), for IPv6 as for IPv4.
         const body = path.join(f.dir, 'up.bin');
-        fs.writeFileSync(body, Buffer.alloc(1_000_000, 7));
+        fs.writeFileSync(body, Buffer.alloc(3_000_000, 7));
+        const before = (await status(lab, f)).groMerged;
         const r = await lab.exec('client1', ['curl', '-s', '-m', '30', '--data-binary', `@${body}`, `http://[${ADDR6.web}]/sha256`], { timeoutMs: 40_000 });
-        t.match(r.stdout, / 1000000$/m, 'a 1 MB upload over inner IPv6 arrived');
+        t.match(r.stdout, / 3000000$/m, 'a 3 MB upload over inner IPv6 arrived');
+        const merged = (await status(lab, f)).groMerged - before;
+        t.ok(merged > 0, `the server merged IPv6 TCP segments into its TUN writes: ${merged}`);
       });
       t.equal(packets(frags), 0, 'no IPv6 fragment on client1\'s underlay');
     });
