@@ -361,7 +361,7 @@ up_pair() {
 
 cmd_down() {
   take_lock
-  if [[ -z $(lab_namespaces) && ! -d $STATE ]]; then
+  if [[ -z $(lab_namespaces) && ! -d $STATE ]] && ! compgen -G "/etc/netns/$PREFIX-client*" >/dev/null; then
     say "nothing to remove"
   else
     teardown
