@@ -138,7 +138,7 @@ export class VpnClient {
       return { kind: 'retry', why: `cannot reach ${this.serverIp}: ${(err as Error).message}` };
     }
     this.sock = sock;
-    log.info(`connecting to ${this.serverIp}:${cfg.server.port}`, { mode: cfg.plaintext ? 'plaintext' : 'dtls', attempt, ...(cfg.udpGso ? { udpGso: 'on' } : {}) });
+    log.info(`connecting to ${this.serverWhere()}`, { mode: cfg.plaintext ? 'plaintext' : 'dtls', attempt, ...(cfg.udpGso ? { udpGso: 'on' } : {}) });
 
     const outcome = new Promise<Outcome>((resolve) => (this.end = resolve));
     this.listen(sock);
@@ -454,12 +454,18 @@ export class VpnClient {
         : 'the server offers no IPv6 default route: IPv6 on the other interfaces is blocked while the tunnel is up (--allow-ipv6-leak turns that off)');
     }
     log.info(`tunnel up: ${c.address}/${c.prefix} on ${this.tun!.name}`, {
-      server: `${this.serverIp}:${this.cfg.server.port}`, mtu: c.mtu,
+      server: this.serverWhere(), mtu: c.mtu,
       routes: c.redirectGateway ? 'all (full tunnel)' : c.routes.join(',') || 'tunnel subnet only',
       mode: this.cfg.plaintext ? 'plaintext' : 'dtls',
       ...(this.cfg.tunGro ? { gro: 'on' } : {}),
       ...(c.address6 ? { address6: `${c.address6}/${c.prefix6}` } : { ipv6: 'none' }),
     });
+  }
+
+  /** host:port of the server, an IPv6 address in brackets (its colons would run into the port's). */
+  private serverWhere(): string {
+    const port = this.cfg.server.port;
+    return this.serverIp.includes(':') ? `[${this.serverIp}]:${port}` : `${this.serverIp}:${port}`;
   }
 
   private stateDir(): string {

@@ -60,7 +60,7 @@ export const SERVER_FIELDS: Field[] = [
   { key: 'ipv6', flag: 'ipv6', type: 'bool', def: true, help: 'IPv6 inside the tunnel (an address from --pool6 for each client); --no-ipv6: IPv4 only', check: bool },
   { key: 'tunName', flag: 'tun-name', type: 'value', metavar: 'NAME', def: 'mvpn0', help: 'TUN device name', check: ifname('an interface name') },
   { key: 'underlayMtu', flag: 'underlay-mtu', type: 'value', number: true, metavar: 'N', def: 1500, help: 'MTU of the network the UDP packets cross (at most 2000: the data path has 2 KB buffers)', check: int(576, MAX_TUNNEL_MTU) },
-  { key: 'mtu', flag: 'mtu', type: 'value', number: true, metavar: 'N', def: undefined, defText: 'computed: 1434 with DTLS, 1471 plaintext', help: 'tunnel MTU, pushed to clients (at most 2000)', check: int(576, MAX_TUNNEL_MTU) },
+  { key: 'mtu', flag: 'mtu', type: 'value', number: true, metavar: 'N', def: undefined, defText: 'computed: 1434 with DTLS, 1471 plaintext (1414 and 1451 listening on an IPv6 address)', help: 'tunnel MTU, pushed to clients (at most 2000)', check: int(576, MAX_TUNNEL_MTU) },
   { key: 'ca', flag: 'ca', type: 'value', metavar: 'FILE', def: 'pki/ca.crt', help: 'CA certificate that client certificates must chain to', check: path },
   { key: 'cert', flag: 'cert', type: 'value', metavar: 'FILE', def: 'pki/server.crt', help: "server's certificate", check: path },
   { key: 'key', flag: 'key', type: 'value', metavar: 'FILE', def: 'pki/server.key', help: "server's private key", check: path },
