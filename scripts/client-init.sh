@@ -8,6 +8,10 @@
 # Configured by environment variables:
 #   TUN               the TUN device, e.g. tun0 (must exist already: the VPN creates it)
 #   ADDR              the client's tunnel address, e.g. 10.8.0.2/24
+#   PEER              the server's tunnel address on a point-to-point link (the server's p2p
+#                     topology), e.g. 10.8.0.1: the TUN gets "10.8.0.2 peer 10.8.0.1/24", so
+#                     the tunnel subnet is routed to the link's other end (empty: subnet)
+#   PEER6             the same for IPv6 (with ADDR6), e.g. fd6d:7670:6e00::1
 #   MTU               MTU of the TUN device, e.g. 1400 (empty: leave it)
 #   ROUTES            space-separated networks to send through the tunnel ("split tunnel"),
 #                     e.g. "10.9.0.0/24"
@@ -35,6 +39,8 @@ set -euo pipefail
 ACTION=${1:-}
 TUN=${TUN:-}
 ADDR=${ADDR:-}
+PEER=${PEER:-}
+PEER6=${PEER6:-}
 MTU=${MTU:-}
 ROUTES=${ROUTES:-}
 REDIRECT_GATEWAY=${REDIRECT_GATEWAY:-0}
@@ -124,7 +130,8 @@ do_down() {
       addr6)
         if ip -6 -o addr show dev "$TUN" 2>/dev/null | grep -qF " inet6 $rest "; then
           say "ip -6 addr del $rest dev $TUN"
-          ip -6 addr del "$rest" dev "$TUN" || failed=1
+          # shellcheck disable=SC2086 # "ADDR" or "ADDR peer PEER/LEN", written by us
+          ip -6 addr del $rest dev "$TUN" || failed=1
         else
           say "address $rest already gone from $TUN"
         fi ;;
@@ -132,7 +139,8 @@ do_down() {
       addr)
         if ip -4 -o addr show dev "$TUN" 2>/dev/null | grep -qF " inet $rest "; then
           say "ip addr del $rest dev $TUN"
-          ip addr del "$rest" dev "$TUN" || failed=1
+          # shellcheck disable=SC2086 # as above
+          ip addr del $rest dev "$TUN" || failed=1
         else
           say "address $rest already gone from $TUN"
         fi ;;
@@ -171,6 +179,8 @@ for d in $DNS; do
 done
 check_addr6
 if [[ -z $ADDR6 && ( -n $ROUTES6 || $REDIRECT_GATEWAY6 == 1 ) ]]; then die "ROUTES6 and REDIRECT_GATEWAY6 need ADDR6"; fi
+[[ -z $PEER || $PEER =~ $IP_RE ]] || die "PEER must be an IPv4 address, e.g. 10.8.0.1, or empty (got '$PEER')"
+[[ -z $PEER6 || ( -n $ADDR6 && $PEER6 =~ $IP6_RE ) ]] || die "PEER6 must be an IPv6 address, with ADDR6, or empty (got '$PEER6')"
 for r in $ROUTES6; do
   [[ $r =~ $CIDR6_RE ]] || die "ROUTES6: '$r' is not an IPv6 network like 2001:db8:50::/64"
 done
@@ -234,7 +244,10 @@ pin_server_route() {
   fi
 }
 
-# The tunnel interface (scripts/common.sh: MTU, address, link up; IPv6 address).
+# The tunnel interface (scripts/common.sh: MTU, address, link up; IPv6 address). On a
+# point-to-point link the server's address is the other end, the subnet routed to it.
+[[ -n $PEER ]] && ADDR="${ADDR%/*} peer $PEER/${ADDR#*/}"
+[[ -n $PEER6 ]] && ADDR6="${ADDR6%/*} peer $PEER6/${ADDR6#*/}"
 tun_up
 [[ $ADDR_ADDED == 1 ]] && echo "addr $ADDR" >>"$STATE"
 

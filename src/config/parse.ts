@@ -7,7 +7,7 @@ import { Expected } from './checks';
 import { CLIENT_FIELDS, Field, SERVER_FIELDS, usage } from './fields';
 import { computeTunnelMtu } from './mtu';
 import { IPV6_MIN_MTU } from '../wire/ip6';
-import type { ClientConfig, HostPort, LogLevel, PullFilter, ServerConfig } from './types';
+import type { ClientConfig, HostPort, LogLevel, PullFilter, ServerConfig, Topology } from './types';
 
 /** A bad configuration value. `field` is the JSON key (e.g. "pool") or, for an unknown flag, the flag. */
 export class ConfigError extends Error {
@@ -151,6 +151,15 @@ function readFlags(fields: Field[], argv: string[]): { fromFlags: FromFlags; con
   return { fromFlags, configFile };
 }
 
+/** argv split at the first "--": the options, and the program to run per link (PROG ARGS...). */
+export function splitProgram(argv: string[]): { options: string[]; program: string[] } {
+  const at = argv.indexOf('--');
+  if (at < 0) return { options: argv, program: [] };
+  const program = argv.slice(at + 1);
+  if (program.length === 0) throw new ConfigError('--', 'config: "--" must be followed by a program to run per link, e.g. -- ./link-up.sh');
+  return { options: argv.slice(0, at), program };
+}
+
 /** Every field's value, with defaults < env < file < flags applied and each value checked. */
 function parse(kind: 'server' | 'client', fields: Field[], argv: string[], env: NodeJS.ProcessEnv): Parsed {
   if (argv.includes('--help') || argv.includes('-h')) throw new HelpRequested(kind);
@@ -189,8 +198,23 @@ export function listensOnIpv6Only(listen: HostPort): boolean {
   return net.isIPv6(listen.host) && listen.host !== '::';
 }
 
-export function parseServerArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ServerConfig {
+export function parseServerArgs(args: string[], env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  const { options: argv, program: linkProgram } = splitProgram(args);
   const { values: c, src } = parse('server', SERVER_FIELDS, argv, env);
+  const topology = c.topology as Topology;
+  let tunName = c.tunName as string;
+  if (topology === 'p2p') {
+    // One TUN per client: the name is a template the kernel numbers.
+    if (src.tunName === 'default') tunName = 'mvp%d';
+    else if (!tunName.endsWith('%d')) fail('tunName', 'with topology p2p, a template ending in %d like mvp%d (one TUN per client)', tunName, src.tunName);
+    // Links are opened and configured as clients connect, which needs CAP_NET_ADMIN throughout.
+    if (c.user !== null || c.group !== null) {
+      const k = c.user !== null ? 'user' : 'group';
+      fail(k, 'no privilege drop with topology p2p (each client\'s TUN is created and configured as it connects, which needs root)', c[k], src[k]);
+    }
+  } else if (linkProgram.length > 0) {
+    throw new ConfigError('topology', 'config: "topology": a program after "--" runs per point-to-point link: it needs --topology p2p');
+  }
   const keepalive = c.keepaliveSec as number;
   const timeout = c.timeoutSec as number;
   if (timeout <= keepalive) {
@@ -209,10 +233,12 @@ export function parseServerArgs(argv: string[], env: NodeJS.ProcessEnv = process
   }
   return {
     listen: c.listen as HostPort,
+    topology,
+    linkProgram,
     pool: c.pool as { network: string; prefix: number },
     pool6: c.pool6 as string,
     ipv6,
-    tunName: c.tunName as string,
+    tunName,
     underlayMtu,
     mtu,
     ca: c.ca as string,
@@ -248,7 +274,8 @@ export function parseServerArgs(argv: string[], env: NodeJS.ProcessEnv = process
   };
 }
 
-export function parseClientArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ClientConfig {
+export function parseClientArgs(args: string[], env: NodeJS.ProcessEnv = process.env): ClientConfig {
+  const { options: argv, program: linkProgram } = splitProgram(args);
   const { values: c, src } = parse('client', CLIENT_FIELDS, argv, env);
   if (c.server === undefined) {
     throw new ConfigError('server', 'config: "server": required: the server\'s address, e.g. --server 192.0.2.1:1194');
@@ -273,6 +300,7 @@ export function parseClientArgs(argv: string[], env: NodeJS.ProcessEnv = process
     throw new ConfigError('plaintextCn', 'config: "plaintextCn": required with --insecure-plaintext: the identity to claim, e.g. --plaintext-cn alice (or --name alice)');
   }
   return {
+    linkProgram,
     server: c.server as HostPort,
     serverName: c.serverName as string,
     ca: c.ca as string,

@@ -7,8 +7,18 @@ export interface PullFilter { action: PullAction; text: string }
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export interface HostPort { host: string; port: number }
 
+/** subnet: one shared TUN, clients routed by the server; p2p: one TUN (a point-to-point link) per client. */
+export const TOPOLOGIES = ['subnet', 'p2p'] as const;
+export type Topology = typeof TOPOLOGIES[number];
+
 export interface ServerConfig {
   listen: HostPort;
+  topology: Topology;
+  /**
+   * The program after "--" (argv: PROG ARGS...), run per link when it comes up and goes down
+   * (p2p topology); empty for none.
+   */
+  linkProgram: string[];
   pool: { network: string; prefix: number };
   /** The IPv6 pool (canonical CIDR), and whether there is IPv6 in the tunnel at all. */
   pool6: string;
@@ -49,6 +59,8 @@ export interface ServerConfig {
 }
 
 export interface ClientConfig {
+  /** The program after "--" (PROG ARGS...), run when the tunnel comes up and goes down; empty for none. */
+  linkProgram: string[];
   /** Pushed routes and redirect ignored (--route-nopull); pushed items filtered (--pull-filter). */
   routeNopull: boolean;
   pullFilters: PullFilter[];

@@ -7,6 +7,7 @@ import { Peer } from '../conn/udp';
 import { AddressPool } from '../device/pool';
 import { Router } from '../device/router';
 import { SessionCore } from '../session/core';
+import type { Link } from './links';
 
 /** Packets per batch on the data path (TUN reads, UDP reads, what one seal call takes). */
 export const BATCH = 64;
@@ -33,6 +34,10 @@ export class Session {
   moves = 0;
   /** While handshaking: its source (admission's per-source count), else -1. */
   source = -1;
+  /** Its own device (the p2p topology), else null: the shared TUN. */
+  link: Link | null = null;
+  /** "client connected" was logged (and the connect hook run): its end is logged as a disconnect. */
+  announced = false;
 
   /**
    * @param tx the frames of the current TUN batch bound for this client: entries into the
@@ -117,6 +122,8 @@ export interface SessionStatus {
   droppedRecords: number;
   droppedSpoofed: number;
   moves: number;
+  /** The client's own TUN (p2p topology only). */
+  tun?: string;
 }
 
 /** `now` in monotonic ms (clock.ts), as the session's times. */
@@ -137,5 +144,6 @@ export function sessionStatus(s: Session, now: number): SessionStatus {
     droppedRecords: c.droppedRecords,
     droppedSpoofed: s.drops,
     moves: s.moves,
+    ...(s.link ? { tun: s.link.name } : {}),
   };
 }

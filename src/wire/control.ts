@@ -82,6 +82,12 @@ export interface ConfigMsg {
   redirectGateway6?: boolean;
   /** IPv6 DNS servers. */
   dns6?: string[];
+  /**
+   * Optional (§8): 'p2p' when the server gives each client a TUN of its own (--topology p2p):
+   * the client's end is then a point-to-point link too (its address with the gateway as the
+   * peer), and link-local and multicast traffic cross it. Absent: 'subnet'.
+   */
+  topology?: 'subnet' | 'p2p';
 }
 
 export interface RefuseMsg {
@@ -300,7 +306,15 @@ function parseConfig(o: Obj): ConfigMsg {
     keepaliveSec,
     timeoutSec,
     ...parseConfig6(o, mtu),
+    ...parseTopology(o),
   };
+}
+
+/** The optional topology field: 'p2p' kept, 'subnet' or absent left out (the default). */
+function parseTopology(o: Obj): Partial<ConfigMsg> {
+  if (o.topology === undefined || o.topology === 'subnet') return {};
+  if (o.topology !== 'p2p') throw new Invalid('topology', `must be "subnet" or "p2p" (got ${show(o.topology)})`);
+  return { topology: 'p2p' };
 }
 
 /**
