@@ -12,6 +12,8 @@ import { openvpnClientArgs, openvpnServerArgs, OVPN_SERVER_TUN, startOpenVpn } f
 import { startWireguard, WG_SERVER_TUN } from './wireguard';
 
 export const MINIVPN_SERVER_TUN = '10.8.0.1';
+/** The server's inner IPv6 address (the default --pool6's ::1): the same tunnel, the other family. */
+export const MINIVPN_SERVER_TUN6 = 'fd6d:7670:6e00::1';
 export const MINIVPN_2_SERVER_TUN = '10.9.0.1';
 export { OVPN_SERVER_TUN, WG_SERVER_TUN };
 const OVPN_TUN_DEV = 'ovpns0';    // openvpnServerArgs' default dev
@@ -63,9 +65,9 @@ async function stopAll(procs: ChildProcess[]): Promise<void> {
 }
 
 /** Where a minivpn instance listens and what it calls its TUNs: a second one runs beside the first in alternatingRtt. */
-export interface MinivpnInstance { port: number; pool: string; serverTun: string; clientTun: string }
+export interface MinivpnInstance { port: number; pool: string; serverTun: string; clientTun: string; /** --pool6, when not the default (a build from before IPv6 knows no such flag). */ pool6?: string }
 export const MINIVPN: MinivpnInstance = { port: 1194, pool: '10.8.0.0/24', serverTun: 'mvpn0', clientTun: 'mvpn1' };
-export const MINIVPN_2: MinivpnInstance = { port: 1196, pool: '10.9.0.0/24', serverTun: 'mvpn2', clientTun: 'mvpn3' };
+export const MINIVPN_2: MinivpnInstance = { port: 1196, pool: '10.9.0.0/24', serverTun: 'mvpn2', clientTun: 'mvpn3', pool6: 'fd6d:7670:6e02::/64' };
 
 /** The server and client programs of a minivpn checkout (this one, or --baseline's). */
 export interface Mains { server: string; client: string }
@@ -89,7 +91,7 @@ export async function withMinivpn<T>(lab: Lab, dir: string, pki: string, flags: 
   const procs: ChildProcess[] = [];
   try {
     const server = lab.spawn('server', [process.execPath, mains.server,
-      '--listen', `${ADDR.server}:${inst.port}`, '--pool', inst.pool, '--tun-name', inst.serverTun,
+      '--listen', `${ADDR.server}:${inst.port}`, '--pool', inst.pool, ...(inst.pool6 ? ['--pool6', inst.pool6] : []), '--tun-name', inst.serverTun,
       '--ca', `${pki}/ca.crt`, '--cert', `${pki}/server.crt`, '--key', `${pki}/server.key`,
       '--authorized-dir', `${pki}/authorized`, '--leases-file', `${run}/leases.json`,
       '--status-socket', `${run}/status.sock`, ...flags, ...(o.serverFlags ?? [])]);

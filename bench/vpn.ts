@@ -17,15 +17,16 @@ import { eachFlag } from './args';
 import { ensureTools, openvpnVersion } from './openvpn';
 import { wireguardMtu, wireguardVersion } from './wireguard';
 import {
-  MINIVPN_2, MINIVPN_2_SERVER_TUN, MINIVPN_SERVER_TUN, mainsOf, OVPN_SERVER_TUN, Mains, PacketCounter, stop, THIS_BUILD,
+  MINIVPN_2, MINIVPN_2_SERVER_TUN, MINIVPN_SERVER_TUN, MINIVPN_SERVER_TUN6, mainsOf, OVPN_SERVER_TUN, Mains, PacketCounter, stop, THIS_BUILD,
   WG_SERVER_TUN, withMinivpn, withOpenvpn, withWireguard,
 } from './systems';
 
 /**
- * The systems measured, in table order; minivpn-baseline only with --baseline DIR (another build
+ * The systems measured, in table order (minivpn-ipv6: minivpn-dtls's tunnel, iperf3 and ping to
+ * the server's inner IPv6 address); minivpn-baseline only with --baseline DIR (another build
  * of minivpn, DTLS), minivpn-nofloat only with --float-check (this build, DTLS, the server with --no-float).
  */
-const SYSTEMS = ['raw', 'minivpn-dtls', 'minivpn-plaintext', 'openvpn', 'wireguard-go', 'minivpn-baseline', 'minivpn-nofloat'] as const;
+const SYSTEMS = ['raw', 'minivpn-dtls', 'minivpn-ipv6', 'minivpn-plaintext', 'openvpn', 'wireguard-go', 'minivpn-baseline', 'minivpn-nofloat'] as const;
 type System = typeof SYSTEMS[number];
 
 /** The systems a set of runs has (minivpn-baseline only with --baseline). */
@@ -264,6 +265,10 @@ function jsonResult(runs: Array<Record<System, Sample>>): Record<string, Record<
       o.fwd_ratio_vs_openvpn = ratioMedian(runs, sys, 'fwd_mbps');
       o.rev_ratio_vs_openvpn = ratioMedian(runs, sys, 'rev_mbps');
     }
+    if (sys === 'minivpn-ipv6') {
+      o.fwd_ratio_vs_ipv4 = ratioMedian(runs, sys, 'fwd_mbps', 'minivpn-dtls');
+      o.rev_ratio_vs_ipv4 = ratioMedian(runs, sys, 'rev_mbps', 'minivpn-dtls');
+    }
     out[sys] = o;
   }
   return out;
@@ -321,7 +326,7 @@ async function oneRun(lab: Lab, dir: string, pki: string, opts: Options, flags: 
     withMinivpn(lab, dir, pki, flags, (v) => measure(lab, sys, MINIVPN_SERVER_TUN, opts.seconds, v.pids, v.packets), { serverFlags, mains });
   run.raw = await measure(lab, 'raw', ADDR.server, opts.seconds, []);
   if (opts.floatCheck && i % 2 === 0) run['minivpn-nofloat'] = await dtls('minivpn-nofloat', ['--no-float']);
-  run['minivpn-dtls'] = await dtls('minivpn-dtls');
+  Object.assign(run, await bothFamilies(lab, dir, pki, opts, flags, i));
   if (opts.floatCheck && i % 2 === 1) run['minivpn-nofloat'] = await dtls('minivpn-nofloat', ['--no-float']);
   run['minivpn-plaintext'] = await withMinivpn(lab, dir, pki, ['--insecure-plaintext', ...flags], (v) => measure(lab, 'minivpn-plaintext', MINIVPN_SERVER_TUN, opts.seconds, v.pids, v.packets));
   run.openvpn = await withOpenvpn(lab, pki, (v) => measure(lab, 'openvpn', OVPN_SERVER_TUN, opts.seconds, v.pids, v.packets));
@@ -339,6 +344,31 @@ async function oneRun(lab: Lab, dir: string, pki: string, opts: Options, flags: 
   }
   return run;
 }
+
+/**
+ * minivpn-dtls and minivpn-ipv6: one tunnel, measured over inner IPv4 and over inner IPv6, one
+ * right after the other (IPv4 first in odd runs, IPv6 first in even ones, so that neither
+ * always comes second, on the warmer path): their ratio is what the IPv6 path costs.
+ */
+async function bothFamilies(lab: Lab, dir: string, pki: string, opts: Options, flags: string[], i: number): Promise<Partial<Record<System, Sample>>> {
+  return withMinivpn(lab, dir, pki, flags, async (v) => {
+    const m = (sys: System, target: string) => measure(lab, sys, target, opts.seconds, v.pids, v.packets);
+    const out: Partial<Record<System, Sample>> = {};
+    for (const [sys, target] of i % 2 ? [['minivpn-dtls', MINIVPN_SERVER_TUN], ['minivpn-ipv6', MINIVPN_SERVER_TUN6]] as const
+      : [['minivpn-ipv6', MINIVPN_SERVER_TUN6], ['minivpn-dtls', MINIVPN_SERVER_TUN]] as const) out[sys] = await m(sys, target);
+    return out;
+  });
+}
+
+/** Inner IPv6 over inner IPv4 in the same tunnel: the medians of the per-run ratios, and the issue's target. */
+export function ipv6Line(runs: Array<Record<System, Sample>>): string {
+  const up = ratioMedian(runs, 'minivpn-ipv6', 'fwd_mbps', 'minivpn-dtls');
+  const down = ratioMedian(runs, 'minivpn-ipv6', 'rev_mbps', 'minivpn-dtls');
+  const met = up !== null && down !== null && up >= IPV6_TARGET && down >= IPV6_TARGET;
+  return `inner IPv6 over inner IPv4 (minivpn-ipv6 / minivpn-dtls, same tunnel, median of per-run ratios): up ${fmt(up, 2)}, ` +
+    `down ${fmt(down, 2)}, RTT ${fmt(ratioMedian(runs, 'minivpn-ipv6', 'rtt_ms', 'minivpn-dtls'), 2)} (target: throughput >= ${IPV6_TARGET} both ways: ${met ? 'met' : 'NOT met'})`;
+}
+const IPV6_TARGET = 0.95;
 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
@@ -375,6 +405,7 @@ async function main(): Promise<void> {
     const md = table(runs);
     console.log(`\n${md}\n`);
     console.log(`medians over ${runs.length} run(s), (min-max) when more than one; "vs OpenVPN" = median of per-run ratios to OpenVPN's figure.`);
+    console.log(ipv6Line(runs));
     if (baseline) console.log(`minivpn-dtls against minivpn-baseline (${opts.baseline}), ${ratioLine(runs, 'minivpn-baseline')}`);
     if (opts.floatCheck) console.log(`minivpn-dtls (float on, the default) against minivpn-nofloat (the server with --no-float), ${ratioLine(runs, 'minivpn-nofloat')}`);
     if (opts.json) {

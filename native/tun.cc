@@ -8,7 +8,7 @@
 //
 // GRO (optional): with IFF_VNET_HDR every read and write carries a virtio_net_hdr in front
 // of the packet, and a write may then hand the kernel one large TCP packet that stands for
-// many segments (gso_type TCPV4), as a NIC's receive offload does. tunWrite merges the
+// many segments (gso_type TCPV4 or TCPV6), as a NIC's receive offload does. tunWrite merges the
 // consecutive segments of one TCP flow in a batch into such a write, so the kernel's TCP
 // receive path (and its ACK) runs once per merged packet instead of once per segment.
 #include <napi.h>
@@ -46,6 +46,7 @@ static_assert(sizeof(virtio_net_hdr) == 10, "virtio_net_hdr is 10 bytes");
 constexpr uint8_t VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
 constexpr uint8_t VIRTIO_NET_HDR_GSO_NONE = 0;
 constexpr uint8_t VIRTIO_NET_HDR_GSO_TCPV4 = 1;
+constexpr uint8_t VIRTIO_NET_HDR_GSO_TCPV6 = 4;
 
 // Errors carry the errno code (err.code) and say what to do about it.
 Napi::Error TunError(Napi::Env env, int err, const std::string& what) {
@@ -326,53 +327,79 @@ class Tun : public Wrapped<Tun>, public PolledFd {
 
   // ---- GRO: merging a TCP flow's consecutive segments into one write --------------------
 
-  // A segment we may merge: IPv4 without options or fragmentation, DF set, TCP with data and
-  // only ACK (and PSH) set. Returns the TCP header length, 0 if it is not one.
-  static uint32_t Mergeable(const uint8_t* p, size_t len) {
-    if (len < 40 || p[0] != 0x45 || p[9] != IPPROTO_TCP) return 0;
-    if (static_cast<size_t>((p[2] << 8) | p[3]) != len || p[6] != 0x40 || p[7] != 0) return 0;  // DF set, not a fragment
-    uint32_t thl = (p[32] >> 4) * 4u;
-    if (thl < 20 || 20 + thl >= len) return 0;  // no payload: nothing to merge
-    if ((p[33] & ~0x08) != 0x10) return 0;        // ACK, maybe PSH; no SYN/FIN/RST/URG/ECE/CWR
-    return thl;
+  // A segment we may merge: IPv4 without options or fragmentation, DF set, or IPv6 with TCP
+  // right after its fixed header (no extension headers); TCP with data and only ACK (and PSH)
+  // set. Returns the IP header length (20 or 40) and sets *thl to the TCP header's; 0 if it
+  // is not one.
+  static uint32_t Mergeable(const uint8_t* p, size_t len, uint32_t* thl) {
+    uint32_t ih;
+    if (len >= 40 && p[0] == 0x45 && p[9] == IPPROTO_TCP) {
+      if (static_cast<size_t>((p[2] << 8) | p[3]) != len || p[6] != 0x40 || p[7] != 0) return 0;  // DF set, not a fragment
+      ih = 20;
+    } else if (len >= 60 && (p[0] >> 4) == 6 && p[6] == IPPROTO_TCP) {
+      if (static_cast<size_t>((p[4] << 8) | p[5]) + 40 != len) return 0;
+      ih = 40;
+    } else {
+      return 0;
+    }
+    uint32_t t = (p[ih + 12] >> 4) * 4u;
+    if (t < 20 || ih + t >= len) return 0;  // no payload: nothing to merge
+    if ((p[ih + 13] & ~0x08) != 0x10) return 0;  // ACK, maybe PSH; no SYN/FIN/RST/URG/ECE/CWR
+    *thl = t;
+    return ih;
   }
-  static uint32_t Seq(const uint8_t* p) {
-    return static_cast<uint32_t>(p[24]) << 24 | static_cast<uint32_t>(p[25]) << 16 | static_cast<uint32_t>(p[26]) << 8 | p[27];
+  static uint32_t Seq(const uint8_t* tcp) {
+    return static_cast<uint32_t>(tcp[4]) << 24 | static_cast<uint32_t>(tcp[5]) << 16 | static_cast<uint32_t>(tcp[6]) << 8 | tcp[7];
+  }
+
+  // The TCP pseudo-header's sum (addresses, protocol, TCP length) for IP header length ih.
+  static uint32_t PseudoSum(const uint8_t* p, uint32_t ih, uint32_t tcpLen) {
+    return ih == 20 ? Sum(p + 12, 8, IPPROTO_TCP + tcpLen) : Sum(p + 8, 32, IPPROTO_TCP + tcpLen);
   }
 
   // Whether the segment's TCP checksum is right. A merged packet's checksum is left to the
   // kernel, which then trusts it, so each segment is checked here, where the kernel would
   // have checked it: a corrupt one is written alone and the kernel drops it as before.
-  static bool TcpChecksumOk(const uint8_t* p, size_t len) {
-    uint32_t pseudo = Sum(p + 12, 8, IPPROTO_TCP + static_cast<uint32_t>(len - 20));
-    return Fold(Sum(p + 20, len - 20, pseudo)) == 0xffff;
+  static bool TcpChecksumOk(const uint8_t* p, size_t len, uint32_t ih) {
+    return Fold(Sum(p + ih, len - ih, PseudoSum(p, ih, static_cast<uint32_t>(len - ih)))) == 0xffff;
+  }
+
+  // Same flow and same IP headers but for length, id and checksum (IPv4: TOS, TTL, addresses;
+  // IPv6: version, traffic class, flow label, hop limit, addresses).
+  static bool SameIp(const uint8_t* p, const uint8_t* first, uint32_t ih) {
+    if (ih == 20) return p[1] == first[1] && p[8] == first[8] && memcmp(p + 12, first + 12, 8) == 0;
+    return memcmp(p, first, 4) == 0 && p[7] == first[7] && memcmp(p + 8, first + 8, 32) == 0;
   }
 
   // Writes packets [0, count) starting with the first as one merged packet if at least two
   // of them belong together; returns how many it wrote (0: the first is written alone).
   uint32_t WriteMerged(const uint8_t* base, size_t baseLen, const uint32_t* offs, const uint32_t* lens, uint32_t count) {
     const uint8_t* first = base + offs[0];
-    uint32_t thl = Mergeable(first, lens[0]);
-    if (thl == 0 || count < 2 || !TcpChecksumOk(first, lens[0])) return 0;
-    uint32_t hlen = 20 + thl, mss = lens[0] - hlen;
-    uint32_t total = lens[0], nextSeq = Seq(first) + mss;
-    bool psh = first[33] & 0x08;
+    uint32_t thl = 0;
+    uint32_t ih = Mergeable(first, lens[0], &thl);
+    if (ih == 0 || count < 2 || !TcpChecksumOk(first, lens[0], ih)) return 0;
+    const uint8_t* ftcp = first + ih;
+    uint32_t hlen = ih + thl, mss = lens[0] - hlen;
+    uint32_t total = lens[0], nextSeq = Seq(ftcp) + mss;
+    bool psh = ftcp[13] & 0x08;
     uint32_t n = 1, lastPay = mss;
     iovec iov[2 + kMaxMerge];  // virtio_net_hdr, merged headers, then each segment's payload
     iov[2] = {const_cast<uint8_t*>(first + hlen), mss};
     while (n < count && n < kMaxMerge && !psh && lastPay == mss) {
       const uint8_t* p = base + offs[n];
       size_t len = lens[n];
-      if (offs[n] + len > baseLen || Mergeable(p, len) != thl) break;
+      uint32_t pthl = 0;
+      if (offs[n] + len > baseLen || Mergeable(p, len, &pthl) != ih || pthl != thl) break;
+      const uint8_t* tcp = p + ih;
       uint32_t pay = len - hlen;
       // Same flow and same headers but for length, id, checksums, seq and PSH; in order.
-      if (pay > mss || total + pay > 65535 || Seq(p) != nextSeq) break;
-      if (p[1] != first[1] || p[8] != first[8] || memcmp(p + 12, first + 12, 8) != 0) break;  // TOS, TTL, addresses
-      if (memcmp(p + 20, first + 20, 4) != 0 || memcmp(p + 28, first + 28, 4) != 0) break;  // ports, ack
-      if (memcmp(p + 34, first + 34, 2) != 0 || memcmp(p + 40, first + 40, thl - 20) != 0) break;  // window, options
-      if (!TcpChecksumOk(p, len)) break;
+      if (pay > mss || total + pay > 65535 || Seq(tcp) != nextSeq) break;
+      if (!SameIp(p, first, ih)) break;
+      if (memcmp(tcp, ftcp, 4) != 0 || memcmp(tcp + 8, ftcp + 8, 4) != 0) break;  // ports, ack
+      if (memcmp(tcp + 14, ftcp + 14, 2) != 0 || memcmp(tcp + 20, ftcp + 20, thl - 20) != 0) break;  // window, options
+      if (!TcpChecksumOk(p, len, ih)) break;
       iov[2 + n] = {const_cast<uint8_t*>(p + hlen), pay};
-      psh = p[33] & 0x08;
+      psh = tcp[13] & 0x08;
       total += pay;
       nextSeq += pay;
       lastPay = pay;
@@ -380,28 +407,34 @@ class Tun : public Wrapped<Tun>, public PolledFd {
     }
     if (n < 2) return 0;
 
-    // The merged packet's headers: the first segment's, with the total length, a fresh IP
-    // checksum, PSH if the last had it, and in the TCP checksum field the pseudo-header sum,
-    // which the kernel completes (NEEDS_CSUM) while it segments or delivers the packet.
-    uint8_t hdr[20 + 60];
+    // The merged packet's headers: the first segment's, with the total length (IPv4: and a
+    // fresh IP checksum; IPv6: the payload length), PSH if the last had it, and in the TCP
+    // checksum field the pseudo-header sum, which the kernel completes (NEEDS_CSUM) while it
+    // segments or delivers the packet.
+    uint8_t hdr[40 + 60];
     memcpy(hdr, first, hlen);
-    hdr[2] = total >> 8;
-    hdr[3] = total & 0xff;
-    hdr[10] = hdr[11] = 0;
-    uint16_t ipsum = static_cast<uint16_t>(~Fold(Sum(hdr, 20, 0)));
-    hdr[10] = ipsum >> 8;
-    hdr[11] = ipsum & 0xff;
-    if (psh) hdr[33] |= 0x08;
-    uint16_t pseudo = Fold(Sum(hdr + 12, 8, IPPROTO_TCP + (total - 20)));
-    hdr[36] = pseudo >> 8;
-    hdr[37] = pseudo & 0xff;
+    if (ih == 20) {
+      hdr[2] = total >> 8;
+      hdr[3] = total & 0xff;
+      hdr[10] = hdr[11] = 0;
+      uint16_t ipsum = static_cast<uint16_t>(~Fold(Sum(hdr, 20, 0)));
+      hdr[10] = ipsum >> 8;
+      hdr[11] = ipsum & 0xff;
+    } else {
+      hdr[4] = (total - 40) >> 8;
+      hdr[5] = (total - 40) & 0xff;
+    }
+    if (psh) hdr[ih + 13] |= 0x08;
+    uint16_t pseudo = Fold(PseudoSum(hdr, ih, total - ih));
+    hdr[ih + 16] = pseudo >> 8;
+    hdr[ih + 17] = pseudo & 0xff;
 
     virtio_net_hdr h{};
     h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-    h.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+    h.gso_type = ih == 20 ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_TCPV6;
     h.hdr_len = static_cast<uint16_t>(hlen);
     h.gso_size = static_cast<uint16_t>(mss);
-    h.csum_start = 20;
+    h.csum_start = static_cast<uint16_t>(ih);
     h.csum_offset = 16;
     iov[0] = {&h, sizeof h};
     iov[1] = {hdr, hlen};

@@ -32,8 +32,21 @@
 #                 | whatsmyip.js port 80
 #                 +------------+
 #
+# IPv6 on the underlay (up --ipv6: both families; up --ipv6-only: no IPv4 on the underlay,
+# for a tunnel that reaches its server over IPv6 only). The documentation prefix 2001:db8::/32:
+#   client i eth0 2001:db8:100::(10+i)/64, default via 2001:db8:100::1 (inet br0)
+#   inet to-server 2001:db8:200::1/64 --- server eth0 2001:db8:200::2/64
+#   inet to-web    2001:db8:300::1/64 --- web eth0 2001:db8:300::80/64 (whatsmyip.js on both families)
+# The private LAN behind the server stays IPv4 only (10.9.0.0/24) in every variant.
+# Each client also gets a resolv.conf of its own (/etc/netns/<namespace>/resolv.conf, which
+# "ip netns exec" mounts over /etc/resolv.conf): the cafe's resolver 2001:db8:100::1 (inet;
+# nothing answers there), so a DNS query has somewhere to go, and a VPN client that writes
+# /etc/resolv.conf (DNS_APPLY=1) writes that file, never the machine's own.
+#
 # Usage (as root):
-#   lab.sh up [--clients N]   build the lab (does nothing if it is already up)
+#   lab.sh up [--clients N] [--ipv6 | --ipv6-only]
+#                             build the lab (does nothing if it is already up); --ipv6 adds
+#                             IPv6 to the underlay, --ipv6-only puts it there instead of IPv4
 #   lab.sh up --pair          only client1 and server, joined by one cable (no router, web
 #                             or LAN): the benchmark's topology, so that the kernel's work
 #                             per packet is one veth hop, not a routed path
@@ -92,12 +105,19 @@ take_lock() {
 
 # A namespace that behaves like a fresh, simple host.
 make_host() {
-  local host=$1 forward=${2:-0}
+  local host=$1 forward=${2:-0} v6=${3:-0}
   ip netns add "$(ns "$host")"
   ip -n "$(ns "$host")" link set lo up
   # Set every sysctl we rely on, so the host machine's own settings never leak in.
-  # IPv6 off: the lab is IPv4 only, and no duplicate-address-detection delays.
-  in_ns "$host" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  # IPv6 off unless this host is on an IPv6 underlay, and no duplicate-address-detection
+  # delays (for interfaces made later too: "default").
+  if [[ $v6 == 1 ]]; then
+    in_ns "$host" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 \
+      net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
+      net.ipv6.conf.all.forwarding="$forward"
+  else
+    in_ns "$host" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  fi
   # Only inet routes between its interfaces. The server starts as a plain host:
   # server-init.sh turns forwarding on when the VPN starts.
   in_ns "$host" sysctl -qw net.ipv4.ip_forward="$forward"
@@ -118,14 +138,20 @@ addr() {
   ip -n "$(ns "$1")" link set "$2" up
 }
 
-# Start whatsmyip.js on HOST, port 80, and wait until it listens.
+# addr6 HOST IF CIDR: an IPv6 address, usable at once (no duplicate address detection).
+addr6() {
+  ip -n "$(ns "$1")" -6 addr add "$3" dev "$2" nodad
+  ip -n "$(ns "$1")" link set "$2" up
+}
+
+# Start whatsmyip.js on HOST, port 80, and wait until it listens (BIND: "::" for both families).
 start_web() {
-  local host=$1 node log=$STATE/$1.log
+  local host=$1 bind=${2:-0.0.0.0} node log=$STATE/$1.log
   node=${NODE:-$(command -v node)} || die "node not found in PATH (set NODE=/path/to/node)"
   say "starting whatsmyip.js on $host (port 80, log $log)"
   # setsid: its own session, so it outlives this script and the terminal it ran in.
   # ip netns exec and setsid both exec, so $! is the PID of node itself.
-  setsid ip netns exec "$(ns "$host")" "$node" "$HERE/whatsmyip.js" --port 80 \
+  setsid ip netns exec "$(ns "$host")" "$node" "$HERE/whatsmyip.js" --port 80 --host "$bind" \
     </dev/null >>"$log" 2>&1 9>&- &
   echo $! >"$STATE/$host.pid"
   # Up to 30 s: node's first start on a fresh or busy machine can take several seconds.
@@ -180,6 +206,10 @@ teardown() {
     say "deleting namespace $n"
     ip netns del "$n" 2>/dev/null || true
   done
+  # 4. The clients' own resolv.conf (IPv6 underlays), also one a crash left without its namespace.
+  for n in /etc/netns/"$PREFIX"-client*; do
+    [[ -d $n && $(basename "$n") =~ ^${PREFIX}-client[1-9][0-9]*$ ]] && rm -rf "$n"
+  done
   rm -rf "$STATE"
 }
 
@@ -202,27 +232,31 @@ complete() {
 # Commands
 
 cmd_up() {
-  local clients=1 i topology=full
+  local clients=1 i topology=full underlay=ipv4
   while [[ $# -gt 0 ]]; do
     case $1 in
       --clients) [[ $# -ge 2 ]] || die "--clients needs a number"; clients=$2; shift 2 ;;
       --clients=*) clients=${1#*=}; shift ;;
       --pair) topology=pair; shift ;;
-      *) die "up: unknown option '$1' (usage: lab.sh up [--clients N | --pair])" ;;
+      --ipv6) underlay=dual; shift ;;
+      --ipv6-only) underlay=ipv6; shift ;;
+      *) die "up: unknown option '$1' (usage: lab.sh up [--clients N] [--ipv6 | --ipv6-only] | up --pair)" ;;
     esac
   done
   if ! [[ $clients =~ ^[1-9][0-9]*$ ]] || ((clients > MAX_CLIENTS)); then
     die "--clients must be a number from 1 to $MAX_CLIENTS (got '$clients')"
   fi
   [[ $topology == pair && $clients != 1 ]] && die "--pair has exactly one client (drop --clients)"
+  [[ $topology == pair && $underlay != ipv4 ]] && die "--pair is IPv4 only (drop --ipv6 / --ipv6-only)"
 
   take_lock
   if complete; then
-    local have
+    local have have6
     have=$(cat "$STATE/topology" 2>/dev/null || echo full)
-    say "already up ($have, $(cat "$STATE/clients") client(s)); nothing to do (lab.sh down to rebuild)"
-    [[ $have == "$topology" && $(cat "$STATE/clients") == "$clients" ]] ||
-      say "note: you asked for a different lab ($topology, $clients client(s)); run 'lab.sh down' first to change it"
+    have6=$(cat "$STATE/underlay" 2>/dev/null || echo ipv4)
+    say "already up ($have, $(cat "$STATE/clients") client(s), underlay $have6); nothing to do (lab.sh down to rebuild)"
+    [[ $have == "$topology" && $(cat "$STATE/clients") == "$clients" && $have6 == "$underlay" ]] ||
+      say "note: you asked for a different lab ($topology, $clients client(s), underlay $underlay); run 'lab.sh down' first to change it"
     return 0
   fi
   if [[ -n $(lab_namespaces) || -d $STATE ]]; then
@@ -232,38 +266,67 @@ cmd_up() {
   mkdir -p "$STATE"
   echo "$clients" >"$STATE/clients"
   echo "$topology" >"$STATE/topology"
+  echo "$underlay" >"$STATE/underlay"
 
   if [[ $topology == pair ]]; then
     up_pair
     return 0
   fi
 
-  say "creating hosts: inet server web lan and $clients client(s)"
-  make_host inet 1
-  for h in server web lan; do make_host "$h" 0; done
-  for ((i = 1; i <= clients; i++)); do make_host "client$i" 0; done
+  local v4=1 v6=0
+  [[ $underlay == ipv6 ]] && v4=0
+  [[ $underlay != ipv4 ]] && v6=1
+  nets() { if ((v4 && v6)); then echo "$1 and $2"; elif ((v4)); then echo "$1"; else echo "$2"; fi; }
+  say "creating hosts: inet server web lan and $clients client(s) (underlay: $underlay)"
+  make_host inet 1 "$v6"
+  for h in server web; do make_host "$h" 0 "$v6"; done
+  make_host lan 0
+  for ((i = 1; i <= clients; i++)); do make_host "client$i" 0 "$v6"; done
 
-  say "wiring the client side: switch br0 in inet, 192.0.2.0/24"
+  say "wiring the client side: switch br0 in inet, $(nets 192.0.2.0/24 2001:db8:100::/64)"
   ip -n "$(ns inet)" link add br0 type bridge
-  addr inet br0 192.0.2.1/24
+  ((v4)) && addr inet br0 192.0.2.1/24
+  ((v6)) && addr6 inet br0 2001:db8:100::1/64
   for ((i = 1; i <= clients; i++)); do
     cable inet "to-client$i" "client$i" eth0
     ip -n "$(ns inet)" link set "to-client$i" master br0 up
-    addr "client$i" eth0 "192.0.2.$((10 + i))/24"
-    ip -n "$(ns "client$i")" route add default via 192.0.2.1
+    if ((v4)); then
+      addr "client$i" eth0 "192.0.2.$((10 + i))/24"
+      ip -n "$(ns "client$i")" route add default via 192.0.2.1
+    fi
+    if ((v6)); then
+      addr6 "client$i" eth0 "2001:db8:100::$((10 + i))/64"
+      ip -n "$(ns "client$i")" -6 route add default via 2001:db8:100::1
+      mkdir -p "/etc/netns/$(ns "client$i")"
+      printf 'nameserver 2001:db8:100::1\noptions timeout:1 attempts:1\n' >"/etc/netns/$(ns "client$i")/resolv.conf"
+    fi
   done
 
-  say "wiring the server side: 198.51.100.0/24"
+  say "wiring the server side: $(nets 198.51.100.0/24 2001:db8:200::/64)"
   cable inet to-server server eth0
-  addr inet to-server 198.51.100.1/24
-  addr server eth0 198.51.100.2/24
-  ip -n "$(ns server)" route add default via 198.51.100.1
+  if ((v4)); then
+    addr inet to-server 198.51.100.1/24
+    addr server eth0 198.51.100.2/24
+    ip -n "$(ns server)" route add default via 198.51.100.1
+  fi
+  if ((v6)); then
+    addr6 inet to-server 2001:db8:200::1/64
+    addr6 server eth0 2001:db8:200::2/64
+    ip -n "$(ns server)" -6 route add default via 2001:db8:200::1
+  fi
 
-  say "wiring the web side: 203.0.113.0/24"
+  say "wiring the web side: $(nets 203.0.113.0/24 2001:db8:300::/64)"
   cable inet to-web web eth0
-  addr inet to-web 203.0.113.1/24
-  addr web eth0 203.0.113.80/24
-  ip -n "$(ns web)" route add default via 203.0.113.1
+  if ((v4)); then
+    addr inet to-web 203.0.113.1/24
+    addr web eth0 203.0.113.80/24
+    ip -n "$(ns web)" route add default via 203.0.113.1
+  fi
+  if ((v6)); then
+    addr6 inet to-web 2001:db8:300::1/64
+    addr6 web eth0 2001:db8:300::80/64
+    ip -n "$(ns web)" -6 route add default via 2001:db8:300::1
+  fi
 
   say "wiring the private LAN behind the server: 10.9.0.0/24"
   cable server eth1 lan eth0
@@ -271,11 +334,12 @@ cmd_up() {
   addr lan eth0 10.9.0.10/24
   ip -n "$(ns lan)" route add default via 10.9.0.1
 
-  start_web web
+  if ((v6)); then start_web web ::; else start_web web; fi
   start_web lan
 
   touch "$STATE/ready"
-  say "up: $clients client(s); try: $0 exec client1 curl -s http://203.0.113.80/"
+  if ((v4)); then say "up: $clients client(s); try: $0 exec client1 curl -s http://203.0.113.80/"
+  else say "up: $clients client(s), IPv6-only underlay; try: $0 exec client1 curl -s http://[2001:db8:300::80]/"; fi
 }
 
 # The pair: one cable, each end on its own subnet with a route to the other one "on link"
@@ -297,7 +361,7 @@ up_pair() {
 
 cmd_down() {
   take_lock
-  if [[ -z $(lab_namespaces) && ! -d $STATE ]]; then
+  if [[ -z $(lab_namespaces) && ! -d $STATE ]] && ! compgen -G "/etc/netns/$PREFIX-client*" >/dev/null; then
     say "nothing to remove"
   else
     teardown
@@ -313,12 +377,12 @@ cmd_status() {
     say "not up"
     return 1
   fi
-  if complete; then say "up ($(cat "$STATE/topology" 2>/dev/null || echo full)), $(cat "$STATE/clients") client(s), state in $STATE"
+  if complete; then say "up ($(cat "$STATE/topology" 2>/dev/null || echo full)), $(cat "$STATE/clients") client(s), underlay $(cat "$STATE/underlay" 2>/dev/null || echo ipv4), state in $STATE"
   else say "INCOMPLETE (crashed or still building?): run 'lab.sh down' then 'lab.sh up'"; fi
   printf '%-9s %-16s %s\n' HOST NAMESPACE ADDRESSES
   for h in $hosts; do
     printf '%-9s %-16s %s\n' "$h" "$(ns "$h")" \
-      "$(ip -n "$(ns "$h")" -4 -o addr show | awk '$2 != "lo" {printf "%s %s  ", $2, $4}')"
+      "$(ip -n "$(ns "$h")" -o addr show scope global | awk '{printf "%s %s  ", $2, $4}')"
   done
   echo "processes:"
   for h in $hosts; do

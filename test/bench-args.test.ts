@@ -1,6 +1,6 @@
 // The benchmark CLIs' flags (bench/args.ts, shared by npm run bench and npm run bench:scale).
 import t from 'tap';
-import { alternatingSummary, parseArgs as vpnArgs, turnOrder } from '../bench/vpn';
+import { alternatingSummary, ipv6Line, parseArgs as vpnArgs, turnOrder } from '../bench/vpn';
 import { parseArgs as scaleArgs } from '../bench/scale';
 import { nextAddress, parseArgs as roamArgs } from '../bench/roam';
 import { wireguardMtu } from '../bench/wireguard';
@@ -79,4 +79,14 @@ t.test('npm run bench:scale: defaults and flags', async (t) => {
   t.throws(() => scaleArgs(['--clients', '2001']), /bad --clients "2001": expected an integer from 1 to 2000/);
   t.throws(() => scaleArgs(['--keepalive-sec', 'x']), /expected a number from 0.1 to 3600/);
   t.throws(() => scaleArgs(['--nope']), /unknown option "--nope"/);
+});
+
+t.test('npm run bench: the IPv6 row against IPv4 in the same runs, and the target', async (t) => {
+  const s = (fwd: number, rev: number, rtt = 0.3) => ({ fwd_mbps: fwd, rev_mbps: rev, rtt_ms: rtt, rtt_first_ms: rtt, cpu_s_per_mb: null, cpu_us_per_packet: null, rtt_alt_ms: null, rtt_added_ms: null });
+  // Per-run ratios 0.5, 1.0, 0.9 up (median 0.9): the drift between runs cancels, the target is not met.
+  const runs = [[800, 600, 400, 600], [400, 300, 400, 300], [1000, 500, 900, 500]].map(([f4, r4, f6, r6]) =>
+    ({ 'minivpn-dtls': s(f4, r4), 'minivpn-ipv6': s(f6, r6, 0.33) }) as any);
+  t.equal(ipv6Line(runs), 'inner IPv6 over inner IPv4 (minivpn-ipv6 / minivpn-dtls, same tunnel, median of per-run ratios): up 0.90, down 1.00, RTT 1.10 (target: throughput >= 0.95 both ways: NOT met)');
+  runs[0]['minivpn-ipv6'] = s(800, 600);
+  t.match(ipv6Line(runs), /up 1\.00, down 1\.00, .*: met\)$/);
 });

@@ -38,6 +38,13 @@ t.test('MTU arithmetic', async (t) => {
   t.equal(computeTunnelMtu(1500, false, true), 1414, 'DTLS over IPv6: 1500-40-8-37-1');
   t.equal(computeTunnelMtu(1500, true, true), 1451, 'plaintext over IPv6');
   t.equal(computeTunnelMtu(9000, false, false), 8934);
+  // The server's default follows its listen address: one IPv6 address means an IPv6 underlay.
+  const mtu = (argv: string[]) => parseServerArgs(argv, {}).mtu;
+  t.equal(mtu(['--listen', '[2001:db8:200::2]:1194']), 1414, 'on an IPv6 address: 1414');
+  t.equal(mtu(['--listen', '[2001:db8:200::2]:1194', '--insecure-plaintext']), 1451, 'plaintext: 1451');
+  t.equal(mtu(['--listen', '[::]:1194']), 1434, 'on both families ("::"): the IPv4 figure');
+  t.equal(mtu(['--listen', '198.51.100.2:1194']), 1434);
+  t.equal(mtu(['--listen', '[2001:db8:200::2]:1194', '--mtu', '1400']), 1400, '--mtu wins');
 });
 
 t.test('roaming, admission and pull options', async (t) => {

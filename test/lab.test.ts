@@ -4,7 +4,7 @@ import t from 'tap';
 import { ChildProcess, spawn, execFileSync } from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
-import { ADDR, Lab, labScript, scriptPath, uniquePrefix, waitForLine } from '../src/lab/topology';
+import { ADDR, ADDR6, Lab, labScript, scriptPath, uniquePrefix, waitForLine } from '../src/lab/topology';
 
 // Names of this prefix's namespaces that exist now.
 function namespaces(prefix: string): string[] {
@@ -226,6 +226,30 @@ t.test('up --pair: client1 and server on one cable, nothing else; down removes i
   t.same(rootLinks(), linksBefore, 'root namespace interfaces unchanged');
 });
 
+t.test('up --ipv6: both families on the underlay, a resolv.conf per client; down removes it all', async (t) => {
+  const prefix = uniquePrefix('d');
+  const resolv = `/etc/netns/${prefix}-client1/resolv.conf`;
+  try {
+    const up = await labScript(prefix, ['up', '--ipv6']);
+    t.equal(up.code, 0, `up --ipv6 exits 0: ${up.stderr}`);
+    for (const [url, what] of [[`http://${ADDR.web}/`, 'web over IPv4'], [`http://[${ADDR6.web}]/`, 'web over IPv6']]) {
+      const r = await labScript(prefix, ['exec', 'client1', 'curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code}', url]);
+      t.equal(r.stdout, '200', `client1 reaches ${what}`);
+    }
+    t.equal((await labScript(prefix, ['exec', 'client1', 'ping', '-c', '1', '-W', '5', ADDR6.server])).code, 0, 'client1 reaches the server over IPv6');
+    t.equal(fs.readFileSync(resolv, 'utf8'), 'nameserver 2001:db8:100::1\noptions timeout:1 attempts:1\n', 'client1 has its own resolv.conf');
+    const seen = await labScript(prefix, ['exec', 'client1', 'cat', '/etc/resolv.conf']);
+    t.match(seen.stdout, /^nameserver 2001:db8:100::1$/m, 'which ip netns exec puts in place of the machine\'s');
+    const st = await labScript(prefix, ['status']);
+    t.match(st.stdout, /underlay dual/, 'status names the underlay');
+    t.match(st.stdout, /client1 .*eth0 192\.0\.2\.11\/24 +eth0 2001:db8:100::11\/64/, 'and shows both addresses');
+  } finally {
+    await labScript(prefix, ['down']);
+  }
+  t.same(namespaces(prefix), [], 'no namespace left');
+  t.notOk(fs.existsSync(`/etc/netns/${prefix}-client1`), 'the client\'s resolv.conf removed');
+});
+
 t.test('bad arguments are refused with a clear message', async (t) => {
   const prefix = uniquePrefix('b');
   const r = await labScript(prefix, ['up', '--clients', '9']);
@@ -240,4 +264,9 @@ t.test('bad arguments are refused with a clear message', async (t) => {
   t.same(namespaces(prefix), []);
   await t.rejects(Lab.up({ prefix: 'bad prefix' }), /prefix/);
   await t.rejects(Lab.up({ prefix, clients: 0 }), /clients/);
+  const pair6 = await labScript(prefix, ['up', '--pair', '--ipv6']);
+  t.not(pair6.code, 0);
+  t.match(pair6.stderr, /--pair is IPv4 only/);
+  await t.rejects(Lab.up({ prefix, pair: true, underlay: 'dual' }), /a pair lab is IPv4 only/);
+  t.same(namespaces(prefix), []);
 });

@@ -187,6 +187,20 @@ t.test('notebook errors name the line and the reason', async (t) => {
   bad(`${F}sh host=client1\n${F}`, /command block is empty/);
   bad(`${F}sh host=client9\n# on client9\nls\n${F}`, /at most 8 clients/);
   bad(`${F}sh host=client1 wait="x\n# on client1\n${F}`, /bad info string .*unterminated quote/);
+  bad(`${F}sh lab-up\nsudo npm run lab -- up --clients 3\n${F}`, /lab-up: option "--clients" is not one a notebook may set \(allowed: --ipv6, --ipv6-only/, 3);
+  bad(`${F}sh lab-up\nsudo npm run lab -- down\n${F}`, /a lab-up block holds exactly one "npm run lab -- up \.\.\." line/);
+  bad(`${F}sh lab-up\nsudo npm run lab -- up\n${F}\n${F}sh lab-up\nsudo npm run lab -- up --ipv6\n${F}`, /a second lab-up block/);
+  bad(`${F}sh lab-up host=client1\nsudo npm run lab -- up\n${F}`, /option "host" is not allowed on a lab-up block/);
+});
+
+t.test('lab-up: the lab options a notebook asks for, not a step', async (t) => {
+  const nb = parseNotebook([`${F}sh lab-up`, 'sudo npm run lab -- up --ipv6   # the lab with IPv6', F,
+    `${F}sh host=client2`, '# on client2', 'ip -6 addr', F].join('\n'), '/x/10-v6.md');
+  t.same(nb.labFlags, ['--ipv6'], 'the options of its up line (a trailing comment is not one)');
+  t.same(nb.steps.map((s) => s.kind), ['run'], 'the block itself is not run');
+  t.equal(nb.clients, 2, 'clients still from the hosts');
+  t.same(parseNotebook(`${F}sh lab-up\nsudo npm run lab -- up --ipv6-only\n${F}`, '/x/11.md').labFlags, ['--ipv6-only']);
+  t.same(parseNotebook(`# T\n`, '/x/12.md').labFlags, [], 'none: the default lab');
 });
 
 t.test('a stopped background command can be started again under the same name', async (t) => {

@@ -1,10 +1,14 @@
 // The session core (src/session/core.ts) with no I/O: two cores talk through arrays of
 // datagrams, and the clock is a number the test moves. Keepalives, dead peers, refusals,
 // bye, version mismatches, the DTLS handshake's end, as client and server see them, and the
-// roaming move rule's trial decryption.
+// roaming move rule: its trial decryption, and admission's move of the session.
 import t from 'tap';
 import { PacketBatch } from '../src/batch';
+import { addr16, Peer } from '../src/conn/udp';
 import { Counters } from '../src/device/counters';
+import { AddressPool } from '../src/device/pool';
+import { Admission, AdmissionHost } from '../src/server/admission';
+import { Session, SessionTable } from '../src/server/sessions';
 import { DtlsContext } from '../src/dtls/dtls';
 import { DtlsChannel, PlaintextChannel } from '../src/session/channel';
 import { dataFrame, SessionCore, SessionEvent, Timing } from '../src/session/core';
@@ -288,7 +292,7 @@ function dtlsUpPair(sctx: DtlsContext, cctx: DtlsContext, peer: string) {
   /** tryDecapsulate on the server, then the receive batch emptied as the shell would. */
   const trial = (d: Buffer) => { const r = server!.tryDecapsulate(batchOf([d]), 0, T0); rx.s.count = 0; return r; };
   const open = (d: Buffer) => { const r = feed(server!, batchOf([d]), T0); rx.s.count = 0; return r; };
-  return { client, server, seal, trial, open };
+  return { client, server, seal, trial, open, rx };
 }
 
 t.test('the move rule\'s trial: another session\'s record and a replay fail without touching the replay window', async (t) => {
@@ -326,4 +330,59 @@ t.test('the move rule\'s trial: another session\'s record and a replay fail with
   t.equal(a.trial(a3), null, 'so is a replay of the latest one');
   t.not(a.trial(a.seal()), null, 'a fresh record of A opens');
   t.not(b.trial(fromB), null, "and B's record is still fresh for B: A's trials did not consume it");
+});
+
+/** A peer at host:port, as the server's UDP batch would make it. */
+function peerAt(host: string, port: number): Peer {
+  return { addr: addr16(host), port, key: `${host}:${port}`, host, text: `${host}:${port}`, handle: null };
+}
+
+t.test('a record that moves a session: the session is at the new endpoint before its answer is sent', async (t) => {
+  const p = await testPki();
+  const ctx = (role: 'server' | 'client', id: { certPem: string; keyPem: string }) =>
+    new DtlsContext({ role, ca: p.ca.certPem, cert: id.certPem, key: id.keyPem, retransmitMs: 50 });
+  const a = dtlsUpPair(ctx('server', p.server), ctx('client', p.client), '192.0.2.11:40000');
+  const table = new SessionTable(new AddressPool('10.8.0.0/24'));
+  const old = peerAt('192.0.2.11', 40000);
+  const s = new Session(a.server, old, new PacketBatch(1, 2048));
+  s.cn = 'alice';
+  table.add(s);
+  table.connect(s, { address: 0x0a080002, addressStr: '10.8.0.2', address6: 0, address6Str: '' }, T0);
+  // (Admission's host is the server's event loop: tryMove does not use it.)
+  const adm = new Admission({} as AdmissionHost, table, new Counters(), null, null, 1000, 4);
+  /** Datagram d from `from`, given to the move rule; the receive batch emptied as the shell would. */
+  const fromAddress = (d: Buffer, from: Peer) => {
+    const m = adm.tryMove(Object.assign(batchOf([d]), { peer: () => from }), 0, T0 + 3000);
+    a.rx.s.count = 0;
+    return m;
+  };
+
+  // The client's first record from a new socket is a keepalive: its answer tells the client
+  // that the path works (its dead-peer clock), and the client may move again at any moment,
+  // so the answer must go where the keepalive came from, not to the address it left.
+  const to = peerAt('192.0.2.21', 40001);
+  const m = fromAddress(a.seal(), to);
+  t.equal(m?.session, s, "the keepalive opened as alice's");
+  t.equal(m?.from, '192.0.2.11:40000', 'moved from her old endpoint');
+  t.equal(s.peer, to, 'the session is at the new endpoint already');
+  t.equal(s.key, '192.0.2.21:40001', 'its key (logs, status) too');
+  t.equal(table.fromRemote(to.key), s, 'datagrams from the new endpoint find the session');
+  t.equal(table.fromRemote(old.key), undefined, 'the old endpoint is forgotten');
+  t.equal(adm.moves, 1, 'one move counted');
+  t.equal(s.core.out.datagrams.length, 1, 'the answer (KEEPALIVE_REPLY) is not sent yet: the shell sends it to s.peer');
+  const heard = deliver(s.core, a.client, T0 + 3000);
+  t.equal(heard.work.length, 1, 'one datagram for the client');
+  t.equal(a.client.lastSeen, T0 + 3000, 'the client, once the answer reaches it, has heard the server');
+
+  // A record that ends the session (here the client's bye) opens, but moves nothing.
+  a.client.close('moving on', true, T0 + 4000);
+  const bye = a.client.out.datagrams[0];
+  const third = peerAt('192.0.2.31', 40002);
+  const end = fromAddress(bye, third);
+  t.equal(end?.session, s, "the bye opened as alice's");
+  t.equal(end?.from, null, 'no move');
+  t.ok(s.core.closed, 'the session ended');
+  t.equal(s.peer, to, 'it stays at its endpoint');
+  t.equal(table.fromRemote(third.key), undefined, 'the third address owns nothing');
+  t.equal(adm.moves, 1, 'still one move');
 });

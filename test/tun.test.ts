@@ -77,6 +77,11 @@ t.test('GRO merges only in-order segments of one TCP connection with right check
   t.same(m.otherFlow, [2, 0], 'another connection is not merged');
   t.same(m.syn, [2, 0], 'a SYN is not merged');
   t.same(m.fin, [2, 0], 'a FIN is not merged');
+  t.same(m.inOrder6, [3, 2], 'IPv6: three in-order segments, one write (TCPV6)');
+  t.same(m.badChecksum6, [3, 0], 'IPv6: a wrong checksum is not merged');
+  t.same(m.otherFlow6, [2, 0], 'IPv6: another connection is not merged');
+  t.same(m.hopLimit6, [2, 0], 'IPv6: another hop limit is not merged');
+  t.same(m.families, [2, 0], 'an IPv4 and an IPv6 segment are not merged');
 });
 
 t.test('a worker thread that ends with a live reader does not abort the process', async (t) => {

@@ -4,6 +4,7 @@
 // back to plain sends where the route refuses it.
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { SIZES } from './fixtures/udp-batch';
 
@@ -75,4 +76,20 @@ t.test('GSO on a route that refuses it (MTU below the datagram size): plain send
   t.equal(r.sent, SIZES.length, 'every datagram was still sent');
   t.same(r.lens, SIZES, 'and arrived, in order');
   t.ok(r.intact);
+});
+
+t.test('a connect that fails closes its socket at once (a roaming client retries ten times a second)', async (t) => {
+  const { UdpSocket } = await import('../src/conn/udp');
+  const fds = () => fs.readdirSync('/proc/self/fd').length;
+  const before = fds();
+  let failed = 0;
+  for (let k = 0; k < 20; k++) {
+    try { UdpSocket.connect('192.0.2.256', 1194); } catch (err) { if (/bad address/.test((err as Error).message)) failed++; }
+  }
+  t.equal(failed, 20, 'a bad address fails each connect');
+  t.equal(fds(), before, `open descriptors: ${before} before 20 failed connects, ${fds()} after`);
+  const s = UdpSocket.connect('127.0.0.1', 1194);
+  t.equal(fds(), before + 1, 'a connect that works keeps its socket');
+  s.close();
+  t.equal(fds(), before, 'until it is closed');
 });

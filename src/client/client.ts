@@ -27,6 +27,7 @@ import { linkEnv, runInitScript, spawnProgram } from '../os/scripts';
 import { ensurePrivateDir } from '../os/statedir';
 import { Channel, DtlsChannel, PlaintextChannel } from '../session/channel';
 import { Close, dataFrame, SessionCore } from '../session/core';
+import { PathChanges } from './pathchange';
 import { checkPushed } from './pushed';
 import { Tun } from '../tun/tun';
 import { ConfigMsg } from '../wire/control';
@@ -68,8 +69,8 @@ export class VpnClient {
   private mismatchLogged = false;
   /** Ends the backoff sleep early (stop()). */
   private wake: () => void = () => undefined;
-  /** When the client last opened a new socket for a changed path (at most once a second). */
-  private pathChangedAt = -Infinity;
+  /** When the client may open a new socket for a changed path. */
+  private readonly pathChanges = new PathChanges();
   /** Drops by reason over all connections (garbage, unauthenticated, replays and forgeries). */
   private readonly counters = new Counters();
   /** Counters a student can look at in the log when the client stops. */
@@ -139,7 +140,7 @@ export class VpnClient {
       return { kind: 'retry', why: `cannot reach ${this.serverIp}: ${(err as Error).message}` };
     }
     this.sock = sock;
-    log.info(`connecting to ${this.serverIp}:${cfg.server.port}`, { mode: cfg.plaintext ? 'plaintext' : 'dtls', attempt, ...(cfg.udpGso ? { udpGso: 'on' } : {}) });
+    log.info(`connecting to ${this.serverWhere()}`, { mode: cfg.plaintext ? 'plaintext' : 'dtls', attempt, ...(cfg.udpGso ? { udpGso: 'on' } : {}) });
 
     const outcome = new Promise<Outcome>((resolve) => (this.end = resolve));
     this.listen(sock);
@@ -180,7 +181,7 @@ export class VpnClient {
     const now = monotonicMs();
     core.tick(now);
     // Our address went away (a laptop changed networks): a new socket, before the core sends.
-    if (core.up && this.sock && !localAddressPresent(this.sock.address().address)) this.newPath('our address is gone', now);
+    if (core.up && this.sock && !localAddressPresent(this.sock.address().address)) this.newPath('our address is gone', now, true);
     this.act(now);
   }
 
@@ -188,19 +189,21 @@ export class VpnClient {
    * Roaming, the client's half: the path to the server changed (our address went away, a send
    * failed, or a probe went unanswered). A new socket gets a new source address and port; the
    * DTLS session, the TUN and the routes stay; a keepalive at once tells the server where we
-   * are now (it moves the session on that authenticated record). At most once a second.
+   * are now (it moves the session on that authenticated record). `gone`: the old socket's own
+   * address is gone, so a new socket is tried at once; on a suspicion at most once a second
+   * (pathchange.ts).
    */
-  private newPath(why: string, now: number): void {
+  private newPath(why: string, now: number, gone: boolean): void {
     const core = this.core, old = this.sock;
-    if (core === null || old === null || !core.up || now - this.pathChangedAt < 1000) return;
-    this.pathChangedAt = now;
+    if (core === null || old === null || !core.up || !this.pathChanges.may(now, gone)) return;
     let sock: UdpSocket;
     try {
       sock = UdpSocket.connect(this.serverIp, this.cfg.server.port, { gso: this.cfg.udpGso });
     } catch (err) {
-      log.warn(`path to the server changed (${why}), and no new one yet: ${(err as Error).message}`);
+      if (this.pathChanges.tried(now, false)) log.warn(`path to the server changed (${why}), and no new one yet: ${(err as Error).message}`);
       return;
     }
+    this.pathChanges.tried(now, true);
     // (Closed on the next turn: this may run inside the old socket's own callback.)
     setImmediate(() => old.close());
     this.sock = sock;
@@ -220,7 +223,7 @@ export class VpnClient {
   private sendFailed(now: number): void {
     if (this.sock === null || now - this.sendFailCheckedAt < 100) return;
     this.sendFailCheckedAt = now;
-    if (!localAddressPresent(this.sock.address().address)) this.newPath('a send failed', now);
+    if (!localAddressPresent(this.sock.address().address)) this.newPath('a send failed', now, true);
   }
   private sendFailCheckedAt = -Infinity;
 
@@ -374,7 +377,7 @@ export class VpnClient {
       } else if (ev.type === 'invalid') {
         log.warn('bad control message from server', { error: ev.error });
       } else if (ev.type === 'path-suspect') {
-        setImmediate(() => this.newPath('no answer to a probe', monotonicMs()));
+        setImmediate(() => this.newPath('no answer to a probe', monotonicMs(), false));
       }
     }
     out.clear();
@@ -463,13 +466,19 @@ export class VpnClient {
         : 'the server offers no IPv6 default route: IPv6 on the other interfaces is blocked while the tunnel is up (--allow-ipv6-leak turns that off)');
     }
     log.info(`tunnel up: ${c.address}/${c.prefix} on ${this.tun!.name}`, {
-      server: `${this.serverIp}:${this.cfg.server.port}`, mtu: c.mtu,
+      server: this.serverWhere(), mtu: c.mtu,
       routes: c.redirectGateway ? 'all (full tunnel)' : c.routes.join(',') || 'tunnel subnet only',
       mode: this.cfg.plaintext ? 'plaintext' : 'dtls',
       ...(c.topology === 'p2p' ? { topology: 'p2p', peer: c.gateway } : {}),
       ...(this.cfg.tunGro ? { gro: 'on' } : {}),
       ...(c.address6 ? { address6: `${c.address6}/${c.prefix6}` } : { ipv6: 'none' }),
     });
+  }
+
+  /** host:port of the server, an IPv6 address in brackets (its colons would run into the port's). */
+  private serverWhere(): string {
+    const port = this.cfg.server.port;
+    return this.serverIp.includes(':') ? `[${this.serverIp}]:${port}` : `${this.serverIp}:${port}`;
   }
 
   /**

@@ -62,7 +62,7 @@ export const SERVER_FIELDS: Field[] = [
   { key: 'topology', flag: 'topology', type: 'value', metavar: 'subnet|p2p', def: 'subnet', help: 'subnet: one shared TUN, the server routes between clients; p2p: a TUN per client, each a point-to-point link the kernel routes (multicast and routing daemons work)', check: oneOf(TOPOLOGIES) },
   { key: 'tunName', flag: 'tun-name', type: 'value', metavar: 'NAME', def: 'mvpn0', defText: 'mvpn0; with p2p mvp%d', help: 'TUN device name; NAME%d lets the kernel number it (with --topology p2p: the template of the per-client TUNs)', check: ifnameTemplate('an interface name') },
   { key: 'underlayMtu', flag: 'underlay-mtu', type: 'value', number: true, metavar: 'N', def: 1500, help: 'MTU of the network the UDP packets cross (at most 2000: the data path has 2 KB buffers)', check: int(576, MAX_TUNNEL_MTU) },
-  { key: 'mtu', flag: 'mtu', type: 'value', number: true, metavar: 'N', def: undefined, defText: 'computed: 1434 with DTLS, 1471 plaintext', help: 'tunnel MTU, pushed to clients (at most 2000)', check: int(576, MAX_TUNNEL_MTU) },
+  { key: 'mtu', flag: 'mtu', type: 'value', number: true, metavar: 'N', def: undefined, defText: 'computed: 1434 with DTLS, 1471 plaintext (1414 and 1451 listening on an IPv6 address)', help: 'tunnel MTU, pushed to clients (at most 2000)', check: int(576, MAX_TUNNEL_MTU) },
   { key: 'ca', flag: 'ca', type: 'value', metavar: 'FILE', def: 'pki/ca.crt', help: 'CA certificate that client certificates must chain to', check: path },
   { key: 'cert', flag: 'cert', type: 'value', metavar: 'FILE', def: 'pki/server.crt', help: "server's certificate", check: path },
   { key: 'key', flag: 'key', type: 'value', metavar: 'FILE', def: 'pki/server.key', help: "server's private key", check: path },

@@ -18,4 +18,4 @@ export type { ClientConfig, HostPort, LogLevel, PullAction, PullFilter, ServerCo
 export { computeTunnelMtu } from './mtu';
 export { CLIENT_NAME_RE, clientNameProblem, isHostname } from './checks';
 export { MAX_PUSHED_DNS, MAX_PUSHED_ROUTES, usage } from './fields';
-export { ConfigError, HelpRequested, parseClientArgs, parseServerArgs, splitProgram } from './parse';
+export { ConfigError, HelpRequested, listensOnIpv6Only, parseClientArgs, parseServerArgs, splitProgram } from './parse';

@@ -2,6 +2,7 @@
 // tables (src/config/fields.ts), then the checks that involve more than one field.
 
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import { Expected } from './checks';
 import { CLIENT_FIELDS, Field, SERVER_FIELDS, usage } from './fields';
 import { computeTunnelMtu } from './mtu';
@@ -192,6 +193,11 @@ function parse(kind: 'server' | 'client', fields: Field[], argv: string[], env: 
   return { values: out, src };
 }
 
+/** Whether the server listens on one IPv6 address (so every client comes over IPv6), not "::". */
+export function listensOnIpv6Only(listen: HostPort): boolean {
+  return net.isIPv6(listen.host) && listen.host !== '::';
+}
+
 export function parseServerArgs(args: string[], env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const { options: argv, program: linkProgram } = splitProgram(args);
   const { values: c, src } = parse('server', SERVER_FIELDS, argv, env);
@@ -216,8 +222,10 @@ export function parseServerArgs(args: string[], env: NodeJS.ProcessEnv = process
   }
   const plaintext = c.plaintext as boolean;
   const underlayMtu = c.underlayMtu as number;
-  // The default assumes an IPv4 underlay; if clients reach the server over IPv6, pass --mtu 1414.
-  const mtu = (c.mtu as number | undefined) ?? computeTunnelMtu(underlayMtu, plaintext, false);
+  // A specific IPv6 listen address means an IPv6 underlay (20 bytes more of outer header);
+  // an IPv4 address or "::" (both families) keeps the IPv4 figure: then, for clients that
+  // reach the server over IPv6, --mtu 1414.
+  const mtu = (c.mtu as number | undefined) ?? computeTunnelMtu(underlayMtu, plaintext, listensOnIpv6Only(c.listen as HostPort));
   const ipv6 = c.ipv6 as boolean;
   if (ipv6 && mtu < IPV6_MIN_MTU) {
     const from = c.mtu === undefined ? ` (computed from underlayMtu ${underlayMtu}, ${src.underlayMtu})` : ` (${src.mtu})`;

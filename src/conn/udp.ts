@@ -130,7 +130,12 @@ export class UdpSocket {
   /** A client socket connected to one server: the kernel drops datagrams from anyone else. */
   static connect(host: string, port: number, opts: UdpOptions = {}): UdpSocket {
     const u = new UdpSocket(net.isIPv6(host) ? 6 : 4, opts);
-    u.s.connect(host, port);
+    try {
+      u.s.connect(host, port);
+    } catch (err) {
+      u.close(); // (now, not when the collector gets to it: a roaming client retries often)
+      throw err;
+    }
     return u;
   }
 

@@ -6,7 +6,7 @@ import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { ClientConfig, ServerConfig, computeTunnelMtu } from '../config';
+import { ClientConfig, ServerConfig, computeTunnelMtu, listensOnIpv6Only } from '../config';
 import { chainProblem, keyPairProblem, parseCert, parseKey, validityProblem } from '../profile/verify';
 
 export interface Result { ok: boolean; detail: string; advice?: string }
@@ -165,11 +165,11 @@ export async function checkMtu(ctx: Context): Promise<Result> {
       'listen on one of this machine\'s addresses: --listen ADDR:PORT');
   }
   // A specific IPv6 listen address means an IPv6 underlay: 20 bytes more of outer header.
-  const v6 = net.isIPv6(cfg.listen.host) && cfg.listen.host !== '::';
+  const v6 = listensOnIpv6Only(cfg.listen);
   const fits = computeTunnelMtu(dev.mtu, cfg.plaintext, v6);
   const where = `${dev.name} (${dev.why}) has MTU ${dev.mtu}`;
   if (cfg.mtu <= fits) return ok(`tunnel MTU ${cfg.mtu} fits: ${where}`);
-  const computed = cfg.mtu === computeTunnelMtu(cfg.underlayMtu, cfg.plaintext, false);
+  const computed = cfg.mtu === computeTunnelMtu(cfg.underlayMtu, cfg.plaintext, v6);
   return fail(`tunnel MTU ${cfg.mtu} is too large: ${where}, which fits a tunnel MTU of ${fits} at most (larger packets are fragmented or lost)`,
     computed ? `tell the server: --underlay-mtu ${dev.mtu}` : `lower it: --mtu ${fits}`);
 }

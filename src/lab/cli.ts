@@ -10,7 +10,9 @@ import { scriptPath } from './topology';
 const USAGE = `usage: minivpn lab [--prefix P] COMMAND     (or: npm run lab -- ...)
 
 The lab (network namespaces on this machine, see scripts/lab.sh):
-  up [--clients N]      build the lab (1..8 clients, default 1)
+  up [--clients N] [--ipv6 | --ipv6-only]
+                        build the lab (1..8 clients, default 1; --ipv6: IPv6 on the
+                        underlay too, --ipv6-only: instead of IPv4)
   down                  remove it
   status                hosts, addresses, running processes
   hosts                 the host names

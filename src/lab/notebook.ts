@@ -76,7 +76,12 @@ export interface Notebook {
   clients: number;
   /** Every host a block runs in, for checking the lab has them. */
   hosts: string[];
+  /** Options for lab.sh up beyond --clients, from the ```sh lab-up block (e.g. ["--ipv6"]). */
+  labFlags: string[];
 }
+
+/** The lab.sh up options a notebook may ask for (its `sh lab-up` block). */
+export const LAB_UP_FLAGS = ['--ipv6', '--ipv6-only'];
 
 /** Titles of every checkpoint, in order: check and student-check blocks, and titled expects. */
 export function checkpoints(nb: Notebook): string[] {
@@ -238,6 +243,7 @@ const ALLOWED: Record<string, string[]> = {
   check: ['host', 'timeout'],
   'student-check': ['host', 'timeout'],
   expect: [],
+  'lab-up': ['lab-up'],
 };
 
 interface Fence { char: string; len: number; indent: number; info: string; line: number; body: string[] }
@@ -258,11 +264,12 @@ class NotebookParser {
   private pendingHint: string | undefined;
   private lastCommand: Step | undefined; // the block an expect block would belong to
   private readonly running = new Map<string, Step>(); // bg name -> the step that started it
+  private sawLabUp = false;
 
   constructor(private readonly file: string) {
     this.base = path.basename(file);
     const m = /^(\d+)-/.exec(this.base);
-    this.nb = { file, number: m ? Number(m[1]) : null, title: '', steps: [], clients: 1, hosts: [] };
+    this.nb = { file, number: m ? Number(m[1]) : null, title: '', steps: [], clients: 1, hosts: [], labFlags: [] };
   }
 
   private fail(line: number, msg: string): never {
@@ -341,6 +348,10 @@ class NotebookParser {
       this.expectBlock(fence);
       return;
     }
+    if (kind === 'lab-up') {
+      this.labUp(fence);
+      return;
+    }
     const step = this.step(kind, opts, fence);
     if (kind === 'bg') this.startBg(step, opts, fence);
     if (kind === 'stop') this.stopBg(step, opts, fence);
@@ -360,6 +371,22 @@ class NotebookParser {
     }
     nb.steps.push(step);
     this.lastCommand = kind === 'stop' || kind === 'bg' || kind === 'run' || kind === 'check' ? step : undefined;
+  }
+
+  /**
+   * A block for the reader that says how to bring the lab up (`sudo npm run lab -- up --ipv6`):
+   * not run, but the runner brings its lab up with the same options, so the two never differ.
+   */
+  private labUp(fence: Fence): void {
+    if (this.sawLabUp) this.fail(fence.line, 'a second lab-up block (a notebook has one lab)');
+    this.sawLabUp = true;
+    const lines = fence.body.map((l) => /npm run lab -- up\b(.*)$/.exec(l.replace(/\s+#.*$/, ''))).filter((m) => m !== null);
+    if (lines.length !== 1) this.fail(fence.line, 'a lab-up block holds exactly one "npm run lab -- up ..." line');
+    const flags = lines[0]![1].trim().split(/\s+/).filter(Boolean);
+    for (const f of flags) {
+      if (!LAB_UP_FLAGS.includes(f)) this.fail(fence.line, `lab-up: option "${f}" is not one a notebook may set (allowed: ${LAB_UP_FLAGS.join(', ')}; --clients comes from the hosts the blocks use)`);
+    }
+    this.nb.labFlags = flags;
   }
 
   private expectBlock(fence: Fence): void {
@@ -451,7 +478,7 @@ class NotebookParser {
 }
 
 // Which kind of step a fenced block is, or null when it is only for reading.
-function classify(lang: string, opts: Map<string, string | true>): StepKind | 'expect' | null {
+function classify(lang: string, opts: Map<string, string | true>): StepKind | 'expect' | 'lab-up' | null {
   switch (lang) {
     case 'expect': return 'expect';
     case 'check': return 'check';
@@ -460,6 +487,7 @@ function classify(lang: string, opts: Map<string, string | true>): StepKind | 'e
     case 'bash':
     case 'shell':
       if (opts.size === 0) return null; // a plain ```sh block is an example to read
+      if (opts.has('lab-up')) return 'lab-up';
       if (opts.has('stop')) return 'stop';
       if (opts.has('bg')) return 'bg';
       return 'run';

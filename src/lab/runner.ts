@@ -291,8 +291,8 @@ class NotebookRun {
     const { nb, prefix, say } = this;
     const rel = path.relative(process.cwd(), nb.file);
     say(`${nb.title} (${rel && !rel.startsWith('..') ? rel : nb.file})`);
-    say(`${wasUp ? 'using the running' : 'bringing up'} lab "${prefix}" with ${nb.clients} client(s)`);
-    const up = await labScript(prefix, ['up', '--clients', String(nb.clients)]);
+    say(`${wasUp ? 'using the running' : 'bringing up'} lab "${prefix}" with ${nb.clients} client(s)${nb.labFlags.length ? ` (${nb.labFlags.join(' ')})` : ''}`);
+    const up = await labScript(prefix, ['up', '--clients', String(nb.clients), ...nb.labFlags]);
     if (up.code !== 0) throw new LabSetupError(`lab.sh up failed (exit ${up.code}): ${(up.stderr || up.stdout).trim()}`);
     const hosts = (await labScript(prefix, ['hosts'])).stdout.split('\n').map((h) => h.trim()).filter(Boolean);
     const missing = nb.hosts.filter((h) => !hosts.includes(h));

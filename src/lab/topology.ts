@@ -13,7 +13,17 @@ export interface LabOptions {
   clients?: number;  // number of client hosts, 1..8; default 1
   /** Only client1 and server, joined by one cable (lab.sh up --pair): the benchmark's lab. */
   pair?: boolean;
+  /**
+   * The underlay's address families (lab.sh up --ipv6 / --ipv6-only): 'ipv4' (default),
+   * 'dual' (IPv6 too, ADDR6), or 'ipv6' (ADDR6 only: no IPv4 between clients, inet, server, web).
+   */
+  underlay?: Underlay;
 }
+
+export type Underlay = 'ipv4' | 'dual' | 'ipv6';
+
+/** lab.sh up's flag for each underlay. */
+export const UNDERLAY_FLAG: Record<Underlay, string[]> = { ipv4: [], dual: ['--ipv6'], ipv6: ['--ipv6-only'] };
 
 export interface ExecResult { code: number; stdout: string; stderr: string }
 
@@ -26,6 +36,16 @@ export const ADDR = {
   web: '203.0.113.80',
   serverLan: '10.9.0.1',
   lan: '10.9.0.10',
+};
+
+/** The IPv6 underlay addresses (lab.sh up --ipv6 or --ipv6-only; 2001:db8::/32, documentation only). */
+export const ADDR6 = {
+  inetClient: '2001:db8:100::1',
+  client: (i: number) => `2001:db8:100::${10 + i}`,
+  inetServer: '2001:db8:200::1',
+  server: '2001:db8:200::2',
+  inetWeb: '2001:db8:300::1',
+  web: '2001:db8:300::80',
 };
 
 /** The repository's scripts/ directory, found by walking up from this file (src/ or dist/src/). */
@@ -175,14 +195,17 @@ export class Lab {
     active.add(lab);
     installExitHandlers();
     const t0 = Date.now();
+    const underlay = opts.underlay ?? 'ipv4';
     if (opts.pair && clients !== 1) throw new Error('a pair lab has exactly one client');
-    const r = await labScript(prefix, opts.pair ? ['up', '--pair'] : ['up', '--clients', String(clients)]);
+    if (!(underlay in UNDERLAY_FLAG)) throw new Error(`lab underlay must be ipv4, dual or ipv6 (got "${underlay}")`);
+    if (opts.pair && underlay !== 'ipv4') throw new Error('a pair lab is IPv4 only');
+    const r = await labScript(prefix, opts.pair ? ['up', '--pair'] : ['up', '--clients', String(clients), ...UNDERLAY_FLAG[underlay]]);
     if (r.code !== 0) {
       await labScript(prefix, ['down']).catch(() => undefined);
       active.delete(lab);
       throw new Error(`lab.sh up failed (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`);
     }
-    log.debug('lab up', { prefix, clients, ms: Date.now() - t0 });
+    log.debug('lab up', { prefix, clients, underlay, ms: Date.now() - t0 });
     return lab;
   }
 

@@ -63,6 +63,9 @@ export interface AdmissionHost {
   endTurn(datagrams: number, now: number): void;
 }
 
+/** A record from a new address that a session opened (tryMove): the session, moved from `from` (null: its record ended it, no move). */
+export interface Moved { session: Session; from: string | null }
+
 /** Why a client may not stay: `reason` goes to the client, `log` to our log. */
 export interface Refusal { reason: string; log: string; dir?: string; invalidCn?: boolean }
 /** A client's tunnel address. */
@@ -116,10 +119,11 @@ export class Admission {
    * (same epoch, record number a little ahead of the highest they authenticated, nearest
    * first, at most MOVE_CANDIDATES) try to open it. Returns the session whose record it was:
    * authenticated and fresh, so already processed (its packets are in core.packets, and its
-   * control work in core.out); the caller moves the session to the sender. Null otherwise,
-   * counted. Bounded: each datagram examined and each trial takes a token of the budget.
+   * control work in core.out, not sent yet), and already moved to the sender (`from`: where
+   * it was). Null otherwise, counted. Bounded: each datagram examined and each trial takes a
+   * token of the budget.
    */
-  tryMove(rx: PacketBatch, i: number, now: number): Session | null {
+  tryMove(rx: PacketBatch & { peer(i: number): Peer }, i: number, now: number): Moved | null {
     if (this.trialsPerSec === 0) return null;
     const buf = rx.buf, off = rx.offs[i], len = rx.lens[i];
     const epoch = appRecordEpoch(buf, off, len);
@@ -139,7 +143,17 @@ export class Admission {
     for (const s of cand) {
       if (!this.trialBudget.take(now)) { this.counters.inc('move_budget'); return null; }
       this.trials++;
-      if (s.core.tryDecapsulate(rx, i, now) !== null) return s;
+      if (s.core.tryDecapsulate(rx, i, now) === null) continue;
+      // The client is at the sender's address now, and the session follows it before anything
+      // is sent: the answer to this very record (the keepalive a client sends from its new
+      // socket) must go there. Sent to the address the client left, it is lost, and a client
+      // that moves again within a second hears nothing back until its dead-peer check fires.
+      // A record that ended the session (CLOSE, bye) moves nothing.
+      if (s.core.closed) return { session: s, from: null };
+      const from = s.key;
+      this.sessions.move(s, rx.peer(i));
+      this.moves++;
+      return { session: s, from };
     }
     this.counters.inc('move_refused');
     return null;

@@ -221,24 +221,22 @@ export class VpnServer {
 
   /**
    * Roaming: a record from an address no session owns may be a known client's from a new
-   * address (admission's move rule). If it is, its packets go on as usual, then the session
-   * follows the client there.
+   * address (admission's move rule). If it is, the session is at the new address already;
+   * the record's packets go on as usual and its answers (a keepalive's) go there.
    */
   private roam(rx: UdpBatch, i: number, now: number): boolean {
     this.tunq.makeRoom(); // (a trial that succeeds opens the datagram's frames)
-    const s = this.admission.tryMove(rx, i, now);
-    if (s === null) return false;
+    const m = this.admission.tryMove(rx, i, now);
+    if (m === null) return false;
+    const s = m.session;
     const pk = s.core.packets;
     if (s.link !== null) this.toLink(s.link, pk);
     else for (let k = 0; k < pk.count; k++) this.route(s, pk.buf, pk.offs[k], pk.lens[k], now);
     this.act(s, now);
-    if (s.gone) return true;
-    const from = s.key;
-    this.sessions.move(s, rx.peer(i));
+    if (m.from === null || s.gone) return true;
     if (s.link !== null) s.link.info.remote = s.key; // (the program's "down" is told the endpoint of now)
-    this.admission.moves++;
-    log.info(`${s.cn} moved ${from} -> ${s.key}`, { cn: s.cn, address: s.addressStr });
-    this.hooks.run(this.cfg.onMove, 'move', { tun: this.devName(s), cn: s.cn, address: s.addressStr, remote: s.key, oldRemote: from });
+    log.info(`${s.cn} moved ${m.from} -> ${s.key}`, { cn: s.cn, address: s.addressStr });
+    this.hooks.run(this.cfg.onMove, 'move', { tun: this.devName(s), cn: s.cn, address: s.addressStr, remote: s.key, oldRemote: m.from });
     return true;
   }
 
