@@ -22,6 +22,10 @@
 #   DNS6              optional IPv6 DNS servers pushed by the server
 #   BLOCK_IPV6_LEAK   1: while up, no IPv6 leaves by the other interfaces (a full tunnel whose
 #                     server offers no IPv6); link-local, loopback and the server stay open
+#   GATEWAY           the server's tunnel address, the next hop of every route (a TAP, an
+#                     Ethernet link: without one the kernel would ARP for each destination);
+#                     empty on a TUN (a point-to-point link needs none)
+#   GATEWAY6          the same for IPv6 routes
 #   STATE_DIR         where up records what it did, so down undoes exactly that
 #                     (default /run/minivpn/client-<namespace>-<TUN>)
 #
@@ -46,6 +50,8 @@ ROUTES6=${ROUTES6:-}
 REDIRECT_GATEWAY6=${REDIRECT_GATEWAY6:-0}
 DNS6=${DNS6:-}
 BLOCK_IPV6_LEAK=${BLOCK_IPV6_LEAK:-0}
+GATEWAY=${GATEWAY:-}
+GATEWAY6=${GATEWAY6:-}
 IP6T=${IP6TABLES:-ip6tables}
 # The leak block's own chain (names are at most 28 characters: "mvleak-" and 15).
 LEAK_CHAIN=mvleak-$TUN
@@ -169,6 +175,8 @@ fi
 for d in $DNS; do
   [[ $d =~ $IP_RE ]] || die "DNS: '$d' is not an IPv4 address"
 done
+[[ -z $GATEWAY || $GATEWAY =~ $IP_RE ]] || die "GATEWAY must be an IPv4 address or empty (got '$GATEWAY')"
+[[ -z $GATEWAY6 || $GATEWAY6 =~ $IP6_RE ]] || die "GATEWAY6 must be an IPv6 address or empty (got '$GATEWAY6')"
 check_addr6
 if [[ -z $ADDR6 && ( -n $ROUTES6 || $REDIRECT_GATEWAY6 == 1 ) ]]; then die "ROUTES6 and REDIRECT_GATEWAY6 need ADDR6"; fi
 for r in $ROUTES6; do
@@ -250,13 +258,13 @@ if [[ $REDIRECT_GATEWAY == 1 ]]; then
   #    Replacing the default route instead would mean saving and restoring it exactly,
   #    and a crash in between would leave the machine with no way out; with the halves,
   #    removing two routes (or the TUN vanishing) brings the old state back by itself.
-  add_route 0.0.0.0/1 dev "$TUN"
-  add_route 128.0.0.0/1 dev "$TUN"
+  add_route 0.0.0.0/1 ${GATEWAY:+via "$GATEWAY"} dev "$TUN"
+  add_route 128.0.0.0/1 ${GATEWAY:+via "$GATEWAY"} dev "$TUN"
 fi
 
 # Split tunnel: only these networks go through the tunnel.
 for r in $ROUTES; do
-  add_route "$r" dev "$TUN"
+  add_route "$r" ${GATEWAY:+via "$GATEWAY"} dev "$TUN"
 done
 
 DNS="$DNS${DNS6:+ $DNS6}"
@@ -280,11 +288,11 @@ fi
 tun_up6
 [[ $ADDR6_ADDED == 1 ]] && echo "addr6 $ADDR6" >>"$STATE"
 if [[ $REDIRECT_GATEWAY6 == 1 ]]; then
-  add_route6 ::/1 dev "$TUN"
-  add_route6 8000::/1 dev "$TUN"
+  add_route6 ::/1 ${GATEWAY6:+via "$GATEWAY6"} dev "$TUN"
+  add_route6 8000::/1 ${GATEWAY6:+via "$GATEWAY6"} dev "$TUN"
 fi
 for r in $ROUTES6; do
-  add_route6 "$r" dev "$TUN"
+  add_route6 "$r" ${GATEWAY6:+via "$GATEWAY6"} dev "$TUN"
 done
 if [[ $BLOCK_IPV6_LEAK == 1 ]]; then
   say "full tunnel without IPv6 from the server: blocking IPv6 on the other interfaces while up"

@@ -4,9 +4,10 @@
 import * as fs from 'node:fs';
 import { Expected } from './checks';
 import { CLIENT_FIELDS, Field, SERVER_FIELDS, usage } from './fields';
-import { computeTunnelMtu } from './mtu';
+import { computeTunnelMtu, ETHER_HEADER } from './mtu';
+import { MAX_TUNNEL_MTU } from '../wire/control';
 import { IPV6_MIN_MTU } from '../wire/ip6';
-import type { ClientConfig, HostPort, LogLevel, PullFilter, ServerConfig } from './types';
+import type { ClientConfig, DevType, HostPort, LogLevel, PullFilter, ServerConfig } from './types';
 
 /** A bad configuration value. `field` is the JSON key (e.g. "pool") or, for an unknown flag, the flag. */
 export class ConfigError extends Error {
@@ -193,7 +194,12 @@ export function parseServerArgs(argv: string[], env: NodeJS.ProcessEnv = process
   const plaintext = c.plaintext as boolean;
   const underlayMtu = c.underlayMtu as number;
   // The default assumes an IPv4 underlay; if clients reach the server over IPv6, pass --mtu 1414.
-  const mtu = (c.mtu as number | undefined) ?? computeTunnelMtu(underlayMtu, plaintext, false);
+  const dev = c.dev as DevType;
+  const mtu = (c.mtu as number | undefined) ?? computeTunnelMtu(underlayMtu, plaintext, false, dev === 'tap');
+  // A TAP frame is the MTU plus its Ethernet header, and must fit the data path's buffers too.
+  if (dev === 'tap' && mtu > MAX_TUNNEL_MTU - ETHER_HEADER) {
+    throw new ConfigError('mtu', `config: "mtu": with dev tap at most ${MAX_TUNNEL_MTU - ETHER_HEADER} (the ${ETHER_HEADER}-byte Ethernet header comes on top), got ${mtu} (${src.mtu})`);
+  }
   const ipv6 = c.ipv6 as boolean;
   if (ipv6 && mtu < IPV6_MIN_MTU) {
     const from = c.mtu === undefined ? ` (computed from underlayMtu ${underlayMtu}, ${src.underlayMtu})` : ` (${src.mtu})`;
@@ -201,6 +207,9 @@ export function parseServerArgs(argv: string[], env: NodeJS.ProcessEnv = process
   }
   return {
     listen: c.listen as HostPort,
+    dev,
+    macLimit: c.macLimit as number,
+    broadcastPerSec: c.broadcastPerSec as number,
     pool: c.pool as { network: string; prefix: number },
     pool6: c.pool6 as string,
     ipv6,
@@ -272,6 +281,7 @@ export function parseClientArgs(argv: string[], env: NodeJS.ProcessEnv = process
     key,
     name,
     tunName: c.tunName as string,
+    dev: c.dev as DevType,
     plaintext,
     plaintextCn,
     keylog: c.keylog as string | null,

@@ -7,8 +7,16 @@ export interface PullFilter { action: PullAction; text: string }
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export interface HostPort { host: string; port: number }
 
+export type DevType = 'tun' | 'tap';
+
 export interface ServerConfig {
   listen: HostPort;
+  /** tun: IP packets; tap: Ethernet frames (layer 2). */
+  dev: DevType;
+  /** TAP: source MACs per client at most (the first ones it is seen with). */
+  macLimit: number;
+  /** TAP: broadcast/multicast frames per second per client (bursts of twice that). */
+  broadcastPerSec: number;
   pool: { network: string; prefix: number };
   /** The IPv6 pool (canonical CIDR), and whether there is IPv6 in the tunnel at all. */
   pool6: string;
@@ -59,6 +67,7 @@ export interface ClientConfig {
   ca: string; cert: string; key: string;   // cert/key are '' in plaintext mode when neither --name nor a path was given
   name: string | null;
   tunName: string;
+  dev: DevType;
   plaintext: boolean;
   plaintextCn: string | null;
   keylog: string | null;

@@ -17,6 +17,7 @@ import { AuthorizedClients } from '../device/authz';
 import { Counters } from '../device/counters';
 import { TunQueue } from '../device/tunqueue';
 import { AddressPool } from '../device/pool';
+import { L2Guard, L2Limits, MacTable } from '../device/l2guard';
 import { logger } from '../log';
 import { monotonicMs } from '../clock';
 import { handoffStats, HandoffStats, readTunAfterWrite, readUdpAfterSend, setHandoffYield } from '../os/latency';
@@ -29,6 +30,7 @@ import { ConfigMsg } from '../wire/control';
 import { FRAME_OVERHEAD } from '../wire/frame';
 import { checkIp, ipv4Dst, ipv4Src, ipVersion, parseCidr, inCidr, Cidr, IPV6_HEADER_LEN } from '../wire/ip';
 import { isLinkChatter6, packetTooBig6 } from '../wire/ip6';
+import { ETHER_HEADER_LEN, etherDst, isGroupDst } from '../wire/ether';
 import { Pool6Range } from '../device/pool6';
 import { Admission } from './admission';
 import { BATCH, Session, SessionTable, sessionStatus, SessionStatus } from './sessions';
@@ -43,6 +45,8 @@ const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export interface ServerStatus {
   mode: 'dtls' | 'plaintext';
+  /** What the tunnel carries: IP packets (tun) or Ethernet frames (tap). */
+  dev: 'tun' | 'tap';
   listen: string;
   tun: string;
   pool: string;
@@ -96,6 +100,10 @@ export class VpnServer {
   private cookieRotatedAt = monotonicMs();
   /** The connect, disconnect and move hooks: rate-limited, coalesced per client. */
   private readonly hooks = new HookRunner();
+  /** --dev tap: which client holds which MAC; the per-client limits. */
+  private readonly macs = new MacTable<Session>();
+  private readonly l2Limits: L2Limits;
+  private readonly tap: boolean;
 
   constructor(readonly cfg: ServerConfig) {
     this.tunq = new TunQueue(SLOT, cfg.tunGro);
@@ -109,6 +117,8 @@ export class VpnServer {
     this.sessions = new SessionTable(this.pool);
     // Plaintext mode is for labs: no certificates, so no authorization by certificate either.
     this.authz = cfg.plaintext ? null : new AuthorizedClients(cfg.authorizedDir);
+    this.tap = cfg.dev === 'tap';
+    this.l2Limits = { macLimit: cfg.macLimit, maxFrame: cfg.mtu + ETHER_HEADER_LEN, groupPerSec: cfg.broadcastPerSec };
   }
 
   async start(): Promise<void> {
@@ -121,8 +131,8 @@ export class VpnServer {
         keylogFile: cfg.keylog, mtu: cfg.underlayMtu - 28,
       });
     }
-    this.tun = Tun.open({ name: cfg.tunName, batchSize: BATCH, maxPacket: SLOT - 8, headroom: FRAME_OVERHEAD, gro: cfg.tunGro });
-    log.info('TUN device open', { dev: this.tun.name, mtu: cfg.mtu, ...(cfg.tunGro ? { gro: 'on' } : {}) });
+    this.tun = Tun.open({ name: cfg.tunName, batchSize: BATCH, maxPacket: SLOT - 8, headroom: FRAME_OVERHEAD, gro: cfg.tunGro, tap: this.tap });
+    log.info(`${this.tap ? 'TAP' : 'TUN'} device open`, { dev: this.tun.name, mtu: cfg.mtu, ...(cfg.tunGro ? { gro: 'on' } : {}) });
     this.initRan = true; // (from here on, stop() removes what the script may have added)
     await runInitScript('server-init.sh', 'up', {
       TUN: this.tun.name,
@@ -150,7 +160,7 @@ export class VpnServer {
     const a = this.sock.address();
     const where = a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
     log.info(`listening on udp ${where}`, {
-      mode: cfg.plaintext ? 'plaintext' : 'dtls', tun: this.tun.name, pool: this.pool.cidr, server: this.pool.serverAddress,
+      mode: cfg.plaintext ? 'plaintext' : 'dtls', tun: this.tun.name, ...(this.tap ? { dev: 'tap' } : {}), pool: this.pool.cidr, server: this.pool.serverAddress,
       ...(this.v6 ? { pool6: this.v6.text, server6: this.v6.serverAddress } : { ipv6: 'off' }),
     });
   }
@@ -207,6 +217,7 @@ export class VpnServer {
 
   /** One IP packet from a client: checked, then to the TUN or, re-sealed, to another client. */
   private route(s: Session, buf: Buffer, off: number, len: number, now: number): void {
+    if (s.l2 !== null) { this.bridge(s, s.l2, buf, off, len, now); return; }
     if (checkIp(buf, off, len) !== null) { this.counters.inc('bad_ip'); return; }
     if (ipVersion(buf, off) !== 4) { this.route6(s, buf, off, len, now); return; }
     // Anti-spoofing: a client may only send from the address we gave it.
@@ -214,6 +225,24 @@ export class VpnServer {
     const dst = ipv4Dst(buf, off);
     if (inCidr(dst, this.poolCidr) && dst !== this.pool.serverAddressInt) {
       this.toClient(this.sessions.router.lookup(dst), off, len, now);
+      return;
+    }
+    this.tunq.add(this.tun, buf, off, len);
+  }
+
+  /**
+   * --dev tap: one Ethernet frame from a client, through its layer-2 guard (size, source MAC,
+   * broadcast rate), into the TAP. Addresses inside are not checked: on layer 2 the client is a
+   * station on the segment, as on a switch port (docs/PROTOCOL.md §5).
+   */
+  private bridge(s: Session, g: L2Guard, buf: Buffer, off: number, len: number, now: number): void {
+    const v = g.check(buf, off, len, now);
+    if (v === 'learned') {
+      this.macs.add(g.learnedMac, s);
+      this.work = true;
+    } else if (v !== 'ok') {
+      this.counters.inc(v);
+      s.drops++;
       return;
     }
     this.tunq.add(this.tun, buf, off, len);
@@ -267,8 +296,22 @@ export class VpnServer {
   // ---- TUN -> UDP -------------------------------------------------------------------------
 
   private onTunBatch(b: PacketBatch, now: number): boolean {
-    const buf = b.buf;
     const pending = this.pending;
+    if (this.tap) this.sortFrames(b);
+    else this.sortPackets(b);
+    const sent = pending.length;
+    for (let j = 0; j < sent; j++) {
+      const s = pending[j];
+      this.send(s, s.tx, s.tx.count, now);
+      s.tx.count = 0;
+    }
+    pending.length = 0;
+    return sent > 0 && readUdpAfterSend(this.sock, b.count, now);
+  }
+
+  /** Each IP packet of the batch into the tx of the client that holds its destination address. */
+  private sortPackets(b: PacketBatch): void {
+    const buf = b.buf, pending = this.pending;
     for (let i = 0; i < b.count; i++) {
       const off = b.offs[i], len = b.lens[i];
       let s: Session | undefined;
@@ -284,14 +327,30 @@ export class VpnServer {
       if (s.tx.count === 0) pending.push(s);
       dataFrame(s.tx, buf, off, len); // the frame header goes into the headroom: no copy
     }
-    const sent = pending.length;
-    for (let j = 0; j < sent; j++) {
-      const s = pending[j];
-      this.send(s, s.tx, s.tx.count, now);
-      s.tx.count = 0;
+  }
+
+  /**
+   * --dev tap, one shared TAP: each frame of the batch into the tx of the client that holds its
+   * destination MAC; a broadcast or multicast frame into every client's (the same bytes: each
+   * entry points at them, nothing is copied).
+   */
+  private sortFrames(b: PacketBatch): void {
+    const buf = b.buf, pending = this.pending;
+    for (let i = 0; i < b.count; i++) {
+      const off = b.offs[i], len = b.lens[i];
+      if (len < ETHER_HEADER_LEN) { this.counters.inc('bad_ethernet'); continue; }
+      if (isGroupDst(buf, off)) {
+        for (const s of this.sessions.clientList()) {
+          if (s.tx.count === 0) pending.push(s);
+          dataFrame(s.tx, buf, off, len);
+        }
+        continue;
+      }
+      const s = this.macs.get(etherDst(buf, off));
+      if (s === undefined) { this.counters.inc('no_route'); continue; }
+      if (s.tx.count === 0) pending.push(s);
+      dataFrame(s.tx, buf, off, len);
     }
-    pending.length = 0;
-    return sent > 0 && readUdpAfterSend(this.sock, b.count, now);
   }
 
   /** The session an IPv6 packet from the TUN goes to; null when it was dropped (counted). */
@@ -364,6 +423,7 @@ export class VpnServer {
       if ('address' in lease) {
         this.admission.handshakeOver(s);
         this.sessions.connect(s, lease, now);
+        if (this.tap) s.l2 = new L2Guard(this.l2Limits, now, (mac) => this.macs.heldByOther(mac, s));
         s.core.accept(this.configFor(s), now);
         log.info('client connected', { cn: s.cn, address: s.addressStr, remote: s.key, mode: s.core.channel.kind, ...(s.address6 ? { address6: s.address6Str } : {}) });
         this.hooks.run(this.cfg.onConnect, 'connect', { tun: this.tun.name, cn: s.cn, address: s.addressStr, address6: s.address6Str, remote: s.key });
@@ -387,6 +447,7 @@ export class VpnServer {
         address6: s.address6Str, prefix6: v6.prefix, gateway6: v6.serverAddress,
         routes6: cfg.routes6, redirectGateway6: cfg.redirectGateway, dns6: cfg.dns6,
       } : {}),
+      ...(this.tap ? { dev: 'tap' as const } : {}),
     };
   }
 
@@ -409,6 +470,7 @@ export class VpnServer {
     if (s.timer) clearTimeout(s.timer);
     s.core.channel.destroy();
     this.sessions.remove(s);
+    if (s.l2) this.macs.removeAll(s.l2.macs, s);
     this.admission.handshakeOver(s);
     const reason = closeText(c, this.cfg.timeoutSec);
     if (c.code === 'handshake-failed') this.admission.logs.warn('handshake failed', monotonicMs(), 'handshake failed', { remote: s.key, reason: c.reason });
@@ -460,6 +522,7 @@ export class VpnServer {
     const a = this.sock.address();
     return {
       mode: this.cfg.plaintext ? 'plaintext' : 'dtls',
+      dev: this.cfg.dev,
       listen: a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`,
       tun: this.tun.name,
       pool: this.pool.cidr,

@@ -5,7 +5,9 @@
 import { PacketBatch } from '../batch';
 import { Peer } from '../conn/udp';
 import { AddressPool } from '../device/pool';
+import { L2Guard } from '../device/l2guard';
 import { Router } from '../device/router';
+import { formatMac } from '../wire/ether';
 import { SessionCore } from '../session/core';
 
 /** Packets per batch on the data path (TUN reads, UDP reads, what one seal call takes). */
@@ -21,7 +23,7 @@ export class Session {
   address6 = 0;
   address6Str = '';
   connectedAt = 0;
-  /** Packets from this client dropped by policy (spoofed source). */
+  /** Packets from this client dropped by policy (spoofed source; with --dev tap every layer-2 drop). */
   drops = 0;
   /** Removed from the table (the core may have ended earlier). */
   gone = false;
@@ -33,6 +35,8 @@ export class Session {
   moves = 0;
   /** While handshaking: its source (admission's per-source count), else -1. */
   source = -1;
+  /** --dev tap: the layer-2 policy for this client's frames (its MACs, its broadcast rate). */
+  l2: L2Guard | null = null;
 
   /**
    * @param tx the frames of the current TUN batch bound for this client: entries into the
@@ -62,6 +66,8 @@ export class SessionTable {
   fromCn(cn: string): Session | undefined { return this.byCn.get(cn); }
   all(): Session[] { return [...this.byRemote.values()]; }
   clients(): Session[] { return [...this.byCn.values()]; }
+  /** The connected sessions, without a copy (data path: do not change the table while iterating). */
+  clientList(): IterableIterator<Session> { return this.byCn.values(); }
 
   /** A new peer (its handshake starts). */
   add(s: Session): void {
@@ -117,6 +123,8 @@ export interface SessionStatus {
   droppedRecords: number;
   droppedSpoofed: number;
   moves: number;
+  /** --dev tap: the client's source MACs. */
+  macs?: string[];
 }
 
 /** `now` in monotonic ms (clock.ts), as the session's times. */
@@ -137,5 +145,6 @@ export function sessionStatus(s: Session, now: number): SessionStatus {
     droppedRecords: c.droppedRecords,
     droppedSpoofed: s.drops,
     moves: s.moves,
+    ...(s.l2 ? { macs: s.l2.macs.map(formatMac) } : {}),
   };
 }

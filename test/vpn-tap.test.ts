@@ -1,0 +1,134 @@
+// --dev tap: Ethernet frames through the tunnel, in the namespace lab, with real processes.
+// The server runs one shared TAP (the subnet topology); the kernel on each side handles ARP,
+// neighbour discovery and broadcasts as on any Ethernet link.
+import t from 'tap';
+import path from 'node:path';
+import { ChildProcess } from 'node:child_process';
+import { Lab, withLab, uniquePrefix } from '../src/lab/topology';
+import { vpnFixture, startServer, startClient, spawnClient, exited, STATUS_MAIN, VpnFixture } from './helpers/vpn';
+
+const UDPB = path.join(__dirname, 'fixtures', 'udp-broadcast.js');
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+async function status(lab: Lab, f: VpnFixture): Promise<any> {
+  return JSON.parse((await lab.exec('server', [process.execPath, STATUS_MAIN, '--socket', f.statusSocket, '--json'])).stdout);
+}
+
+async function mac(lab: Lab, host: string, dev: string): Promise<string> {
+  const r = await lab.exec(host, ['ip', '-j', 'link', 'show', 'dev', dev]);
+  return JSON.parse(r.stdout)[0].address as string;
+}
+
+/** The link-layer address `host` has for `addr` on `dev` ('' for none). */
+async function neighbour(lab: Lab, host: string, dev: string, addr: string): Promise<string> {
+  const fam = addr.includes(':') ? '-6' : '-4';
+  const r = await lab.exec(host, ['ip', fam, '-j', 'neigh', 'show', 'to', addr, 'dev', dev]);
+  const list = JSON.parse(r.stdout || '[]') as { lladdr?: string }[];
+  return list[0]?.lladdr ?? '';
+}
+
+async function ping(lab: Lab, host: string, addr: string, args: string[] = ['-c', '3', '-i', '0.2']): Promise<{ code: number; sent: number; received: number; out: string }> {
+  const r = await lab.exec(host, ['ping', ...(addr.includes(':') ? ['-6'] : []), '-W', '2', ...args, addr], { timeoutMs: 60_000 });
+  const m = /(\d+) packets transmitted, (\d+) received/.exec(r.stdout);
+  return { code: r.code, sent: m ? Number(m[1]) : 0, received: m ? Number(m[2]) : 0, out: r.stdout + r.stderr };
+}
+
+t.test('TAP: two clients on the server\'s shared TAP', { timeout: 300_000 }, async (t) => {
+  const f = await vpnFixture(['alice', 'bob', 'carol']);
+  t.teardown(f.cleanup);
+  await withLab({ prefix: uniquePrefix('tap'), clients: 3 }, async (lab) => {
+    const server = await startServer(lab, f, ['--dev', 'tap', '--mac-limit', '2', '--broadcast-per-sec', '50']);
+    t.match(lab.output(server), /TAP device open dev=mvpn0 mtu=1420/, 'the server opened a TAP, MTU 1500-20-8-37-1-14 = 1420');
+    const a = await startClient(lab, f, 1, 'alice', ['--dev', 'tap']);
+    const b = await startClient(lab, f, 2, 'bob', ['--dev', 'tap']);
+    t.match(lab.output(a.proc), /tunnel up: 10\.8\.0\.\d+\/24 on mvpn1 .*mtu=1420 dev=tap/, 'alice is up on a TAP');
+    const serverMac = await mac(lab, 'server', 'mvpn0');
+    const aliceMac = await mac(lab, 'client1', 'mvpn1');
+    const bobMac = await mac(lab, 'client2', 'mvpn1');
+
+    await t.test('ARP resolves across the tunnel; pings both ways', async (t) => {
+      const p1 = await ping(lab, 'client1', '10.8.0.1');
+      t.equal(p1.received, 3, `alice -> server: ${p1.out.split('\n').slice(-3).join(' ')}`);
+      t.equal(await neighbour(lab, 'client1', 'mvpn1', '10.8.0.1'), serverMac, "alice's ARP table has the server's TAP MAC");
+      const p2 = await ping(lab, 'server', b.address);
+      t.equal(p2.received, 3, 'server -> bob');
+      t.equal(await neighbour(lab, 'server', 'mvpn0', b.address), bobMac, "the server's ARP table has bob's MAC");
+      const p3 = await ping(lab, 'server', a.address);
+      t.equal(p3.received, 3, 'server -> alice');
+      t.equal(await neighbour(lab, 'server', 'mvpn0', a.address), aliceMac, "the server's ARP table has alice's MAC");
+    });
+
+    await t.test('IPv6 neighbour discovery works', async (t) => {
+      const p = await ping(lab, 'client2', 'fd6d:7670:6e00::1');
+      t.equal(p.received, 3, `bob -> server over IPv6: ${p.out.split('\n').slice(-3).join(' ')}`);
+      t.equal(await neighbour(lab, 'client2', 'mvpn1', 'fd6d:7670:6e00::1'), serverMac, "bob's neighbour table has the server's MAC (by neighbour solicitation)");
+    });
+
+    await t.test('a broadcast from the server reaches both clients', async (t) => {
+      const la = lab.spawn('client1', [process.execPath, UDPB, 'listen', '9999']);
+      const lb = lab.spawn('client2', [process.execPath, UDPB, 'listen', '9999']);
+      try {
+        await lab.waitForLine(la, /listening/, 10_000);
+        await lab.waitForLine(lb, /listening/, 10_000);
+        const s = await lab.exec('server', [process.execPath, UDPB, 'send', '10.8.0.255', '9999', 'hello-all']);
+        t.equal(s.code, 0, `sent (${s.stderr.trim()})`);
+        t.match(await lab.waitForLine(la, /got/, 10_000), /got hello-all from 10\.8\.0\.1/, 'alice got it');
+        t.match(await lab.waitForLine(lb, /got/, 10_000), /got hello-all from 10\.8\.0\.1/, 'bob got it');
+      } finally {
+        la.kill('SIGTERM');
+        lb.kill('SIGTERM');
+      }
+    });
+
+    await t.test('a broadcast flood from alice: bob\'s pings lose under 1 %', async (t) => {
+      const before = await status(lab, f);
+      const flood = lab.spawn('client1', [process.execPath, UDPB, 'flood', '10.8.0.255', '9998', '4000', '6']);
+      try {
+        // Wait until the flood is on (the server drops its frames), then ping through it.
+        for (let i = 0; i < 100 && (await status(lab, f)).drops.broadcast_limit - before.drops.broadcast_limit < 100; i++) {
+          await new Promise((r) => setTimeout(r, 50)); // (polling a counter, not a fixed wait)
+        }
+        const p = await ping(lab, 'client2', '10.8.0.1', ['-c', '300', '-i', '0.01']);
+        const loss = (p.sent - p.received) / p.sent;
+        t.ok(p.sent === 300 && loss < 0.01, `bob's loss during the flood ${(loss * 100).toFixed(2)} % (${p.received}/${p.sent})`);
+        await lab.waitForLine(flood, /flood: sent \d+/, 30_000);
+      } finally {
+        flood.kill('SIGTERM');
+      }
+      const after = await status(lab, f);
+      const limited = after.drops.broadcast_limit - before.drops.broadcast_limit;
+      t.ok(limited > 1000, `the flood was rate-limited at the server: broadcast_limit +${limited}`);
+    });
+
+    await t.test('source MACs beyond the limit are dropped and counted', async (t) => {
+      // A second MAC is within --mac-limit 2; a third is not; bob may not take alice's.
+      const setMac = (host: string, m: string) => lab.exec(host, ['ip', 'link', 'set', 'dev', 'mvpn1', 'address', m]);
+      await setMac('client1', '02:00:00:00:aa:02');
+      await lab.exec('client1', ['ip', 'neigh', 'flush', 'dev', 'mvpn1']);
+      t.equal((await ping(lab, 'client1', '10.8.0.1')).received, 3, 'a second MAC: carried');
+      const before = await status(lab, f);
+      await setMac('client1', '02:00:00:00:aa:03');
+      t.equal((await ping(lab, 'client1', '10.8.0.1', ['-c', '3', '-i', '0.2'])).received, 0, 'a third MAC: nothing gets through');
+      const mid = await status(lab, f);
+      t.ok(mid.drops.spoofed_mac - before.drops.spoofed_mac >= 3, `counted: spoofed_mac +${mid.drops.spoofed_mac - before.drops.spoofed_mac}`);
+      const alice = mid.clients.find((c: { cn: string }) => c.cn === 'alice');
+      t.same(alice.macs, [aliceMac, '02:00:00:00:aa:02'], 'status lists the MACs alice holds');
+      await setMac('client2', aliceMac);
+      await lab.exec('client2', ['ip', 'neigh', 'flush', 'dev', 'mvpn1']);
+      t.equal((await ping(lab, 'client2', '10.8.0.1')).received, 0, "bob sending from alice's MAC: nothing gets through");
+      t.ok((await status(lab, f)).drops.spoofed_mac > mid.drops.spoofed_mac, 'counted as spoofed_mac');
+      await setMac('client2', bobMac);
+      await setMac('client1', aliceMac);
+    });
+
+    await t.test('a client without --dev tap is refused with the reason', async (t) => {
+      const c = spawnClient(lab, f, 3, 'carol');
+      t.equal(await exited(c, 30_000), 1, 'it stops (exit status 1)');
+      t.match(lab.output(c), /refused by the server: this server carries Ethernet frames \(dev tap\): start the client with --dev tap/, 'and says why');
+    });
+
+    const procs: ChildProcess[] = [a.proc, b.proc, server];
+    for (const p of procs) p.kill('SIGTERM');
+    for (const p of procs) t.equal(await exited(p, 30_000), 0, 'exits cleanly');
+  });
+});
