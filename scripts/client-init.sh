@@ -7,7 +7,9 @@
 #
 # Configured by environment variables:
 #   TUN               the TUN device, e.g. tun0 (must exist already: the VPN creates it)
-#   ADDR              the client's tunnel address, e.g. 10.8.0.2/24
+#   ADDR              the client's tunnel address, e.g. 10.8.0.2/24; "dhcp" (a TAP only):
+#                     taken from a DHCP server on the server's side of the link, by
+#                     udhcpc (once, at up: the address stays until down, not renewed)
 #   MTU               MTU of the TUN device, e.g. 1400 (empty: leave it)
 #   ROUTES            space-separated networks to send through the tunnel ("split tunnel"),
 #                     e.g. "10.9.0.0/24"
@@ -162,7 +164,12 @@ fi
 
 # ---------------------------------------------------------------------------------------
 # up: check everything first, so a typo does not leave a half-configured machine.
-check_tun "VPN client"
+if [[ $ADDR == dhcp ]]; then
+  command -v udhcpc >/dev/null || die "ADDR=dhcp needs udhcpc (apt-get install udhcpc)"
+  ADDR=0.0.0.0/32 check_tun "VPN client"
+else
+  check_tun "VPN client"
+fi
 for r in $ROUTES; do
   [[ $r =~ $CIDR_RE ]] || die "ROUTES: '$r' is not an IPv4 network like 10.9.0.0/24"
 done
@@ -243,8 +250,19 @@ pin_server_route() {
 }
 
 # The tunnel interface (scripts/common.sh: MTU, address, link up; IPv6 address).
-tun_up
-[[ $ADDR_ADDED == 1 ]] && echo "addr $ADDR" >>"$STATE"
+if [[ $ADDR == dhcp ]]; then
+  # The link up without an address, then a DHCP exchange over it (broadcasts through the
+  # tunnel to the server's side); scripts/dhcp-lease.sh adds the address and records it.
+  [[ -n $MTU ]] && run ip link set dev "$TUN" mtu "$MTU"
+  run ip link set dev "$TUN" up
+  say "udhcpc -i $TUN -f -q -n -t 5 -T 2 -s $(dirname "$0")/dhcp-lease.sh"
+  STATE=$STATE udhcpc -i "$TUN" -f -q -n -t 5 -T 2 -s "$(dirname "$0")/dhcp-lease.sh" 2>&1 | sed "s/^/$NAME: /" ||
+    die "no DHCP lease on $TUN (is a DHCP server on the server's side of the link?)"
+  ip -4 -o addr show dev "$TUN" | grep -q ' inet ' || die "no DHCP lease on $TUN (is a DHCP server on the server's side of the link?)"
+else
+  tun_up
+  [[ $ADDR_ADDED == 1 ]] && echo "addr $ADDR" >>"$STATE"
+fi
 
 # 1. The server's own route, when a full tunnel of its family would take it over.
 if [[ ( $REDIRECT_GATEWAY == 1 && $SERVER_IP =~ $IP_RE ) || ( $REDIRECT_GATEWAY6 == 1 && $SERVER_IP =~ $IP6_RE ) ]]; then

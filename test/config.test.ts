@@ -61,6 +61,7 @@ t.test('server defaults', async (t) => {
     dev: 'tun',
     macLimit: 4,
     broadcastPerSec: 200,
+    dhcp: false,
     underlayMtu: 1500,
     mtu: 1434,
     ca: 'pki/ca.crt', cert: 'pki/server.crt', key: 'pki/server.key',

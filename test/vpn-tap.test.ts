@@ -2,6 +2,7 @@
 // The server runs one shared TAP (the subnet topology); the kernel on each side handles ARP,
 // neighbour discovery and broadcasts as on any Ethernet link.
 import t from 'tap';
+import fs from 'node:fs';
 import path from 'node:path';
 import { ChildProcess } from 'node:child_process';
 import { Lab, withLab, uniquePrefix } from '../src/lab/topology';
@@ -130,5 +131,38 @@ t.test('TAP: two clients on the server\'s shared TAP', { timeout: 300_000 }, asy
     const procs: ChildProcess[] = [a.proc, b.proc, server];
     for (const p of procs) p.kill('SIGTERM');
     for (const p of procs) t.equal(await exited(p, 30_000), 0, 'exits cleanly');
+  });
+});
+
+t.test('TAP and DHCP: dnsmasq on the server side gives a client its lease over the tunnel', { timeout: 240_000 }, async (t) => {
+  const f = await vpnFixture(['alice']);
+  t.teardown(f.cleanup);
+  await withLab({ prefix: uniquePrefix('dhcp'), clients: 1 }, async (lab) => {
+    const server = await startServer(lab, f, ['--dev', 'tap', '--dhcp']);
+    // dnsmasq as this test's own process (by PID, its own pid and lease files), DHCP only
+    // (port 0: no DNS), bound to the server's TAP alone; no configuration file, no service.
+    const leases = path.join(f.dir, 'dnsmasq.leases');
+    const dnsmasq = lab.spawn('server', ['dnsmasq', '--keep-in-foreground', '--conf-file=/dev/null', '--port=0', '--no-resolv', '--no-hosts',
+      '--interface=mvpn0', '--bind-interfaces', '--dhcp-range=10.8.0.100,10.8.0.150,255.255.255.0,1h', '--dhcp-authoritative',
+      `--dhcp-leasefile=${leases}`, `--pid-file=${path.join(f.dir, 'dnsmasq.pid')}`, '--user=root', '--log-dhcp', '--log-facility=-']);
+    try {
+      await lab.waitForLine(dnsmasq, /DHCP, IP range 10\.8\.0\.100 -- 10\.8\.0\.150/, 10_000);
+      const a = await startClient(lab, f, 1, 'alice', ['--dev', 'tap']);
+      const line = lab.output(a.proc);
+      const m = /tunnel up: (10\.8\.0\.(\d+))\/24 \(by DHCP\) on mvpn1/.exec(line);
+      t.ok(m && Number(m[2]) >= 100 && Number(m[2]) <= 150, `the client's address is from dnsmasq's range: ${m?.[1]}`);
+      t.match(line, /dhcp-lease: lease 10\.8\.0\.\d+\/24 on mvpn1 from 10\.8\.0\.1/, 'udhcpc took it from the server side');
+      t.match(lab.output(dnsmasq), /DHCPACK\(mvpn0\) 10\.8\.0\.\d+ /, 'dnsmasq acknowledged it on the TAP');
+      const aliceMac = await mac(lab, 'client1', 'mvpn1');
+      t.match(fs.readFileSync(leases, 'utf8'), new RegExp(`${aliceMac} ${m?.[1]} `), "the lease file holds the client's MAC and address");
+      const p = await ping(lab, 'server', m![1]);
+      t.equal(p.received, 3, 'the server reaches the client at its DHCP address');
+      a.proc.kill('SIGTERM');
+      t.equal(await exited(a.proc, 30_000), 0, 'the client exits cleanly');
+    } finally {
+      dnsmasq.kill('SIGTERM');
+    }
+    server.kill('SIGTERM');
+    t.equal(await exited(server, 30_000), 0);
   });
 });

@@ -49,6 +49,8 @@ export class VpnClient {
   private core: SessionCore | null = null;
   private tun: Tun | null = null;
   private applied: ConfigMsg | null = null;
+  /** --dev tap: the largest frame carried (MTU + header), set before client-init.sh runs (its DHCP exchange crosses the tunnel). */
+  private maxFrame = 0;
   /** Our tunnel IPv6 address (16 bytes) while the config gives one: IPv6 goes through the tunnel then. */
   private address6: Buffer | null = null;
   private serverIp = '';
@@ -262,7 +264,7 @@ export class VpnClient {
    * handles ARP, neighbour discovery and DHCP on the TAP as on any Ethernet link.
    */
   private frameFits(len: number): boolean {
-    if (len >= ETHER_HEADER_LEN && this.applied !== null && len <= this.applied.mtu + ETHER_HEADER_LEN) return true;
+    if (len >= ETHER_HEADER_LEN && len <= this.maxFrame) return true;
     this.counters.inc(len < ETHER_HEADER_LEN ? 'bad_ethernet' : 'too_big');
     return false;
   }
@@ -446,9 +448,10 @@ export class VpnClient {
         this.tx = PacketBatch.over(this.tun.rx.buf, BATCH);
         this.tun.onPackets((b, now) => this.onTunBatch(b, now));
       }
+      this.maxFrame = c.mtu + ETHER_HEADER_LEN;
       await runInitScript('client-init.sh', 'up', {
         TUN: this.tun.name,
-        ADDR: `${c.address}/${c.prefix}`,
+        ADDR: c.dhcp ? 'dhcp' : `${c.address}/${c.prefix}`,
         MTU: String(c.mtu),
         ROUTES: c.routes.join(' '),
         REDIRECT_GATEWAY: c.redirectGateway ? '1' : '0',
@@ -473,7 +476,8 @@ export class VpnClient {
         ? 'the server offers no IPv6 default route: IPv6 goes around the tunnel (--allow-ipv6-leak)'
         : 'the server offers no IPv6 default route: IPv6 on the other interfaces is blocked while the tunnel is up (--allow-ipv6-leak turns that off)');
     }
-    log.info(`tunnel up: ${c.address}/${c.prefix} on ${this.tun!.name}`, {
+    const addr = c.dhcp ? `${interfaceAddress(this.tun!.name)} (by DHCP)` : `${c.address}/${c.prefix}`;
+    log.info(`tunnel up: ${addr} on ${this.tun!.name}`, {
       server: `${this.serverIp}:${this.cfg.server.port}`, mtu: c.mtu, ...(this.cfg.dev === 'tap' ? { dev: 'tap' } : {}),
       routes: c.redirectGateway ? 'all (full tunnel)' : c.routes.join(',') || 'tunnel subnet only',
       mode: this.cfg.plaintext ? 'plaintext' : 'dtls',
@@ -521,6 +525,12 @@ export class VpnClient {
 }
 
 
+/** The IPv4 address/prefix on interface `name` ('none' for none): what DHCP gave it. */
+function interfaceAddress(name: string): string {
+  const a = (os.networkInterfaces()[name] ?? []).find((x) => x.family === 'IPv4');
+  return a?.cidr ?? 'none';
+}
+
 /** True while `address` (a socket's local address) is still one of this host's. */
 function localAddressPresent(address: string): boolean {
   if (address === '' || address === '0.0.0.0' || address === '::') return true;
@@ -533,7 +543,7 @@ function localAddressPresent(address: string): boolean {
 
 /** Whether two configs set up the TUN and routes the same way (a reconnect then changes nothing). */
 function sameSetup(a: ConfigMsg, c: ConfigMsg): boolean {
-  return a.address === c.address && a.prefix === c.prefix && a.mtu === c.mtu && a.routes.join() === c.routes.join() &&
+  return a.address === c.address && a.prefix === c.prefix && a.dhcp === c.dhcp && a.mtu === c.mtu && a.routes.join() === c.routes.join() &&
     a.redirectGateway === c.redirectGateway && a.address6 === c.address6 && a.prefix6 === c.prefix6 &&
     (a.routes6 ?? []).join() === (c.routes6 ?? []).join() && a.redirectGateway6 === c.redirectGateway6;
 }

@@ -68,6 +68,7 @@ export const SERVER_FIELDS: Field[] = [
   { key: 'tunName', flag: 'tun-name', type: 'value', metavar: 'NAME', def: 'mvpn0', help: 'TUN (or TAP) device name', check: ifname('an interface name') },
   DEV_FIELD,
   { key: 'macLimit', flag: 'mac-limit', type: 'value', number: true, metavar: 'N', def: 4, help: 'with --dev tap: source MACs one client may send from (the first it is seen with); frames from others are dropped and counted (spoofed_mac)', check: int(1, 64) },
+  { key: 'dhcp', flag: 'dhcp', type: 'bool', def: false, help: 'with --dev tap: clients take their IPv4 address by DHCP from a DHCP server on this side of the link (dnsmasq on the TAP or bridge), not from the pushed config', check: bool },
   { key: 'broadcastPerSec', flag: 'broadcast-per-sec', type: 'value', number: true, metavar: 'N', def: 200, help: 'with --dev tap: broadcast and multicast frames one client may send a second (bursts of twice that); the rest are dropped and counted (broadcast_limit)', check: int(1, 1_000_000) },
   { key: 'underlayMtu', flag: 'underlay-mtu', type: 'value', number: true, metavar: 'N', def: 1500, help: 'MTU of the network the UDP packets cross (at most 2000: the data path has 2 KB buffers)', check: int(576, MAX_TUNNEL_MTU) },
   { key: 'mtu', flag: 'mtu', type: 'value', number: true, metavar: 'N', def: undefined, defText: 'computed: 1434 with DTLS, 1471 plaintext; 14 less with --dev tap', help: 'tunnel MTU, pushed to clients (at most 2000; with --dev tap at most 1986, the Ethernet header comes on top)', check: int(576, MAX_TUNNEL_MTU) },

@@ -17,6 +17,8 @@ export interface ServerConfig {
   macLimit: number;
   /** TAP: broadcast/multicast frames per second per client (bursts of twice that). */
   broadcastPerSec: number;
+  /** TAP: clients take their address by DHCP (pushed as `dhcp`). */
+  dhcp: boolean;
   pool: { network: string; prefix: number };
   /** The IPv6 pool (canonical CIDR), and whether there is IPv6 in the tunnel at all. */
   pool6: string;

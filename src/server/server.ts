@@ -448,6 +448,7 @@ export class VpnServer {
         routes6: cfg.routes6, redirectGateway6: cfg.redirectGateway, dns6: cfg.dns6,
       } : {}),
       ...(this.tap ? { dev: 'tap' as const } : {}),
+      ...(cfg.dhcp ? { dhcp: true } : {}),
     };
   }
 
