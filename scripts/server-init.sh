@@ -14,6 +14,10 @@
 #   MSS_CLAMP  1 (default): clamp TCP MSS on the tunnel; 0: don't
 #   ADDR6      the server's tunnel IPv6 address, e.g. fd6d:7670:6e00::1/64 (empty: no IPv6)
 #   POOL6      the clients' IPv6 pool, e.g. fd6d:7670:6e00::/64 (needed for NAT66)
+#   BRIDGE     a Linux bridge for a TAP (--dev tap --bridge br0; empty: none): the TAP becomes
+#              one of its ports, and ADDR/ADDR6 go on the bridge. A bridge that does not exist
+#              is created (with the alias "minivpn:$TUN", by which down finds and removes it);
+#              one that exists (e.g. with a LAN port) is used as it is and left at down.
 #   IPTABLES   the iptables command (default: iptables; Debian's is the nftables backend)
 #   IP6TABLES  the ip6tables command (default: ip6tables)
 #
@@ -39,6 +43,7 @@ IPT=${IPTABLES:-iptables}
 IP6T=${IP6TABLES:-ip6tables}
 ADDR6=${ADDR6:-}
 POOL6=${POOL6:-}
+BRIDGE=${BRIDGE:-}
 
 IFNAME_RE='^[A-Za-z0-9_.-]{1,15}$'
 
@@ -88,8 +93,31 @@ remove_tagged_with() {
   [[ $found -eq 1 ]] || say "no $IPT rules tagged $COMMENT (nothing to remove)"
 }
 
+# The bridge we created for this tunnel carries this alias; down removes only such a bridge.
+ALIAS="minivpn:$TUN"
+if [[ -n $BRIDGE ]]; then [[ $BRIDGE =~ $IFNAME_RE ]] || die "BRIDGE must be an interface name (got '$BRIDGE')"; fi
+
+# bridge_up: the TAP as a port of BRIDGE (made if missing); the layer-3 device is the bridge.
+bridge_up() {
+  if ip link show dev "$BRIDGE" >/dev/null 2>&1; then
+    ip -d link show dev "$BRIDGE" | grep -q " bridge " || die "BRIDGE '$BRIDGE' exists and is not a bridge"
+    say "bridge $BRIDGE exists: using it as it is (down leaves it)"
+  else
+    run ip link add name "$BRIDGE" type bridge
+    run ip link set dev "$BRIDGE" alias "$ALIAS"
+  fi
+  [[ -n $MTU ]] && run ip link set dev "$TUN" mtu "$MTU"
+  run ip link set dev "$TUN" master "$BRIDGE"
+  run ip link set dev "$TUN" up
+}
+
 if [[ $ACTION == down ]]; then
   remove_tagged_rules
+  if [[ -n $BRIDGE ]] && ip -o link show dev "$BRIDGE" 2>/dev/null | grep -qF "alias $ALIAS"; then
+    run ip link del dev "$BRIDGE"
+  elif [[ -n $BRIDGE ]]; then
+    say "bridge $BRIDGE was not made for $TUN (or is gone): leaving it"
+  fi
   # Forwarding stays on: other services on this machine may route too, and turning it off
   # under them would be a surprise. (In the lab, lab.sh down removes the whole host.)
   say "leaving net.ipv4.ip_forward and net.ipv6.conf.all.forwarding as they are"
@@ -110,8 +138,14 @@ if [[ -n $ADDR6 ]]; then
   [[ -z $NAT_OUT || $POOL6 =~ $CIDR6_RE ]] || die "POOL6 must be the IPv6 client pool, e.g. fd6d:7670:6e00::/64, when NAT_OUT and ADDR6 are set (got '$POOL6')"
 fi
 
-# The tunnel interface itself (scripts/common.sh: MTU, address, link up).
-tun_up
+# The tunnel interface itself (scripts/common.sh: MTU, address, link up), or with BRIDGE the
+# TAP as a bridge port and the address on the bridge: from here on the layer-3 device is L3.
+L3=$TUN
+if [[ -n $BRIDGE ]]; then
+  bridge_up
+  L3=$BRIDGE
+fi
+TUN=$L3 tun_up
 
 # Routing between the tunnel and the other interfaces (the LAN, the internet).
 run sysctl -qw net.ipv4.ip_forward=1
@@ -131,14 +165,14 @@ fi
 # tunnel (both directions) to fit the route's MTU avoids that.
 if [[ $MSS_CLAMP == 1 ]]; then
   for dir in -i -o; do
-    add_rule mangle FORWARD "$dir" "$TUN" -p tcp --tcp-flags SYN,RST SYN \
+    add_rule mangle FORWARD "$dir" "$L3" -p tcp --tcp-flags SYN,RST SYN \
       -m comment --comment "$COMMENT" -j TCPMSS --clamp-mss-to-pmtu
   done
 fi
 
 # IPv6 inside the tunnel: the same steps for IPv6 (address, forwarding, NAT66, MSS clamp).
 if [[ -n $ADDR6 ]]; then
-  tun_up6
+  TUN=$L3 tun_up6
   run sysctl -qw net.ipv6.conf.all.forwarding=1
   if [[ -n $NAT_OUT ]]; then
     # NAT66: the pool is a unique local prefix, which the internet does not route. With a
@@ -149,7 +183,7 @@ if [[ -n $ADDR6 ]]; then
   fi
   if [[ $MSS_CLAMP == 1 ]]; then
     for dir in -i -o; do
-      add_rule6 mangle FORWARD "$dir" "$TUN" -p tcp --tcp-flags SYN,RST SYN \
+      add_rule6 mangle FORWARD "$dir" "$L3" -p tcp --tcp-flags SYN,RST SYN \
         -m comment --comment "$COMMENT" -j TCPMSS --clamp-mss-to-pmtu
     done
   fi

@@ -62,6 +62,7 @@ t.test('server defaults', async (t) => {
     macLimit: 4,
     broadcastPerSec: 200,
     dhcp: false,
+    bridge: null,
     underlayMtu: 1500,
     mtu: 1434,
     ca: 'pki/ca.crt', cert: 'pki/server.crt', key: 'pki/server.key',

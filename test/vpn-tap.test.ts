@@ -134,16 +134,19 @@ t.test('TAP: two clients on the server\'s shared TAP', { timeout: 300_000 }, asy
   });
 });
 
-t.test('TAP and DHCP: dnsmasq on the server side gives a client its lease over the tunnel', { timeout: 240_000 }, async (t) => {
+t.test('TAP on a bridge, and DHCP: dnsmasq on the server\'s bridge gives a client its lease over the tunnel', { timeout: 240_000 }, async (t) => {
   const f = await vpnFixture(['alice']);
   t.teardown(f.cleanup);
   await withLab({ prefix: uniquePrefix('dhcp'), clients: 1 }, async (lab) => {
-    const server = await startServer(lab, f, ['--dev', 'tap', '--dhcp']);
+    const server = await startServer(lab, f, ['--dev', 'tap', '--dhcp', '--bridge', 'br7']);
+    const br = JSON.parse((await lab.exec('server', ['ip', '-j', '-d', 'link', 'show', 'master', 'br7'])).stdout || '[]') as { ifname: string }[];
+    t.same(br.map((l) => l.ifname), ['mvpn0'], 'the init script made bridge br7, with the TAP as its port');
+    t.match((await lab.exec('server', ['ip', '-4', '-o', 'addr', 'show', 'dev', 'br7'])).stdout, /inet 10\.8\.0\.1\/24/, "the server's address is on the bridge");
     // dnsmasq as this test's own process (by PID, its own pid and lease files), DHCP only
-    // (port 0: no DNS), bound to the server's TAP alone; no configuration file, no service.
+    // (port 0: no DNS), bound to the server's bridge alone; no configuration file, no service.
     const leases = path.join(f.dir, 'dnsmasq.leases');
     const dnsmasq = lab.spawn('server', ['dnsmasq', '--keep-in-foreground', '--conf-file=/dev/null', '--port=0', '--no-resolv', '--no-hosts',
-      '--interface=mvpn0', '--bind-interfaces', '--dhcp-range=10.8.0.100,10.8.0.150,255.255.255.0,1h', '--dhcp-authoritative',
+      '--interface=br7', '--bind-interfaces', '--dhcp-range=10.8.0.100,10.8.0.150,255.255.255.0,1h', '--dhcp-authoritative',
       `--dhcp-leasefile=${leases}`, `--pid-file=${path.join(f.dir, 'dnsmasq.pid')}`, '--user=root', '--log-dhcp', '--log-facility=-']);
     try {
       await lab.waitForLine(dnsmasq, /DHCP, IP range 10\.8\.0\.100 -- 10\.8\.0\.150/, 10_000);
@@ -152,7 +155,7 @@ t.test('TAP and DHCP: dnsmasq on the server side gives a client its lease over t
       const m = /tunnel up: (10\.8\.0\.(\d+))\/24 \(by DHCP\) on mvpn1/.exec(line);
       t.ok(m && Number(m[2]) >= 100 && Number(m[2]) <= 150, `the client's address is from dnsmasq's range: ${m?.[1]}`);
       t.match(line, /dhcp-lease: lease 10\.8\.0\.\d+\/24 on mvpn1 from 10\.8\.0\.1/, 'udhcpc took it from the server side');
-      t.match(lab.output(dnsmasq), /DHCPACK\(mvpn0\) 10\.8\.0\.\d+ /, 'dnsmasq acknowledged it on the TAP');
+      t.match(lab.output(dnsmasq), /DHCPACK\(br7\) 10\.8\.0\.\d+ /, 'dnsmasq acknowledged it on the bridge');
       const aliceMac = await mac(lab, 'client1', 'mvpn1');
       t.match(fs.readFileSync(leases, 'utf8'), new RegExp(`${aliceMac} ${m?.[1]} `), "the lease file holds the client's MAC and address");
       const p = await ping(lab, 'server', m![1]);
@@ -164,5 +167,6 @@ t.test('TAP and DHCP: dnsmasq on the server side gives a client its lease over t
     }
     server.kill('SIGTERM');
     t.equal(await exited(server, 30_000), 0);
+    t.not((await lab.exec('server', ['ip', 'link', 'show', 'dev', 'br7'])).code, 0, 'the bridge it made is gone after exit');
   });
 });

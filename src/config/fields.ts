@@ -68,6 +68,7 @@ export const SERVER_FIELDS: Field[] = [
   { key: 'tunName', flag: 'tun-name', type: 'value', metavar: 'NAME', def: 'mvpn0', help: 'TUN (or TAP) device name', check: ifname('an interface name') },
   DEV_FIELD,
   { key: 'macLimit', flag: 'mac-limit', type: 'value', number: true, metavar: 'N', def: 4, help: 'with --dev tap: source MACs one client may send from (the first it is seen with); frames from others are dropped and counted (spoofed_mac)', check: int(1, 64) },
+  { key: 'bridge', flag: 'bridge', type: 'value', nullable: true, metavar: 'NAME', def: null, defText: 'none', help: "with --dev tap: add the server's TAP to this Linux bridge (made if missing, and then removed on exit); the server's address goes on the bridge", check: nullable(ifname('a bridge name')) },
   { key: 'dhcp', flag: 'dhcp', type: 'bool', def: false, help: 'with --dev tap: clients take their IPv4 address by DHCP from a DHCP server on this side of the link (dnsmasq on the TAP or bridge), not from the pushed config', check: bool },
   { key: 'broadcastPerSec', flag: 'broadcast-per-sec', type: 'value', number: true, metavar: 'N', def: 200, help: 'with --dev tap: broadcast and multicast frames one client may send a second (bursts of twice that); the rest are dropped and counted (broadcast_limit)', check: int(1, 1_000_000) },
   { key: 'underlayMtu', flag: 'underlay-mtu', type: 'value', number: true, metavar: 'N', def: 1500, help: 'MTU of the network the UDP packets cross (at most 2000: the data path has 2 KB buffers)', check: int(576, MAX_TUNNEL_MTU) },

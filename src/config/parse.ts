@@ -200,6 +200,9 @@ export function parseServerArgs(argv: string[], env: NodeJS.ProcessEnv = process
   if (dev === 'tap' && mtu > MAX_TUNNEL_MTU - ETHER_HEADER) {
     throw new ConfigError('mtu', `config: "mtu": with dev tap at most ${MAX_TUNNEL_MTU - ETHER_HEADER} (the ${ETHER_HEADER}-byte Ethernet header comes on top), got ${mtu} (${src.mtu})`);
   }
+  if (c.bridge !== null && dev !== 'tap') {
+    throw new ConfigError('bridge', `config: "bridge": needs dev tap (a bridge joins Ethernet links), got dev ${dev} (${src.dev})`);
+  }
   if (c.dhcp === true && dev !== 'tap') {
     throw new ConfigError('dhcp', `config: "dhcp": needs dev tap (DHCP runs on an Ethernet link), got dev ${dev} (${src.dev})`);
   }
@@ -214,6 +217,7 @@ export function parseServerArgs(argv: string[], env: NodeJS.ProcessEnv = process
     macLimit: c.macLimit as number,
     broadcastPerSec: c.broadcastPerSec as number,
     dhcp: c.dhcp as boolean,
+    bridge: c.bridge as string | null,
     pool: c.pool as { network: string; prefix: number },
     pool6: c.pool6 as string,
     ipv6,

@@ -17,6 +17,8 @@ export interface ServerConfig {
   macLimit: number;
   /** TAP: broadcast/multicast frames per second per client (bursts of twice that). */
   broadcastPerSec: number;
+  /** TAP: the Linux bridge the TAP joins (null: none). */
+  bridge: string | null;
   /** TAP: clients take their address by DHCP (pushed as `dhcp`). */
   dhcp: boolean;
   pool: { network: string; prefix: number };

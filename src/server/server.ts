@@ -143,6 +143,7 @@ export class VpnServer {
       MSS_CLAMP: cfg.mssClamp ? '1' : '0',
       ADDR6: this.v6 ? `${this.v6.serverAddress}/${this.v6.prefix}` : '',
       POOL6: this.v6?.text ?? '',
+      BRIDGE: cfg.bridge ?? '',
     });
     this.sock = UdpSocket.bind(cfg.listen.host, cfg.listen.port, { gso: cfg.udpGso });
     this.admission = new Admission(this, this.sessions, this.counters, this.dtls, this.authz, cfg.float && !cfg.plaintext ? cfg.moveTrialsPerSec : 0, cfg.handshakesPerSource);
@@ -556,7 +557,7 @@ export class VpnServer {
     this.tun?.close();
     if (!this.initRan) { log.info('stopped'); return; }
     try {
-      await runInitScript('server-init.sh', 'down', { TUN: name, POOL: this.pool.cidr, NAT_OUT: this.cfg.natOut ?? '', POOL6: this.v6?.text ?? '' });
+      await runInitScript('server-init.sh', 'down', { TUN: name, POOL: this.pool.cidr, NAT_OUT: this.cfg.natOut ?? '', POOL6: this.v6?.text ?? '', BRIDGE: this.cfg.bridge ?? '' });
     } catch (err) {
       // Expected after --user: an unprivileged process cannot change the firewall.
       log.warn(`firewall rules tagged minivpn:${name} were not removed: ${(err as Error).message}; as root run: TUN=${name} scripts/server-init.sh down`);
