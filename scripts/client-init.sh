@@ -10,6 +10,10 @@
 #   ADDR              the client's tunnel address, e.g. 10.8.0.2/24; "dhcp" (a TAP only):
 #                     taken from a DHCP server on the server's side of the link, by
 #                     udhcpc (once, at up: the address stays until down, not renewed)
+#   PEER              the server's tunnel address on a point-to-point link (the server's p2p
+#                     topology), e.g. 10.8.0.1: the TUN gets "10.8.0.2 peer 10.8.0.1/24", so
+#                     the tunnel subnet is routed to the link's other end (empty: subnet)
+#   PEER6             the same for IPv6 (with ADDR6), e.g. fd6d:7670:6e00::1
 #   MTU               MTU of the TUN device, e.g. 1400 (empty: leave it)
 #   ROUTES            space-separated networks to send through the tunnel ("split tunnel"),
 #                     e.g. "10.9.0.0/24"
@@ -41,6 +45,8 @@ set -euo pipefail
 ACTION=${1:-}
 TUN=${TUN:-}
 ADDR=${ADDR:-}
+PEER=${PEER:-}
+PEER6=${PEER6:-}
 MTU=${MTU:-}
 ROUTES=${ROUTES:-}
 REDIRECT_GATEWAY=${REDIRECT_GATEWAY:-0}
@@ -132,7 +138,8 @@ do_down() {
       addr6)
         if ip -6 -o addr show dev "$TUN" 2>/dev/null | grep -qF " inet6 $rest "; then
           say "ip -6 addr del $rest dev $TUN"
-          ip -6 addr del "$rest" dev "$TUN" || failed=1
+          # shellcheck disable=SC2086 # "ADDR" or "ADDR peer PEER/LEN", written by us
+          ip -6 addr del $rest dev "$TUN" || failed=1
         else
           say "address $rest already gone from $TUN"
         fi ;;
@@ -140,7 +147,8 @@ do_down() {
       addr)
         if ip -4 -o addr show dev "$TUN" 2>/dev/null | grep -qF " inet $rest "; then
           say "ip addr del $rest dev $TUN"
-          ip addr del "$rest" dev "$TUN" || failed=1
+          # shellcheck disable=SC2086 # as above
+          ip addr del $rest dev "$TUN" || failed=1
         else
           say "address $rest already gone from $TUN"
         fi ;;
@@ -186,6 +194,8 @@ done
 [[ -z $GATEWAY6 || $GATEWAY6 =~ $IP6_RE ]] || die "GATEWAY6 must be an IPv6 address or empty (got '$GATEWAY6')"
 check_addr6
 if [[ -z $ADDR6 && ( -n $ROUTES6 || $REDIRECT_GATEWAY6 == 1 ) ]]; then die "ROUTES6 and REDIRECT_GATEWAY6 need ADDR6"; fi
+[[ -z $PEER || $PEER =~ $IP_RE ]] || die "PEER must be an IPv4 address, e.g. 10.8.0.1, or empty (got '$PEER')"
+[[ -z $PEER6 || ( -n $ADDR6 && $PEER6 =~ $IP6_RE ) ]] || die "PEER6 must be an IPv6 address, with ADDR6, or empty (got '$PEER6')"
 for r in $ROUTES6; do
   [[ $r =~ $CIDR6_RE ]] || die "ROUTES6: '$r' is not an IPv6 network like 2001:db8:50::/64"
 done
@@ -260,6 +270,9 @@ if [[ $ADDR == dhcp ]]; then
     die "no DHCP lease on $TUN (is a DHCP server on the server's side of the link?)"
   ip -4 -o addr show dev "$TUN" | grep -q ' inet ' || die "no DHCP lease on $TUN (is a DHCP server on the server's side of the link?)"
 else
+  # On a point-to-point link the server's address is the other end, the subnet routed to it.
+  [[ -n $PEER ]] && ADDR="${ADDR%/*} peer $PEER/${ADDR#*/}"
+  [[ -n $PEER6 ]] && ADDR6="${ADDR6%/*} peer $PEER6/${ADDR6#*/}"
   tun_up
   [[ $ADDR_ADDED == 1 ]] && echo "addr $ADDR" >>"$STATE"
 fi

@@ -22,6 +22,14 @@ check_tun() {
     die "device '$TUN' does not exist (the $1 creates it before running this script)"
 }
 
+# check_tun_p2p: as check_tun, for one link of the p2p topology (ADDR is "ADDR peer PEER/32").
+check_tun_p2p() {
+  [[ -z $MTU || ($MTU =~ ^[0-9]+$ && $MTU -ge 576 && $MTU -le 65535) ]] ||
+    die "MTU must be a number from 576 to 65535 (got '$MTU')"
+  ip link show dev "$TUN" >/dev/null 2>&1 ||
+    die "device '$TUN' does not exist (the VPN server creates it before running this script)"
+}
+
 # tun_up: MTU, address, link up. A smaller MTU than the wire's leaves room for the
 # UDP + DTLS + framing bytes each tunnelled packet gains on the way. Sets ADDR_ADDED=1
 # when it added the address (so the caller can record it for undoing).
@@ -31,7 +39,8 @@ tun_up() {
   if ip -4 -o addr show dev "$TUN" | grep -qF " inet $ADDR "; then
     say "address $ADDR already on $TUN"
   else
-    run ip addr add "$ADDR" dev "$TUN"
+    read -ra addr_args <<<"$ADDR" # ("10.8.0.2/24", or "10.8.0.2 peer 10.8.0.1/24" on a point-to-point link)
+    run ip addr add "${addr_args[@]}" dev "$TUN"
     ADDR_ADDED=1
   fi
   run ip link set dev "$TUN" up
@@ -58,7 +67,8 @@ tun_up6() {
   if ip -6 -o addr show dev "$TUN" | grep -qF " inet6 $ADDR6 "; then
     say "address $ADDR6 already on $TUN"
   else
-    run ip -6 addr add "$ADDR6" dev "$TUN" nodad
+    read -ra addr_args <<<"$ADDR6" # (as in tun_up)
+    run ip -6 addr add "${addr_args[@]}" dev "$TUN" nodad
     ADDR6_ADDED=1
   fi
 }

@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
-# server-init.sh up|down - what the VPN server's machine needs around the tunnel.
+# server-init.sh up|down|link-up - what the VPN server's machine needs around the tunnel.
 #
 # The VPN server program opens the TUN device, then runs "server-init.sh up"; when it
 # stops it runs "server-init.sh down". Every action is printed as one line, so the VPN log
 # shows exactly what was changed on the machine.
 #
+# With TOPOLOGY=p2p (a TUN per client, each a point-to-point link) "up" and "down" cover the
+# links as a group: TUN is then the template's stem with "+" (mvp+ for mvp%d), iptables'
+# wildcard for every link, and there is no shared TUN to configure. Each client's TUN is
+# configured by "link-up" when the client connects (TUN, ADDR, PEER, MTU, ADDR6, PEER6); it
+# needs no "down": the kernel removes the interface, its addresses and routes when the VPN
+# closes it.
+#
 # Configured by environment variables:
 #   TUN        the TUN device, e.g. tun0 (must exist already: the VPN creates it)
+#   TOPOLOGY   subnet (default) or p2p (see above)
 #   ADDR       the server's tunnel address with prefix length, e.g. 10.8.0.1/24
+#              (link-up: the server's address alone, e.g. 10.8.0.1)
+#   PEER       link-up: the client's address, e.g. 10.8.0.2 (the other end of the link)
+#   PEER6      link-up: the client's IPv6 address (with ADDR6 the server's, no prefix length)
 #   MTU        MTU of the TUN device, e.g. 1400 (empty: leave it)
 #   POOL       the clients' address pool, e.g. 10.8.0.0/24 (needed for NAT)
 #   NAT_OUT    interface to masquerade out of, e.g. eth0 (empty: no NAT); IPv4 and IPv6 (NAT66)
@@ -26,7 +37,15 @@
 # down: removes the iptables and ip6tables rules that up added, and nothing else. Each rule carries the
 #       comment "minivpn:$TUN", so down finds exactly those (and never another tunnel's).
 #       The TUN device and its address vanish by themselves when the VPN closes it.
+# link-up: MTU; ADDR with PEER as the other end (a /32 pair: every link shares the server's
+#       address); reverse-path filtering on for the link; with ADDR6 the same for IPv6; link up.
+#       With BRIDGE (a client's TAP, --dev tap): MTU, the TAP a port of the bridge, link up.
 # Both are idempotent: running them twice does no harm.
+#
+# Anti-spoofing with TOPOLOGY=p2p is the kernel's: strict reverse-path filtering (rp_filter=1
+# on each link) drops a packet that arrives on a link its source address is not routed to,
+# so a client can only send from its own address (or from networks routed to its link, e.g.
+# by OSPF). For IPv6, which has no rp_filter, the rpfilter match in the raw table does it.
 set -euo pipefail
 
 # say, die and run (print each command, then run it): scripts/common.sh
@@ -34,7 +53,10 @@ set -euo pipefail
 
 ACTION=${1:-}
 TUN=${TUN:-}
+TOPOLOGY=${TOPOLOGY:-subnet}
 ADDR=${ADDR:-}
+PEER=${PEER:-}
+PEER6=${PEER6:-}
 MTU=${MTU:-}
 POOL=${POOL:-}
 NAT_OUT=${NAT_OUT:-}
@@ -47,8 +69,13 @@ BRIDGE=${BRIDGE:-}
 
 IFNAME_RE='^[A-Za-z0-9_.-]{1,15}$'
 
-[[ $ACTION == up || $ACTION == down ]] || die "usage: TUN=tun0 ADDR=10.8.0.1/24 ... $0 up|down"
-[[ $TUN =~ $IFNAME_RE ]] || die "TUN must be an interface name of 1-15 letters, digits, '_', '.', '-' (got '$TUN')"
+[[ $ACTION == up || $ACTION == down || $ACTION == link-up ]] || die "usage: TUN=tun0 ADDR=10.8.0.1/24 ... $0 up|down|link-up"
+[[ $TOPOLOGY == subnet || $TOPOLOGY == p2p ]] || die "TOPOLOGY must be subnet or p2p (got '$TOPOLOGY')"
+if [[ $TOPOLOGY == p2p && $ACTION != link-up ]]; then
+  [[ $TUN =~ ^[A-Za-z0-9_.-]{1,14}\+$ ]] || die "TUN must be the links' wildcard with TOPOLOGY=p2p, e.g. mvp+ (got '$TUN')"
+else
+  [[ $TUN =~ $IFNAME_RE ]] || die "TUN must be an interface name of 1-15 letters, digits, '_', '.', '-' (got '$TUN')"
+fi
 command -v "$IPT" >/dev/null || die "'$IPT' not found: install the iptables package (apt-get install iptables)"
 
 # All rules of this tunnel carry this comment; it is how down finds them.
@@ -77,7 +104,7 @@ remove_tagged_rules() {
 remove_tagged_with() {
   local IPT=$1 table line found=0
   local -a rules args
-  for table in nat mangle filter; do
+  for table in nat mangle filter raw; do
     # "iptables -S" prints rules as the -A commands that would recreate them, e.g.
     #   -A POSTROUTING -s 10.8.0.0/24 -o eth0 -m comment --comment "minivpn:tun0" -j MASQUERADE
     # The closing quote in the pattern keeps "minivpn:tun0" from matching "minivpn:tun01".
@@ -97,8 +124,8 @@ remove_tagged_with() {
 ALIAS="minivpn:$TUN"
 if [[ -n $BRIDGE ]]; then [[ $BRIDGE =~ $IFNAME_RE ]] || die "BRIDGE must be an interface name (got '$BRIDGE')"; fi
 
-# bridge_up: the TAP as a port of BRIDGE (made if missing); the layer-3 device is the bridge.
-bridge_up() {
+# bridge_create: BRIDGE, made if missing (then marked with our alias, for down).
+bridge_create() {
   if ip link show dev "$BRIDGE" >/dev/null 2>&1; then
     ip -d link show dev "$BRIDGE" | grep -q " bridge " || die "BRIDGE '$BRIDGE' exists and is not a bridge"
     say "bridge $BRIDGE exists: using it as it is (down leaves it)"
@@ -106,9 +133,13 @@ bridge_up() {
     run ip link add name "$BRIDGE" type bridge
     run ip link set dev "$BRIDGE" alias "$ALIAS"
   fi
-  [[ -n $MTU ]] && run ip link set dev "$TUN" mtu "$MTU"
-  run ip link set dev "$TUN" master "$BRIDGE"
-  run ip link set dev "$TUN" up
+}
+# bridge_port DEV: a TAP as a port of BRIDGE (the kernel learns its MACs and floods to it).
+bridge_port() {
+  ip -d link show dev "$BRIDGE" 2>/dev/null | grep -q " bridge " || die "BRIDGE '$BRIDGE' is not a bridge (server-init.sh up makes it)"
+  [[ -n $MTU ]] && run ip link set dev "$1" mtu "$MTU"
+  run ip link set dev "$1" master "$BRIDGE"
+  run ip link set dev "$1" up
 }
 
 if [[ $ACTION == down ]]; then
@@ -124,8 +155,31 @@ if [[ $ACTION == down ]]; then
   exit 0
 fi
 
+# ---- link-up: one client's point-to-point link (TOPOLOGY=p2p) ---------------------------
+if [[ $ACTION == link-up && -n $BRIDGE ]]; then
+  # A client's TAP (--dev tap): a bridge port, no address of its own; the kernel switches.
+  bridge_port "$TUN"
+  say "link-up done for $TUN (a port of $BRIDGE)"
+  exit 0
+fi
+if [[ $ACTION == link-up ]]; then
+  [[ $ADDR =~ $IP_RE && $PEER =~ $IP_RE ]] || die "ADDR and PEER must be IPv4 addresses, e.g. ADDR=10.8.0.1 PEER=10.8.0.2 (got '$ADDR', '$PEER')"
+  [[ -z $ADDR6 || ( $ADDR6 =~ $IP6_RE && $PEER6 =~ $IP6_RE ) ]] || die "ADDR6 and PEER6 must be IPv6 addresses without prefix length, or ADDR6 empty (got '$ADDR6', '$PEER6')"
+  ADDR="$ADDR peer $PEER/32"  # (a host route to the peer comes with it)
+  check_tun_p2p
+  tun_up
+  # Anti-spoofing by the kernel: a packet whose source is not routed out of this link is dropped.
+  run sysctl -qw "net.ipv4.conf.$TUN.rp_filter=1"
+  if [[ -n $ADDR6 ]]; then
+    ADDR6="$ADDR6 peer $PEER6/128"
+    tun_up6
+  fi
+  say "link-up done for $TUN"
+  exit 0
+fi
+
 # ---- up: check everything first, so a typo does not leave a half-configured machine ----
-check_tun "VPN server"
+if [[ $TOPOLOGY == subnet ]]; then check_tun "VPN server"; fi
 [[ $MSS_CLAMP == 0 || $MSS_CLAMP == 1 ]] || die "MSS_CLAMP must be 0 or 1 (got '$MSS_CLAMP')"
 if [[ -n $NAT_OUT ]]; then
   [[ $NAT_OUT =~ $IFNAME_RE ]] || die "NAT_OUT must be an interface name (got '$NAT_OUT')"
@@ -138,14 +192,17 @@ if [[ -n $ADDR6 ]]; then
   [[ -z $NAT_OUT || $POOL6 =~ $CIDR6_RE ]] || die "POOL6 must be the IPv6 client pool, e.g. fd6d:7670:6e00::/64, when NAT_OUT and ADDR6 are set (got '$POOL6')"
 fi
 
-# The tunnel interface itself (scripts/common.sh: MTU, address, link up), or with BRIDGE the
-# TAP as a bridge port and the address on the bridge: from here on the layer-3 device is L3.
+# The tunnel interface itself (scripts/common.sh: MTU, address, link up). With TOPOLOGY=p2p
+# there is none yet: each client's link is configured by link-up when it connects. With
+# BRIDGE the addresses go on the bridge, and the TAP (subnet) or each client's TAP (p2p,
+# at link-up) is one of its ports: from here on the layer-3 device is L3.
 L3=$TUN
 if [[ -n $BRIDGE ]]; then
-  bridge_up
+  bridge_create
+  [[ $TOPOLOGY == subnet ]] && bridge_port "$TUN"
   L3=$BRIDGE
 fi
-TUN=$L3 tun_up
+if [[ $TOPOLOGY == subnet || -n $BRIDGE ]]; then TUN=$L3 tun_up; fi
 
 # Routing between the tunnel and the other interfaces (the LAN, the internet).
 run sysctl -qw net.ipv4.ip_forward=1
@@ -172,8 +229,13 @@ fi
 
 # IPv6 inside the tunnel: the same steps for IPv6 (address, forwarding, NAT66, MSS clamp).
 if [[ -n $ADDR6 ]]; then
-  TUN=$L3 tun_up6
+  if [[ $TOPOLOGY == subnet || -n $BRIDGE ]]; then TUN=$L3 tun_up6; fi
   run sysctl -qw net.ipv6.conf.all.forwarding=1
+  if [[ $TOPOLOGY == p2p && -z $BRIDGE ]]; then
+    # IPv6 has no rp_filter sysctl: the rpfilter match drops what arrives on a link its source
+    # is not routed to (IPv6 link-local and multicast sources pass: they are the link's own).
+    add_rule6 raw PREROUTING -i "$TUN" -m rpfilter --invert -m comment --comment "$COMMENT" -j DROP
+  fi
   if [[ -n $NAT_OUT ]]; then
     # NAT66: the pool is a unique local prefix, which the internet does not route. With a
     # global prefix instead (routed mode) run without --nat-out.

@@ -64,5 +64,5 @@ t.test('the npm scripts call the command', { timeout: 120_000 }, async (t) => {
   for (const k of Object.keys(env)) if (k.startsWith('npm_')) delete env[k];
   const r = spawnSync('npm', ['run', '--silent', 'server', '--', '--help'], { cwd: ROOT, encoding: 'utf8', env, timeout: 60_000 });
   t.equal(r.status, 0, r.stderr);
-  t.match(r.stdout, /^usage: minivpn server \[options\] +\(or: npm run server -- \[options\]\)/);
+  t.match(r.stdout, /^usage: minivpn server \[options\] \[-- PROG ARGS...\] +\(or: npm run server -- \[options\] \[-- PROG ARGS...\]\)/);
 });

@@ -54,6 +54,8 @@ t.test('server defaults', async (t) => {
   const c = parseServerArgs([], NOENV);
   t.same(c, {
     listen: { host: '::', port: 1194 },
+    topology: 'subnet',
+    linkProgram: [],
     pool: { network: '10.8.0.0', prefix: 24 },
     pool6: 'fd6d:7670:6e00::/64',
     ipv6: true,
@@ -226,6 +228,7 @@ t.test('unknown flags and fields are named', async (t) => {
 t.test('client defaults and forms', async (t) => {
   const c = parseClientArgs(['--server', '192.0.2.1:1194', '--name', 'alice'], NOENV);
   t.same(c, {
+    linkProgram: [],
     server: { host: '192.0.2.1', port: 1194 },
     serverName: 'server.minivpn.test',
     ca: 'pki/ca.crt', cert: 'pki/clients/alice.crt', key: 'pki/clients/alice.key',

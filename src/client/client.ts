@@ -8,7 +8,9 @@
 //
 //   UDP batch -> core.decapsulate (open, unframe) -> TUN batch write
 //   TUN batch -> core.encapsulate (frame, seal) -> UDP batch send
+import { X509Certificate } from 'node:crypto';
 import dns from 'node:dns/promises';
+import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,7 +23,7 @@ import { DtlsContext } from '../dtls/dtls';
 import { logger } from '../log';
 import { monotonicMs } from '../clock';
 import { handoffStats, readTunAfterWrite, readUdpAfterSend, setHandoffYield } from '../os/latency';
-import { runInitScript } from '../os/scripts';
+import { linkEnv, runInitScript, spawnProgram } from '../os/scripts';
 import { ensurePrivateDir } from '../os/statedir';
 import { Channel, DtlsChannel, PlaintextChannel } from '../session/channel';
 import { Close, dataFrame, SessionCore } from '../session/core';
@@ -239,7 +241,7 @@ export class VpnClient {
     // A connected socket only hears the server.
     for (let i = 0; core !== null && i < rx.count; i++) {
       if (this.mismatched(core.channel, rx, i)) continue;
-      this.tunq.makeRoom(this.tun); // room for this datagram's frames
+      this.tunq.makeRoom(); // room for this datagram's frames
       const work = core.decapsulate(rx, i, now);
       const pk = core.packets;
       if (this.tun !== null) {
@@ -253,7 +255,7 @@ export class VpnClient {
       this.stats.rxPackets += pk.count;
       if (work) this.act(now);
     }
-    this.tunq.flush(this.tun);
+    this.tunq.flush();
     if (readTunAfterWrite(this.tun, this.tunq.takeWritten(), rx.count, now)) this.work = true;
     return this.work;
   }
@@ -350,7 +352,9 @@ export class VpnClient {
    */
   private toTunnel6(core: SessionCore, buf: Buffer, off: number, len: number, now: number): boolean {
     if (len < 40) { this.counters.inc('bad_ip'); return false; }
-    if (isLinkChatter6(buf, off)) { this.counters.inc('ipv6_link_local'); return false; }
+    // On a point-to-point link (the server's p2p topology) the link's own traffic crosses it:
+    // the far end is a router's interface, not the server's shared TUN.
+    if (isLinkChatter6(buf, off) && this.applied?.topology !== 'p2p') { this.counters.inc('ipv6_link_local'); return false; }
     if (this.address6 === null) { this.counters.inc('not_ipv4'); return false; }
     if (len > this.applied!.mtu) {
       // (Only when the TUN's MTU was raised behind our back: the kernel checks it first.) The
@@ -442,16 +446,23 @@ export class VpnClient {
     // Full tunnel, and IPv6 would go around it: blocked on the other interfaces unless allowed.
     const block6 = c.redirectGateway && !c.redirectGateway6 && !this.cfg.allowIpv6Leak;
     if (!same) {
-      if (this.tun && this.applied) await this.routesDown();
+      if (this.tun && this.applied) {
+        await this.linkProgram('down');
+        await this.routesDown();
+      }
       if (!this.tun) {
         this.tun = Tun.open({ name: this.cfg.tunName, batchSize: BATCH, maxPacket: SLOT - 8, headroom: FRAME_OVERHEAD, gro: this.cfg.tunGro, tap: this.cfg.dev === 'tap' });
         this.tx = PacketBatch.over(this.tun.rx.buf, BATCH);
         this.tun.onPackets((b, now) => this.onTunBatch(b, now));
       }
+      // (A TAP is an Ethernet link even with the p2p topology: no peer address, a next hop instead.)
+      const p2p = c.topology === 'p2p' && this.cfg.dev !== 'tap';
       this.maxFrame = c.mtu + ETHER_HEADER_LEN;
       await runInitScript('client-init.sh', 'up', {
         TUN: this.tun.name,
         ADDR: c.dhcp ? 'dhcp' : `${c.address}/${c.prefix}`,
+        PEER: p2p ? c.gateway : '',
+        PEER6: p2p && c.address6 ? c.gateway6! : '',
         MTU: String(c.mtu),
         ROUTES: c.routes.join(' '),
         REDIRECT_GATEWAY: c.redirectGateway ? '1' : '0',
@@ -470,6 +481,8 @@ export class VpnClient {
       });
       this.applied = c;
       this.address6 = c.address6 ? ipv6ToBytes(c.address6) : null;
+      const r = await this.linkProgram('up');
+      if (!r) return;
     }
     if (c.redirectGateway && !c.redirectGateway6) {
       log.info(this.cfg.allowIpv6Leak
@@ -481,9 +494,43 @@ export class VpnClient {
       server: `${this.serverIp}:${this.cfg.server.port}`, mtu: c.mtu, ...(this.cfg.dev === 'tap' ? { dev: 'tap' } : {}),
       routes: c.redirectGateway ? 'all (full tunnel)' : c.routes.join(',') || 'tunnel subnet only',
       mode: this.cfg.plaintext ? 'plaintext' : 'dtls',
+      ...(c.topology === 'p2p' ? { topology: 'p2p', peer: c.gateway } : {}),
       ...(this.cfg.tunGro ? { gro: 'on' } : {}),
       ...(c.address6 ? { address6: `${c.address6}/${c.prefix6}` } : { ipv6: 'none' }),
     });
+  }
+
+  /**
+   * The program after "--" (PROG ARGS...) for the tunnel's TUN: TUN_EVENT=up once the TUN is
+   * configured, down before it goes. A nonzero exit on up ends the client (fatal: it would
+   * fail again). Returns false then.
+   */
+  private async linkProgram(event: 'up' | 'down'): Promise<boolean> {
+    const prog = this.cfg.linkProgram, c = this.applied;
+    if (prog.length === 0 || this.tun === null || c === null) return true;
+    const env = linkEnv(event, this.tun.name, {
+      cn: this.ownCn(), local: c.address, peer: c.gateway, local6: c.address6 ?? '', peer6: c.gateway6 ?? '',
+      remote: `${this.serverIp.includes(':') ? `[${this.serverIp}]` : this.serverIp}:${this.cfg.server.port}`,
+    });
+    const r = await spawnProgram(prog, env, {
+      timeoutMs: 30_000,
+      output: (line, stream) => (stream === 'stderr' ? log.warn : log.info)(`link program ${event}: ${line}`),
+    });
+    if (r.ok) return true;
+    log.warn(`link program failed on ${event}`, { program: prog[0], reason: r.why });
+    if (event === 'up') this.finish({ kind: 'fatal', why: `the link program failed on up: ${r.why}` });
+    return false;
+  }
+
+  /** Our CN: the certificate's, or the name claimed in plaintext mode. */
+  private ownCn(): string {
+    if (this.cfg.plaintext) return this.cfg.plaintextCn ?? '';
+    try {
+      const cn = /(?:^|\n)CN=([^\n]*)/.exec(new X509Certificate(fs.readFileSync(this.cfg.cert)).subject);
+      return cn ? cn[1] : '';
+    } catch {
+      return this.cfg.name ?? '';
+    }
   }
 
   private stateDir(): string {
@@ -509,7 +556,10 @@ export class VpnClient {
     if (this.hsTimer) clearTimeout(this.hsTimer);
     if (this.tun) {
       if (this.cfg.tunGro) this.stats.groMerged = this.tun.coalesced;
-      if (this.applied) await this.routesDown();
+      if (this.applied) {
+        await this.linkProgram('down');
+        await this.routesDown();
+      }
       this.tun.close();
       this.tun = null;
       this.applied = null;
@@ -543,7 +593,8 @@ function localAddressPresent(address: string): boolean {
 
 /** Whether two configs set up the TUN and routes the same way (a reconnect then changes nothing). */
 function sameSetup(a: ConfigMsg, c: ConfigMsg): boolean {
-  return a.address === c.address && a.prefix === c.prefix && a.dhcp === c.dhcp && a.mtu === c.mtu && a.routes.join() === c.routes.join() &&
+  return a.address === c.address && a.prefix === c.prefix && a.gateway === c.gateway && a.topology === c.topology &&
+    a.dhcp === c.dhcp && a.mtu === c.mtu && a.routes.join() === c.routes.join() &&
     a.redirectGateway === c.redirectGateway && a.address6 === c.address6 && a.prefix6 === c.prefix6 &&
     (a.routes6 ?? []).join() === (c.routes6 ?? []).join() && a.redirectGateway6 === c.redirectGateway6;
 }

@@ -1,6 +1,6 @@
 // minivpn client --server HOST:PORT --name alice, or minivpn client --profile alice.conf
 // (as root: it creates a TUN device and routes)
-import { ConfigError, HelpRequested, parseClientArgs } from '../config';
+import { ConfigError, HelpRequested, parseClientArgs, splitProgram } from '../config';
 import { logger, setLevel } from '../log';
 import { LoadedProfile, loadProfile } from '../profile/load';
 import { VpnClient } from './client';
@@ -12,8 +12,10 @@ export async function main(argv: string[]): Promise<void> {
   let profile: LoadedProfile | null = null;
   try {
     // A profile is checked whole (format, options, credentials) before anything is sent.
-    profile = argv.includes('--help') || argv.includes('-h') ? null : loadProfile(argv);
-    cfg = parseClientArgs(profile ? profile.argv : argv);
+    // (PROG ARGS... after "--" is the client's own, never part of a profile.)
+    const { options, program } = splitProgram(argv);
+    profile = options.includes('--help') || options.includes('-h') ? null : loadProfile(options);
+    cfg = parseClientArgs([...(profile ? profile.argv : options), ...(program.length ? ['--', ...program] : [])]);
   } catch (err) {
     profile?.cleanup();
     if (err instanceof HelpRequested) { process.stdout.write(err.message + '\n'); process.exit(0); }

@@ -73,6 +73,26 @@ export function ifname(what: string) {
   };
 }
 
+/**
+ * An interface name, or a template the kernel numbers: one "%d" at the end (mvp%d -> mvp0,
+ * mvp1, ...), the part before it at most 10 characters so that five digits still fit.
+ */
+export function ifnameTemplate(what: string) {
+  const plain = ifname(what);
+  return (v: unknown): string => {
+    if (typeof v === 'string' && v.endsWith('%d')) {
+      const stem = v.slice(0, -2);
+      if (/^[A-Za-z0-9_.-]{1,10}$/.test(stem)) return v;
+      throw new Expected(`${what}, or a template like mvp%d (at most 10 characters from A-Z a-z 0-9 _ . - before the %d at its end)`);
+    }
+    try {
+      return plain(v);
+    } catch {
+      throw new Expected(`${what} of 1-15 characters from A-Z a-z 0-9 _ . -, or a template like mvp%d`);
+    }
+  };
+}
+
 function ipv4ToInt(a: string): number {
   return a.split('.').reduce((n, o) => n * 256 + Number(o), 0);
 }

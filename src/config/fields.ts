@@ -2,9 +2,10 @@
 // default, help). The parser (src/config/parse.ts) and usage() are driven by them.
 
 import { MAX_TUNNEL_MTU } from '../wire/control';
+import { TOPOLOGIES } from './types';
 import { DEFAULT_POOL6 } from '../device/pool6';
 import {
-  LOG_LEVELS, bool, clientName, hostPort, hostname, ifname, int, ipv4, ipv4Cidr, ipv6, ipv6Cidr, list, nullable, oneOf, path, pullFilter, seconds,
+  LOG_LEVELS, bool, clientName, hostPort, hostname, ifname, ifnameTemplate, int, ipv4, ipv4Cidr, ipv6, ipv6Cidr, list, nullable, oneOf, path, pullFilter, seconds,
   unixSocketPath, userOrGroup,
 } from './checks';
 
@@ -65,7 +66,8 @@ export const SERVER_FIELDS: Field[] = [
   { key: 'pool', flag: 'pool', type: 'value', metavar: 'CIDR', def: { network: '10.8.0.0', prefix: 24 }, defText: '10.8.0.0/24', help: 'tunnel address pool; the server takes the first address (.1)', check: ipv4Cidr('10.8.0.0/24', 8, 30) },
   { key: 'pool6', flag: 'pool6', type: 'value', metavar: 'CIDR', def: DEFAULT_POOL6, help: 'IPv6 tunnel pool (/64../126), a fixed unique local prefix by default; the server takes ::1', check: ipv6Cidr('fd6d:7670:6e00::/64', 64, 126) },
   { key: 'ipv6', flag: 'ipv6', type: 'bool', def: true, help: 'IPv6 inside the tunnel (an address from --pool6 for each client); --no-ipv6: IPv4 only', check: bool },
-  { key: 'tunName', flag: 'tun-name', type: 'value', metavar: 'NAME', def: 'mvpn0', help: 'TUN (or TAP) device name', check: ifname('an interface name') },
+  { key: 'topology', flag: 'topology', type: 'value', metavar: 'subnet|p2p', def: 'subnet', help: 'subnet: one shared TUN, the server routes between clients; p2p: a TUN per client, each a point-to-point link the kernel routes (multicast and routing daemons work)', check: oneOf(TOPOLOGIES) },
+  { key: 'tunName', flag: 'tun-name', type: 'value', metavar: 'NAME', def: 'mvpn0', defText: 'mvpn0; with p2p mvp%d', help: 'TUN (or TAP) device name; NAME%d lets the kernel number it (with --topology p2p: the template of the per-client TUNs)', check: ifnameTemplate('an interface name') },
   DEV_FIELD,
   { key: 'macLimit', flag: 'mac-limit', type: 'value', number: true, metavar: 'N', def: 4, help: 'with --dev tap: source MACs one client may send from (the first it is seen with); frames from others are dropped and counted (spoofed_mac)', check: int(1, 64) },
   { key: 'bridge', flag: 'bridge', type: 'value', nullable: true, metavar: 'NAME', def: null, defText: 'none', help: "with --dev tap: add the server's TAP to this Linux bridge (made if missing, and then removed on exit); the server's address goes on the bridge", check: nullable(ifname('a bridge name')) },
@@ -140,12 +142,15 @@ export function usage(kind: 'server' | 'client'): string {
     rows.push([flag, `${f.help} (default: ${def})`]);
   }
   rows.push(['--config FILE', 'JSON file with the same fields in camelCase; flags override it']);
+  rows.push(['-- PROG ARGS...', kind === 'server'
+    ? 'with --topology p2p: run PROG ARGS when a client\'s link comes up (TUN_EVENT=up) and goes down (TUN_EVENT=down), TUN_DEV_NAME, TUN_CLIENT_ID etc. in its environment; a nonzero exit on up closes that link'
+    : 'run PROG ARGS when the tunnel comes up (TUN_EVENT=up) and goes down (TUN_EVENT=down), TUN_DEV_NAME etc. in its environment; a nonzero exit on up ends the client']);
   // Read by src/profile/load.ts before this parser runs: it becomes flags.
   if (kind === 'client') rows.push(['--profile FILE', 'one-file profile from "minivpn pki export": server, CA, certificate, key, options; flags override it']);
   rows.push(['--help', 'show this text']);
   const width = Math.max(...rows.map(([a]) => a.length)) + 2;
   const lines = [
-    `usage: minivpn ${kind} [options]     (or: npm run ${kind} -- [options])`,
+    `usage: minivpn ${kind} [options] [-- PROG ARGS...]     (or: npm run ${kind} -- [options] [-- PROG ARGS...])`,
     kind === 'server'
       ? 'Runs the minivpn server: a TUN device, a UDP socket and DTLS sessions with clients.'
       : 'Runs the minivpn client: connects to the server and brings up a TUN device.',

@@ -7,7 +7,7 @@ import { CLIENT_FIELDS, Field, SERVER_FIELDS, usage } from './fields';
 import { computeTunnelMtu, ETHER_HEADER } from './mtu';
 import { MAX_TUNNEL_MTU } from '../wire/control';
 import { IPV6_MIN_MTU } from '../wire/ip6';
-import type { ClientConfig, DevType, HostPort, LogLevel, PullFilter, ServerConfig } from './types';
+import type { ClientConfig, DevType, HostPort, LogLevel, PullFilter, ServerConfig, Topology } from './types';
 
 /** A bad configuration value. `field` is the JSON key (e.g. "pool") or, for an unknown flag, the flag. */
 export class ConfigError extends Error {
@@ -151,6 +151,15 @@ function readFlags(fields: Field[], argv: string[]): { fromFlags: FromFlags; con
   return { fromFlags, configFile };
 }
 
+/** argv split at the first "--": the options, and the program to run per link (PROG ARGS...). */
+export function splitProgram(argv: string[]): { options: string[]; program: string[] } {
+  const at = argv.indexOf('--');
+  if (at < 0) return { options: argv, program: [] };
+  const program = argv.slice(at + 1);
+  if (program.length === 0) throw new ConfigError('--', 'config: "--" must be followed by a program to run per link, e.g. -- ./link-up.sh');
+  return { options: argv.slice(0, at), program };
+}
+
 /** Every field's value, with defaults < env < file < flags applied and each value checked. */
 function parse(kind: 'server' | 'client', fields: Field[], argv: string[], env: NodeJS.ProcessEnv): Parsed {
   if (argv.includes('--help') || argv.includes('-h')) throw new HelpRequested(kind);
@@ -184,8 +193,18 @@ function parse(kind: 'server' | 'client', fields: Field[], argv: string[], env: 
   return { values: out, src };
 }
 
-export function parseServerArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ServerConfig {
+export function parseServerArgs(args: string[], env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  const { options: argv, program: linkProgram } = splitProgram(args);
   const { values: c, src } = parse('server', SERVER_FIELDS, argv, env);
+  const topology = c.topology as Topology;
+  let tunName = c.tunName as string;
+  if (topology === 'p2p') {
+    // One TUN per client: the name is a template the kernel numbers.
+    if (src.tunName === 'default') tunName = 'mvp%d';
+    else if (!tunName.endsWith('%d')) fail('tunName', 'with topology p2p, a template ending in %d like mvp%d (one TUN per client)', tunName, src.tunName);
+  } else if (linkProgram.length > 0) {
+    throw new ConfigError('topology', 'config: "topology": a program after "--" runs per point-to-point link: it needs --topology p2p');
+  }
   const keepalive = c.keepaliveSec as number;
   const timeout = c.timeoutSec as number;
   if (timeout <= keepalive) {
@@ -203,6 +222,9 @@ export function parseServerArgs(argv: string[], env: NodeJS.ProcessEnv = process
   if (c.bridge !== null && dev !== 'tap') {
     throw new ConfigError('bridge', `config: "bridge": needs dev tap (a bridge joins Ethernet links), got dev ${dev} (${src.dev})`);
   }
+  if (topology === 'p2p' && dev === 'tap' && c.bridge === null) {
+    throw new ConfigError('bridge', 'config: "bridge": topology p2p with dev tap needs --bridge NAME: every client\'s TAP becomes a port of that bridge, and the kernel switches between them');
+  }
   if (c.dhcp === true && dev !== 'tap') {
     throw new ConfigError('dhcp', `config: "dhcp": needs dev tap (DHCP runs on an Ethernet link), got dev ${dev} (${src.dev})`);
   }
@@ -213,6 +235,8 @@ export function parseServerArgs(argv: string[], env: NodeJS.ProcessEnv = process
   }
   return {
     listen: c.listen as HostPort,
+    topology,
+    linkProgram,
     dev,
     macLimit: c.macLimit as number,
     broadcastPerSec: c.broadcastPerSec as number,
@@ -221,7 +245,7 @@ export function parseServerArgs(argv: string[], env: NodeJS.ProcessEnv = process
     pool: c.pool as { network: string; prefix: number },
     pool6: c.pool6 as string,
     ipv6,
-    tunName: c.tunName as string,
+    tunName,
     underlayMtu,
     mtu,
     ca: c.ca as string,
@@ -257,7 +281,8 @@ export function parseServerArgs(argv: string[], env: NodeJS.ProcessEnv = process
   };
 }
 
-export function parseClientArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ClientConfig {
+export function parseClientArgs(args: string[], env: NodeJS.ProcessEnv = process.env): ClientConfig {
+  const { options: argv, program: linkProgram } = splitProgram(args);
   const { values: c, src } = parse('client', CLIENT_FIELDS, argv, env);
   if (c.server === undefined) {
     throw new ConfigError('server', 'config: "server": required: the server\'s address, e.g. --server 192.0.2.1:1194');
@@ -282,6 +307,7 @@ export function parseClientArgs(argv: string[], env: NodeJS.ProcessEnv = process
     throw new ConfigError('plaintextCn', 'config: "plaintextCn": required with --insecure-plaintext: the identity to claim, e.g. --plaintext-cn alice (or --name alice)');
   }
   return {
+    linkProgram,
     server: c.server as HostPort,
     serverName: c.serverName as string,
     ca: c.ca as string,

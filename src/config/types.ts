@@ -9,15 +9,25 @@ export interface HostPort { host: string; port: number }
 
 export type DevType = 'tun' | 'tap';
 
+/** subnet: one shared TUN, clients routed by the server; p2p: one TUN (a point-to-point link) per client. */
+export const TOPOLOGIES = ['subnet', 'p2p'] as const;
+export type Topology = typeof TOPOLOGIES[number];
+
 export interface ServerConfig {
   listen: HostPort;
+  topology: Topology;
+  /**
+   * The program after "--" (argv: PROG ARGS...), run per link when it comes up and goes down
+   * (p2p topology); empty for none.
+   */
+  linkProgram: string[];
   /** tun: IP packets; tap: Ethernet frames (layer 2). */
   dev: DevType;
   /** TAP: source MACs per client at most (the first ones it is seen with). */
   macLimit: number;
   /** TAP: broadcast/multicast frames per second per client (bursts of twice that). */
   broadcastPerSec: number;
-  /** TAP: the Linux bridge the TAP joins (null: none). */
+  /** TAP: the Linux bridge the TAP (p2p: every client's TAP) joins (null: none). */
   bridge: string | null;
   /** TAP: clients take their address by DHCP (pushed as `dhcp`). */
   dhcp: boolean;
@@ -61,6 +71,8 @@ export interface ServerConfig {
 }
 
 export interface ClientConfig {
+  /** The program after "--" (PROG ARGS...), run when the tunnel comes up and goes down; empty for none. */
+  linkProgram: string[];
   /** Pushed routes and redirect ignored (--route-nopull); pushed items filtered (--pull-filter). */
   routeNopull: boolean;
   pullFilters: PullFilter[];

@@ -6,10 +6,14 @@
 //   UDP batch -> session by sender -> core.decapsulate (open, unframe) -> route -> TUN batch write
 //   TUN batch -> route (session by destination) -> core.encapsulate (frame, seal) -> UDP batch send
 //
+// With --topology p2p each session has a TUN of its own (links.ts), a point-to-point link the
+// kernel routes: no routing here, the session's packets go to its own device and what its
+// device reads goes to the session. The same loop reads all of them and the UDP socket.
+//
 // Each callback returns whether it did more than move packets (control work: then Node runs
 // the jobs it queued; see BatchCallback in native.ts). The shortcuts for interactive traffic
 // are in src/os/latency.ts, one call at the end of each line.
-import { BatchRing, PacketBatch } from '../batch';
+import { BatchRing, BatchView, PacketBatch } from '../batch';
 import { ServerConfig } from '../config';
 import { Peer, UdpBatch, UdpSocket } from '../conn/udp';
 import { DtlsContext } from '../dtls/dtls';
@@ -25,7 +29,7 @@ import { dropPrivileges } from '../os/privileges';
 import { HookRunner, runInitScript } from '../os/scripts';
 import { Channel, DtlsChannel } from '../session/channel';
 import { Close, dataFrame, SessionCore } from '../session/core';
-import { Tun } from '../tun/tun';
+import { Tun, TunReadShare } from '../tun/tun';
 import { ConfigMsg } from '../wire/control';
 import { FRAME_OVERHEAD } from '../wire/frame';
 import { checkIp, ipv4Dst, ipv4Src, ipVersion, parseCidr, inCidr, Cidr, IPV6_HEADER_LEN } from '../wire/ip';
@@ -33,6 +37,7 @@ import { isLinkChatter6, packetTooBig6 } from '../wire/ip6';
 import { ETHER_HEADER_LEN, etherDst, isGroupDst } from '../wire/ether';
 import { Pool6Range } from '../device/pool6';
 import { Admission } from './admission';
+import { Link, Links } from './links';
 import { BATCH, Session, SessionTable, sessionStatus, SessionStatus } from './sessions';
 import { StatusServer } from './status';
 
@@ -48,7 +53,9 @@ export interface ServerStatus {
   /** What the tunnel carries: IP packets (tun) or Ethernet frames (tap). */
   dev: 'tun' | 'tap';
   listen: string;
+  /** The shared TUN; with the p2p topology the links' name template (each client's own TUN is in its row). */
   tun: string;
+  topology: 'subnet' | 'p2p';
   pool: string;
   serverAddress: string;
   /** The IPv6 pool and the server's IPv6 address (absent with --no-ipv6). */
@@ -70,7 +77,14 @@ export interface ServerStatus {
 export class VpnServer {
   readonly counters = new Counters();
   sock!: UdpSocket;
-  private tun!: Tun;
+  /** The shared TUN (subnet topology; null with p2p, before start and after stop). */
+  private tun: Tun | null = null;
+  /** The p2p topology's devices, one per session (null: subnet). */
+  private readonly links: Links | null;
+  /** The read batch of every TUN of this server (one is read at a time). */
+  private readonly share = new TunReadShare(BATCH, SLOT - 8, FRAME_OVERHEAD);
+  /** Scratch for the devices a receive batch wrote (the read after a write). */
+  private readonly wroteTo: Tun[] = [];
   private dtls: DtlsContext | null = null;
   private readonly pool: AddressPool;
   private readonly poolCidr: Cidr;
@@ -119,6 +133,14 @@ export class VpnServer {
     this.authz = cfg.plaintext ? null : new AuthorizedClients(cfg.authorizedDir);
     this.tap = cfg.dev === 'tap';
     this.l2Limits = { macLimit: cfg.macLimit, maxFrame: cfg.mtu + ETHER_HEADER_LEN, groupPerSec: cfg.broadcastPerSec };
+    this.links = cfg.topology === 'p2p'
+      ? new Links({ template: cfg.tunName, share: this.share, gro: cfg.tunGro, mtu: cfg.mtu, program: cfg.linkProgram, tap: this.tap, bridge: cfg.bridge })
+      : null;
+  }
+
+  /** The device name hooks and logs give for a session: its own TUN, or the shared one. */
+  private devName(s: Session): string {
+    return s.link?.name ?? this.tun?.name ?? this.cfg.tunName;
   }
 
   async start(): Promise<void> {
@@ -131,11 +153,19 @@ export class VpnServer {
         keylogFile: cfg.keylog, mtu: cfg.underlayMtu - 28,
       });
     }
-    this.tun = Tun.open({ name: cfg.tunName, batchSize: BATCH, maxPacket: SLOT - 8, headroom: FRAME_OVERHEAD, gro: cfg.tunGro, tap: this.tap });
-    log.info(`${this.tap ? 'TAP' : 'TUN'} device open`, { dev: this.tun.name, mtu: cfg.mtu, ...(cfg.tunGro ? { gro: 'on' } : {}) });
+    const kind = this.tap ? 'TAP' : 'TUN';
+    if (this.links === null) {
+      this.tun = Tun.open({ name: cfg.tunName, share: this.share, gro: cfg.tunGro, tap: this.tap });
+      log.info(`${kind} device open`, { dev: this.tun.name, mtu: cfg.mtu, ...(cfg.tunGro ? { gro: 'on' } : {}) });
+    } else {
+      log.info(`topology p2p: a ${kind} per client`, {
+        template: cfg.tunName, mtu: cfg.mtu, ...(cfg.bridge ? { bridge: cfg.bridge } : {}), ...(cfg.linkProgram.length ? { program: cfg.linkProgram.join(' ') } : {}),
+      });
+    }
     this.initRan = true; // (from here on, stop() removes what the script may have added)
     await runInitScript('server-init.sh', 'up', {
-      TUN: this.tun.name,
+      TOPOLOGY: cfg.topology,
+      TUN: this.tun?.name ?? this.links!.wildcard,
       ADDR: `${this.pool.serverAddress}/${cfg.pool.prefix}`,
       MTU: String(cfg.mtu),
       POOL: this.pool.cidr,
@@ -156,12 +186,12 @@ export class VpnServer {
     // the status socket is there.
     setHandoffYield(cfg.handoffYield);
     this.sock.onDatagrams(this.udpRx, (rx, now) => this.onDatagrams(rx, now));
-    this.tun.onPackets((b, now) => this.onTunBatch(b, now));
+    this.tun?.onPackets((b, now) => this.onTunBatch(b, now));
     this.tick = setInterval(() => this.onTick(), 1000);
     const a = this.sock.address();
     const where = a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
     log.info(`listening on udp ${where}`, {
-      mode: cfg.plaintext ? 'plaintext' : 'dtls', tun: this.tun.name, ...(this.tap ? { dev: 'tap' } : {}), pool: this.pool.cidr, server: this.pool.serverAddress,
+      mode: cfg.plaintext ? 'plaintext' : 'dtls', tun: this.tun?.name ?? cfg.tunName, topology: cfg.topology, ...(this.tap ? { dev: 'tap' } : {}), pool: this.pool.cidr, server: this.pool.serverAddress,
       ...(this.v6 ? { pool6: this.v6.text, server6: this.v6.serverAddress } : { ipv6: 'off' }),
     });
   }
@@ -187,11 +217,12 @@ export class VpnServer {
   /** Datagram i of `datagrams`, from the client of `s`: its packets to the TUN (or another client). */
   receive(s: Session, datagrams: PacketBatch, i: number, now: number): void {
     if (i >= datagrams.count) return;
-    this.tunq.makeRoom(this.tun); // room for this datagram's frames
+    this.tunq.makeRoom(); // room for this datagram's frames
     const core = s.core;
     const work = core.decapsulate(datagrams, i, now);
     const pk = core.packets;
-    for (let k = 0; k < pk.count; k++) this.route(s, pk.buf, pk.offs[k], pk.lens[k], now);
+    if (s.link !== null) this.toLink(s, s.link, pk, now);
+    else for (let k = 0; k < pk.count; k++) this.route(s, pk.buf, pk.offs[k], pk.lens[k], now);
     if (work) this.act(s, now);
   }
 
@@ -201,24 +232,40 @@ export class VpnServer {
    * follows the client there.
    */
   private roam(rx: UdpBatch, i: number, now: number): boolean {
-    this.tunq.makeRoom(this.tun); // (a trial that succeeds opens the datagram's frames)
+    this.tunq.makeRoom(); // (a trial that succeeds opens the datagram's frames)
     const s = this.admission.tryMove(rx, i, now);
     if (s === null) return false;
     const pk = s.core.packets;
-    for (let k = 0; k < pk.count; k++) this.route(s, pk.buf, pk.offs[k], pk.lens[k], now);
+    if (s.link !== null) this.toLink(s, s.link, pk, now);
+    else for (let k = 0; k < pk.count; k++) this.route(s, pk.buf, pk.offs[k], pk.lens[k], now);
     this.act(s, now);
     if (s.gone) return true;
     const from = s.key;
     this.sessions.move(s, rx.peer(i));
     this.admission.moves++;
     log.info(`${s.cn} moved ${from} -> ${s.key}`, { cn: s.cn, address: s.addressStr });
-    this.hooks.run(this.cfg.onMove, 'move', { tun: this.tun.name, cn: s.cn, address: s.addressStr, remote: s.key, oldRemote: from });
+    this.hooks.run(this.cfg.onMove, 'move', { tun: this.devName(s), cn: s.cn, address: s.addressStr, remote: s.key, oldRemote: from });
     return true;
+  }
+
+  /**
+   * A client's packets to its own link (p2p): checked to be IP, nothing else. Its source is
+   * the kernel's to judge (rp_filter), multicast and link-local pass: the link is the client's.
+   * With --dev tap, frames through the client's layer-2 guard into its TAP (a bridge port).
+   */
+  private toLink(s: Session, link: Link, pk: BatchView, now: number): void {
+    if (link.state !== 'up') return; // (not configured yet, or closed: nothing to write to)
+    for (let k = 0; k < pk.count; k++) {
+      const off = pk.offs[k], len = pk.lens[k];
+      if (s.l2 !== null) { this.bridge(s, s.l2, link.dev, pk.buf, off, len, now); continue; }
+      if (checkIp(pk.buf, off, len) !== null) { this.counters.inc('bad_ip'); continue; }
+      this.tunq.add(link.dev, pk.buf, off, len);
+    }
   }
 
   /** One IP packet from a client: checked, then to the TUN or, re-sealed, to another client. */
   private route(s: Session, buf: Buffer, off: number, len: number, now: number): void {
-    if (s.l2 !== null) { this.bridge(s, s.l2, buf, off, len, now); return; }
+    if (s.l2 !== null) { this.bridge(s, s.l2, this.tun!, buf, off, len, now); return; }
     if (checkIp(buf, off, len) !== null) { this.counters.inc('bad_ip'); return; }
     if (ipVersion(buf, off) !== 4) { this.route6(s, buf, off, len, now); return; }
     // Anti-spoofing: a client may only send from the address we gave it.
@@ -228,15 +275,16 @@ export class VpnServer {
       this.toClient(this.sessions.router.lookup(dst), off, len, now);
       return;
     }
-    this.tunq.add(this.tun, buf, off, len);
+    this.tunq.add(this.tun!, buf, off, len);
   }
 
   /**
    * --dev tap: one Ethernet frame from a client, through its layer-2 guard (size, source MAC,
-   * broadcast rate), into the TAP. Addresses inside are not checked: on layer 2 the client is a
-   * station on the segment, as on a switch port (docs/PROTOCOL.md §5).
+   * broadcast rate), into the TAP `dev` (the shared one, or the client's own). Addresses inside
+   * are not checked: on layer 2 the client is a station on the segment, as on a switch port
+   * (docs/PROTOCOL.md §5).
    */
-  private bridge(s: Session, g: L2Guard, buf: Buffer, off: number, len: number, now: number): void {
+  private bridge(s: Session, g: L2Guard, dev: Tun, buf: Buffer, off: number, len: number, now: number): void {
     const v = g.check(buf, off, len, now);
     if (v === 'learned') {
       this.macs.add(g.learnedMac, s);
@@ -246,7 +294,7 @@ export class VpnServer {
       s.drops++;
       return;
     }
-    this.tunq.add(this.tun, buf, off, len);
+    this.tunq.add(dev, buf, off, len);
   }
 
   /** Client to client: the frame (type byte in front of the packet at `off`) re-sealed for the other session. */
@@ -272,7 +320,7 @@ export class VpnServer {
       this.toClient(v6.isHostAddress(buf, off + 24) ? this.sessions.router6.lookup(buf.readUInt32BE(off + 36)) : undefined, off, len, now);
       return;
     }
-    this.tunq.add(this.tun, buf, off, len);
+    this.tunq.add(this.tun!, buf, off, len);
   }
 
   /** An IPv6 packet over the tunnel MTU: dropped, and its sender (through the tunnel of `s`) told the MTU. */
@@ -290,11 +338,23 @@ export class VpnServer {
 
   /** The end of a receive batch: its TUN packets written in one call. */
   endTurn(datagrams: number, now: number): void {
-    this.tunq.flush(this.tun);
-    if (readTunAfterWrite(this.tun, this.tunq.takeWritten(), datagrams, now)) this.work = true;
+    this.tunq.flush();
+    const written = this.tunq.takeWritten();
+    for (const tun of this.tunq.takeWrittenTo(this.wroteTo)) if (readTunAfterWrite(tun, written, datagrams, now)) this.work = true;
   }
 
   // ---- TUN -> UDP -------------------------------------------------------------------------
+
+  /** A batch from a session's own link (p2p): all of it goes to that client. */
+  private onLinkBatch(s: Session, b: PacketBatch, now: number): boolean {
+    if (s.gone || b.count === 0) return false;
+    const tx = s.tx;
+    tx.count = 0;
+    for (let i = 0; i < b.count; i++) dataFrame(tx, b.buf, b.offs[i], b.lens[i]); // (into the headroom: no copy)
+    this.send(s, tx, tx.count, now);
+    tx.count = 0;
+    return readUdpAfterSend(this.sock, b.count, now);
+  }
 
   private onTunBatch(b: PacketBatch, now: number): boolean {
     const pending = this.pending;
@@ -365,7 +425,7 @@ export class VpnServer {
       // (Only when the TUN's MTU was raised behind our back: the kernel checks it first.)
       this.counters.inc('too_big');
       const ptb = packetTooBig6(buf, off, len, this.cfg.mtu, v6.serverBytes);
-      if (ptb !== null) this.tun.write(ptb);
+      if (ptb !== null) this.tun?.write(ptb);
       return null;
     }
     return v6.isHostAddress(buf, off + 24) ? this.sessions.router6.lookup(buf.readUInt32BE(off + 36)) : undefined;
@@ -425,9 +485,8 @@ export class VpnServer {
         this.admission.handshakeOver(s);
         this.sessions.connect(s, lease, now);
         if (this.tap) s.l2 = new L2Guard(this.l2Limits, now, (mac) => this.macs.heldByOther(mac, s));
-        s.core.accept(this.configFor(s), now);
-        log.info('client connected', { cn: s.cn, address: s.addressStr, remote: s.key, mode: s.core.channel.kind, ...(s.address6 ? { address6: s.address6Str } : {}) });
-        this.hooks.run(this.cfg.onConnect, 'connect', { tun: this.tun.name, cn: s.cn, address: s.addressStr, address6: s.address6Str, remote: s.key });
+        if (this.links !== null) this.openLink(s, this.links, now);
+        else this.accepted(s, now);
         return;
       }
       r = lease;
@@ -437,12 +496,56 @@ export class VpnServer {
     s.core.refuse(r.reason, now);
   }
 
+  /** The client may use the tunnel now: its config goes out, the connect hook runs. */
+  private accepted(s: Session, now: number): void {
+    s.announced = true;
+    s.core.accept(this.configFor(s), now);
+    log.info('client connected', {
+      cn: s.cn, address: s.addressStr, remote: s.key, mode: s.core.channel.kind, ...(s.address6 ? { address6: s.address6Str } : {}),
+      ...(s.link ? { dev: s.link.name } : {}),
+    });
+    this.hooks.run(this.cfg.onConnect, 'connect', { tun: this.devName(s), cn: s.cn, address: s.addressStr, address6: s.address6Str, remote: s.key });
+  }
+
+  /**
+   * p2p: the session's own TUN, opened now, configured by the link-up script; then the client
+   * gets its config and the link's program runs. A device or script that fails ends the
+   * session (the client tries again later); so does a program whose "up" exits nonzero.
+   */
+  private openLink(s: Session, links: Links, now: number): void {
+    let link: Link;
+    try {
+      link = links.create({
+        cn: s.cn, local: this.pool.serverAddress, peer: s.addressStr,
+        local6: s.address6 ? this.v6!.serverAddress : '', peer6: s.address6Str, remote: s.key,
+      }, (b, t) => this.onLinkBatch(s, b, t));
+    } catch (err) {
+      this.closeSession(s, `no TUN for this client: ${(err as Error).message}`, true, now);
+      return;
+    }
+    s.link = link;
+    log.debug('link open', { cn: s.cn, dev: link.name });
+    links.configure(link).then(() => {
+      if (s.gone || link.state === 'closed') return;
+      void links.up(link).then((r) => {
+        if (!r.ok && !s.gone && s.link === link) this.closeSession(s, `link program failed on up: ${r.why}`, true);
+      });
+      const t = monotonicMs();
+      this.accepted(s, t);
+      this.act(s, t);
+    }, (err: Error) => {
+      if (!s.gone) this.closeSession(s, `cannot configure ${link.name}: ${err.message}`, true);
+    });
+  }
+
   private configFor(s: Session): ConfigMsg {
     const cfg = this.cfg, v6 = this.v6;
     return {
       type: 'config', v: 1, address: s.addressStr, prefix: cfg.pool.prefix, gateway: this.pool.serverAddress,
       mtu: cfg.mtu, routes: cfg.routes, redirectGateway: cfg.redirectGateway, dns: cfg.dns,
       keepaliveSec: cfg.keepaliveSec, timeoutSec: cfg.timeoutSec,
+      // Optional (docs/PROTOCOL.md §8): the client's end is a point-to-point link too.
+      ...(this.links ? { topology: 'p2p' as const } : {}),
       // Optional fields (docs/PROTOCOL.md §8): a client from before IPv6 ignores them.
       ...(v6 && s.address6 ? {
         address6: s.address6Str, prefix6: v6.prefix, gateway6: v6.serverAddress,
@@ -471,14 +574,20 @@ export class VpnServer {
     if (s.gone) return;
     if (s.timer) clearTimeout(s.timer);
     s.core.channel.destroy();
+    if (s.link !== null) {
+      this.tunq.forget(s.link.dev); // (its fd goes now: nothing queued may be written to it)
+      this.links!.close(s.link);
+    }
     this.sessions.remove(s);
     if (s.l2) this.macs.removeAll(s.l2.macs, s);
     this.admission.handshakeOver(s);
     const reason = closeText(c, this.cfg.timeoutSec);
     if (c.code === 'handshake-failed') this.admission.logs.warn('handshake failed', monotonicMs(), 'handshake failed', { remote: s.key, reason: c.reason });
-    if (s.address) {
-      log.info('client disconnected', { cn: s.cn, address: s.addressStr, remote: s.key, reason });
-      this.hooks.run(this.cfg.onDisconnect, 'disconnect', { tun: this.tun.name, cn: s.cn, address: s.addressStr, remote: s.key });
+    if (s.announced) {
+      log.info('client disconnected', { cn: s.cn, address: s.addressStr, remote: s.key, reason, ...(s.link ? { dev: s.link.name } : {}) });
+      this.hooks.run(this.cfg.onDisconnect, 'disconnect', { tun: this.devName(s), cn: s.cn, address: s.addressStr, remote: s.key });
+    } else if (s.address) {
+      log.info('client gone before its link was up', { cn: s.cn, address: s.addressStr, remote: s.key, reason, ...(s.link ? { dev: s.link.name } : {}) });
     } else {
       log.debug('session ended before it was established', { remote: s.key, reason });
     }
@@ -504,7 +613,7 @@ export class VpnServer {
     const core = new SessionCore('server', ch, {
       keepaliveMs: cfg.keepaliveSec * 1000, deadMs: cfg.timeoutSec * 1000, upWithinMs: HANDSHAKE_TIMEOUT_MS,
     }, this.counters, monotonicMs());
-    const s = new Session(core, peer, PacketBatch.over(this.tun.rx.buf, BATCH));
+    const s = new Session(core, peer, PacketBatch.over(this.share.rx.buf, BATCH));
     this.sessions.add(s);
     return s;
   }
@@ -526,7 +635,8 @@ export class VpnServer {
       mode: this.cfg.plaintext ? 'plaintext' : 'dtls',
       dev: this.cfg.dev,
       listen: a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`,
-      tun: this.tun.name,
+      tun: this.tun?.name ?? this.cfg.tunName,
+      topology: this.cfg.topology,
       pool: this.pool.cidr,
       serverAddress: this.pool.serverAddress,
       ...(this.v6 ? { pool6: this.v6.text, serverAddress6: this.v6.serverAddress } : {}),
@@ -534,10 +644,18 @@ export class VpnServer {
       clients: this.sessions.clients().map((s) => sessionStatus(s, monotonicMs())),
       drops: this.counters.snapshot(),
       unauthenticated: { ...this.admission.unauthenticated },
-      ...(this.cfg.tunGro ? { groMerged: this.tun.coalesced } : {}),
+      ...(this.cfg.tunGro ? { groMerged: this.groMerged() } : {}),
       ...(this.cfg.handoffYield ? { handoff: handoffStats() } : {}),
       ...(this.cfg.float && !this.cfg.plaintext ? { roaming: { moves: this.admission.moves, trials: this.admission.trials } } : {}),
     };
+  }
+
+  /** TCP segments merged in TUN writes: the shared TUN's, or every open link's. */
+  private groMerged(): number {
+    if (this.tun) return this.tun.coalesced;
+    let n = 0;
+    for (const l of this.links?.open ?? []) n += l.dev.coalesced;
+    return n;
   }
 
   /** SIGTERM/SIGINT: tell every client, remove the TUN and our firewall rules. */
@@ -553,14 +671,16 @@ export class VpnServer {
     if (this.sock) await new Promise((r) => setTimeout(r, 50));
     // (After a failed start, some of these were never made.)
     this.sock?.close();
-    const name = this.tun?.name ?? this.cfg.tunName;
+    const name = this.tun?.name ?? this.links?.wildcard ?? this.cfg.tunName;
     this.tun?.close();
+    for (const l of this.links?.open ?? []) this.links!.close(l);
     if (!this.initRan) { log.info('stopped'); return; }
+    const topo = this.cfg.topology;
     try {
-      await runInitScript('server-init.sh', 'down', { TUN: name, POOL: this.pool.cidr, NAT_OUT: this.cfg.natOut ?? '', POOL6: this.v6?.text ?? '', BRIDGE: this.cfg.bridge ?? '' });
+      await runInitScript('server-init.sh', 'down', { TOPOLOGY: topo, TUN: name, POOL: this.pool.cidr, NAT_OUT: this.cfg.natOut ?? '', POOL6: this.v6?.text ?? '', BRIDGE: this.cfg.bridge ?? '' });
     } catch (err) {
       // Expected after --user: an unprivileged process cannot change the firewall.
-      log.warn(`firewall rules tagged minivpn:${name} were not removed: ${(err as Error).message}; as root run: TUN=${name} scripts/server-init.sh down`);
+      log.warn(`firewall rules tagged minivpn:${name} were not removed: ${(err as Error).message}; as root run: TOPOLOGY=${topo} TUN=${name} scripts/server-init.sh down`);
     }
     log.info('stopped');
   }

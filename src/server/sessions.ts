@@ -9,6 +9,7 @@ import { L2Guard } from '../device/l2guard';
 import { Router } from '../device/router';
 import { formatMac } from '../wire/ether';
 import { SessionCore } from '../session/core';
+import type { Link } from './links';
 
 /** Packets per batch on the data path (TUN reads, UDP reads, what one seal call takes). */
 export const BATCH = 64;
@@ -37,6 +38,10 @@ export class Session {
   source = -1;
   /** --dev tap: the layer-2 policy for this client's frames (its MACs, its broadcast rate). */
   l2: L2Guard | null = null;
+  /** Its own device (the p2p topology), else null: the shared TUN. */
+  link: Link | null = null;
+  /** "client connected" was logged (and the connect hook run): its end is logged as a disconnect. */
+  announced = false;
 
   /**
    * @param tx the frames of the current TUN batch bound for this client: entries into the
@@ -125,6 +130,8 @@ export interface SessionStatus {
   moves: number;
   /** --dev tap: the client's source MACs. */
   macs?: string[];
+  /** The client's own TUN (p2p topology only). */
+  tun?: string;
 }
 
 /** `now` in monotonic ms (clock.ts), as the session's times. */
@@ -146,5 +153,6 @@ export function sessionStatus(s: Session, now: number): SessionStatus {
     droppedSpoofed: s.drops,
     moves: s.moves,
     ...(s.l2 ? { macs: s.l2.macs.map(formatMac) } : {}),
+    ...(s.link ? { tun: s.link.name } : {}),
   };
 }

@@ -21,6 +21,24 @@ export interface TunOptions {
   gro?: boolean;
   /** A TAP device: reads and writes are Ethernet frames (src/wire/ether.ts), not IP packets. */
   tap?: boolean;
+  /**
+   * A read batch shared with other TUNs of this event loop (TunReadShare): one TUN per
+   * session needs no batch of its own, since the loop reads one device at a time.
+   */
+  share?: TunReadShare;
+}
+
+/**
+ * The read batch of several TUNs. The event loop runs one device's callback at a time, so
+ * they can fill the same buffer; `busy` is set while any of them is in its callback (readNow
+ * must not refill the batch under it). batchSize, maxPacket and headroom are the batch's.
+ */
+export class TunReadShare {
+  readonly rx: PacketBatch;
+  busy = false;
+  constructor(readonly batchSize: number, readonly maxPacket: number, readonly headroom: number) {
+    this.rx = new PacketBatch(batchSize, (headroom + maxPacket + 7) & ~7);
+  }
 }
 
 export class Tun {
@@ -35,23 +53,23 @@ export class Tun {
   private readonly headroom: number;
   private closed = false;
   private onBatch: ((batch: PacketBatch, nowMs: number) => boolean | void) | null = null;
-  /** Set while onBatch runs: rx is in use, readNow must not refill it. */
-  private inBatch = false;
+  /** rx, and whether a callback is using it (then readNow must not refill it); maybe shared. */
+  private readonly share: TunReadShare;
 
-  private constructor(dev: NativeTun, opts: Required<TunOptions>) {
+  private constructor(dev: NativeTun, opts: Required<Omit<TunOptions, 'share'>>, share: TunReadShare | undefined) {
     this.dev = dev;
     this.h = dev.handle();
     dev.bindStatus(this.status);
     this.name = dev.name;
-    this.maxPacket = opts.maxPacket;
-    this.headroom = opts.headroom;
-    const slot = (opts.headroom + opts.maxPacket + 7) & ~7;
-    this.rx = new PacketBatch(opts.batchSize, slot);
+    this.share = share ?? new TunReadShare(opts.batchSize, opts.maxPacket, opts.headroom);
+    this.maxPacket = this.share.maxPacket;
+    this.headroom = this.share.headroom;
+    this.rx = this.share.rx;
   }
 
   /** Opens (creates) the interface. Throws with err.code EPERM/EACCES/ENOENT/EBUSY/EINVAL and a hint. */
   static open(opts: TunOptions = {}): Tun {
-    const o: Required<TunOptions> = {
+    const o: Required<Omit<TunOptions, 'share'>> = {
       name: opts.name ?? '',
       batchSize: opts.batchSize ?? 64,
       maxPacket: opts.maxPacket ?? 65535,
@@ -59,7 +77,7 @@ export class Tun {
       gro: opts.gro ?? false,
       tap: opts.tap ?? false,
     };
-    return new Tun(new addon.Tun(o.name, o.gro, o.tap), o);
+    return new Tun(new addon.Tun(o.name, o.gro, o.tap), o, opts.share);
   }
 
   /**
@@ -81,18 +99,20 @@ export class Tun {
    * what the callback returned (false when nothing was queued, or when called from inside it).
    */
   readNow(nowMs: number): boolean | void {
-    if (this.onBatch === null || this.inBatch || this.closed) return false;
+    if (this.onBatch === null || this.share.busy || this.closed) return false;
     const n = addon.tunRead(this.h);
     return n > 0 ? this.deliver(n, nowMs) : false;
   }
 
   private deliver(count: number, nowMs: number): boolean | void {
+    const share = this.share;
+    const outer = share.busy; // (a shared batch: another device's callback may be below us)
     this.rx.count = count;
-    this.inBatch = true;
+    share.busy = true;
     try {
       return this.onBatch!(this.rx, nowMs);
     } finally {
-      this.inBatch = false;
+      share.busy = outer;
     }
   }
 
@@ -110,6 +130,9 @@ export class Tun {
   get gro(): boolean { return this.status[0] === 1; }
   /** Segments merged into an earlier segment's write since open (0 without GRO). */
   get coalesced(): number { return this.status[1]; }
+
+  /** False once closed. */
+  get isOpen(): boolean { return !this.closed; }
 
   /** Keeps (or stops keeping) the process alive while the device is open. */
   ref(): void { this.dev.ref(); }

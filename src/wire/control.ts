@@ -93,6 +93,12 @@ export interface ConfigMsg {
   dev?: Dev;
   /** TAP only: the client takes its IPv4 address by DHCP on its TAP, not from `address`. */
   dhcp?: boolean;
+  /**
+   * Optional (§8): 'p2p' when the server gives each client a TUN of its own (--topology p2p):
+   * the client's end is then a point-to-point link too (its address with the gateway as the
+   * peer), and link-local and multicast traffic cross it. Absent: 'subnet'.
+   */
+  topology?: 'subnet' | 'p2p';
 }
 
 export interface RefuseMsg {
@@ -341,7 +347,15 @@ function parseConfig(o: Obj): ConfigMsg {
     timeoutSec,
     ...parseConfig6(o, mtu),
     ...parseConfigL2(o),
+    ...parseTopology(o),
   };
+}
+
+/** The optional topology field: 'p2p' kept, 'subnet' or absent left out (the default). */
+function parseTopology(o: Obj): Partial<ConfigMsg> {
+  if (o.topology === undefined || o.topology === 'subnet') return {};
+  if (o.topology !== 'p2p') throw new Invalid('topology', `must be "subnet" or "p2p" (got ${show(o.topology)})`);
+  return { topology: 'p2p' };
 }
 
 /**

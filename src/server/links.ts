@@ -1,0 +1,112 @@
+// The p2p topology's OS glue: a device of its own for each session (a point-to-point link),
+// as jtunnel's server "opens a new tun device" per client. The kernel numbers the devices
+// from the template (mvp%d -> mvp0, mvp1, ...), scripts/server-init.sh link-up gives each
+// the server's address with the client's as the other end, and the program given after "--"
+// (PROG ARGS...) runs when the link comes up and when it goes down. Closing the device's fd
+// removes the interface, its addresses and routes (the kernel's doing, nothing to undo).
+//
+// The server's event loop reads and writes a link's device (Link.dev) as it does the shared
+// TUN; whatever opens the device (a TUN here; a TAP for layer 2) is `open` below.
+import { logger } from '../log';
+import { JobQueue, LinkInfo, linkEnv, ProgramResult, runInitScript, spawnProgram } from '../os/scripts';
+import { Tun, TunReadShare } from '../tun/tun';
+import type { PacketBatch } from '../batch';
+
+const log = logger('link');
+/** A link's program gets this long per run; then it is killed (and an "up" counts as failed). */
+const PROGRAM_TIMEOUT_MS = 30_000;
+
+/** One session's device. */
+export class Link {
+  /** up: configured and announced (its program's "up" started); closed: the device is gone. */
+  state: 'configuring' | 'up' | 'closed' = 'configuring';
+  /** This link's script and program runs, one after another (a "down" never overtakes its "up"). */
+  chain: Promise<unknown> = Promise.resolve();
+  constructor(readonly dev: Tun, readonly info: LinkInfo) {}
+  get name(): string { return this.dev.name; }
+}
+
+export interface LinksOptions {
+  /** The interface name template, e.g. "mvp%d". */
+  template: string;
+  /** The read batch every link's device fills (the loop reads one device at a time). */
+  share: TunReadShare;
+  gro: boolean;
+  mtu: number;
+  /** PROG ARGS... (empty: none). */
+  program: string[];
+  /** --dev tap: each link is a TAP, a port of `bridge` (no addresses of its own). */
+  tap: boolean;
+  bridge: string | null;
+}
+
+export class Links {
+  /** Scripts and programs of all links, a few at a time. */
+  private readonly jobs = new JobQueue(8);
+  /** Links open now (status, shutdown). */
+  readonly open = new Set<Link>();
+
+  constructor(private readonly o: LinksOptions) {}
+
+  /** The iptables wildcard for every link: the template's stem and "+" (mvp%d -> mvp+). */
+  get wildcard(): string { return `${this.o.template.replace(/%d$/, '')}+`; }
+
+  /**
+   * Opens a device for a session; `onPackets` gets its read batches. Throws (EPERM, EBUSY ...,
+   * see Tun.open) when the kernel refuses.
+   */
+  create(info: LinkInfo, onPackets: (b: PacketBatch, nowMs: number) => boolean): Link {
+    const share = this.o.share;
+    const dev = Tun.open({ name: this.o.template, share, gro: this.o.gro, tap: this.o.tap });
+    const link = new Link(dev, info);
+    dev.onPackets(onPackets);
+    this.open.add(link);
+    return link;
+  }
+
+  /** Configures the link (server-init.sh link-up); rejects with the script's reason. */
+  configure(link: Link): Promise<void> {
+    const i = link.info;
+    return this.then(link, () => runInitScript('server-init.sh', 'link-up', {
+      TOPOLOGY: 'p2p', TUN: link.name, ADDR: i.local, PEER: i.peer, MTU: String(this.o.mtu),
+      ADDR6: i.local6, PEER6: i.local6 ? i.peer6 : '', BRIDGE: this.o.bridge ?? '',
+    }));
+  }
+
+  /** The link is up: its program's "up" run (ok without a program). */
+  up(link: Link): Promise<ProgramResult> {
+    link.state = 'up';
+    return this.program(link, 'up');
+  }
+
+  /** The session ended: the device goes (and with it the interface); the program's "down" runs if "up" did. */
+  close(link: Link): void {
+    if (link.state === 'closed') return;
+    const wasUp = link.state === 'up';
+    link.state = 'closed';
+    this.open.delete(link);
+    link.dev.close();
+    if (wasUp) void this.program(link, 'down');
+  }
+
+  private program(link: Link, event: 'up' | 'down'): Promise<ProgramResult> {
+    const prog = this.o.program;
+    if (prog.length === 0) return Promise.resolve({ ok: true, why: 'no program' });
+    const env = linkEnv(event, link.name, link.info);
+    return this.then(link, async () => {
+      const r = await spawnProgram(prog, env, {
+        timeoutMs: PROGRAM_TIMEOUT_MS,
+        output: (line, stream) => (stream === 'stderr' ? log.warn : log.info)(`${link.name} ${event}: ${line}`, { cn: link.info.cn }),
+      });
+      if (!r.ok) log.warn(`link program failed on ${event}`, { dev: link.name, cn: link.info.cn, program: prog[0], reason: r.why });
+      return r;
+    });
+  }
+
+  /** Runs `job` after the link's earlier jobs, in the shared queue. */
+  private then<T>(link: Link, job: () => Promise<T>): Promise<T> {
+    const p = link.chain.then(() => this.jobs.run(job));
+    link.chain = p.catch(() => undefined);
+    return p;
+  }
+}
