@@ -34,16 +34,27 @@ async function ping(lab: Lab, host: string, addr: string, args: string[] = ['-c'
   return { code: r.code, sent: m ? Number(m[1]) : 0, received: m ? Number(m[2]) : 0, out: r.stdout + r.stderr };
 }
 
-t.test('TAP: two clients on the server\'s shared TAP', { timeout: 300_000 }, async (t) => {
+// subnet: the server's one shared TAP. p2p: a TAP per client on the server, each a port of
+// the bridge br7, which has the server's addresses; the kernel's bridge switches.
+for (const topology of ['subnet', 'p2p'] as const) {
+const p2p = topology === 'p2p';
+const title = p2p ? 'TAP, p2p: two clients, each with its own TAP on the server, on one bridge' : "TAP: two clients on the server's shared TAP";
+t.test(title, { timeout: 300_000 }, async (t) => {
   const f = await vpnFixture(['alice', 'bob', 'carol']);
   t.teardown(f.cleanup);
-  await withLab({ prefix: uniquePrefix('tap'), clients: 3 }, async (lab) => {
-    const server = await startServer(lab, f, ['--dev', 'tap', '--mac-limit', '2', '--broadcast-per-sec', '50']);
-    t.match(lab.output(server), /TAP device open dev=mvpn0 mtu=1420/, 'the server opened a TAP, MTU 1500-20-8-37-1-14 = 1420');
+  await withLab({ prefix: uniquePrefix(p2p ? 'tapp' : 'tap'), clients: 3 }, async (lab) => {
+    const server = await startServer(lab, f, ['--dev', 'tap', '--mac-limit', '2', '--broadcast-per-sec', '50', ...(p2p ? ['--topology', 'p2p', '--bridge', 'br7'] : [])]);
+    const sdev = p2p ? 'br7' : 'mvpn0'; // where the server's addresses are
+    if (p2p) t.match(lab.output(server), /topology p2p: a TAP per client template=mvp%d mtu=1420 bridge=br7/, 'the server will open a TAP per client, MTU 1500-20-8-37-1-14 = 1420');
+    else t.match(lab.output(server), /TAP device open dev=mvpn0 mtu=1420/, 'the server opened a TAP, MTU 1500-20-8-37-1-14 = 1420');
     const a = await startClient(lab, f, 1, 'alice', ['--dev', 'tap']);
     const b = await startClient(lab, f, 2, 'bob', ['--dev', 'tap']);
     t.match(lab.output(a.proc), /tunnel up: 10\.8\.0\.\d+\/24 on mvpn1 .*mtu=1420 dev=tap/, 'alice is up on a TAP');
-    const serverMac = await mac(lab, 'server', 'mvpn0');
+    if (p2p) {
+      const ports = JSON.parse((await lab.exec('server', ['ip', '-j', 'link', 'show', 'master', 'br7'])).stdout || '[]') as { ifname: string }[];
+      t.same(ports.map((l) => l.ifname).sort(), ['mvp0', 'mvp1'], "each client's own TAP is a port of the bridge");
+    }
+    const serverMac = await mac(lab, 'server', sdev);
     const aliceMac = await mac(lab, 'client1', 'mvpn1');
     const bobMac = await mac(lab, 'client2', 'mvpn1');
 
@@ -53,19 +64,28 @@ t.test('TAP: two clients on the server\'s shared TAP', { timeout: 300_000 }, asy
       t.equal(await neighbour(lab, 'client1', 'mvpn1', '10.8.0.1'), serverMac, "alice's ARP table has the server's TAP MAC");
       const p2 = await ping(lab, 'server', b.address);
       t.equal(p2.received, 3, 'server -> bob');
-      t.equal(await neighbour(lab, 'server', 'mvpn0', b.address), bobMac, "the server's ARP table has bob's MAC");
+      t.equal(await neighbour(lab, 'server', sdev, b.address), bobMac, "the server's ARP table has bob's MAC");
       const p3 = await ping(lab, 'server', a.address);
       t.equal(p3.received, 3, 'server -> alice');
-      t.equal(await neighbour(lab, 'server', 'mvpn0', a.address), aliceMac, "the server's ARP table has alice's MAC");
+      t.equal(await neighbour(lab, 'server', sdev, a.address), aliceMac, "the server's ARP table has alice's MAC");
+      if (!p2p) return;
+      const c2c = await ping(lab, 'client1', b.address);
+      t.equal(c2c.received, 3, 'alice -> bob, client to client through the bridge');
+      t.equal(await neighbour(lab, 'client1', 'mvpn1', b.address), bobMac, "alice's ARP table has bob's MAC: ARP crossed both tunnels");
+      t.equal((await ping(lab, 'client2', a.address)).received, 3, 'bob -> alice');
     });
 
     await t.test('IPv6 neighbour discovery works', async (t) => {
       const p = await ping(lab, 'client2', 'fd6d:7670:6e00::1');
       t.equal(p.received, 3, `bob -> server over IPv6: ${p.out.split('\n').slice(-3).join(' ')}`);
       t.equal(await neighbour(lab, 'client2', 'mvpn1', 'fd6d:7670:6e00::1'), serverMac, "bob's neighbour table has the server's MAC (by neighbour solicitation)");
+      if (!p2p) return;
+      const a6 = /address6=(fd6d:7670:6e00::\d+)/.exec(lab.output(a.proc))![1];
+      t.equal((await ping(lab, 'client2', a6)).received, 3, `bob -> alice over IPv6 (${a6})`);
+      t.equal(await neighbour(lab, 'client2', 'mvpn1', a6), aliceMac, "bob's neighbour table has alice's MAC");
     });
 
-    await t.test('a broadcast from the server reaches both clients', async (t) => {
+    await t.test(p2p ? 'a broadcast from the server reaches both clients; one from alice reaches bob and the server' : 'a broadcast from the server reaches both clients', async (t) => {
       const la = lab.spawn('client1', [process.execPath, UDPB, 'listen', '9999']);
       const lb = lab.spawn('client2', [process.execPath, UDPB, 'listen', '9999']);
       try {
@@ -75,6 +95,17 @@ t.test('TAP: two clients on the server\'s shared TAP', { timeout: 300_000 }, asy
         t.equal(s.code, 0, `sent (${s.stderr.trim()})`);
         t.match(await lab.waitForLine(la, /got/, 10_000), /got hello-all from 10\.8\.0\.1/, 'alice got it');
         t.match(await lab.waitForLine(lb, /got/, 10_000), /got hello-all from 10\.8\.0\.1/, 'bob got it');
+        if (p2p) {
+          const ls = lab.spawn('server', [process.execPath, UDPB, 'listen', '9999']);
+          try {
+            await lab.waitForLine(ls, /listening/, 10_000);
+            t.equal((await lab.exec('client1', [process.execPath, UDPB, 'send', '10.8.0.255', '9999', 'from-alice'])).code, 0);
+            t.match(await lab.waitForLine(lb, /got from-alice/, 10_000), new RegExp(`from ${a.address.replace(/\./g, '\\.')}`), "bob got alice's broadcast (the bridge flooded it)");
+            t.match(await lab.waitForLine(ls, /got from-alice/, 10_000), /from-alice/, 'the server got it');
+          } finally {
+            ls.kill('SIGTERM');
+          }
+        }
       } finally {
         la.kill('SIGTERM');
         lb.kill('SIGTERM');
@@ -83,6 +114,9 @@ t.test('TAP: two clients on the server\'s shared TAP', { timeout: 300_000 }, asy
 
     await t.test('a broadcast flood from alice: bob\'s pings lose under 1 %', async (t) => {
       const before = await status(lab, f);
+      // (p2p: the bridge floods what alice's guard lets through to bob: he counts it.)
+      const heard = p2p ? lab.spawn('client2', [process.execPath, UDPB, 'listen', '9998']) : null;
+      if (heard) await lab.waitForLine(heard, /listening/, 10_000);
       const flood = lab.spawn('client1', [process.execPath, UDPB, 'flood', '10.8.0.255', '9998', '4000', '6']);
       try {
         // Wait until the flood is on (the server drops its frames), then ping through it.
@@ -93,8 +127,15 @@ t.test('TAP: two clients on the server\'s shared TAP', { timeout: 300_000 }, asy
         const loss = (p.sent - p.received) / p.sent;
         t.ok(p.sent === 300 && loss < 0.01, `bob's loss during the flood ${(loss * 100).toFixed(2)} % (${p.received}/${p.sent})`);
         await lab.waitForLine(flood, /flood: sent \d+/, 30_000);
+        if (heard) {
+          await lab.waitForLine(heard, /got/, 10_000);
+          const n = lab.output(heard).split('\n').filter((l) => l.startsWith('got')).length;
+          // 50 a second for 6 s and a burst of 100 at most, of the 24,000 alice sent.
+          t.ok(n > 0 && n <= 50 * 7 + 100, `bob received ${n} of alice's broadcasts: the rate the guard allows, not the storm`);
+        }
       } finally {
         flood.kill('SIGTERM');
+        heard?.kill('SIGTERM');
       }
       const after = await status(lab, f);
       const limited = after.drops.broadcast_limit - before.drops.broadcast_limit;
@@ -131,16 +172,21 @@ t.test('TAP: two clients on the server\'s shared TAP', { timeout: 300_000 }, asy
     const procs: ChildProcess[] = [a.proc, b.proc, server];
     for (const p of procs) p.kill('SIGTERM');
     for (const p of procs) t.equal(await exited(p, 30_000), 0, 'exits cleanly');
+    if (p2p) t.not((await lab.exec('server', ['ip', 'link', 'show', 'dev', 'br7'])).code, 0, 'the bridge is gone after exit');
   });
 });
+}
 
-t.test('TAP on a bridge, and DHCP: dnsmasq on the server\'s bridge gives a client its lease over the tunnel', { timeout: 240_000 }, async (t) => {
+for (const topology of ['subnet', 'p2p'] as const) {
+const p2p = topology === 'p2p';
+t.test(`TAP on a bridge (${topology}), and DHCP: dnsmasq on the server's bridge gives a client its lease over the tunnel`, { timeout: 240_000 }, async (t) => {
   const f = await vpnFixture(['alice']);
   t.teardown(f.cleanup);
-  await withLab({ prefix: uniquePrefix('dhcp'), clients: 1 }, async (lab) => {
-    const server = await startServer(lab, f, ['--dev', 'tap', '--dhcp', '--bridge', 'br7']);
-    const br = JSON.parse((await lab.exec('server', ['ip', '-j', '-d', 'link', 'show', 'master', 'br7'])).stdout || '[]') as { ifname: string }[];
-    t.same(br.map((l) => l.ifname), ['mvpn0'], 'the init script made bridge br7, with the TAP as its port');
+  await withLab({ prefix: uniquePrefix(p2p ? 'dhcpp' : 'dhcp'), clients: 1 }, async (lab) => {
+    const server = await startServer(lab, f, ['--dev', 'tap', '--dhcp', '--bridge', 'br7', ...(p2p ? ['--topology', 'p2p'] : [])]);
+    const ports = async () => (JSON.parse((await lab.exec('server', ['ip', '-j', '-d', 'link', 'show', 'master', 'br7'])).stdout || '[]') as { ifname: string }[]).map((l) => l.ifname);
+    if (!p2p) t.same(await ports(), ['mvpn0'], 'the init script made bridge br7, with the TAP as its port');
+    else t.same(await ports(), [], 'the init script made bridge br7; no client, no port yet');
     t.match((await lab.exec('server', ['ip', '-4', '-o', 'addr', 'show', 'dev', 'br7'])).stdout, /inet 10\.8\.0\.1\/24/, "the server's address is on the bridge");
     // dnsmasq as this test's own process (by PID, its own pid and lease files), DHCP only
     // (port 0: no DNS), bound to the server's bridge alone; no configuration file, no service.
@@ -160,6 +206,7 @@ t.test('TAP on a bridge, and DHCP: dnsmasq on the server\'s bridge gives a clien
       t.match(fs.readFileSync(leases, 'utf8'), new RegExp(`${aliceMac} ${m?.[1]} `), "the lease file holds the client's MAC and address");
       const p = await ping(lab, 'server', m![1]);
       t.equal(p.received, 3, 'the server reaches the client at its DHCP address');
+      if (p2p) t.same(await ports(), ['mvp0'], "the client's own TAP joined the bridge");
       a.proc.kill('SIGTERM');
       t.equal(await exited(a.proc, 30_000), 0, 'the client exits cleanly');
     } finally {
@@ -170,3 +217,4 @@ t.test('TAP on a bridge, and DHCP: dnsmasq on the server\'s bridge gives a clien
     t.not((await lab.exec('server', ['ip', 'link', 'show', 'dev', 'br7'])).code, 0, 'the bridge it made is gone after exit');
   });
 });
+}
