@@ -8,22 +8,24 @@
 # With TOPOLOGY=p2p (a TUN per client, each a point-to-point link) "up" and "down" cover the
 # links as a group: TUN is then the template's stem with "+" (mvp+ for mvp%d), iptables'
 # wildcard for every link, and there is no shared TUN to configure. Each client's TUN is
-# configured by "link-up" when the client connects (TUN, ADDR, PEER, MTU, ADDR6, PEER6); it
-# needs no "down": the kernel removes the interface, its addresses and routes when the VPN
-# closes it.
+# configured by "link-up" when the client connects (LINKS, ADDR, MTU, ADDR6); it needs no
+# "down": the kernel removes the interface, its addresses and routes when the VPN closes it.
 #
 # Configured by environment variables:
 #   TUN        the TUN device, e.g. tun0 (must exist already: the VPN creates it)
 #   TOPOLOGY   subnet (default) or p2p (see above)
 #   ADDR       the server's tunnel address with prefix length, e.g. 10.8.0.1/24
 #              (link-up: the server's address alone, e.g. 10.8.0.1)
-#   PEER       link-up: the client's address, e.g. 10.8.0.2 (the other end of the link)
-#   PEER6      link-up: the client's IPv6 address (with ADDR6 the server's, no prefix length)
+#   LINKS      link-up: the links to configure, one a line: "DEV PEER [PEER6]", e.g.
+#              "mvp0 10.8.0.2 fd6d:7670:6e00::2": the device and the client's addresses
 #   MTU        MTU of the TUN device, e.g. 1400 (empty: leave it)
 #   POOL       the clients' address pool, e.g. 10.8.0.0/24 (needed for NAT)
 #   NAT_OUT    interface to masquerade out of, e.g. eth0 (empty: no NAT); IPv4 and IPv6 (NAT66)
 #   MSS_CLAMP  1 (default): clamp TCP MSS on the tunnel; 0: don't
-#   ADDR6      the server's tunnel IPv6 address, e.g. fd6d:7670:6e00::1/64 (empty: no IPv6)
+#   CLIENT_TO_CLIENT  with TOPOLOGY=p2p: 1 (default) the kernel forwards between the clients'
+#              links; 0: a rule drops what would go from one link to another
+#   ADDR6      the server's tunnel IPv6 address, e.g. fd6d:7670:6e00::1/64 (empty: no IPv6;
+#              link-up: without the prefix length)
 #   POOL6      the clients' IPv6 pool, e.g. fd6d:7670:6e00::/64 (needed for NAT66)
 #   BRIDGE     a Linux bridge for a TAP (--dev tap --bridge br0; empty: none): the TAP becomes
 #              one of its ports, and ADDR/ADDR6 go on the bridge. A bridge that does not exist
@@ -37,10 +39,14 @@
 # down: removes the iptables and ip6tables rules that up added, and nothing else. Each rule carries the
 #       comment "minivpn:$TUN", so down finds exactly those (and never another tunnel's).
 #       The TUN device and its address vanish by themselves when the VPN closes it.
-# link-up: MTU; ADDR with PEER as the other end (a /32 pair: every link shares the server's
-#       address); reverse-path filtering on for the link; with ADDR6 the same for IPv6; link up.
-#       With BRIDGE (a client's TAP, --dev tap): MTU, the TAP a port of the bridge, link up.
-# Both are idempotent: running them twice does no harm.
+# link-up: for each link of LINKS: reverse-path filtering on; MTU, link up; ADDR with the
+#       client's address as the other end (a /32 pair: every link shares the server's address);
+#       with ADDR6 the same for IPv6. One "ip -batch" for all of them: a thousand clients that
+#       connect at once cost a few runs of this script, not thousands of "ip" processes. Prints
+#       "link-up done for DEV" or "link-up failed for DEV: WHY" for each (one failing link
+#       does not stop the others). With BRIDGE (each client's TAP, --dev tap): MTU, the TAP a
+#       port of the bridge, link up; no address, no rp_filter (the bridge has the address).
+# All are idempotent: running them twice does no harm.
 #
 # Anti-spoofing with TOPOLOGY=p2p is the kernel's: strict reverse-path filtering (rp_filter=1
 # on each link) drops a packet that arrives on a link its source address is not routed to,
@@ -61,6 +67,7 @@ MTU=${MTU:-}
 POOL=${POOL:-}
 NAT_OUT=${NAT_OUT:-}
 MSS_CLAMP=${MSS_CLAMP:-1}
+CLIENT_TO_CLIENT=${CLIENT_TO_CLIENT:-1}
 IPT=${IPTABLES:-iptables}
 IP6T=${IP6TABLES:-ip6tables}
 ADDR6=${ADDR6:-}
@@ -71,7 +78,9 @@ IFNAME_RE='^[A-Za-z0-9_.-]{1,15}$'
 
 [[ $ACTION == up || $ACTION == down || $ACTION == link-up ]] || die "usage: TUN=tun0 ADDR=10.8.0.1/24 ... $0 up|down|link-up"
 [[ $TOPOLOGY == subnet || $TOPOLOGY == p2p ]] || die "TOPOLOGY must be subnet or p2p (got '$TOPOLOGY')"
-if [[ $TOPOLOGY == p2p && $ACTION != link-up ]]; then
+if [[ $ACTION == link-up ]]; then
+  : # (LINKS names the devices)
+elif [[ $TOPOLOGY == p2p ]]; then
   [[ $TUN =~ ^[A-Za-z0-9_.-]{1,14}\+$ ]] || die "TUN must be the links' wildcard with TOPOLOGY=p2p, e.g. mvp+ (got '$TUN')"
 else
   [[ $TUN =~ $IFNAME_RE ]] || die "TUN must be an interface name of 1-15 letters, digits, '_', '.', '-' (got '$TUN')"
@@ -155,32 +164,70 @@ if [[ $ACTION == down ]]; then
   exit 0
 fi
 
-# ---- link-up: one client's point-to-point link (TOPOLOGY=p2p) ---------------------------
-if [[ $ACTION == link-up && -n $BRIDGE ]]; then
-  # A client's TAP (--dev tap): a bridge port, no address of its own; the kernel switches.
-  bridge_port "$TUN"
-  say "link-up done for $TUN (a port of $BRIDGE)"
-  exit 0
-fi
-if [[ $ACTION == link-up ]]; then
-  [[ $ADDR =~ $IP_RE && $PEER =~ $IP_RE ]] || die "ADDR and PEER must be IPv4 addresses, e.g. ADDR=10.8.0.1 PEER=10.8.0.2 (got '$ADDR', '$PEER')"
-  [[ -z $ADDR6 || ( $ADDR6 =~ $IP6_RE && $PEER6 =~ $IP6_RE ) ]] || die "ADDR6 and PEER6 must be IPv6 addresses without prefix length, or ADDR6 empty (got '$ADDR6', '$PEER6')"
-  ADDR="$ADDR peer $PEER/32"  # (a host route to the peer comes with it)
-  check_tun_p2p
-  tun_up
-  # Anti-spoofing by the kernel: a packet whose source is not routed out of this link is dropped.
-  run sysctl -qw "net.ipv4.conf.$TUN.rp_filter=1"
-  if [[ -n $ADDR6 ]]; then
-    ADDR6="$ADDR6 peer $PEER6/128"
-    tun_up6
+# ---- link-up: clients' point-to-point links (TOPOLOGY=p2p) ------------------------------
+# link_up DEV PEER PEER6: checks one link, turns reverse-path filtering on, and adds its "ip"
+# commands to the batch (bline: the batch's lines; bdev: the link of each line).
+link_up() {
+  local dev=$1 peer=$2 peer6=$3
+  if ! [[ $dev =~ $IFNAME_RE && $peer =~ $IP_RE && ( -z $ADDR6 || $peer6 =~ $IP6_RE ) ]]; then
+    failed[$dev]="not a link line (DEV PEER${ADDR6:+ PEER6}): '$dev $peer $peer6'"; return
   fi
-  say "link-up done for $TUN"
+  [[ -d /sys/class/net/$dev ]] || { failed[$dev]="device '$dev' does not exist (the VPN server creates it first)"; return; }
+  if [[ -n $BRIDGE ]]; then
+    # A client's TAP (--dev tap): a port of the bridge, no address of its own; the kernel
+    # switches between the ports (the server's layer-2 guard checked each client's frames).
+    bline+=("link set dev $dev${MTU:+ mtu $MTU} master $BRIDGE up") bdev+=("$dev")
+    return
+  fi
+  # Anti-spoofing by the kernel: a packet whose source is not routed out of this link is dropped.
+  say "echo 1 > /proc/sys/net/ipv4/conf/$dev/rp_filter"
+  echo 1 >"/proc/sys/net/ipv4/conf/$dev/rp_filter" || { failed[$dev]="cannot set rp_filter"; return; }
+  if [[ -n $ADDR6 ]]; then
+    say "echo 0 > /proc/sys/net/ipv6/conf/$dev/disable_ipv6"
+    echo 0 >"/proc/sys/net/ipv6/conf/$dev/disable_ipv6" || { failed[$dev]="cannot turn IPv6 on"; return; }
+  fi
+  # ("replace": the same address again is no error, so link-up may run twice.)
+  bline+=("link set dev $dev${MTU:+ mtu $MTU} up") bdev+=("$dev")
+  bline+=("address replace $ADDR peer $peer/32 dev $dev") bdev+=("$dev")
+  if [[ -n $ADDR6 ]]; then bline+=("address replace $ADDR6 peer $peer6/128 dev $dev nodad") bdev+=("$dev"); fi
+}
+
+if [[ $ACTION == link-up ]]; then
+  [[ $ADDR =~ $IP_RE ]] || die "ADDR must be the server's IPv4 address, e.g. 10.8.0.1 (got '$ADDR')"
+  [[ -z $ADDR6 || $ADDR6 =~ $IP6_RE ]] || die "ADDR6 must be the server's IPv6 address without prefix length, or empty (got '$ADDR6')"
+  [[ -z $MTU || ($MTU =~ ^[0-9]+$ && $MTU -ge 576 && $MTU -le 65535) ]] || die "MTU must be a number from 576 to 65535 (got '$MTU')"
+  [[ -n ${LINKS:-} ]] || die "LINKS must name the links, one a line: DEV PEER [PEER6]"
+  declare -A failed=()
+  devs=() bline=() bdev=()
+  while read -r dev peer peer6 _; do
+    [[ -n $dev ]] || continue
+    devs+=("$dev")
+    link_up "$dev" "$peer" "${peer6:-}"
+  done <<<"$LINKS"
+  if [[ ${#bline[@]} -gt 0 ]]; then
+    for line in "${bline[@]}"; do say "ip $line"; done
+    # -force: a failing line does not stop the rest; ip names it as "Command failed -:N".
+    errors=$(printf '%s\n' "${bline[@]}" | ip -force -batch - 2>&1 >/dev/null) || true
+    last=""
+    while IFS= read -r e; do
+      if [[ $e =~ ^Command\ failed\ -:([0-9]+) ]]; then
+        n=${BASH_REMATCH[1]}
+        failed[${bdev[n-1]}]="ip ${bline[n-1]}: ${last:-failed}"
+      else
+        last=$e
+      fi
+    done <<<"$errors"
+  fi
+  for dev in "${devs[@]}"; do
+    if [[ -n ${failed[$dev]:-} ]]; then say "link-up failed for $dev: ${failed[$dev]}"; else say "link-up done for $dev"; fi
+  done
   exit 0
 fi
 
 # ---- up: check everything first, so a typo does not leave a half-configured machine ----
 if [[ $TOPOLOGY == subnet ]]; then check_tun "VPN server"; fi
 [[ $MSS_CLAMP == 0 || $MSS_CLAMP == 1 ]] || die "MSS_CLAMP must be 0 or 1 (got '$MSS_CLAMP')"
+[[ $CLIENT_TO_CLIENT == 0 || $CLIENT_TO_CLIENT == 1 ]] || die "CLIENT_TO_CLIENT must be 0 or 1 (got '$CLIENT_TO_CLIENT')"
 if [[ -n $NAT_OUT ]]; then
   [[ $NAT_OUT =~ $IFNAME_RE ]] || die "NAT_OUT must be an interface name (got '$NAT_OUT')"
   ip link show dev "$NAT_OUT" >/dev/null 2>&1 || die "NAT_OUT interface '$NAT_OUT' does not exist"
@@ -206,6 +253,12 @@ if [[ $TOPOLOGY == subnet || -n $BRIDGE ]]; then TUN=$L3 tun_up; fi
 
 # Routing between the tunnel and the other interfaces (the LAN, the internet).
 run sysctl -qw net.ipv4.ip_forward=1
+
+# Client to client with TOPOLOGY=p2p: the kernel routes between the links; turned off, a
+# rule drops the forwarding from one client's link to another's (subnet: the VPN decides).
+if [[ $TOPOLOGY == p2p && $CLIENT_TO_CLIENT == 0 ]]; then
+  add_rule filter FORWARD -i "$TUN" -o "$TUN" -m comment --comment "$COMMENT" -j DROP
+fi
 
 # NAT: packets from the pool leave with this machine's address on NAT_OUT, so hosts out
 # there can answer without knowing a route back to 10.8.0.0/24.
@@ -235,6 +288,9 @@ if [[ -n $ADDR6 ]]; then
     # IPv6 has no rp_filter sysctl: the rpfilter match drops what arrives on a link its source
     # is not routed to (IPv6 link-local and multicast sources pass: they are the link's own).
     add_rule6 raw PREROUTING -i "$TUN" -m rpfilter --invert -m comment --comment "$COMMENT" -j DROP
+    if [[ $CLIENT_TO_CLIENT == 0 ]]; then
+      add_rule6 filter FORWARD -i "$TUN" -o "$TUN" -m comment --comment "$COMMENT" -j DROP
+    fi
   fi
   if [[ -n $NAT_OUT ]]; then
     # NAT66: the pool is a unique local prefix, which the internet does not route. With a

@@ -320,3 +320,44 @@ t.test('what the server pushes always fits one control frame of a 2048-byte slot
   throwsField(t, S(['--routes', [...routes, '10.99.0.0/24'].join(',')]), 'routes', /"routes": expected at most 64 entries, got "65 entries"/, 'too many routes');
   throwsField(t, S(['--dns', [...dns, '10.100.201.1'].join(',')]), 'dns', /"dns": expected at most 4 entries, got "5 entries"/, 'too many DNS servers');
 });
+
+t.test('topology p2p: the template, the program after "--", and what does not go with them', async (t) => {
+  const c = parseServerArgs(['--topology', 'p2p', '--', '/bin/prog', 'a', '--b'], NOENV);
+  t.equal(c.topology, 'p2p');
+  t.equal(c.tunName, 'mvp%d', 'a TUN per client: the default name is a template');
+  t.same(c.linkProgram, ['/bin/prog', 'a', '--b'], 'everything after "--" is the program and its arguments');
+  t.equal(parseServerArgs(['--topology', 'p2p', '--tun-name', 'vpn%d'], NOENV).tunName, 'vpn%d');
+  t.equal(parseServerArgs(['--tun-name', 'tun%d'], NOENV).tunName, 'tun%d', 'subnet: the kernel may number the one TUN too');
+  const bad: [string[], string, RegExp][] = [
+    [['--topology', 'mesh'], 'topology', /expected one of subnet, p2p/],
+    [['--topology', 'p2p', '--tun-name', 'mvp0'], 'tunName', /a template ending in %d/],
+    [['--tun-name', 'toolongstem1%d'], 'tunName', /at most 10 characters/],
+    [['--tun-name', 'a%db'], 'tunName', /or a template like mvp%d/],
+    [['--', '/bin/prog'], 'topology', /needs --topology p2p/],
+    [['--topology', 'p2p', '--'], '--', /must be followed by a program/],
+    [['--topology', 'p2p', '--user', 'nobody'], 'user', /no privilege drop with topology p2p/],
+  ];
+  for (const [argv, field, re] of bad) {
+    try {
+      parseServerArgs(argv, NOENV);
+      t.fail(`${argv.join(' ')} was accepted`);
+    } catch (err) {
+      t.ok(err instanceof ConfigError, argv.join(' '));
+      t.equal((err as ConfigError).field, field, `${argv.join(' ')}: names ${field}`);
+      t.match((err as Error).message, re);
+    }
+  }
+  const cl = parseClientArgs(['--server', '192.0.2.1:1194', '--name', 'alice', '--', './up.sh', 'x'], NOENV);
+  t.same(cl.linkProgram, ['./up.sh', 'x'], 'the client takes a program too');
+  t.match(usage('server'), /-- PROG ARGS\.\.\..*TUN_EVENT=up/);
+});
+
+t.test('the pushed topology field: p2p kept, subnet the default, anything else refused', async (t) => {
+  const base = { type: 'config', v: 1, address: '10.8.0.2', prefix: 24, gateway: '10.8.0.1', mtu: 1400, routes: [], redirectGateway: false, dns: [], keepaliveSec: 10, timeoutSec: 60 };
+  const { validateControl } = await import('../src/wire/control');
+  t.equal((validateControl({ ...base, topology: 'p2p' }) as ConfigMsg).topology, 'p2p');
+  t.equal((validateControl({ ...base, topology: 'subnet' }) as ConfigMsg).topology, undefined, 'subnet is the absence of the field');
+  t.equal((validateControl(base) as ConfigMsg).topology, undefined);
+  const bad = validateControl({ ...base, topology: 'mesh' });
+  t.match(bad, { type: 'invalid', field: 'topology' });
+});

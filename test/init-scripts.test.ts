@@ -170,3 +170,48 @@ t.test('client-init.sh: full and split tunnel routes, restored exactly by down',
     t.equal(await routes(), before, 'refused input changed nothing');
   });
 });
+
+t.test('server-init.sh with TOPOLOGY=p2p: rules for every link by wildcard, link-up per link, down removes them', async (t) => {
+  await withLab({ prefix: uniquePrefix('s') }, async (lab) => {
+    const P2P_TAG = 'minivpn:mvt+';
+    const env = {
+      TOPOLOGY: 'p2p', TUN: 'mvt+', POOL: '10.8.0.0/24', NAT_OUT: '', MSS_CLAMP: '1', CLIENT_TO_CLIENT: '0',
+      ADDR6: 'fd6d:7670:6e00::1/64', POOL6: 'fd6d:7670:6e00::/64',
+    };
+    const up = await script(lab, 'server', 'server-init.sh', 'up', env);
+    t.equal(up.code, 0, `up succeeds without a TUN yet: ${up.stderr}`);
+    const save = async (cmd: string) => (await lab.exec('server', [cmd])).stdout.split('\n').filter((l) => l.includes(`"${P2P_TAG}"`));
+    const v4 = await save('iptables-save');
+    t.ok(v4.some((r) => /-A FORWARD -i mvt\+ -o mvt\+ .*-j DROP/.test(r)), 'no forwarding from link to link (CLIENT_TO_CLIENT=0)');
+    t.ok(v4.some((r) => /-A FORWARD -i mvt\+ -p tcp .*TCPMSS/.test(r)), 'MSS clamp on every link');
+    const v6 = await save('ip6tables-save');
+    t.ok(v6.some((r) => /-A PREROUTING -i mvt\+ -m rpfilter --invert .*-j DROP/.test(r)), 'IPv6 reverse-path filter on every link');
+
+    for (const dev of ['mvt0', 'mvt1']) t.equal((await lab.exec('server', ['ip', 'tuntap', 'add', 'mode', 'tun', 'name', dev])).code, 0, `link device ${dev}`);
+    // Two links in one run, and two that fail: a device that is not there, a bad line.
+    const links = ['mvt0 10.8.0.2 fd6d:7670:6e00::2', 'nosuch0 10.8.0.3 fd6d:7670:6e00::3', 'mvt9 10.8.0.5/24 fd6d:7670:6e00::5', 'mvt1 10.8.0.4 fd6d:7670:6e00::4'];
+    const link = { TOPOLOGY: 'p2p', LINKS: links.join('\n'), ADDR: '10.8.0.1', MTU: '1400', ADDR6: 'fd6d:7670:6e00::1' };
+    const lu = await script(lab, 'server', 'server-init.sh', 'link-up', link);
+    t.equal(lu.code, 0, `link-up succeeds: ${lu.stderr}`);
+    t.match(lu.stdout, /^server-init: link-up done for mvt0$/m);
+    t.match(lu.stdout, /^server-init: link-up failed for nosuch0: device 'nosuch0' does not exist/m, 'a missing device fails alone');
+    t.match(lu.stdout, /^server-init: link-up failed for mvt9: not a link line/m, 'a bad line fails alone');
+    t.match(lu.stdout, /^server-init: link-up done for mvt1$/m, 'the link after them is done');
+    const addrs = (await lab.exec('server', ['ip', '-o', 'addr', 'show', 'dev', 'mvt0'])).stdout;
+    t.match(addrs, /inet 10\.8\.0\.1 peer 10\.8\.0\.2\/32/, 'a /32 pair');
+    t.match(addrs, /inet6 fd6d:7670:6e00::1 peer fd6d:7670:6e00::2\/128/, 'and for IPv6');
+    t.match((await lab.exec('server', ['ip', '-o', 'link', 'show', 'dev', 'mvt0'])).stdout, /mtu 1400/, 'the MTU');
+    t.equal((await lab.exec('server', ['sysctl', '-n', 'net.ipv4.conf.mvt0.rp_filter'])).stdout.trim(), '1', 'rp_filter on the link');
+    const again = await script(lab, 'server', 'server-init.sh', 'link-up', { ...link, LINKS: links[0] });
+    t.match(again.stdout, /^server-init: link-up done for mvt0$/m, 'link-up twice does no harm');
+    const bad = await script(lab, 'server', 'server-init.sh', 'link-up', { ...link, ADDR: '10.8.0.1/24' });
+    t.not(bad.code, 0, "the server's address with a prefix length is refused");
+    t.match(bad.stderr, /ADDR must be the server's IPv4 address/);
+    const badUp = await script(lab, 'server', 'server-init.sh', 'up', { ...env, TUN: 'mvt0' });
+    t.match(badUp.stderr, /TUN must be the links' wildcard/, 'up with TOPOLOGY=p2p wants the wildcard');
+
+    const down = await script(lab, 'server', 'server-init.sh', 'down', { TOPOLOGY: 'p2p', TUN: 'mvt+' });
+    t.equal(down.code, 0, `down succeeds: ${down.stderr}`);
+    t.same([...await save('iptables-save'), ...await save('ip6tables-save')], [], 'every rule of the links is gone');
+  });
+});

@@ -94,19 +94,43 @@ t.test('p2p topology: a TUN per client, routed by the kernel', { timeout: 300_00
       }
       const six = await lab.exec('client1', ['ping', '-6', '-c', '1', '-W', '10', 'fd6d:7670:6e00::1']);
       t.equal(six.code, 0, 'IPv6: alice -> the server');
+      // Link-local IPv6 crosses the link too: all-nodes on alice's link, she answers from fe80::.
+      const ll = await lab.exec('server', ['ping', '-6', '-c', '1', '-W', '10', `ff02::1%${devA}`]);
+      t.equal(ll.code, 0, `IPv6 link-local: the server pings ff02::1 on ${devA}: ${ll.stdout.split('\n')[1] ?? ''}`);
+      t.match(ll.stdout, /from fe80:/, 'answered from a link-local address');
     });
 
     await t.test("a spoofed source is dropped by the kernel's reverse-path filter", async (t) => {
+      // Alice sends as bob: his address is routed to his link, not hers, so strict reverse-path
+      // filtering drops it (counted in the server's IPReversePathFilter). IPv6 has no
+      // rp_filter: the rpfilter rule of server-init.sh counts its drops.
       const tun = await clientTun(lab, 'client1');
-      await lab.exec('client1', ['ip', 'addr', 'add', '10.8.0.99/32', 'dev', tun]);
-      t.teardown(() => lab.exec('client1', ['ip', 'addr', 'del', '10.8.0.99/32', 'dev', tun]).then(() => undefined));
-      const r = await lab.exec('client1', ['ping', '-c', '2', '-i', '0.2', '-W', '1', '-I', '10.8.0.99', '10.8.0.1']);
-      t.not(r.code, 0, 'the spoofed ping gets no answer');
+      const rpf = async (): Promise<number> => Number(/IPReversePathFilter\s+(\d+)/.exec((await lab.exec('server', ['nstat', '-az', 'TcpExtIPReversePathFilter'])).stdout)?.[1] ?? NaN);
+      const rule6 = async (): Promise<number> => {
+        const out = (await lab.exec('server', ['ip6tables', '-w', '-t', 'raw', '-L', 'PREROUTING', '-v', '-n', '-x'])).stdout;
+        const line = out.split('\n').find((l) => /rpfilter/.test(l) && /minivpn:mvp\+/.test(l));
+        return line ? Number(line.trim().split(/\s+/)[0]) : NaN;
+      };
+      const before = await rpf(), before6 = await rule6();
+      await lab.exec('client1', ['ip', 'addr', 'add', `${bob.address}/32`, 'dev', tun]);
+      await lab.exec('client1', ['ip', '-6', 'addr', 'add', '2001:db8:77::2/64', 'dev', tun, 'nodad']);
+      t.teardown(async () => {
+        await lab.exec('client1', ['ip', 'addr', 'del', `${bob.address}/32`, 'dev', tun]);
+        await lab.exec('client1', ['ip', '-6', 'addr', 'del', '2001:db8:77::2/64', 'dev', tun]);
+      });
+      const r = await lab.exec('client1', ['ping', '-c', '3', '-i', '0.2', '-W', '1', '-I', bob.address, '10.8.0.1']);
+      t.not(r.code, 0, "alice's ping as bob gets no answer");
+      const after = await rpf();
+      t.ok(after - before >= 3, `the server's reverse-path filter dropped them (IPReversePathFilter ${before} -> ${after})`);
+      const r6 = await lab.exec('client1', ['ping', '-6', '-c', '3', '-i', '0.2', '-W', '1', '-I', '2001:db8:77::2', 'fd6d:7670:6e00::1']);
+      t.not(r6.code, 0, 'an IPv6 ping from a foreign source gets no answer');
+      const after6 = await rule6();
+      t.ok(after6 - before6 >= 3, `the IPv6 rpfilter rule dropped them (${before6} -> ${after6})`);
       const ok = await lab.exec('client1', ['ping', '-c', '1', '-W', '10', '10.8.0.1']);
       t.equal(ok.code, 0, 'her own address still works');
     });
 
-    await t.test('a multicast datagram to 224.0.0.5 on the link arrives at that client', async (t) => {
+    await t.test('a multicast datagram to 224.0.0.5 on the link arrives at that client, and back', async (t) => {
       // Receiver in alice's namespace: joins 224.0.0.5 on her TUN, prints the first datagram.
       const recv = lab.spawn('client1', ['python3', '-u', '-c', [
         'import socket, struct',
@@ -132,6 +156,31 @@ t.test('p2p topology: a TUN per client, routed by the kernel', { timeout: 300_00
       const line = await lab.waitForLine(recv, /^got /, 10_000);
       t.match(line, /got hello-ospf from 10\.8\.0\.1/, 'alice got the multicast datagram from the server');
       await exited(recv, 10_000);
+
+      // And back: alice to 224.0.0.5 on her TUN, received on the server's link to her.
+      const recv2 = lab.spawn('server', ['python3', '-u', '-c', [
+        'import socket, struct',
+        's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+        's.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)',
+        `s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b'${devA}')`,
+        "s.bind(('224.0.0.5', 5406))",
+        `s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack('4s4si', socket.inet_aton('224.0.0.5'), bytes(4), socket.if_nametoindex('${devA}')))`,
+        "print('joined', flush=True)",
+        'data, src = s.recvfrom(2048)',
+        "print('got', data.decode(), 'from', src[0], flush=True)",
+      ].join('\n')]);
+      procs.push(recv2);
+      await lab.waitForLine(recv2, /joined/, 30_000);
+      const send2 = await lab.exec('client1', ['python3', '-c', [
+        'import socket',
+        's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+        `s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton('${alice.address}'))`,
+        "s.sendto(b'hello-back', ('224.0.0.5', 5406))",
+      ].join('\n')]);
+      t.equal(send2.code, 0, `sent: ${send2.stderr}`);
+      const line2 = await lab.waitForLine(recv2, /^got /, 10_000);
+      t.match(line2, new RegExp(`got hello-back from ${alice.address.replace(/\./g, '\\.')}`), "the server got alice's multicast datagram on her link");
+      await exited(recv2, 10_000);
     });
 
     await t.test("the link program's environment, on the server and on the client", async (t) => {
@@ -201,5 +250,44 @@ t.test('p2p topology: a TUN per client, routed by the kernel', { timeout: 300_00
     await exited(alice.proc, 30_000).catch(() => null);
     const cdown = await waitForFile(`${f.dir}/prog-client-down-alice.env`, /TUN_EVENT=down/, 10_000).catch((e: Error) => e.message);
     t.match(cdown, /TUN_CLIENT_ID=alice/, "the client's program ran with TUN_EVENT=down when it stopped");
+  });
+});
+
+t.test('p2p topology: own template, no client to client, a reconnect, and "down" at shutdown', { timeout: 300_000 }, async (t) => {
+  const f = await vpnFixture(['alice', 'bob']);
+  t.teardown(f.cleanup);
+  await withLab({ prefix: uniquePrefix('p2q'), clients: 2 }, async (lab) => {
+    const prog = `${f.dir}/link-prog.sh`;
+    fs.writeFileSync(prog, `#!/bin/sh\necho "$TUN_EVENT $TUN_CLIENT_ID $TUN_DEV_NAME" >> "${f.dir}/events.log"\n`, { mode: 0o755 });
+    const server = await startServer(lab, f, ['--topology', 'p2p', '--tun-name', 'vp%d', '--no-client-to-client', '--', prog]);
+    let alice = await startClient(lab, f, 1, 'alice');
+    const bob = await startClient(lab, f, 2, 'bob');
+    const procs: ChildProcess[] = [server, alice.proc, bob.proc];
+    t.teardown(() => { for (const p of procs) p.kill('SIGTERM'); });
+
+    const devA = await tunOf(lab, f, 'alice');
+    t.match(devA, /^vp\d+$/, `named from --tun-name vp%d: ${devA}`);
+    t.equal((await lab.exec('client1', ['ping', '-c', '1', '-W', '10', '10.8.0.1'])).code, 0, 'alice reaches the server');
+    t.not((await lab.exec('client1', ['ping', '-c', '2', '-i', '0.2', '-W', '1', bob.address])).code, 0, 'but not bob (--no-client-to-client)');
+
+    // A restarted client: the new session replaces the old one, its link with it.
+    const first = alice.address;
+    alice.proc.kill('SIGKILL');
+    await exited(alice.proc, 30_000).catch(() => null);
+    alice = await startClient(lab, f, 1, 'alice');
+    procs.push(alice.proc);
+    t.equal(alice.address, first, 'alice kept her address (sticky per CN, as in the subnet topology)');
+    await lab.waitForLine(server, /client disconnected cn=alice .*replaced by a new connection/, 30_000);
+    const tuns = (await lab.exec('server', ['sh', '-c', 'ip -o link show type tun | wc -l'])).stdout.trim();
+    t.equal(tuns, '2', 'still one TUN per client');
+    t.equal((await lab.exec('client1', ['ping', '-c', '1', '-W', '10', '10.8.0.1'])).code, 0, 'alice reaches the server again');
+
+    const devB = await tunOf(lab, f, 'bob');
+    server.kill('SIGTERM');
+    t.equal(await exited(server, 30_000), 0, 'the server exits 0');
+    const events = fs.readFileSync(`${f.dir}/events.log`, 'utf8');
+    t.match(events, new RegExp(`^down bob ${devB}$`, 'm'), 'the program was told "down" for each link before the server exited');
+    t.match(events, new RegExp(`^down alice ${devA}$`, 'm'), "and for alice's first link when it was replaced");
+    for (const c of [alice.proc, bob.proc]) { c.kill('SIGTERM'); await exited(c, 30_000).catch(() => null); }
   });
 });

@@ -202,6 +202,11 @@ export function parseServerArgs(args: string[], env: NodeJS.ProcessEnv = process
     // One TUN per client: the name is a template the kernel numbers.
     if (src.tunName === 'default') tunName = 'mvp%d';
     else if (!tunName.endsWith('%d')) fail('tunName', 'with topology p2p, a template ending in %d like mvp%d (one TUN per client)', tunName, src.tunName);
+    // Links are opened and configured as clients connect, which needs CAP_NET_ADMIN throughout.
+    if (c.user !== null || c.group !== null) {
+      const k = c.user !== null ? 'user' : 'group';
+      fail(k, 'no privilege drop with topology p2p (each client\'s TUN is created and configured as it connects, which needs root)', c[k], src[k]);
+    }
   } else if (linkProgram.length > 0) {
     throw new ConfigError('topology', 'config: "topology": a program after "--" runs per point-to-point link: it needs --topology p2p');
   }

@@ -13,15 +13,18 @@ export function scriptsDir(): string {
   return path.resolve(__dirname, up, 'scripts');
 }
 
-/** Runs scripts/NAME ACTION with env; each line it prints goes to our log. Rejects on failure. */
-export function runInitScript(name: string, action: string, env: Record<string, string>): Promise<void> {
+/**
+ * Runs scripts/NAME ACTION with env; each line it prints goes to our log. Resolves with the
+ * lines of its standard output; rejects on failure.
+ */
+export function runInitScript(name: string, action: string, env: Record<string, string>): Promise<string[]> {
   const file = path.join(scriptsDir(), name);
   return new Promise((resolve, reject) => {
     execFile('bash', [file, action], { env: { ...process.env, ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
       for (const line of `${stdout}`.split('\n')) if (line.trim()) log.info(`${name} ${action}: ${line.trim()}`);
       for (const line of `${stderr}`.split('\n')) if (line.trim()) log.warn(`${name} ${action}: ${line.trim()}`);
       if (err) reject(new Error(`${name} ${action} failed: ${stderr.trim().split('\n').pop() || err.message}`));
-      else resolve();
+      else resolve(`${stdout}`.split('\n').map((l) => l.trim()).filter((l) => l !== ''));
     });
   });
 }

@@ -5,6 +5,9 @@
 // (PROG ARGS...) runs when the link comes up and when it goes down. Closing the device's fd
 // removes the interface, its addresses and routes (the kernel's doing, nothing to undo).
 //
+// link-up runs for many links at once: links that wait while a run is going on all go into
+// the next one, so a thousand clients connecting together cost a few script runs.
+//
 // The server's event loop reads and writes a link's device (Link.dev) as it does the shared
 // TUN; whatever opens the device (a TUN here; a TAP for layer 2) is `open` below.
 import { logger } from '../log';
@@ -15,6 +18,8 @@ import type { PacketBatch } from '../batch';
 const log = logger('link');
 /** A link's program gets this long per run; then it is killed (and an "up" counts as failed). */
 const PROGRAM_TIMEOUT_MS = 30_000;
+/** Links one link-up run configures at most. */
+const LINKS_PER_RUN = 256;
 
 /** One session's device. */
 export class Link {
@@ -33,6 +38,9 @@ export interface LinksOptions {
   share: TunReadShare;
   gro: boolean;
   mtu: number;
+  /** The server's address on every link, IPv4 and IPv6 ('' for none). */
+  local: string;
+  local6: string;
   /** PROG ARGS... (empty: none). */
   program: string[];
   /** --dev tap: each link is a TAP, a port of `bridge` (no addresses of its own). */
@@ -40,11 +48,19 @@ export interface LinksOptions {
   bridge: string | null;
 }
 
+/** A link waiting for link-up, and what to tell its caller (null: done, else why not). */
+interface Waiting { link: Link; done: (why: string | null) => void }
+
 export class Links {
   /** Scripts and programs of all links, a few at a time. */
   private readonly jobs = new JobQueue(8);
   /** Links open now (status, shutdown). */
   readonly open = new Set<Link>();
+  /** Script and program runs not yet done (shutdown waits for them). */
+  private readonly running = new Set<Promise<unknown>>();
+  /** Links waiting for the next link-up run, and whether one is going on. */
+  private waiting: Waiting[] = [];
+  private configuring = false;
 
   constructor(private readonly o: LinksOptions) {}
 
@@ -64,13 +80,36 @@ export class Links {
     return link;
   }
 
-  /** Configures the link (server-init.sh link-up); rejects with the script's reason. */
+  /** Configures the link (server-init.sh link-up, with the others waiting); rejects with the reason. */
   configure(link: Link): Promise<void> {
-    const i = link.info;
-    return this.then(link, () => runInitScript('server-init.sh', 'link-up', {
-      TOPOLOGY: 'p2p', TUN: link.name, ADDR: i.local, PEER: i.peer, MTU: String(this.o.mtu),
-      ADDR6: i.local6, PEER6: i.local6 ? i.peer6 : '', BRIDGE: this.o.bridge ?? '',
-    }));
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ link, done: (why) => (why === null ? resolve() : reject(new Error(why))) });
+      if (!this.configuring) void this.configureWaiting();
+    });
+  }
+
+  /** link-up runs, each for all the links that waited for it, until none waits. */
+  private async configureWaiting(): Promise<void> {
+    this.configuring = true;
+    while (this.waiting.length > 0) {
+      const batch = this.waiting.splice(0, LINKS_PER_RUN);
+      const live = batch.filter((w) => w.link.state !== 'closed');
+      for (const w of batch) if (w.link.state === 'closed') w.done('closed before it was configured');
+      if (live.length === 0) continue;
+      const links = live.map((w) => `${w.link.name} ${w.link.info.peer}${this.o.local6 ? ` ${w.link.info.peer6}` : ''}`);
+      let said: Map<string, string | null>;
+      try {
+        said = linkUpResults(await runInitScript('server-init.sh', 'link-up', {
+          TOPOLOGY: 'p2p', LINKS: links.join('\n'), ADDR: this.o.local, ADDR6: this.o.local6, MTU: String(this.o.mtu),
+          BRIDGE: this.o.bridge ?? '',
+        }));
+      } catch (err) {
+        for (const w of live) w.done((err as Error).message);
+        continue;
+      }
+      for (const w of live) w.done(said.has(w.link.name) ? said.get(w.link.name)! : 'server-init.sh link-up said nothing of it');
+    }
+    this.configuring = false;
   }
 
   /** The link is up: its program's "up" run (ok without a program). */
@@ -106,7 +145,30 @@ export class Links {
   /** Runs `job` after the link's earlier jobs, in the shared queue. */
   private then<T>(link: Link, job: () => Promise<T>): Promise<T> {
     const p = link.chain.then(() => this.jobs.run(job));
-    link.chain = p.catch(() => undefined);
+    const settled = link.chain = p.catch(() => undefined);
+    this.running.add(settled);
+    void settled.then(() => this.running.delete(settled));
     return p;
   }
+
+  /** Waits until every script and program run (the links' "down" after a shutdown) is done, at most `ms`. */
+  async idle(ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((r) => { timer = setTimeout(r, ms); });
+    while (this.running.size > 0) {
+      const done = await Promise.race([Promise.all([...this.running]).then(() => false), late.then(() => true)]);
+      if (done) break;
+    }
+    clearTimeout(timer);
+  }
+}
+
+/** What link-up said of each link: null for done, else why it failed. */
+function linkUpResults(lines: string[]): Map<string, string | null> {
+  const out = new Map<string, string | null>();
+  for (const l of lines) {
+    const m = /^server-init: link-up (done|failed) for (\S+?)(?:: (.*))?$/.exec(l);
+    if (m) out.set(m[2], m[1] === 'done' ? null : m[3] ?? 'failed');
+  }
+  return out;
 }

@@ -47,6 +47,8 @@ const SLOT = 2048;
 const COOKIE_ROTATE_MS = 5 * 60_000;
 /** A handshake (cookie to config) must be done within this: a silent one holds a slot no longer. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** At shutdown, the links' programs get this long to finish their "down". */
+const PROGRAM_WAIT_MS = 10_000;
 
 export interface ServerStatus {
   mode: 'dtls' | 'plaintext';
@@ -134,7 +136,10 @@ export class VpnServer {
     this.tap = cfg.dev === 'tap';
     this.l2Limits = { macLimit: cfg.macLimit, maxFrame: cfg.mtu + ETHER_HEADER_LEN, groupPerSec: cfg.broadcastPerSec };
     this.links = cfg.topology === 'p2p'
-      ? new Links({ template: cfg.tunName, share: this.share, gro: cfg.tunGro, mtu: cfg.mtu, program: cfg.linkProgram, tap: this.tap, bridge: cfg.bridge })
+      ? new Links({
+        template: cfg.tunName, share: this.share, gro: cfg.tunGro, mtu: cfg.mtu, program: cfg.linkProgram,
+        local: this.pool.serverAddress, local6: this.v6?.serverAddress ?? '', tap: this.tap, bridge: cfg.bridge,
+      })
       : null;
   }
 
@@ -171,6 +176,7 @@ export class VpnServer {
       POOL: this.pool.cidr,
       NAT_OUT: cfg.natOut ?? '',
       MSS_CLAMP: cfg.mssClamp ? '1' : '0',
+      CLIENT_TO_CLIENT: cfg.clientToClient ? '1' : '0',
       ADDR6: this.v6 ? `${this.v6.serverAddress}/${this.v6.prefix}` : '',
       POOL6: this.v6?.text ?? '',
       BRIDGE: cfg.bridge ?? '',
@@ -242,6 +248,7 @@ export class VpnServer {
     if (s.gone) return true;
     const from = s.key;
     this.sessions.move(s, rx.peer(i));
+    if (s.link !== null) s.link.info.remote = s.key; // (the program's "down" is told the endpoint of now)
     this.admission.moves++;
     log.info(`${s.cn} moved ${from} -> ${s.key}`, { cn: s.cn, address: s.addressStr });
     this.hooks.run(this.cfg.onMove, 'move', { tun: this.devName(s), cn: s.cn, address: s.addressStr, remote: s.key, oldRemote: from });
@@ -674,6 +681,8 @@ export class VpnServer {
     const name = this.tun?.name ?? this.links?.wildcard ?? this.cfg.tunName;
     this.tun?.close();
     for (const l of this.links?.open ?? []) this.links!.close(l);
+    // (The links' programs are told "down" before the process exits.)
+    await this.links?.idle(PROGRAM_WAIT_MS);
     if (!this.initRan) { log.info('stopped'); return; }
     const topo = this.cfg.topology;
     try {
