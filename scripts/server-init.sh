@@ -177,6 +177,9 @@ link_up() {
     # A client's TAP (--dev tap): a port of the bridge, no address of its own; the kernel
     # switches between the ports (the server's layer-2 guard checked each client's frames).
     bline+=("link set dev $dev${MTU:+ mtu $MTU} master $BRIDGE up") bdev+=("$dev")
+    # Without client to client: an isolated port reaches the bridge (the server, a LAN port)
+    # but no other isolated port, i.e. no other client.
+    if [[ $CLIENT_TO_CLIENT == 0 ]]; then bline+=("link set dev $dev type bridge_slave isolated on") bdev+=("$dev"); fi
     return
   fi
   # Anti-spoofing by the kernel: a packet whose source is not routed out of this link is dropped.

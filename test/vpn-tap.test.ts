@@ -183,7 +183,7 @@ t.test(`TAP on a bridge (${topology}), and DHCP: dnsmasq on the server's bridge 
   const f = await vpnFixture(['alice']);
   t.teardown(f.cleanup);
   await withLab({ prefix: uniquePrefix(p2p ? 'dhcpp' : 'dhcp'), clients: 1 }, async (lab) => {
-    const server = await startServer(lab, f, ['--dev', 'tap', '--dhcp', '--bridge', 'br7', ...(p2p ? ['--topology', 'p2p'] : [])]);
+    const server = await startServer(lab, f, ['--dev', 'tap', '--dhcp', '--bridge', 'br7', ...(p2p ? ['--topology', 'p2p', '--no-client-to-client'] : [])]);
     const ports = async () => (JSON.parse((await lab.exec('server', ['ip', '-j', '-d', 'link', 'show', 'master', 'br7'])).stdout || '[]') as { ifname: string }[]).map((l) => l.ifname);
     if (!p2p) t.same(await ports(), ['mvpn0'], 'the init script made bridge br7, with the TAP as its port');
     else t.same(await ports(), [], 'the init script made bridge br7; no client, no port yet');
@@ -206,7 +206,11 @@ t.test(`TAP on a bridge (${topology}), and DHCP: dnsmasq on the server's bridge 
       t.match(fs.readFileSync(leases, 'utf8'), new RegExp(`${aliceMac} ${m?.[1]} `), "the lease file holds the client's MAC and address");
       const p = await ping(lab, 'server', m![1]);
       t.equal(p.received, 3, 'the server reaches the client at its DHCP address');
-      if (p2p) t.same(await ports(), ['mvp0'], "the client's own TAP joined the bridge");
+      if (p2p) {
+        t.same(await ports(), ['mvp0'], "the client's own TAP joined the bridge");
+        const port = JSON.parse((await lab.exec('server', ['ip', '-j', '-d', 'link', 'show', 'dev', 'mvp0'])).stdout)[0];
+        t.equal(port.linkinfo?.info_slave_data?.isolated, true, '--no-client-to-client: an isolated bridge port (no frames to the other clients)');
+      }
       a.proc.kill('SIGTERM');
       t.equal(await exited(a.proc, 30_000), 0, 'the client exits cleanly');
     } finally {

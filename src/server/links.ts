@@ -46,6 +46,8 @@ export interface LinksOptions {
   /** --dev tap: each link is a TAP, a port of `bridge` (no addresses of its own). */
   tap: boolean;
   bridge: string | null;
+  /** Client to client (with a bridge: the clients' ports are isolated from each other without it). */
+  clientToClient: boolean;
 }
 
 /** A link waiting for link-up, and what to tell its caller (null: done, else why not). */
@@ -101,7 +103,7 @@ export class Links {
       try {
         said = linkUpResults(await runInitScript('server-init.sh', 'link-up', {
           TOPOLOGY: 'p2p', LINKS: links.join('\n'), ADDR: this.o.local, ADDR6: this.o.local6, MTU: String(this.o.mtu),
-          BRIDGE: this.o.bridge ?? '',
+          BRIDGE: this.o.bridge ?? '', CLIENT_TO_CLIENT: this.o.clientToClient ? '1' : '0',
         }));
       } catch (err) {
         for (const w of live) w.done((err as Error).message);

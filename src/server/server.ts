@@ -138,7 +138,7 @@ export class VpnServer {
     this.links = cfg.topology === 'p2p'
       ? new Links({
         template: cfg.tunName, share: this.share, gro: cfg.tunGro, mtu: cfg.mtu, program: cfg.linkProgram,
-        local: this.pool.serverAddress, local6: this.v6?.serverAddress ?? '', tap: this.tap, bridge: cfg.bridge,
+        local: this.pool.serverAddress, local6: this.v6?.serverAddress ?? '', tap: this.tap, bridge: cfg.bridge, clientToClient: cfg.clientToClient,
       })
       : null;
   }
