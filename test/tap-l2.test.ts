@@ -158,3 +158,17 @@ t.test('control: dev in hello and config; the mixes of versions', async (t) => {
   const seenByOld = oldValidateControl(JSON.parse(encodeControl({ ...BASE, dev: 'tap' }).toString()));
   t.same(seenByOld, BASE, 'an old client would not notice dev');
 });
+
+t.test("tun-echo --tap describes a frame: MACs, then ARP's question or the IP packet", async (t) => {
+  const { describeFrame } = await import('../src/tools/tun-echo');
+  const arp = Buffer.alloc(42);
+  writeEtherHeader(arp, 0, BROADCAST_MAC, A, ETHERTYPE_ARP);
+  arp.writeUInt16BE(1, 14 + 6); // request
+  Buffer.from([10, 77, 0, 1]).copy(arp, 14 + 14);
+  Buffer.from([10, 77, 0, 2]).copy(arp, 14 + 24);
+  t.equal(describeFrame(arp), 'Ethernet 02:00:00:00:00:0a -> ff:ff:ff:ff:ff:ff ARP who-has 10.77.0.2 tell 10.77.0.1');
+  const ipf = frame(B, A, ETHERTYPE_IPV4, 14 + 20);
+  ipf.buf.subarray(3 + 14, 3 + 34).set([0x45, 0, 0, 20, 0, 0, 0, 0, 64, 99, 0, 0, 10, 77, 0, 1, 10, 77, 0, 2]);
+  t.match(describeFrame(ipf.buf.subarray(3, 3 + 34)), /^Ethernet 02:00:00:00:00:0a -> 02:00:00:00:00:0b IPv4: IPv4 10\.77\.0\.1 -> 10\.77\.0\.2 protocol 99$/);
+  t.equal(describeFrame(Buffer.alloc(10)), 'not an Ethernet frame (shorter than its 14-byte header)');
+});
