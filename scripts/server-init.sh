@@ -31,6 +31,8 @@
 #              one of its ports, and ADDR/ADDR6 go on the bridge. A bridge that does not exist
 #              is created (with the alias "minivpn:$TUN", by which down finds and removes it);
 #              one that exists (e.g. with a LAN port) is used as it is and left at down.
+#   VPN_PID    with TOPOLOGY=p2p: the VPN server's process; up raises its open-file limit
+#              (soft to hard: a file descriptor per client) with prlimit
 #   IPTABLES   the iptables command (default: iptables; Debian's is the nftables backend)
 #   IP6TABLES  the ip6tables command (default: ip6tables)
 #
@@ -253,6 +255,18 @@ if [[ -n $BRIDGE ]]; then
   L3=$BRIDGE
 fi
 if [[ $TOPOLOGY == subnet || -n $BRIDGE ]]; then TUN=$L3 tun_up; fi
+
+# A TUN per client is a file descriptor per client: the usual soft limit (1024) would stop
+# new clients at about a thousand. Raised to the hard limit, which root set.
+if [[ $TOPOLOGY == p2p && -n ${VPN_PID:-} ]]; then
+  [[ $VPN_PID =~ ^[0-9]+$ ]] || die "VPN_PID must be a process id (got '$VPN_PID')"
+  if command -v prlimit >/dev/null; then
+    hard=$(prlimit --pid "$VPN_PID" --nofile --output HARD --noheadings | tr -d ' ')
+    run prlimit --pid "$VPN_PID" --nofile="$hard:$hard"
+  else
+    say "prlimit not found (util-linux): the open-file limit stays as it is, at most that many clients"
+  fi
+fi
 
 # Routing between the tunnel and the other interfaces (the LAN, the internet).
 run sysctl -qw net.ipv4.ip_forward=1

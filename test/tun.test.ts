@@ -112,3 +112,17 @@ t.test('a TAP device carries Ethernet frames: the kernel ARPs through it; GRO lo
   t.same(gro?.otherMac, [2, 0], 'another source MAC: not merged');
   t.same(gro?.notIpv4, [2, 0], 'another EtherType: not merged');
 });
+
+t.test('TUNs from a template share one read batch; each answers its own link; closing one leaves the others', async (t) => {
+  const r = inNs([fixture('tun-shared.js')]);
+  t.equal(r.status, 0, `fixture exits 0 (stderr: ${r.stderr})`);
+  const ev = events(r.stdout);
+  const opened = ev.find((e) => e.event === 'opened');
+  t.same(opened?.names, ['mvsh0', 'mvsh1', 'mvsh2'], 'the kernel numbers the template');
+  t.equal(opened?.shared, true, 'one read batch for all of them');
+  const pinged = ev.find((e) => e.event === 'pinged');
+  t.same(pinged?.codes, [0, 0, 0], 'every link answered its pings');
+  t.same(pinged?.seen, [['10.78.0.2', '10.78.0.2'], ['10.78.0.3', '10.78.0.3'], ['10.78.0.4', '10.78.0.4']], 'each device read only its own peer\'s packets');
+  t.same(ev.find((e) => e.event === 'one-closed'), { event: 'one-closed', interfaceRemoved: true, others: [0, 0] }, 'closing one removes its interface; the others still answer');
+  t.equal(ev[ev.length - 1].event, 'exit', 'nothing kept the event loop alive after close');
+});

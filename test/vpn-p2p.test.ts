@@ -6,7 +6,7 @@ import t from 'tap';
 import fs from 'node:fs';
 import { ChildProcess } from 'node:child_process';
 import { withLab, uniquePrefix, ADDR, Lab } from '../src/lab/topology';
-import { vpnFixture, startServer, startClient, spawnClient, exited, logTime, waitForFile, STATUS_MAIN, VpnFixture } from './helpers/vpn';
+import { vpnFixture, startServer, startClient, spawnClient, exited, logTime, waitForFile, serverArgs, SERVER_MAIN, STATUS_MAIN, VpnFixture } from './helpers/vpn';
 
 /** The server's status, as JSON. */
 async function status(lab: Lab, f: VpnFixture): Promise<any> {
@@ -54,7 +54,9 @@ t.test('p2p topology: a TUN per client, routed by the kernel', { timeout: 300_00
       'if [ "$TUN_CLIENT_ID" = carol ] && [ "$TUN_EVENT" = up ]; then echo "carol is not welcome here" >&2; exit 3; fi',
       '',
     ].join('\n'), { mode: 0o755 });
-    const server = await startServer(lab, f, ['--topology', 'p2p', '--', prog, 'server']);
+    // (Started with a low soft limit of open files, which the p2p server raises: a TUN per client.)
+    const server = lab.spawn('server', ['prlimit', '--nofile=512:8192', process.execPath, SERVER_MAIN, ...serverArgs(f, ['--topology', 'p2p', '--', prog, 'server'])]);
+    await lab.waitForLine(server, /listening on udp/, 30_000);
     const alice = await startClient(lab, f, 1, 'alice', ['--', prog, 'client']);
     const bob = await startClient(lab, f, 2, 'bob');
     const procs: ChildProcess[] = [server, alice.proc, bob.proc];
@@ -80,6 +82,8 @@ t.test('p2p topology: a TUN per client, routed by the kernel', { timeout: 300_00
       t.match(route.stdout, new RegExp(`dev ${devB}`), 'the kernel routes to bob through his link');
       const st = await status(lab, f);
       t.equal(st.topology, 'p2p');
+      const nofile = /^Max open files\s+(\d+)\s+(\d+)/m.exec(fs.readFileSync(`/proc/${server.pid}/limits`, 'utf8'));
+      t.same(nofile?.slice(1), ['8192', '8192'], "the server's open-file limit was raised from 512 to its hard limit (a TUN per client)");
       const table = await lab.exec('server', [process.execPath, STATUS_MAIN, '--socket', f.statusSocket]);
       t.match(table.stdout, new RegExp(`alice\\s+${alice.address.replace(/\./g, '\\.')}.*${devA}`), 'the status table shows each TUN');
       const ctun = await lab.exec('client1', ['ip', '-4', '-o', 'addr', 'show', 'dev', await clientTun(lab, 'client1')]);
@@ -289,5 +293,26 @@ t.test('p2p topology: own template, no client to client, a reconnect, and "down"
     t.match(events, new RegExp(`^down bob ${devB}$`, 'm'), 'the program was told "down" for each link before the server exited');
     t.match(events, new RegExp(`^down alice ${devA}$`, 'm'), "and for alice's first link when it was replaced");
     for (const c of [alice.proc, bob.proc]) { c.kill('SIGTERM'); await exited(c, 30_000).catch(() => null); }
+  });
+});
+
+t.test('p2p topology in plaintext mode (the labs capture the links\' traffic)', { timeout: 300_000 }, async (t) => {
+  const f = await vpnFixture(['alice']);
+  t.teardown(f.cleanup);
+  await withLab({ prefix: uniquePrefix('p2r'), clients: 1 }, async (lab) => {
+    const prog = `${f.dir}/link-prog.sh`;
+    fs.writeFileSync(prog, `#!/bin/sh\nenv | grep '^TUN_' | sort > "${f.dir}/prog-$1-$TUN_EVENT.env"\n`, { mode: 0o755 });
+    const server = await startServer(lab, f, ['--topology', 'p2p', '--insecure-plaintext', '--', prog, 'server']);
+    const alice = await startClient(lab, f, 1, 'alice', ['--insecure-plaintext', '--', prog, 'client']);
+    t.teardown(() => { server.kill('SIGTERM'); alice.proc.kill('SIGTERM'); });
+    const dev = await tunOf(lab, f, 'alice');
+    t.match((await lab.exec('server', ['ip', '-4', '-o', 'addr', 'show', 'dev', dev])).stdout, new RegExp(`peer ${alice.address.replace(/\./g, '\\.')}/32`), 'a point-to-point link');
+    t.equal((await lab.exec('client1', ['ping', '-c', '1', '-W', '10', '10.8.0.1'])).code, 0, 'alice -> server');
+    t.match(await waitForFile(`${f.dir}/prog-server-up.env`, /TUN_REMOTE=/, 30_000), /^TUN_CLIENT_ID=alice$/m, 'the claimed name is the client id');
+    t.match(await waitForFile(`${f.dir}/prog-client-up.env`, /TUN_REMOTE=/, 30_000), /^TUN_CLIENT_ID=alice$/m, 'on the client too');
+    server.kill('SIGTERM');
+    t.equal(await exited(server, 30_000), 0);
+    alice.proc.kill('SIGTERM');
+    await exited(alice.proc, 30_000).catch(() => null);
   });
 });

@@ -9,7 +9,8 @@
 // the next one, so a thousand clients connecting together cost a few script runs.
 //
 // The server's event loop reads and writes a link's device (Link.dev) as it does the shared
-// TUN; whatever opens the device (a TUN here; a TAP for layer 2) is `open` below.
+// TUN; what kind of device a link is (a TUN here; a TAP for layer 2) is decided in `create`
+// and by link-up, nowhere else.
 import { logger } from '../log';
 import { JobQueue, LinkInfo, linkEnv, ProgramResult, runInitScript, spawnProgram } from '../os/scripts';
 import { Tun, TunReadShare } from '../tun/tun';
@@ -54,11 +55,11 @@ export interface LinksOptions {
 interface Waiting { link: Link; done: (why: string | null) => void }
 
 export class Links {
-  /** Scripts and programs of all links, a few at a time. */
+  /** The links' program runs, a few at a time. */
   private readonly jobs = new JobQueue(8);
   /** Links open now (status, shutdown). */
   readonly open = new Set<Link>();
-  /** Script and program runs not yet done (shutdown waits for them). */
+  /** Program runs not yet done (shutdown waits for them). */
   private readonly running = new Set<Promise<unknown>>();
   /** Links waiting for the next link-up run, and whether one is going on. */
   private waiting: Waiting[] = [];
@@ -93,6 +94,14 @@ export class Links {
   /** link-up runs, each for all the links that waited for it, until none waits. */
   private async configureWaiting(): Promise<void> {
     this.configuring = true;
+    try {
+      await this.configureRuns();
+    } finally {
+      this.configuring = false;
+    }
+  }
+
+  private async configureRuns(): Promise<void> {
     while (this.waiting.length > 0) {
       const batch = this.waiting.splice(0, LINKS_PER_RUN);
       const live = batch.filter((w) => w.link.state !== 'closed');
@@ -111,7 +120,6 @@ export class Links {
       }
       for (const w of live) w.done(said.has(w.link.name) ? said.get(w.link.name)! : 'server-init.sh link-up said nothing of it');
     }
-    this.configuring = false;
   }
 
   /** The link is up: its program's "up" run (ok without a program). */
@@ -153,7 +161,7 @@ export class Links {
     return p;
   }
 
-  /** Waits until every script and program run (the links' "down" after a shutdown) is done, at most `ms`. */
+  /** Waits until every program run (the links' "down" after a shutdown) is done, at most `ms`. */
   async idle(ms: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<void>((r) => { timer = setTimeout(r, ms); });

@@ -177,6 +177,7 @@ export class VpnServer {
       NAT_OUT: cfg.natOut ?? '',
       MSS_CLAMP: cfg.mssClamp ? '1' : '0',
       CLIENT_TO_CLIENT: cfg.clientToClient ? '1' : '0',
+      VPN_PID: String(process.pid),
       ADDR6: this.v6 ? `${this.v6.serverAddress}/${this.v6.prefix}` : '',
       POOL6: this.v6?.text ?? '',
       BRIDGE: cfg.bridge ?? '',
