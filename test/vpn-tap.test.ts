@@ -155,6 +155,9 @@ t.test(title, { timeout: 300_000 }, async (t) => {
       t.ok(mid.drops.spoofed_mac - before.drops.spoofed_mac >= 3, `counted: spoofed_mac +${mid.drops.spoofed_mac - before.drops.spoofed_mac}`);
       const alice = mid.clients.find((c: { cn: string }) => c.cn === 'alice');
       t.same(alice.macs, [aliceMac, '02:00:00:00:aa:02'], 'status lists the MACs alice holds');
+      const table = (await lab.exec('server', [process.execPath, STATUS_MAIN, '--socket', f.statusSocket])).stdout;
+      t.match(table, new RegExp(`^alice .* ${aliceMac},02:00:00:00:aa:02 *$`, 'm'), 'and so does its table (MACS column)');
+      t.match(table, /drops: .*spoofed_mac=\d+/, 'with the drops by reason');
       await setMac('client2', aliceMac);
       await lab.exec('client2', ['ip', 'neigh', 'flush', 'dev', 'mvpn1']);
       t.equal((await ping(lab, 'client2', '10.8.0.1')).received, 0, "bob sending from alice's MAC: nothing gets through");
