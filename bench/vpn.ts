@@ -2,7 +2,8 @@
 //
 // For each run it measures, one after the other, on the same pair of namespaces (client1 and
 // server joined by one veth, `lab.sh up --pair`): the bare underlay, minivpn with DTLS, minivpn in plaintext
-// mode, OpenVPN 2.6 (UDP, AES-256-GCM, no DCO) and wireguard-go (Debian's, user space). Per system: iperf3 TCP both ways,
+// mode, minivpn with DTLS and --dev tap (Ethernet frames, the TAP row: its ratio to the TUN row is printed),
+// OpenVPN 2.6 (UDP, AES-256-GCM, no DCO) and wireguard-go (Debian's, user space). Per system: iperf3 TCP both ways,
 // ping RTT through the tunnel, and the CPU seconds the VPN processes (server + client)
 // spent per megabyte moved. Then, with all of them up at once, the RTT again, pinging each
 // system in turn (see alternatingRtt). Prints medians, min-max and ratios to OpenVPN.
@@ -26,7 +27,7 @@ import {
  * the server's inner IPv6 address); minivpn-baseline only with --baseline DIR (another build
  * of minivpn, DTLS), minivpn-nofloat only with --float-check (this build, DTLS, the server with --no-float).
  */
-const SYSTEMS = ['raw', 'minivpn-dtls', 'minivpn-ipv6', 'minivpn-plaintext', 'openvpn', 'wireguard-go', 'minivpn-baseline', 'minivpn-nofloat'] as const;
+const SYSTEMS = ['raw', 'minivpn-dtls', 'minivpn-ipv6', 'minivpn-tap', 'minivpn-plaintext', 'openvpn', 'wireguard-go', 'minivpn-baseline', 'minivpn-nofloat'] as const;
 type System = typeof SYSTEMS[number];
 
 /** The systems a set of runs has (minivpn-baseline only with --baseline). */
@@ -309,9 +310,9 @@ ${parts.join('\n')}
 
 // ---- main --------------------------------------------------------------------------------
 
-/** minivpn-dtls's figures over another system's, median of the per-run ratios. */
-function ratioLine(runs: Array<Record<System, Sample>>, to: System): string {
-  const r = (k: Metric) => fmt(ratioMedian(runs, 'minivpn-dtls', k, to), 2);
+/** minivpn-dtls's (or `of`'s) figures over another system's, median of the per-run ratios. */
+function ratioLine(runs: Array<Record<System, Sample>>, to: System, of: System = 'minivpn-dtls'): string {
+  const r = (k: Metric) => fmt(ratioMedian(runs, of, k, to), 2);
   return `median of per-run ratios: up ${r('fwd_mbps')}, down ${r('rev_mbps')}, CPU per MB ${r('cpu_s_per_mb')}, CPU per packet ${r('cpu_us_per_packet')}, RTT ${r('rtt_ms')}`;
 }
 
@@ -324,9 +325,13 @@ async function oneRun(lab: Lab, dir: string, pki: string, opts: Options, flags: 
   const run = {} as Record<System, Sample>;
   const dtls = (sys: System, serverFlags: string[] = [], mains = THIS_BUILD) =>
     withMinivpn(lab, dir, pki, flags, (v) => measure(lab, sys, MINIVPN_SERVER_TUN, opts.seconds, v.pids, v.packets), { serverFlags, mains });
+  // TAP (both sides --dev tap) right next to TUN, before it in even runs and after it in odd ones.
+  const tap = () => withMinivpn(lab, dir, pki, [...flags, '--dev', 'tap'], (v) => measure(lab, 'minivpn-tap', MINIVPN_SERVER_TUN, opts.seconds, v.pids, v.packets));
   run.raw = await measure(lab, 'raw', ADDR.server, opts.seconds, []);
   if (opts.floatCheck && i % 2 === 0) run['minivpn-nofloat'] = await dtls('minivpn-nofloat', ['--no-float']);
+  if (i % 2 === 0) run['minivpn-tap'] = await tap();
   Object.assign(run, await bothFamilies(lab, dir, pki, opts, flags, i));
+  if (i % 2 === 1) run['minivpn-tap'] = await tap();
   if (opts.floatCheck && i % 2 === 1) run['minivpn-nofloat'] = await dtls('minivpn-nofloat', ['--no-float']);
   run['minivpn-plaintext'] = await withMinivpn(lab, dir, pki, ['--insecure-plaintext', ...flags], (v) => measure(lab, 'minivpn-plaintext', MINIVPN_SERVER_TUN, opts.seconds, v.pids, v.packets));
   run.openvpn = await withOpenvpn(lab, pki, (v) => measure(lab, 'openvpn', OVPN_SERVER_TUN, opts.seconds, v.pids, v.packets));
@@ -406,6 +411,7 @@ async function main(): Promise<void> {
     console.log(`\n${md}\n`);
     console.log(`medians over ${runs.length} run(s), (min-max) when more than one; "vs OpenVPN" = median of per-run ratios to OpenVPN's figure.`);
     console.log(ipv6Line(runs));
+    console.log(`minivpn-tap (--dev tap, Ethernet frames) against minivpn-dtls (TUN), ${ratioLine(runs, 'minivpn-dtls', 'minivpn-tap')}`);
     if (baseline) console.log(`minivpn-dtls against minivpn-baseline (${opts.baseline}), ${ratioLine(runs, 'minivpn-baseline')}`);
     if (opts.floatCheck) console.log(`minivpn-dtls (float on, the default) against minivpn-nofloat (the server with --no-float), ${ratioLine(runs, 'minivpn-nofloat')}`);
     if (opts.json) {

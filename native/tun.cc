@@ -1,4 +1,7 @@
-// TUN device: open with the TUNSETIFF ioctl and read packets in batches.
+// TUN device: open with the TUNSETIFF ioctl and read packets in batches. The same class opens
+// a TAP device (IFF_TAP: whole Ethernet frames instead of IP packets; the kernel treats it as
+// an Ethernet NIC, with ARP and a MAC address). Everything else is the same; only GRO looks
+// past the 14-byte Ethernet header to the IP packet behind it.
 //
 // Why native: Node cannot issue ioctls, and net.Socket refuses a TUN fd. Reading on the libuv
 // thread pool costs a thread per pending read and blocks shutdown, so instead we watch the
@@ -91,14 +94,16 @@ class Tun : public Wrapped<Tun>, public PolledFd {
     });
   }
 
-  // new Tun(name, gro) opens the device; name '' lets the kernel pick (tun0, tun1, ...).
+  // new Tun(name, gro, tap) opens the device; name '' lets the kernel pick (tun0, tun1, ...).
   explicit Tun(const Napi::CallbackInfo& info) : Wrapped<Tun>(info) {
     Napi::Env env = info.Env();
     Args a(info, "new Tun");
     std::string want;
-    bool gro = false;
-    if ((!info[0].IsUndefined() && !a.String(info[0], "name", &want)) || !a.OptBool(info[1], "gro", &gro)) return;
+    bool gro = false, tap = false;
+    if ((!info[0].IsUndefined() && !a.String(info[0], "name", &want)) || !a.OptBool(info[1], "gro", &gro) ||
+        !a.OptBool(info[2], "tap", &tap)) return;
     gro_ = vnet_ = gro;
+    l2_ = tap ? kEtherHeader : 0;
     if (want.size() >= IFNAMSIZ) {
       TunError(env, EINVAL, "open TUN '" + want + "'").ThrowAsJavaScriptException();
       return;
@@ -110,7 +115,7 @@ class Tun : public Wrapped<Tun>, public PolledFd {
     }
     struct ifreq ifr;
     memset(&ifr, 0, sizeof ifr);
-    ifr.ifr_flags = IFF_TUN | IFF_NO_PI;  // raw IP packets, no 4-byte packet-info header
+    ifr.ifr_flags = (tap ? IFF_TAP : IFF_TUN) | IFF_NO_PI;  // raw packets (frames), no 4-byte packet-info header
     if (vnet_) ifr.ifr_flags |= IFF_VNET_HDR;
     strncpy(ifr.ifr_name, want.c_str(), IFNAMSIZ - 1);
     if (ioctl(fd_, TUNSETIFF, &ifr) < 0) {
@@ -371,25 +376,38 @@ class Tun : public Wrapped<Tun>, public PolledFd {
     return memcmp(p, first, 4) == 0 && p[7] == first[7] && memcmp(p + 8, first + 8, 32) == 0;
   }
 
+  // The IP packet of a frame: on a TUN the frame itself; on a TAP what follows an Ethernet
+  // header of type IPv4 or IPv6 (nullptr for anything else, which is then written alone).
+  const uint8_t* IpOf(const uint8_t* f, size_t flen, size_t* len) const {
+    if (l2_ == 0) { *len = flen; return f; }
+    if (flen < l2_ || !((f[12] == 0x08 && f[13] == 0x00) || (f[12] == 0x86 && f[13] == 0xdd))) return nullptr;
+    *len = flen - l2_;
+    return f + l2_;
+  }
+
   // Writes packets [0, count) starting with the first as one merged packet if at least two
   // of them belong together; returns how many it wrote (0: the first is written alone).
   uint32_t WriteMerged(const uint8_t* base, size_t baseLen, const uint32_t* offs, const uint32_t* lens, uint32_t count) {
-    const uint8_t* first = base + offs[0];
+    size_t len0 = 0;
+    const uint8_t* frame0 = base + offs[0];
+    const uint8_t* first = IpOf(frame0, lens[0], &len0);
     uint32_t thl = 0;
-    uint32_t ih = Mergeable(first, lens[0], &thl);
-    if (ih == 0 || count < 2 || !TcpChecksumOk(first, lens[0], ih)) return 0;
+    uint32_t ih = first ? Mergeable(first, len0, &thl) : 0;
+    if (ih == 0 || count < 2 || !TcpChecksumOk(first, len0, ih)) return 0;
     const uint8_t* ftcp = first + ih;
-    uint32_t hlen = ih + thl, mss = lens[0] - hlen;
-    uint32_t total = lens[0], nextSeq = Seq(ftcp) + mss;
+    uint32_t hlen = ih + thl, mss = len0 - hlen;
+    uint32_t total = len0, nextSeq = Seq(ftcp) + mss;
     bool psh = ftcp[13] & 0x08;
     uint32_t n = 1, lastPay = mss;
     iovec iov[2 + kMaxMerge];  // virtio_net_hdr, merged headers, then each segment's payload
     iov[2] = {const_cast<uint8_t*>(first + hlen), mss};
     while (n < count && n < kMaxMerge && !psh && lastPay == mss) {
-      const uint8_t* p = base + offs[n];
-      size_t len = lens[n];
+      size_t len = 0;
       uint32_t pthl = 0;
-      if (offs[n] + len > baseLen || Mergeable(p, len, &pthl) != ih || pthl != thl) break;
+      if (offs[n] + lens[n] > baseLen) break;
+      const uint8_t* p = IpOf(base + offs[n], lens[n], &len);
+      if (!p || Mergeable(p, len, &pthl) != ih || pthl != thl) break;
+      if (l2_ && memcmp(base + offs[n], frame0, l2_) != 0) break;  // (TAP) the same MACs and type
       const uint8_t* tcp = p + ih;
       uint32_t pay = len - hlen;
       // Same flow and same headers but for length, id, checksums, seq and PSH; in order.
@@ -410,8 +428,10 @@ class Tun : public Wrapped<Tun>, public PolledFd {
     // The merged packet's headers: the first segment's, with the total length (IPv4: and a
     // fresh IP checksum; IPv6: the payload length), PSH if the last had it, and in the TCP
     // checksum field the pseudo-header sum, which the kernel completes (NEEDS_CSUM) while it
-    // segments or delivers the packet.
-    uint8_t hdr[40 + 60];
+    // segments or delivers the packet. On a TAP the Ethernet header stays in front.
+    uint8_t eth_ip[kEtherHeader + 40 + 60];
+    memcpy(eth_ip, frame0, l2_);
+    uint8_t* hdr = eth_ip + l2_;
     memcpy(hdr, first, hlen);
     if (ih == 20) {
       hdr[2] = total >> 8;
@@ -432,12 +452,12 @@ class Tun : public Wrapped<Tun>, public PolledFd {
     virtio_net_hdr h{};
     h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
     h.gso_type = ih == 20 ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_TCPV6;
-    h.hdr_len = static_cast<uint16_t>(hlen);
+    h.hdr_len = static_cast<uint16_t>(l2_ + hlen);
     h.gso_size = static_cast<uint16_t>(mss);
-    h.csum_start = static_cast<uint16_t>(ih);
+    h.csum_start = static_cast<uint16_t>(l2_ + ih);
     h.csum_offset = 16;
     iov[0] = {&h, sizeof h};
-    iov[1] = {hdr, hlen};
+    iov[1] = {eth_ip, l2_ + hlen};
     ssize_t r;
     do { r = writev(fd_, iov, static_cast<int>(2 + n)); } while (r < 0 && errno == EINTR);
     if (r < 0 && errno == EINVAL) {
@@ -494,6 +514,8 @@ class Tun : public Wrapped<Tun>, public PolledFd {
   uint32_t headroom_ = 0;
   // GRO
   static constexpr uint32_t kMaxMerge = 64;  // segments per merged packet (64 KB of 1 KB+ segments)
+  static constexpr uint32_t kEtherHeader = 14;
+  uint32_t l2_ = 0;    // bytes of link header in front of the IP packet: 14 on a TAP, 0 on a TUN
   bool vnet_ = false;  // the fd has IFF_VNET_HDR: every read and write carries a virtio_net_hdr
   bool gro_ = false;   // merge segments in tunWrite (vnet_, and the kernel has not refused it)
   uint64_t coalesced_ = 0;

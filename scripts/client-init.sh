@@ -7,7 +7,9 @@
 #
 # Configured by environment variables:
 #   TUN               the TUN device, e.g. tun0 (must exist already: the VPN creates it)
-#   ADDR              the client's tunnel address, e.g. 10.8.0.2/24
+#   ADDR              the client's tunnel address, e.g. 10.8.0.2/24; "dhcp" (a TAP only):
+#                     taken from a DHCP server on the server's side of the link, by
+#                     udhcpc (once, at up: the address stays until down, not renewed)
 #   PEER              the server's tunnel address on a point-to-point link (the server's p2p
 #                     topology), e.g. 10.8.0.1: the TUN gets "10.8.0.2 peer 10.8.0.1/24", so
 #                     the tunnel subnet is routed to the link's other end (empty: subnet)
@@ -26,6 +28,10 @@
 #   DNS6              optional IPv6 DNS servers pushed by the server
 #   BLOCK_IPV6_LEAK   1: while up, no IPv6 leaves by the other interfaces (a full tunnel whose
 #                     server offers no IPv6); link-local, loopback and the server stay open
+#   GATEWAY           the server's tunnel address, the next hop of every route (a TAP, an
+#                     Ethernet link: without one the kernel would ARP for each destination);
+#                     empty on a TUN (a point-to-point link needs none)
+#   GATEWAY6          the same for IPv6 routes
 #   STATE_DIR         where up records what it did, so down undoes exactly that
 #                     (default /run/minivpn/client-<namespace>-<TUN>)
 #
@@ -52,6 +58,8 @@ ROUTES6=${ROUTES6:-}
 REDIRECT_GATEWAY6=${REDIRECT_GATEWAY6:-0}
 DNS6=${DNS6:-}
 BLOCK_IPV6_LEAK=${BLOCK_IPV6_LEAK:-0}
+GATEWAY=${GATEWAY:-}
+GATEWAY6=${GATEWAY6:-}
 IP6T=${IP6TABLES:-ip6tables}
 # The leak block's own chain (names are at most 28 characters: "mvleak-" and 15).
 LEAK_CHAIN=mvleak-$TUN
@@ -164,7 +172,12 @@ fi
 
 # ---------------------------------------------------------------------------------------
 # up: check everything first, so a typo does not leave a half-configured machine.
-check_tun "VPN client"
+if [[ $ADDR == dhcp ]]; then
+  command -v udhcpc >/dev/null || die "ADDR=dhcp needs udhcpc (apt-get install udhcpc)"
+  ADDR=0.0.0.0/32 check_tun "VPN client"
+else
+  check_tun "VPN client"
+fi
 for r in $ROUTES; do
   [[ $r =~ $CIDR_RE ]] || die "ROUTES: '$r' is not an IPv4 network like 10.9.0.0/24"
 done
@@ -177,6 +190,8 @@ fi
 for d in $DNS; do
   [[ $d =~ $IP_RE ]] || die "DNS: '$d' is not an IPv4 address"
 done
+[[ -z $GATEWAY || $GATEWAY =~ $IP_RE ]] || die "GATEWAY must be an IPv4 address or empty (got '$GATEWAY')"
+[[ -z $GATEWAY6 || $GATEWAY6 =~ $IP6_RE ]] || die "GATEWAY6 must be an IPv6 address or empty (got '$GATEWAY6')"
 check_addr6
 if [[ -z $ADDR6 && ( -n $ROUTES6 || $REDIRECT_GATEWAY6 == 1 ) ]]; then die "ROUTES6 and REDIRECT_GATEWAY6 need ADDR6"; fi
 [[ -z $PEER || $PEER =~ $IP_RE ]] || die "PEER must be an IPv4 address, e.g. 10.8.0.1, or empty (got '$PEER')"
@@ -244,12 +259,23 @@ pin_server_route() {
   fi
 }
 
-# The tunnel interface (scripts/common.sh: MTU, address, link up; IPv6 address). On a
-# point-to-point link the server's address is the other end, the subnet routed to it.
-[[ -n $PEER ]] && ADDR="${ADDR%/*} peer $PEER/${ADDR#*/}"
-[[ -n $PEER6 ]] && ADDR6="${ADDR6%/*} peer $PEER6/${ADDR6#*/}"
-tun_up
-[[ $ADDR_ADDED == 1 ]] && echo "addr $ADDR" >>"$STATE"
+# The tunnel interface (scripts/common.sh: MTU, address, link up; IPv6 address).
+if [[ $ADDR == dhcp ]]; then
+  # The link up without an address, then a DHCP exchange over it (broadcasts through the
+  # tunnel to the server's side); scripts/dhcp-lease.sh adds the address and records it.
+  [[ -n $MTU ]] && run ip link set dev "$TUN" mtu "$MTU"
+  run ip link set dev "$TUN" up
+  say "udhcpc -i $TUN -f -q -n -t 5 -T 2 -s $(dirname "$0")/dhcp-lease.sh"
+  STATE=$STATE udhcpc -i "$TUN" -f -q -n -t 5 -T 2 -s "$(dirname "$0")/dhcp-lease.sh" 2>&1 | sed "s/^/$NAME: /" ||
+    die "no DHCP lease on $TUN (is a DHCP server on the server's side of the link?)"
+  ip -4 -o addr show dev "$TUN" | grep -q ' inet ' || die "no DHCP lease on $TUN (is a DHCP server on the server's side of the link?)"
+else
+  # On a point-to-point link the server's address is the other end, the subnet routed to it.
+  [[ -n $PEER ]] && ADDR="${ADDR%/*} peer $PEER/${ADDR#*/}"
+  [[ -n $PEER6 ]] && ADDR6="${ADDR6%/*} peer $PEER6/${ADDR6#*/}"
+  tun_up
+  [[ $ADDR_ADDED == 1 ]] && echo "addr $ADDR" >>"$STATE"
+fi
 
 # 1. The server's own route, when a full tunnel of its family would take it over.
 if [[ ( $REDIRECT_GATEWAY == 1 && $SERVER_IP =~ $IP_RE ) || ( $REDIRECT_GATEWAY6 == 1 && $SERVER_IP =~ $IP6_RE ) ]]; then
@@ -263,13 +289,13 @@ if [[ $REDIRECT_GATEWAY == 1 ]]; then
   #    Replacing the default route instead would mean saving and restoring it exactly,
   #    and a crash in between would leave the machine with no way out; with the halves,
   #    removing two routes (or the TUN vanishing) brings the old state back by itself.
-  add_route 0.0.0.0/1 dev "$TUN"
-  add_route 128.0.0.0/1 dev "$TUN"
+  add_route 0.0.0.0/1 ${GATEWAY:+via "$GATEWAY"} dev "$TUN"
+  add_route 128.0.0.0/1 ${GATEWAY:+via "$GATEWAY"} dev "$TUN"
 fi
 
 # Split tunnel: only these networks go through the tunnel.
 for r in $ROUTES; do
-  add_route "$r" dev "$TUN"
+  add_route "$r" ${GATEWAY:+via "$GATEWAY"} dev "$TUN"
 done
 
 DNS="$DNS${DNS6:+ $DNS6}"
@@ -293,11 +319,11 @@ fi
 tun_up6
 [[ $ADDR6_ADDED == 1 ]] && echo "addr6 $ADDR6" >>"$STATE"
 if [[ $REDIRECT_GATEWAY6 == 1 ]]; then
-  add_route6 ::/1 dev "$TUN"
-  add_route6 8000::/1 dev "$TUN"
+  add_route6 ::/1 ${GATEWAY6:+via "$GATEWAY6"} dev "$TUN"
+  add_route6 8000::/1 ${GATEWAY6:+via "$GATEWAY6"} dev "$TUN"
 fi
 for r in $ROUTES6; do
-  add_route6 "$r" dev "$TUN"
+  add_route6 "$r" ${GATEWAY6:+via "$GATEWAY6"} dev "$TUN"
 done
 if [[ $BLOCK_IPV6_LEAK == 1 ]]; then
   say "full tunnel without IPv6 from the server: blocking IPv6 on the other interfaces while up"

@@ -27,6 +27,10 @@
 #   ADDR6      the server's tunnel IPv6 address, e.g. fd6d:7670:6e00::1/64 (empty: no IPv6;
 #              link-up: without the prefix length)
 #   POOL6      the clients' IPv6 pool, e.g. fd6d:7670:6e00::/64 (needed for NAT66)
+#   BRIDGE     a Linux bridge for a TAP (--dev tap --bridge br0; empty: none): the TAP becomes
+#              one of its ports, and ADDR/ADDR6 go on the bridge. A bridge that does not exist
+#              is created (with the alias "minivpn:$TUN", by which down finds and removes it);
+#              one that exists (e.g. with a LAN port) is used as it is and left at down.
 #   VPN_PID    with TOPOLOGY=p2p: the VPN server's process; up raises its open-file limit
 #              (soft to hard: a file descriptor per client) with prlimit
 #   IPTABLES   the iptables command (default: iptables; Debian's is the nftables backend)
@@ -42,7 +46,8 @@
 #       with ADDR6 the same for IPv6. One "ip -batch" for all of them: a thousand clients that
 #       connect at once cost a few runs of this script, not thousands of "ip" processes. Prints
 #       "link-up done for DEV" or "link-up failed for DEV: WHY" for each (one failing link
-#       does not stop the others).
+#       does not stop the others). With BRIDGE (each client's TAP, --dev tap): MTU, the TAP a
+#       port of the bridge, link up; no address, no rp_filter (the bridge has the address).
 # All are idempotent: running them twice does no harm.
 #
 # Anti-spoofing with TOPOLOGY=p2p is the kernel's: strict reverse-path filtering (rp_filter=1
@@ -69,6 +74,7 @@ IPT=${IPTABLES:-iptables}
 IP6T=${IP6TABLES:-ip6tables}
 ADDR6=${ADDR6:-}
 POOL6=${POOL6:-}
+BRIDGE=${BRIDGE:-}
 
 IFNAME_RE='^[A-Za-z0-9_.-]{1,15}$'
 
@@ -125,8 +131,35 @@ remove_tagged_with() {
   [[ $found -eq 1 ]] || say "no $IPT rules tagged $COMMENT (nothing to remove)"
 }
 
+# The bridge we created for this tunnel carries this alias; down removes only such a bridge.
+ALIAS="minivpn:$TUN"
+if [[ -n $BRIDGE ]]; then [[ $BRIDGE =~ $IFNAME_RE ]] || die "BRIDGE must be an interface name (got '$BRIDGE')"; fi
+
+# bridge_create: BRIDGE, made if missing (then marked with our alias, for down).
+bridge_create() {
+  if ip link show dev "$BRIDGE" >/dev/null 2>&1; then
+    ip -d link show dev "$BRIDGE" | grep -q " bridge " || die "BRIDGE '$BRIDGE' exists and is not a bridge"
+    say "bridge $BRIDGE exists: using it as it is (down leaves it)"
+  else
+    run ip link add name "$BRIDGE" type bridge
+    run ip link set dev "$BRIDGE" alias "$ALIAS"
+  fi
+}
+# bridge_port DEV: a TAP as a port of BRIDGE (the kernel learns its MACs and floods to it).
+bridge_port() {
+  ip -d link show dev "$BRIDGE" 2>/dev/null | grep -q " bridge " || die "BRIDGE '$BRIDGE' is not a bridge (server-init.sh up makes it)"
+  [[ -n $MTU ]] && run ip link set dev "$1" mtu "$MTU"
+  run ip link set dev "$1" master "$BRIDGE"
+  run ip link set dev "$1" up
+}
+
 if [[ $ACTION == down ]]; then
   remove_tagged_rules
+  if [[ -n $BRIDGE ]] && ip -o link show dev "$BRIDGE" 2>/dev/null | grep -qF "alias $ALIAS"; then
+    run ip link del dev "$BRIDGE"
+  elif [[ -n $BRIDGE ]]; then
+    say "bridge $BRIDGE was not made for $TUN (or is gone): leaving it"
+  fi
   # Forwarding stays on: other services on this machine may route too, and turning it off
   # under them would be a surprise. (In the lab, lab.sh down removes the whole host.)
   say "leaving net.ipv4.ip_forward and net.ipv6.conf.all.forwarding as they are"
@@ -142,6 +175,15 @@ link_up() {
     failed[$dev]="not a link line (DEV PEER${ADDR6:+ PEER6}): '$dev $peer $peer6'"; return
   fi
   [[ -d /sys/class/net/$dev ]] || { failed[$dev]="device '$dev' does not exist (the VPN server creates it first)"; return; }
+  if [[ -n $BRIDGE ]]; then
+    # A client's TAP (--dev tap): a port of the bridge, no address of its own; the kernel
+    # switches between the ports (the server's layer-2 guard checked each client's frames).
+    bline+=("link set dev $dev${MTU:+ mtu $MTU} master $BRIDGE up") bdev+=("$dev")
+    # Without client to client: an isolated port reaches the bridge (the server, a LAN port)
+    # but no other isolated port, i.e. no other client.
+    if [[ $CLIENT_TO_CLIENT == 0 ]]; then bline+=("link set dev $dev type bridge_slave isolated on") bdev+=("$dev"); fi
+    return
+  fi
   # Anti-spoofing by the kernel: a packet whose source is not routed out of this link is dropped.
   say "echo 1 > /proc/sys/net/ipv4/conf/$dev/rp_filter"
   echo 1 >"/proc/sys/net/ipv4/conf/$dev/rp_filter" || { failed[$dev]="cannot set rp_filter"; return; }
@@ -203,8 +245,16 @@ if [[ -n $ADDR6 ]]; then
 fi
 
 # The tunnel interface itself (scripts/common.sh: MTU, address, link up). With TOPOLOGY=p2p
-# there is none yet: each client's link is configured by link-up when it connects.
-if [[ $TOPOLOGY == subnet ]]; then tun_up; fi
+# there is none yet: each client's link is configured by link-up when it connects. With
+# BRIDGE the addresses go on the bridge, and the TAP (subnet) or each client's TAP (p2p,
+# at link-up) is one of its ports: from here on the layer-3 device is L3.
+L3=$TUN
+if [[ -n $BRIDGE ]]; then
+  bridge_create
+  [[ $TOPOLOGY == subnet ]] && bridge_port "$TUN"
+  L3=$BRIDGE
+fi
+if [[ $TOPOLOGY == subnet || -n $BRIDGE ]]; then TUN=$L3 tun_up; fi
 
 # A TUN per client is a file descriptor per client: the usual soft limit (1024) would stop
 # new clients at about a thousand. Raised to the hard limit, which root set.
@@ -242,16 +292,16 @@ fi
 # tunnel (both directions) to fit the route's MTU avoids that.
 if [[ $MSS_CLAMP == 1 ]]; then
   for dir in -i -o; do
-    add_rule mangle FORWARD "$dir" "$TUN" -p tcp --tcp-flags SYN,RST SYN \
+    add_rule mangle FORWARD "$dir" "$L3" -p tcp --tcp-flags SYN,RST SYN \
       -m comment --comment "$COMMENT" -j TCPMSS --clamp-mss-to-pmtu
   done
 fi
 
 # IPv6 inside the tunnel: the same steps for IPv6 (address, forwarding, NAT66, MSS clamp).
 if [[ -n $ADDR6 ]]; then
-  if [[ $TOPOLOGY == subnet ]]; then tun_up6; fi
+  if [[ $TOPOLOGY == subnet || -n $BRIDGE ]]; then TUN=$L3 tun_up6; fi
   run sysctl -qw net.ipv6.conf.all.forwarding=1
-  if [[ $TOPOLOGY == p2p ]]; then
+  if [[ $TOPOLOGY == p2p && -z $BRIDGE ]]; then
     # IPv6 has no rp_filter sysctl: the rpfilter match drops what arrives on a link its source
     # is not routed to (IPv6 link-local and multicast sources pass: they are the link's own).
     add_rule6 raw PREROUTING -i "$TUN" -m rpfilter --invert -m comment --comment "$COMMENT" -j DROP
@@ -268,7 +318,7 @@ if [[ -n $ADDR6 ]]; then
   fi
   if [[ $MSS_CLAMP == 1 ]]; then
     for dir in -i -o; do
-      add_rule6 mangle FORWARD "$dir" "$TUN" -p tcp --tcp-flags SYN,RST SYN \
+      add_rule6 mangle FORWARD "$dir" "$L3" -p tcp --tcp-flags SYN,RST SYN \
         -m comment --comment "$COMMENT" -j TCPMSS --clamp-mss-to-pmtu
     done
   fi

@@ -112,7 +112,7 @@ export interface NativeDtlsContext {
 }
 
 interface Addon {
-  Tun: new (name: string, gro?: boolean) => NativeTun;
+  Tun: new (name: string, gro?: boolean, tap?: boolean) => NativeTun;
   Udp: new (family: 4 | 6, bufferBytes: number, gso: boolean) => NativeUdp;
   DtlsContext: new (opts: NativeDtlsContextOptions) => NativeDtlsContext;
   DtlsConnection: new () => NativeDtlsConnection;

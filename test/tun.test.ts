@@ -104,6 +104,20 @@ t.test('errors carry the errno code and say what to do', async (t) => {
   t.match(e.message, /run as root or give the process CAP_NET_ADMIN/);
 });
 
+t.test('a TAP device carries Ethernet frames: the kernel ARPs through it; GRO looks past the Ethernet header', async (t) => {
+  const r = inNs([fixture('tap-frames.js')]);
+  t.equal(r.status, 0, `fixture exits 0 (stderr: ${r.stderr})`);
+  const ev = events(r.stdout);
+  const opened = ev.find((e) => e.event === 'opened');
+  t.equal(opened?.kind, 'tap', 'ip -d link says: tun type tap');
+  const arp = ev.find((e) => e.event === 'arp');
+  t.same([arp?.dst, arp?.src, arp?.target], ['ff:ff:ff:ff:ff:ff', opened?.mac, '10.78.1.2'], "the kernel's ARP request, read whole: broadcast, from the TAP's MAC, for the neighbour");
+  const gro = ev.find((e) => e.event === 'gro');
+  t.same(gro?.inOrder, [3, 2], 'three segments of one flow behind one Ethernet header: one write');
+  t.same(gro?.otherMac, [2, 0], 'another source MAC: not merged');
+  t.same(gro?.notIpv4, [2, 0], 'another EtherType: not merged');
+});
+
 t.test('TUNs from a template share one read batch; each answers its own link; closing one leaves the others', async (t) => {
   const r = inNs([fixture('tun-shared.js')]);
   t.equal(r.status, 0, `fixture exits 0 (stderr: ${r.stderr})`);

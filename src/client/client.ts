@@ -34,6 +34,7 @@ import { ConfigMsg } from '../wire/control';
 import { Cidr, parseCidr } from '../wire/ip';
 import { Cidr6, ipv6ToBytes, isLinkChatter6, packetTooBig6, parseCidr6 } from '../wire/ip6';
 import { FRAME_OVERHEAD, closeReason, looksLikeDtls, looksLikeFrame } from '../wire/frame';
+import { ETHER_HEADER_LEN } from '../wire/ether';
 
 const log = logger('client');
 const BATCH = 64;
@@ -51,6 +52,8 @@ export class VpnClient {
   private core: SessionCore | null = null;
   private tun: Tun | null = null;
   private applied: ConfigMsg | null = null;
+  /** --dev tap: the largest frame carried (MTU + header), set before client-init.sh runs (its DHCP exchange crosses the tunnel). */
+  private maxFrame = 0;
   /** Our tunnel IPv6 address (16 bytes) while the config gives one: IPv6 goes through the tunnel then. */
   private address6: Buffer | null = null;
   private serverIp = '';
@@ -147,7 +150,7 @@ export class VpnClient {
     const now = monotonicMs();
     const channel: Channel = this.ctx ? new DtlsChannel(this.ctx.connect(cfg.serverName), this.rx) : new PlaintextChannel();
     const claim = cfg.plaintext ? (cfg.plaintextCn ?? cfg.name ?? undefined) : undefined;
-    const core = this.core = new SessionCore('client', channel, { keepaliveMs: 0, deadMs: CONFIG_WAIT_MS, upWithinMs: CONFIG_WAIT_MS }, this.counters, now, claim);
+    const core = this.core = new SessionCore('client', channel, { keepaliveMs: 0, deadMs: CONFIG_WAIT_MS, upWithinMs: CONFIG_WAIT_MS }, this.counters, now, claim, cfg.dev);
     core.start(now);
     this.act(now);
     this.tick = setInterval(() => this.onTick(core), 1000);
@@ -245,9 +248,10 @@ export class VpnClient {
       const work = core.decapsulate(rx, i, now);
       const pk = core.packets;
       if (this.tun !== null) {
+        const tap = this.cfg.dev === 'tap';
         for (let k = 0; k < pk.count; k++) {
           const off = pk.offs[k], len = pk.lens[k];
-          if (pk.buf[off] >> 4 === 6 && !this.fromTunnel6(core, pk.buf, off, len, now)) continue;
+          if (tap ? !this.frameFits(len) : pk.buf[off] >> 4 === 6 && !this.fromTunnel6(core, pk.buf, off, len, now)) continue;
           this.tunq.add(this.tun, pk.buf, off, len);
         }
       }
@@ -257,6 +261,17 @@ export class VpnClient {
     this.tunq.flush();
     if (readTunAfterWrite(this.tun, this.tunq.takeWritten(), rx.count, now)) this.work = true;
     return this.work;
+  }
+
+  /**
+   * --dev tap: whether an Ethernet frame (either way) fits the tunnel: its header and at most
+   * the MTU behind it. What is inside is the server's side of the segment, and ours: the kernel
+   * handles ARP, neighbour discovery and DHCP on the TAP as on any Ethernet link.
+   */
+  private frameFits(len: number): boolean {
+    if (len >= ETHER_HEADER_LEN && len <= this.maxFrame) return true;
+    this.counters.inc(len < ETHER_HEADER_LEN ? 'bad_ethernet' : 'too_big');
+    return false;
   }
 
   /**
@@ -318,9 +333,10 @@ export class VpnClient {
     const core = this.core, tx = this.tx;
     if (core === null || tx === null || this.sock === null) return false; // reconnecting: packets wait in no queue
     tx.count = 0;
+    const tap = this.cfg.dev === 'tap';
     for (let i = 0; i < b.count; i++) {
       const buf = b.buf, off = b.offs[i], len = b.lens[i];
-      if (buf[off] >> 4 === 6 && !this.toTunnel6(core, buf, off, len, now)) continue;
+      if (tap ? !this.frameFits(len) : buf[off] >> 4 === 6 && !this.toTunnel6(core, buf, off, len, now)) continue;
       dataFrame(tx, buf, off, len); // header into the headroom: no copy
     }
     if (tx.count === 0) return false;
@@ -415,6 +431,11 @@ export class VpnClient {
 
   /** Creates the TUN on the first config; on a reconnect with the same config keeps it as it is. */
   private async applyConfig(pushed: ConfigMsg): Promise<void> {
+    // Both ends must frame the same thing: a server from before TAP mode pushes no `dev`.
+    if ((pushed.dev ?? 'tun') !== this.cfg.dev) {
+      this.finish({ kind: 'fatal', why: `refused the server's config: the server carries ${pushed.dev === 'tap' ? 'Ethernet frames (dev tap)' : 'IP packets (dev tun)'}, and this client runs --dev ${this.cfg.dev}` });
+      return;
+    }
     // Checked before anything is applied: a refused config leaves the host as it was.
     const checked = checkPushed(pushed, { serverIp: this.serverIp, lans: hostNetworks(this.cfg.tunName), lans6: hostNetworks6(this.cfg.tunName) },
       { routeNopull: this.cfg.routeNopull, pullFilters: this.cfg.pullFilters });
@@ -433,14 +454,16 @@ export class VpnClient {
         await this.routesDown();
       }
       if (!this.tun) {
-        this.tun = Tun.open({ name: this.cfg.tunName, batchSize: BATCH, maxPacket: SLOT - 8, headroom: FRAME_OVERHEAD, gro: this.cfg.tunGro });
+        this.tun = Tun.open({ name: this.cfg.tunName, batchSize: BATCH, maxPacket: SLOT - 8, headroom: FRAME_OVERHEAD, gro: this.cfg.tunGro, tap: this.cfg.dev === 'tap' });
         this.tx = PacketBatch.over(this.tun.rx.buf, BATCH);
         this.tun.onPackets((b, now) => this.onTunBatch(b, now));
       }
-      const p2p = c.topology === 'p2p';
+      // (A TAP is an Ethernet link even with the p2p topology: no peer address, a next hop instead.)
+      const p2p = c.topology === 'p2p' && this.cfg.dev !== 'tap';
+      this.maxFrame = c.mtu + ETHER_HEADER_LEN;
       await runInitScript('client-init.sh', 'up', {
         TUN: this.tun.name,
-        ADDR: `${c.address}/${c.prefix}`,
+        ADDR: c.dhcp ? 'dhcp' : `${c.address}/${c.prefix}`,
         PEER: p2p ? c.gateway : '',
         PEER6: p2p && c.address6 ? c.gateway6! : '',
         MTU: String(c.mtu),
@@ -453,6 +476,10 @@ export class VpnClient {
         REDIRECT_GATEWAY6: c.redirectGateway6 ? '1' : '0',
         DNS6: (c.dns6 ?? []).join(' '),
         BLOCK_IPV6_LEAK: block6 ? '1' : '0',
+        // On an Ethernet link a route needs a next hop (otherwise the kernel ARPs for every
+        // destination): the server's tunnel address.
+        GATEWAY: this.cfg.dev === 'tap' ? c.gateway : '',
+        GATEWAY6: this.cfg.dev === 'tap' && c.gateway6 ? c.gateway6 : '',
         STATE_DIR: this.stateDir(),
       });
       this.applied = c;
@@ -465,8 +492,9 @@ export class VpnClient {
         ? 'the server offers no IPv6 default route: IPv6 goes around the tunnel (--allow-ipv6-leak)'
         : 'the server offers no IPv6 default route: IPv6 on the other interfaces is blocked while the tunnel is up (--allow-ipv6-leak turns that off)');
     }
-    log.info(`tunnel up: ${c.address}/${c.prefix} on ${this.tun!.name}`, {
-      server: this.serverWhere(), mtu: c.mtu,
+    const addr = c.dhcp ? `${interfaceAddress(this.tun!.name)} (by DHCP)` : `${c.address}/${c.prefix}`;
+    log.info(`tunnel up: ${addr} on ${this.tun!.name}`, {
+      server: this.serverWhere(), mtu: c.mtu, ...(this.cfg.dev === 'tap' ? { dev: 'tap' } : {}),
       routes: c.redirectGateway ? 'all (full tunnel)' : c.routes.join(',') || 'tunnel subnet only',
       mode: this.cfg.plaintext ? 'plaintext' : 'dtls',
       ...(c.topology === 'p2p' ? { topology: 'p2p', peer: c.gateway } : {}),
@@ -556,6 +584,12 @@ export class VpnClient {
 }
 
 
+/** The IPv4 address/prefix on interface `name` ('none' for none): what DHCP gave it. */
+function interfaceAddress(name: string): string {
+  const a = (os.networkInterfaces()[name] ?? []).find((x) => x.family === 'IPv4');
+  return a?.cidr ?? 'none';
+}
+
 /** True while `address` (a socket's local address) is still one of this host's. */
 function localAddressPresent(address: string): boolean {
   if (address === '' || address === '0.0.0.0' || address === '::') return true;
@@ -569,7 +603,7 @@ function localAddressPresent(address: string): boolean {
 /** Whether two configs set up the TUN and routes the same way (a reconnect then changes nothing). */
 function sameSetup(a: ConfigMsg, c: ConfigMsg): boolean {
   return a.address === c.address && a.prefix === c.prefix && a.gateway === c.gateway && a.topology === c.topology &&
-    a.mtu === c.mtu && a.routes.join() === c.routes.join() &&
+    a.dhcp === c.dhcp && a.mtu === c.mtu && a.routes.join() === c.routes.join() &&
     a.redirectGateway === c.redirectGateway && a.address6 === c.address6 && a.prefix6 === c.prefix6 &&
     (a.routes6 ?? []).join() === (c.routes6 ?? []).join() && a.redirectGateway6 === c.redirectGateway6;
 }

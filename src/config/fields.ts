@@ -48,6 +48,13 @@ const HANDOFF_YIELD_FIELD: Field = {
   check: bool,
 };
 
+// TUN (IP packets) or TAP (Ethernet frames); both sides must agree (docs/PROTOCOL.md §3).
+const DEV_FIELD: Field = {
+  key: 'dev', flag: 'dev', type: 'value', metavar: 'tun|tap', def: 'tun',
+  help: 'the device type: tun carries IP packets (layer 3), tap whole Ethernet frames (layer 2: ARP, DHCP, broadcasts); server and clients must agree',
+  check: oneOf(['tun', 'tap'] as const),
+};
+
 // What the server pushes goes to each client in one control frame, which must fit one
 // datagram slot (2048 bytes): 64 routes of the longest form ("255.255.255.255/32") and 4
 // DNS servers leave room for the rest (test/config.test.ts checks the worst case).
@@ -60,9 +67,14 @@ export const SERVER_FIELDS: Field[] = [
   { key: 'pool6', flag: 'pool6', type: 'value', metavar: 'CIDR', def: DEFAULT_POOL6, help: 'IPv6 tunnel pool (/64../126), a fixed unique local prefix by default; the server takes ::1', check: ipv6Cidr('fd6d:7670:6e00::/64', 64, 126) },
   { key: 'ipv6', flag: 'ipv6', type: 'bool', def: true, help: 'IPv6 inside the tunnel (an address from --pool6 for each client); --no-ipv6: IPv4 only', check: bool },
   { key: 'topology', flag: 'topology', type: 'value', metavar: 'subnet|p2p', def: 'subnet', help: 'subnet: one shared TUN, the server routes between clients; p2p: a TUN per client, each a point-to-point link the kernel routes (multicast and routing daemons work)', check: oneOf(TOPOLOGIES) },
-  { key: 'tunName', flag: 'tun-name', type: 'value', metavar: 'NAME', def: 'mvpn0', defText: 'mvpn0; with p2p mvp%d', help: 'TUN device name; NAME%d lets the kernel number it (with --topology p2p: the template of the per-client TUNs)', check: ifnameTemplate('an interface name') },
+  { key: 'tunName', flag: 'tun-name', type: 'value', metavar: 'NAME', def: 'mvpn0', defText: 'mvpn0; with p2p mvp%d', help: 'TUN (or TAP) device name; NAME%d lets the kernel number it (with --topology p2p: the template of the per-client TUNs)', check: ifnameTemplate('an interface name') },
+  DEV_FIELD,
+  { key: 'macLimit', flag: 'mac-limit', type: 'value', number: true, metavar: 'N', def: 4, help: 'with --dev tap: source MACs one client may send from (the first it is seen with); frames from others are dropped and counted (spoofed_mac)', check: int(1, 64) },
+  { key: 'bridge', flag: 'bridge', type: 'value', nullable: true, metavar: 'NAME', def: null, defText: 'none', help: "with --dev tap: add the server's TAP to this Linux bridge (made if missing, and then removed on exit); the server's address goes on the bridge", check: nullable(ifname('a bridge name')) },
+  { key: 'dhcp', flag: 'dhcp', type: 'bool', def: false, help: 'with --dev tap: clients take their IPv4 address by DHCP from a DHCP server on this side of the link (dnsmasq on the TAP or bridge), not from the pushed config', check: bool },
+  { key: 'broadcastPerSec', flag: 'broadcast-per-sec', type: 'value', number: true, metavar: 'N', def: 200, help: 'with --dev tap: broadcast and multicast frames one client may send a second (bursts of twice that); the rest are dropped and counted (broadcast_limit)', check: int(1, 1_000_000) },
   { key: 'underlayMtu', flag: 'underlay-mtu', type: 'value', number: true, metavar: 'N', def: 1500, help: 'MTU of the network the UDP packets cross (at most 2000: the data path has 2 KB buffers)', check: int(576, MAX_TUNNEL_MTU) },
-  { key: 'mtu', flag: 'mtu', type: 'value', number: true, metavar: 'N', def: undefined, defText: 'computed: 1434 with DTLS, 1471 plaintext (1414 and 1451 listening on an IPv6 address)', help: 'tunnel MTU, pushed to clients (at most 2000)', check: int(576, MAX_TUNNEL_MTU) },
+  { key: 'mtu', flag: 'mtu', type: 'value', number: true, metavar: 'N', def: undefined, defText: 'computed: 1434 with DTLS, 1471 plaintext (1414 and 1451 listening on an IPv6 address); 14 less with --dev tap', help: 'tunnel MTU, pushed to clients (at most 2000; with --dev tap at most 1986, the Ethernet header comes on top)', check: int(576, MAX_TUNNEL_MTU) },
   { key: 'ca', flag: 'ca', type: 'value', metavar: 'FILE', def: 'pki/ca.crt', help: 'CA certificate that client certificates must chain to', check: path },
   { key: 'cert', flag: 'cert', type: 'value', metavar: 'FILE', def: 'pki/server.crt', help: "server's certificate", check: path },
   { key: 'key', flag: 'key', type: 'value', metavar: 'FILE', def: 'pki/server.key', help: "server's private key", check: path },
@@ -103,7 +115,8 @@ export const CLIENT_FIELDS: Field[] = [
   { key: 'cert', flag: 'cert', type: 'value', metavar: 'FILE', def: undefined, defText: 'pki/clients/NAME.crt', help: "client's certificate", check: path },
   { key: 'key', flag: 'key', type: 'value', metavar: 'FILE', def: undefined, defText: 'pki/clients/NAME.key', help: "client's private key", check: path },
   { key: 'name', flag: 'name', type: 'value', nullable: true, metavar: 'NAME', def: null, defText: 'none', help: 'client name: picks the default cert and key paths', check: nullable(clientName) },
-  { key: 'tunName', flag: 'tun-name', type: 'value', metavar: 'NAME', def: 'mvpn1', help: 'TUN device name', check: ifname('an interface name') },
+  { key: 'tunName', flag: 'tun-name', type: 'value', metavar: 'NAME', def: 'mvpn1', help: 'TUN (or TAP) device name', check: ifname('an interface name') },
+  DEV_FIELD,
   { key: 'plaintext', flag: 'insecure-plaintext', type: 'bool', def: false, help: 'no DTLS: packets cross the network in the clear (for tcpdump labs only)', check: bool },
   { key: 'plaintextCn', flag: 'plaintext-cn', type: 'value', nullable: true, metavar: 'NAME', def: null, defText: 'NAME', help: 'identity claimed in plaintext mode', check: nullable(clientName) },
   { key: 'keylog', flag: 'keylog', type: 'value', nullable: true, metavar: 'FILE', def: null, defText: 'off', help: 'append DTLS secrets in NSS key log format (for Wireshark)', check: nullable(path) },

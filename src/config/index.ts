@@ -14,8 +14,8 @@
 // The parts: types.ts (the returned shapes), fields.ts (the option tables and usage()),
 // checks.ts (value checks), parse.ts (merging and errors), mtu.ts (MTU arithmetic).
 
-export type { ClientConfig, HostPort, LogLevel, PullAction, PullFilter, ServerConfig, Topology } from './types';
-export { computeTunnelMtu } from './mtu';
+export type { ClientConfig, DevType, HostPort, LogLevel, PullAction, PullFilter, ServerConfig, Topology } from './types';
+export { computeTunnelMtu, ETHER_HEADER } from './mtu';
 export { CLIENT_NAME_RE, clientNameProblem, isHostname } from './checks';
 export { MAX_PUSHED_DNS, MAX_PUSHED_ROUTES, usage } from './fields';
 export { ConfigError, HelpRequested, listensOnIpv6Only, parseClientArgs, parseServerArgs, splitProgram } from './parse';

@@ -5,9 +5,10 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { Expected } from './checks';
 import { CLIENT_FIELDS, Field, SERVER_FIELDS, usage } from './fields';
-import { computeTunnelMtu } from './mtu';
+import { computeTunnelMtu, ETHER_HEADER } from './mtu';
+import { MAX_TUNNEL_MTU } from '../wire/control';
 import { IPV6_MIN_MTU } from '../wire/ip6';
-import type { ClientConfig, HostPort, LogLevel, PullFilter, ServerConfig, Topology } from './types';
+import type { ClientConfig, DevType, HostPort, LogLevel, PullFilter, ServerConfig, Topology } from './types';
 
 /** A bad configuration value. `field` is the JSON key (e.g. "pool") or, for an unknown flag, the flag. */
 export class ConfigError extends Error {
@@ -225,7 +226,21 @@ export function parseServerArgs(args: string[], env: NodeJS.ProcessEnv = process
   // A specific IPv6 listen address means an IPv6 underlay (20 bytes more of outer header);
   // an IPv4 address or "::" (both families) keeps the IPv4 figure: then, for clients that
   // reach the server over IPv6, --mtu 1414.
-  const mtu = (c.mtu as number | undefined) ?? computeTunnelMtu(underlayMtu, plaintext, listensOnIpv6Only(c.listen as HostPort));
+  const dev = c.dev as DevType;
+  const mtu = (c.mtu as number | undefined) ?? computeTunnelMtu(underlayMtu, plaintext, listensOnIpv6Only(c.listen as HostPort), dev === 'tap');
+  // A TAP frame is the MTU plus its Ethernet header, and must fit the data path's buffers too.
+  if (dev === 'tap' && mtu > MAX_TUNNEL_MTU - ETHER_HEADER) {
+    throw new ConfigError('mtu', `config: "mtu": with dev tap at most ${MAX_TUNNEL_MTU - ETHER_HEADER} (the ${ETHER_HEADER}-byte Ethernet header comes on top), got ${mtu} (${src.mtu})`);
+  }
+  if (c.bridge !== null && dev !== 'tap') {
+    throw new ConfigError('bridge', `config: "bridge": needs dev tap (a bridge joins Ethernet links), got dev ${dev} (${src.dev})`);
+  }
+  if (topology === 'p2p' && dev === 'tap' && c.bridge === null) {
+    throw new ConfigError('bridge', 'config: "bridge": topology p2p with dev tap needs --bridge NAME: every client\'s TAP becomes a port of that bridge, and the kernel switches between them');
+  }
+  if (c.dhcp === true && dev !== 'tap') {
+    throw new ConfigError('dhcp', `config: "dhcp": needs dev tap (DHCP runs on an Ethernet link), got dev ${dev} (${src.dev})`);
+  }
   const ipv6 = c.ipv6 as boolean;
   if (ipv6 && mtu < IPV6_MIN_MTU) {
     const from = c.mtu === undefined ? ` (computed from underlayMtu ${underlayMtu}, ${src.underlayMtu})` : ` (${src.mtu})`;
@@ -235,6 +250,11 @@ export function parseServerArgs(args: string[], env: NodeJS.ProcessEnv = process
     listen: c.listen as HostPort,
     topology,
     linkProgram,
+    dev,
+    macLimit: c.macLimit as number,
+    broadcastPerSec: c.broadcastPerSec as number,
+    dhcp: c.dhcp as boolean,
+    bridge: c.bridge as string | null,
     pool: c.pool as { network: string; prefix: number },
     pool6: c.pool6 as string,
     ipv6,
@@ -308,6 +328,7 @@ export function parseClientArgs(args: string[], env: NodeJS.ProcessEnv = process
     key,
     name,
     tunName: c.tunName as string,
+    dev: c.dev as DevType,
     plaintext,
     plaintextCn,
     keylog: c.keylog as string | null,

@@ -7,6 +7,8 @@ export interface PullFilter { action: PullAction; text: string }
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export interface HostPort { host: string; port: number }
 
+export type DevType = 'tun' | 'tap';
+
 /** subnet: one shared TUN, clients routed by the server; p2p: one TUN (a point-to-point link) per client. */
 export const TOPOLOGIES = ['subnet', 'p2p'] as const;
 export type Topology = typeof TOPOLOGIES[number];
@@ -19,6 +21,16 @@ export interface ServerConfig {
    * (p2p topology); empty for none.
    */
   linkProgram: string[];
+  /** tun: IP packets; tap: Ethernet frames (layer 2). */
+  dev: DevType;
+  /** TAP: source MACs per client at most (the first ones it is seen with). */
+  macLimit: number;
+  /** TAP: broadcast/multicast frames per second per client (bursts of twice that). */
+  broadcastPerSec: number;
+  /** TAP: the Linux bridge the TAP (p2p: every client's TAP) joins (null: none). */
+  bridge: string | null;
+  /** TAP: clients take their address by DHCP (pushed as `dhcp`). */
+  dhcp: boolean;
   pool: { network: string; prefix: number };
   /** The IPv6 pool (canonical CIDR), and whether there is IPv6 in the tunnel at all. */
   pool6: string;
@@ -71,6 +83,7 @@ export interface ClientConfig {
   ca: string; cert: string; key: string;   // cert/key are '' in plaintext mode when neither --name nor a path was given
   name: string | null;
   tunName: string;
+  dev: DevType;
   plaintext: boolean;
   plaintextCn: string | null;
   keylog: string | null;

@@ -44,6 +44,11 @@ export interface LinksOptions {
   local6: string;
   /** PROG ARGS... (empty: none). */
   program: string[];
+  /** --dev tap: each link is a TAP, a port of `bridge` (no addresses of its own). */
+  tap: boolean;
+  bridge: string | null;
+  /** Client to client (with a bridge: the clients' ports are isolated from each other without it). */
+  clientToClient: boolean;
 }
 
 /** A link waiting for link-up, and what to tell its caller (null: done, else why not). */
@@ -71,7 +76,7 @@ export class Links {
    */
   create(info: LinkInfo, onPackets: (b: PacketBatch, nowMs: number) => boolean): Link {
     const share = this.o.share;
-    const dev = Tun.open({ name: this.o.template, share, gro: this.o.gro });
+    const dev = Tun.open({ name: this.o.template, share, gro: this.o.gro, tap: this.o.tap });
     const link = new Link(dev, info);
     dev.onPackets(onPackets);
     this.open.add(link);
@@ -107,6 +112,7 @@ export class Links {
       try {
         said = linkUpResults(await runInitScript('server-init.sh', 'link-up', {
           TOPOLOGY: 'p2p', LINKS: links.join('\n'), ADDR: this.o.local, ADDR6: this.o.local6, MTU: String(this.o.mtu),
+          BRIDGE: this.o.bridge ?? '', CLIENT_TO_CLIENT: this.o.clientToClient ? '1' : '0',
         }));
       } catch (err) {
         for (const w of live) w.done((err as Error).message);

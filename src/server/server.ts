@@ -21,6 +21,7 @@ import { AuthorizedClients } from '../device/authz';
 import { Counters } from '../device/counters';
 import { TunQueue } from '../device/tunqueue';
 import { AddressPool } from '../device/pool';
+import { L2Guard, L2Limits, MacTable } from '../device/l2guard';
 import { logger } from '../log';
 import { monotonicMs } from '../clock';
 import { handoffStats, HandoffStats, readTunAfterWrite, readUdpAfterSend, setHandoffYield } from '../os/latency';
@@ -33,6 +34,7 @@ import { ConfigMsg } from '../wire/control';
 import { FRAME_OVERHEAD } from '../wire/frame';
 import { checkIp, ipv4Dst, ipv4Src, ipVersion, parseCidr, inCidr, Cidr, IPV6_HEADER_LEN } from '../wire/ip';
 import { isLinkChatter6, packetTooBig6 } from '../wire/ip6';
+import { ETHER_HEADER_LEN, etherDst, isGroupDst } from '../wire/ether';
 import { Pool6Range } from '../device/pool6';
 import { Admission } from './admission';
 import { Link, Links } from './links';
@@ -50,6 +52,8 @@ const PROGRAM_WAIT_MS = 10_000;
 
 export interface ServerStatus {
   mode: 'dtls' | 'plaintext';
+  /** What the tunnel carries: IP packets (tun) or Ethernet frames (tap). */
+  dev: 'tun' | 'tap';
   listen: string;
   /** The shared TUN; with the p2p topology the links' name template (each client's own TUN is in its row). */
   tun: string;
@@ -112,6 +116,10 @@ export class VpnServer {
   private cookieRotatedAt = monotonicMs();
   /** The connect, disconnect and move hooks: rate-limited, coalesced per client. */
   private readonly hooks = new HookRunner();
+  /** --dev tap: which client holds which MAC; the per-client limits. */
+  private readonly macs = new MacTable<Session>();
+  private readonly l2Limits: L2Limits;
+  private readonly tap: boolean;
 
   constructor(readonly cfg: ServerConfig) {
     this.tunq = new TunQueue(SLOT, cfg.tunGro);
@@ -125,10 +133,12 @@ export class VpnServer {
     this.sessions = new SessionTable(this.pool);
     // Plaintext mode is for labs: no certificates, so no authorization by certificate either.
     this.authz = cfg.plaintext ? null : new AuthorizedClients(cfg.authorizedDir);
+    this.tap = cfg.dev === 'tap';
+    this.l2Limits = { macLimit: cfg.macLimit, maxFrame: cfg.mtu + ETHER_HEADER_LEN, groupPerSec: cfg.broadcastPerSec };
     this.links = cfg.topology === 'p2p'
       ? new Links({
         template: cfg.tunName, share: this.share, gro: cfg.tunGro, mtu: cfg.mtu, program: cfg.linkProgram,
-        local: this.pool.serverAddress, local6: this.v6?.serverAddress ?? '',
+        local: this.pool.serverAddress, local6: this.v6?.serverAddress ?? '', tap: this.tap, bridge: cfg.bridge, clientToClient: cfg.clientToClient,
       })
       : null;
   }
@@ -148,11 +158,14 @@ export class VpnServer {
         keylogFile: cfg.keylog, mtu: cfg.underlayMtu - 28,
       });
     }
+    const kind = this.tap ? 'TAP' : 'TUN';
     if (this.links === null) {
-      this.tun = Tun.open({ name: cfg.tunName, share: this.share, gro: cfg.tunGro });
-      log.info('TUN device open', { dev: this.tun.name, mtu: cfg.mtu, ...(cfg.tunGro ? { gro: 'on' } : {}) });
+      this.tun = Tun.open({ name: cfg.tunName, share: this.share, gro: cfg.tunGro, tap: this.tap });
+      log.info(`${kind} device open`, { dev: this.tun.name, mtu: cfg.mtu, ...(cfg.tunGro ? { gro: 'on' } : {}) });
     } else {
-      log.info('topology p2p: a TUN per client', { template: cfg.tunName, mtu: cfg.mtu, ...(cfg.linkProgram.length ? { program: cfg.linkProgram.join(' ') } : {}) });
+      log.info(`topology p2p: a ${kind} per client`, {
+        template: cfg.tunName, mtu: cfg.mtu, ...(cfg.bridge ? { bridge: cfg.bridge } : {}), ...(cfg.linkProgram.length ? { program: cfg.linkProgram.join(' ') } : {}),
+      });
     }
     this.initRan = true; // (from here on, stop() removes what the script may have added)
     await runInitScript('server-init.sh', 'up', {
@@ -167,6 +180,7 @@ export class VpnServer {
       VPN_PID: String(process.pid),
       ADDR6: this.v6 ? `${this.v6.serverAddress}/${this.v6.prefix}` : '',
       POOL6: this.v6?.text ?? '',
+      BRIDGE: cfg.bridge ?? '',
     });
     this.sock = UdpSocket.bind(cfg.listen.host, cfg.listen.port, { gso: cfg.udpGso });
     this.admission = new Admission(this, this.sessions, this.counters, this.dtls, this.authz, cfg.float && !cfg.plaintext ? cfg.moveTrialsPerSec : 0, cfg.handshakesPerSource);
@@ -184,7 +198,7 @@ export class VpnServer {
     const a = this.sock.address();
     const where = a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
     log.info(`listening on udp ${where}`, {
-      mode: cfg.plaintext ? 'plaintext' : 'dtls', tun: this.tun?.name ?? cfg.tunName, topology: cfg.topology, pool: this.pool.cidr, server: this.pool.serverAddress,
+      mode: cfg.plaintext ? 'plaintext' : 'dtls', tun: this.tun?.name ?? cfg.tunName, topology: cfg.topology, ...(this.tap ? { dev: 'tap' } : {}), pool: this.pool.cidr, server: this.pool.serverAddress,
       ...(this.v6 ? { pool6: this.v6.text, server6: this.v6.serverAddress } : { ipv6: 'off' }),
     });
   }
@@ -214,7 +228,7 @@ export class VpnServer {
     const core = s.core;
     const work = core.decapsulate(datagrams, i, now);
     const pk = core.packets;
-    if (s.link !== null) this.toLink(s.link, pk);
+    if (s.link !== null) this.toLink(s, s.link, pk, now);
     else for (let k = 0; k < pk.count; k++) this.route(s, pk.buf, pk.offs[k], pk.lens[k], now);
     if (work) this.act(s, now);
   }
@@ -230,7 +244,7 @@ export class VpnServer {
     if (m === null) return false;
     const s = m.session;
     const pk = s.core.packets;
-    if (s.link !== null) this.toLink(s.link, pk);
+    if (s.link !== null) this.toLink(s, s.link, pk, now);
     else for (let k = 0; k < pk.count; k++) this.route(s, pk.buf, pk.offs[k], pk.lens[k], now);
     this.act(s, now);
     if (m.from === null || s.gone) return true;
@@ -243,11 +257,13 @@ export class VpnServer {
   /**
    * A client's packets to its own link (p2p): checked to be IP, nothing else. Its source is
    * the kernel's to judge (rp_filter), multicast and link-local pass: the link is the client's.
+   * With --dev tap, frames through the client's layer-2 guard into its TAP (a bridge port).
    */
-  private toLink(link: Link, pk: BatchView): void {
+  private toLink(s: Session, link: Link, pk: BatchView, now: number): void {
     if (link.state !== 'up') return; // (not configured yet, or closed: nothing to write to)
     for (let k = 0; k < pk.count; k++) {
       const off = pk.offs[k], len = pk.lens[k];
+      if (s.l2 !== null) { this.bridge(s, s.l2, link.dev, pk.buf, off, len, now); continue; }
       if (checkIp(pk.buf, off, len) !== null) { this.counters.inc('bad_ip'); continue; }
       this.tunq.add(link.dev, pk.buf, off, len);
     }
@@ -255,6 +271,7 @@ export class VpnServer {
 
   /** One IP packet from a client: checked, then to the TUN or, re-sealed, to another client. */
   private route(s: Session, buf: Buffer, off: number, len: number, now: number): void {
+    if (s.l2 !== null) { this.bridge(s, s.l2, this.tun!, buf, off, len, now); return; }
     if (checkIp(buf, off, len) !== null) { this.counters.inc('bad_ip'); return; }
     if (ipVersion(buf, off) !== 4) { this.route6(s, buf, off, len, now); return; }
     // Anti-spoofing: a client may only send from the address we gave it.
@@ -265,6 +282,25 @@ export class VpnServer {
       return;
     }
     this.tunq.add(this.tun!, buf, off, len);
+  }
+
+  /**
+   * --dev tap: one Ethernet frame from a client, through its layer-2 guard (size, source MAC,
+   * broadcast rate), into the TAP `dev` (the shared one, or the client's own). Addresses inside
+   * are not checked: on layer 2 the client is a station on the segment, as on a switch port
+   * (docs/PROTOCOL.md §5).
+   */
+  private bridge(s: Session, g: L2Guard, dev: Tun, buf: Buffer, off: number, len: number, now: number): void {
+    const v = g.check(buf, off, len, now);
+    if (v === 'learned') {
+      this.macs.add(g.learnedMac, s);
+      this.work = true;
+    } else if (v !== 'ok') {
+      this.counters.inc(v);
+      s.drops++;
+      return;
+    }
+    this.tunq.add(dev, buf, off, len);
   }
 
   /** Client to client: the frame (type byte in front of the packet at `off`) re-sealed for the other session. */
@@ -327,8 +363,22 @@ export class VpnServer {
   }
 
   private onTunBatch(b: PacketBatch, now: number): boolean {
-    const buf = b.buf;
     const pending = this.pending;
+    if (this.tap) this.sortFrames(b);
+    else this.sortPackets(b);
+    const sent = pending.length;
+    for (let j = 0; j < sent; j++) {
+      const s = pending[j];
+      this.send(s, s.tx, s.tx.count, now);
+      s.tx.count = 0;
+    }
+    pending.length = 0;
+    return sent > 0 && readUdpAfterSend(this.sock, b.count, now);
+  }
+
+  /** Each IP packet of the batch into the tx of the client that holds its destination address. */
+  private sortPackets(b: PacketBatch): void {
+    const buf = b.buf, pending = this.pending;
     for (let i = 0; i < b.count; i++) {
       const off = b.offs[i], len = b.lens[i];
       let s: Session | undefined;
@@ -344,14 +394,30 @@ export class VpnServer {
       if (s.tx.count === 0) pending.push(s);
       dataFrame(s.tx, buf, off, len); // the frame header goes into the headroom: no copy
     }
-    const sent = pending.length;
-    for (let j = 0; j < sent; j++) {
-      const s = pending[j];
-      this.send(s, s.tx, s.tx.count, now);
-      s.tx.count = 0;
+  }
+
+  /**
+   * --dev tap, one shared TAP: each frame of the batch into the tx of the client that holds its
+   * destination MAC; a broadcast or multicast frame into every client's (the same bytes: each
+   * entry points at them, nothing is copied).
+   */
+  private sortFrames(b: PacketBatch): void {
+    const buf = b.buf, pending = this.pending;
+    for (let i = 0; i < b.count; i++) {
+      const off = b.offs[i], len = b.lens[i];
+      if (len < ETHER_HEADER_LEN) { this.counters.inc('bad_ethernet'); continue; }
+      if (isGroupDst(buf, off)) {
+        for (const s of this.sessions.clientList()) {
+          if (s.tx.count === 0) pending.push(s);
+          dataFrame(s.tx, buf, off, len);
+        }
+        continue;
+      }
+      const s = this.macs.get(etherDst(buf, off));
+      if (s === undefined) { this.counters.inc('no_route'); continue; }
+      if (s.tx.count === 0) pending.push(s);
+      dataFrame(s.tx, buf, off, len);
     }
-    pending.length = 0;
-    return sent > 0 && readUdpAfterSend(this.sock, b.count, now);
   }
 
   /** The session an IPv6 packet from the TUN goes to; null when it was dropped (counted). */
@@ -424,6 +490,7 @@ export class VpnServer {
       if ('address' in lease) {
         this.admission.handshakeOver(s);
         this.sessions.connect(s, lease, now);
+        if (this.tap) s.l2 = new L2Guard(this.l2Limits, now, (mac) => this.macs.heldByOther(mac, s));
         if (this.links !== null) this.openLink(s, this.links, now);
         else this.accepted(s, now);
         return;
@@ -490,6 +557,8 @@ export class VpnServer {
         address6: s.address6Str, prefix6: v6.prefix, gateway6: v6.serverAddress,
         routes6: cfg.routes6, redirectGateway6: cfg.redirectGateway, dns6: cfg.dns6,
       } : {}),
+      ...(this.tap ? { dev: 'tap' as const } : {}),
+      ...(cfg.dhcp ? { dhcp: true } : {}),
     };
   }
 
@@ -516,6 +585,7 @@ export class VpnServer {
       this.links!.close(s.link);
     }
     this.sessions.remove(s);
+    if (s.l2) this.macs.removeAll(s.l2.macs, s);
     this.admission.handshakeOver(s);
     const reason = closeText(c, this.cfg.timeoutSec);
     if (c.code === 'handshake-failed') this.admission.logs.warn('handshake failed', monotonicMs(), 'handshake failed', { remote: s.key, reason: c.reason });
@@ -569,6 +639,7 @@ export class VpnServer {
     const a = this.sock.address();
     return {
       mode: this.cfg.plaintext ? 'plaintext' : 'dtls',
+      dev: this.cfg.dev,
       listen: a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`,
       tun: this.tun?.name ?? this.cfg.tunName,
       topology: this.cfg.topology,
@@ -614,7 +685,7 @@ export class VpnServer {
     if (!this.initRan) { log.info('stopped'); return; }
     const topo = this.cfg.topology;
     try {
-      await runInitScript('server-init.sh', 'down', { TOPOLOGY: topo, TUN: name, POOL: this.pool.cidr, NAT_OUT: this.cfg.natOut ?? '', POOL6: this.v6?.text ?? '' });
+      await runInitScript('server-init.sh', 'down', { TOPOLOGY: topo, TUN: name, POOL: this.pool.cidr, NAT_OUT: this.cfg.natOut ?? '', POOL6: this.v6?.text ?? '', BRIDGE: this.cfg.bridge ?? '' });
     } catch (err) {
       // Expected after --user: an unprivileged process cannot change the firewall.
       log.warn(`firewall rules tagged minivpn:${name} were not removed: ${(err as Error).message}; as root run: TOPOLOGY=${topo} TUN=${name} scripts/server-init.sh down`);

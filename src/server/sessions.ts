@@ -5,7 +5,9 @@
 import { PacketBatch } from '../batch';
 import { Peer } from '../conn/udp';
 import { AddressPool } from '../device/pool';
+import { L2Guard } from '../device/l2guard';
 import { Router } from '../device/router';
+import { formatMac } from '../wire/ether';
 import { SessionCore } from '../session/core';
 import type { Link } from './links';
 
@@ -22,7 +24,7 @@ export class Session {
   address6 = 0;
   address6Str = '';
   connectedAt = 0;
-  /** Packets from this client dropped by policy (spoofed source). */
+  /** Packets from this client dropped by policy (spoofed source; with --dev tap every layer-2 drop). */
   drops = 0;
   /** Removed from the table (the core may have ended earlier). */
   gone = false;
@@ -34,6 +36,8 @@ export class Session {
   moves = 0;
   /** While handshaking: its source (admission's per-source count), else -1. */
   source = -1;
+  /** --dev tap: the layer-2 policy for this client's frames (its MACs, its broadcast rate). */
+  l2: L2Guard | null = null;
   /** Its own device (the p2p topology), else null: the shared TUN. */
   link: Link | null = null;
   /** "client connected" was logged (and the connect hook run): its end is logged as a disconnect. */
@@ -67,6 +71,8 @@ export class SessionTable {
   fromCn(cn: string): Session | undefined { return this.byCn.get(cn); }
   all(): Session[] { return [...this.byRemote.values()]; }
   clients(): Session[] { return [...this.byCn.values()]; }
+  /** The connected sessions, without a copy (data path: do not change the table while iterating). */
+  clientList(): IterableIterator<Session> { return this.byCn.values(); }
 
   /** A new peer (its handshake starts). */
   add(s: Session): void {
@@ -122,6 +128,8 @@ export interface SessionStatus {
   droppedRecords: number;
   droppedSpoofed: number;
   moves: number;
+  /** --dev tap: the client's source MACs. */
+  macs?: string[];
   /** The client's own TUN (p2p topology only). */
   tun?: string;
 }
@@ -144,6 +152,7 @@ export function sessionStatus(s: Session, now: number): SessionStatus {
     droppedRecords: c.droppedRecords,
     droppedSpoofed: s.drops,
     moves: s.moves,
+    ...(s.l2 ? { macs: s.l2.macs.map(formatMac) } : {}),
     ...(s.link ? { tun: s.link.name } : {}),
   };
 }

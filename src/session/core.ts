@@ -16,7 +16,7 @@
 // may allocate: its results go into `out` for the shell to act on.
 import { BatchView, PacketBatch } from '../batch';
 import { Counters } from '../device/counters';
-import { ConfigMsg, decodeControl, encodeControl, HelloMsg } from '../wire/control';
+import { ConfigMsg, decodeControl, Dev, devMismatch, encodeControl, HelloMsg } from '../wire/control';
 import { appRecordEpoch, closeReason, DTLS_RECORD_HEADER_LEN, encodeFrame, frameType, FrameType, recordSeq } from '../wire/frame';
 import { Channel, FrameRange } from './channel';
 
@@ -105,7 +105,8 @@ export class SessionCore {
   droppedRecords = 0;
   /** Server: the config to send on each hello once accepted (null before, or if refused). */
   private config: ConfigMsg | null = null;
-  private helloSeen = false;
+  /** Server: the client's hello (null before it came). */
+  private hello: HelloMsg | null = null;
   /** Client dead-path detection: 0 nothing pending, 1 a probe was sent (at probeAt), 2 a new socket was asked for. */
   private probe = 0;
   private probeAt = 0;
@@ -123,6 +124,8 @@ export class SessionCore {
     now: number,
     /** Client, plaintext mode: the name it claims in its hello. */
     private readonly claimCn?: string,
+    /** Client: the device it runs, said in its hello (absent for tun: a hello as before TAP mode). */
+    private readonly dev?: Dev,
   ) {
     this.createdAt = this.lastSeen = this.lastSent = now;
     this.takeChannelOutput(); // (a server's connection from the cookie exchange has its first flight ready)
@@ -238,9 +241,9 @@ export class SessionCore {
     } else if (msg.type === 'bye') {
       this.end('bye', msg.reason);
     } else if (this.role === 'server' && msg.type === 'hello') {
-      this.helloSeen = true;
+      this.hello = msg;
       this.out.events.push({ type: 'hello', msg });
-      if (this.config) this.sendFrame(encodeFrame(FrameType.CONTROL, encodeControl(this.config)), now);
+      if (this.config) this.sendConfig(now);
     } else if (this.role === 'client' && msg.type === 'config') {
       this.up = true;
       this.timing = { ...this.timing, keepaliveMs: msg.keepaliveSec * 1000, deadMs: msg.timeoutSec * 1000 };
@@ -268,7 +271,14 @@ export class SessionCore {
   accept(config: ConfigMsg, now: number): void {
     this.up = true;
     this.config = config;
-    if (this.helloSeen) this.sendFrame(encodeFrame(FrameType.CONTROL, encodeControl(config)), now);
+    if (this.hello) this.sendConfig(now);
+  }
+
+  /** The config, to a client whose hello asked for the same device; the others are refused. */
+  private sendConfig(now: number): void {
+    const why = devMismatch(this.hello!, this.config!);
+    if (why !== null) this.refuse(why, now);
+    else this.sendFrame(encodeFrame(FrameType.CONTROL, encodeControl(this.config!)), now);
   }
 
   /** Server: tell the client why it may not stay, and end the session. */
@@ -363,7 +373,7 @@ export class SessionCore {
   // ---- helpers -------------------------------------------------------------------------------
 
   private sendHello(now: number): void {
-    this.sendFrame(encodeFrame(FrameType.CONTROL, encodeControl({ type: 'hello', v: 1, ...(this.claimCn ? { cn: this.claimCn } : {}) })), now);
+    this.sendFrame(encodeFrame(FrameType.CONTROL, encodeControl({ type: 'hello', v: 1, ...(this.claimCn ? { cn: this.claimCn } : {}), ...(this.dev === 'tap' ? { dev: 'tap' } : {}) })), now);
   }
 
   /** A control-path frame, sealed now and queued in `out` (copied: the seal batch is reused). */

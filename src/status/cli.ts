@@ -51,13 +51,16 @@ export async function main(args: string[]): Promise<number> {
   const out: string[] = [];
   // (With the p2p topology each client has a TUN of its own: a column for it.)
   const p2p = st.topology === 'p2p';
-  const dev = p2p ? `topology p2p, a TUN per client (${st.tun})` : st.tun;
+  // (--dev tap: Ethernet frames; each client's source MACs in a column of their own.)
+  const tap = st.dev === 'tap';
+  const kind = tap ? 'TAP' : 'TUN';
+  const dev = p2p ? `topology p2p, a ${kind} per client (${st.tun})` : tap ? `${st.tun} (TAP)` : st.tun;
   out.push(`minivpn server (${st.mode}) on ${st.listen}, ${dev}, pool ${st.pool}${st.pool6 ? ` and ${st.pool6}` : ' (no IPv6)'}, up ${st.uptimeSec}s`);
   out.push(`${st.clients.length} client(s)`);
-  const rows = [['CN', 'ADDRESS', ...(p2p ? ['TUN'] : []), 'REMOTE', 'IN', 'PKTS IN', 'OUT', 'PKTS OUT', 'DROPPED', 'MOVES', 'LAST SEEN', 'ADDRESS6']];
+  const rows = [['CN', 'ADDRESS', ...(p2p ? [kind] : []), 'REMOTE', 'IN', 'PKTS IN', 'OUT', 'PKTS OUT', 'DROPPED', 'MOVES', 'LAST SEEN', 'ADDRESS6', ...(tap ? ['MACS'] : [])]];
   for (const c of st.clients) {
     rows.push([c.cn, c.address, ...(p2p ? [c.tun ?? '-'] : []), c.remote, human(c.rxBytes), String(c.rxPackets), human(c.txBytes), String(c.txPackets),
-      String(c.droppedRecords + c.droppedSpoofed), String(c.moves ?? 0), `${c.lastSeenSec}s ago`, c.address6 || '-']);
+      String(c.droppedRecords + c.droppedSpoofed), String(c.moves ?? 0), `${c.lastSeenSec}s ago`, c.address6 || '-', ...(tap ? [(c.macs ?? []).join(',') || '-'] : [])]);
   }
   const w = rows[0].map((_, k) => Math.max(...rows.map((r) => r[k].length)));
   for (const r of rows) out.push(r.map((v, k) => v.padEnd(w[k])).join('  '));

@@ -1,6 +1,9 @@
 // tun-echo: a tiny "host" behind a TUN device, for lab 1.
 //
-//   node dist/src/tools/tun-echo.js --name tun0 --address 10.77.0.1/24 [--count N]
+//   node dist/src/tools/tun-echo.js --name tun0 --address 10.77.0.1/24 [--count N] [--tap]
+//
+// With --tap (lab 12) it opens a TAP device instead and only prints what it reads: whole
+// Ethernet frames, MACs and all (the kernel's ARP requests first); it answers nothing.
 //
 // It creates the interface, gives it an address (which also makes the kernel route the
 // address's subnet into it), then prints every packet the kernel hands it and answers
@@ -11,10 +14,11 @@ import { promisify } from 'util';
 import { Tun } from '../tun/tun';
 import { IpParseError, checkIp, isIpv4, parseIp, parseTransport } from '../wire/ip';
 import { buildEchoReply, isEchoRequest } from '../wire/icmp';
+import { ETHER_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, etherSrc, etherTypeName, formatMac, parseEther } from '../wire/ether';
 
 const execFileP = promisify(execFile);
 
-const USAGE = 'usage: node dist/src/tools/tun-echo.js --name tun0 --address 10.77.0.1/24 [--count N]';
+const USAGE = 'usage: node dist/src/tools/tun-echo.js --name tun0 --address 10.77.0.1/24 [--count N] [--tap]';
 
 export interface TunEchoOptions {
   name: string;
@@ -22,6 +26,8 @@ export interface TunEchoOptions {
   address: string;
   /** Exit after answering this many echo requests (0 = run until Ctrl-C). */
   count: number;
+  /** A TAP device: print the Ethernet frames read, answer nothing. */
+  tap?: boolean;
 }
 
 /** Parses the command line; throws an Error naming the bad flag. */
@@ -54,6 +60,9 @@ export function parseArgs(argv: string[]): TunEchoOptions {
         o.count = Number(v);
         break;
       }
+      case '--tap':
+        o.tap = true;
+        break;
       case '-h':
       case '--help':
         throw new Error(USAGE);
@@ -90,6 +99,22 @@ export function describePacket(pkt: Buffer): string {
     if (err instanceof IpParseError) return `malformed packet (${err.message})`;
     throw err;
   }
+}
+
+/** One line describing an Ethernet frame: MACs, then ARP's question or the IP packet inside. */
+export function describeFrame(f: Buffer): string {
+  if (f.length < ETHER_HEADER_LEN) return 'not an Ethernet frame (shorter than its 14-byte header)';
+  const e = parseEther(f);
+  let s = `Ethernet ${e.src} -> ${e.dst} ${etherTypeName(e.etherType)}`;
+  const p = f.subarray(e.payloadOffset);
+  if (e.etherType === ETHERTYPE_ARP && p.length >= 28) {
+    const ip4 = (at: number) => [...p.subarray(at, at + 4)].join('.');
+    const op = p.readUInt16BE(6);
+    s += op === 1 ? ` who-has ${ip4(24)} tell ${ip4(14)}` : op === 2 ? ` reply ${ip4(14)} is-at ${formatMac(etherSrc(f, 0))}` : ` op ${op}`;
+  } else if (e.etherType === ETHERTYPE_IPV4 || e.etherType === ETHERTYPE_IPV6) {
+    s += `: ${describePacket(p)}`;
+  }
+  return s;
 }
 
 async function ip(...args: string[]): Promise<void> {
@@ -133,12 +158,12 @@ async function main(): Promise<void> {
 
   let tun: Tun;
   try {
-    tun = Tun.open({ name: opts.name });
+    tun = Tun.open({ name: opts.name, tap: opts.tap });
   } catch (err) {
     process.stderr.write(`tun-echo: cannot open TUN device "${opts.name}": ${(err as Error).message}\n`);
     process.exit(1);
   }
-  say(`opened TUN device ${tun.name}`);
+  say(`opened ${opts.tap ? 'TAP' : 'TUN'} device ${tun.name}`);
 
   const counts: EchoCounts = { read: 0, requests: 0, replies: 0 };
   let closed = false;
@@ -165,6 +190,13 @@ async function main(): Promise<void> {
   say(`${tun.name} is up with address ${opts.address}; waiting for packets (Ctrl-C to stop)`);
 
   tun.onPackets((batch) => {
+    if (opts.tap) {
+      for (let i = 0; i < batch.count; i++) {
+        counts.read++;
+        say(`read ${batch.lens[i]} bytes: ${describeFrame(batch.packet(i))}`);
+      }
+      return;
+    }
     for (let i = 0; i < batch.count && !closed; i++) {
       // batch.packet(i) is a view into the batch buffer, valid only in this callback.
       answerPacket(tun, batch.packet(i), counts, say);

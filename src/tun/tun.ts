@@ -1,5 +1,6 @@
 // A TUN device: the kernel hands us IP packets that were routed into the interface, and
-// injects the packets we write as if they had arrived on it.
+// injects the packets we write as if they had arrived on it. Opened with `tap`, the same
+// class is a TAP device: whole Ethernet frames instead (layer 2, ARP and MACs included).
 import { addon, batchHandle, NativeTun, TunHandle } from '../native';
 import { PacketBatch, shared } from '../batch';
 
@@ -18,6 +19,8 @@ export interface TunOptions {
    * the interface then shows the merged packets, as with GRO on a network card.
    */
   gro?: boolean;
+  /** A TAP device: reads and writes are Ethernet frames (src/wire/ether.ts), not IP packets. */
+  tap?: boolean;
   /**
    * A read batch shared with other TUNs of this event loop (TunReadShare): one TUN per
    * session needs no batch of its own, since the loop reads one device at a time.
@@ -72,8 +75,9 @@ export class Tun {
       maxPacket: opts.maxPacket ?? 65535,
       headroom: opts.headroom ?? 0,
       gro: opts.gro ?? false,
+      tap: opts.tap ?? false,
     };
-    return new Tun(new addon.Tun(o.name, o.gro), o, opts.share);
+    return new Tun(new addon.Tun(o.name, o.gro, o.tap), o, opts.share);
   }
 
   /**

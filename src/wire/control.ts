@@ -1,9 +1,10 @@
 // Control messages: UTF-8 JSON objects inside CONTROL frames (spec: docs/PROTOCOL.md).
 //
-//   client -> server  hello   {type:'hello', v:1, cn?, want?}
+//   client -> server  hello   {type:'hello', v:1, cn?, want?, dev?}
 //   server -> client  config  {type:'config', v:1, address, prefix, gateway, mtu, routes,
 //                               redirectGateway, dns, keepaliveSec, timeoutSec,
-//                               [address6, prefix6, gateway6, routes6, redirectGateway6, dns6]}
+//                               [address6, prefix6, gateway6, routes6, redirectGateway6, dns6],
+//                               [dev, dhcp]}
 //   server -> client  refuse  {type:'refuse', v:1, reason}
 //   either way        bye     {type:'bye', v:1, reason}
 //
@@ -35,6 +36,9 @@ const MAX_WANT_DEPTH = 16;
  */
 export const MAX_TUNNEL_MTU = 2000;
 
+/** What DATA frames carry: IP packets (tun, the default when `dev` is absent) or Ethernet frames (tap). */
+export type Dev = 'tun' | 'tap';
+
 export interface HelloMsg {
   type: 'hello';
   v: 1;
@@ -45,6 +49,8 @@ export interface HelloMsg {
   cn?: string;
   /** Client preferences; reserved for later versions (must be an object when present). */
   want?: Record<string, unknown>;
+  /** The device the client runs: what its DATA frames carry. Absent: 'tun' (a client from before TAP). */
+  dev?: Dev;
 }
 
 export interface ConfigMsg {
@@ -82,6 +88,11 @@ export interface ConfigMsg {
   redirectGateway6?: boolean;
   /** IPv6 DNS servers. */
   dns6?: string[];
+  // Layer 2 (optional fields, docs/PROTOCOL.md §8).
+  /** What DATA frames carry; absent: 'tun'. */
+  dev?: Dev;
+  /** TAP only: the client takes its IPv4 address by DHCP on its TAP, not from `address`. */
+  dhcp?: boolean;
   /**
    * Optional (§8): 'p2p' when the server gives each client a TUN of its own (--topology p2p):
    * the client's end is then a point-to-point link too (its address with the gateway as the
@@ -249,8 +260,37 @@ function parseConfig6(o: Obj, mtu: number): Partial<ConfigMsg> {
   return { address6, prefix6, gateway6, routes6, redirectGateway6: o.redirectGateway6 === true, dns6 };
 }
 
+function dev(o: Obj): { dev?: Dev } {
+  if (o.dev === undefined) return {};
+  if (o.dev !== 'tun' && o.dev !== 'tap') throw new Invalid('dev', `must be "tun" or "tap" (got ${show(o.dev)})`);
+  return { dev: o.dev };
+}
+
+/** The layer-2 fields of a config: `dev`, and `dhcp`, which only a TAP can use. */
+function parseConfigL2(o: Obj): Partial<ConfigMsg> {
+  const d = dev(o);
+  if (o.dhcp === undefined) return d;
+  if (typeof o.dhcp !== 'boolean') throw new Invalid('dhcp', `must be true or false (got ${show(o.dhcp)})`);
+  if (o.dhcp && d.dev !== 'tap') throw new Invalid('dhcp', 'needs dev "tap" (DHCP runs on an Ethernet link)');
+  return { ...d, dhcp: o.dhcp };
+}
+
+/**
+ * Why a client that said `hello` cannot use a server's `config`: their DATA frames would carry
+ * different things (IP packets vs Ethernet frames). null when they agree. The server refuses
+ * with this reason; a client from before TAP mode sends no `dev`, so it is refused by a TAP
+ * server instead of reading Ethernet frames as IP packets.
+ */
+export function devMismatch(hello: HelloMsg, config: ConfigMsg): string | null {
+  const client = hello.dev ?? 'tun', server = config.dev ?? 'tun';
+  if (client === server) return null;
+  return server === 'tap'
+    ? 'this server carries Ethernet frames (dev tap): start the client with --dev tap (a client from before TAP mode cannot connect)'
+    : 'this server carries IP packets (dev tun): start the client without --dev tap';
+}
+
 function parseHello(o: Obj): HelloMsg {
-  const msg: HelloMsg = { type: 'hello', v: 1 };
+  const msg: HelloMsg = { type: 'hello', v: 1, ...dev(o) };
   if (o.cn !== undefined) {
     if (!isValidCn(o.cn)) {
       throw new Invalid('cn', `must be 1-64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit (got ${show(o.cn)})`);
@@ -306,6 +346,7 @@ function parseConfig(o: Obj): ConfigMsg {
     keepaliveSec,
     timeoutSec,
     ...parseConfig6(o, mtu),
+    ...parseConfigL2(o),
     ...parseTopology(o),
   };
 }
