@@ -377,10 +377,14 @@ class Tun : public Wrapped<Tun>, public PolledFd {
   }
 
   // The IP packet of a frame: on a TUN the frame itself; on a TAP what follows an Ethernet
-  // header of type IPv4 or IPv6 (nullptr for anything else, which is then written alone).
+  // header of type IPv4 or IPv6 whose packet has that version (nullptr for anything else,
+  // which is then written alone, as the kernel would judge it).
   const uint8_t* IpOf(const uint8_t* f, size_t flen, size_t* len) const {
     if (l2_ == 0) { *len = flen; return f; }
-    if (flen < l2_ || !((f[12] == 0x08 && f[13] == 0x00) || (f[12] == 0x86 && f[13] == 0xdd))) return nullptr;
+    if (flen <= l2_) return nullptr;
+    uint8_t v = f[l2_] >> 4;
+    bool ok = (f[12] == 0x08 && f[13] == 0x00 && v == 4) || (f[12] == 0x86 && f[13] == 0xdd && v == 6);
+    if (!ok) return nullptr;
     *len = flen - l2_;
     return f + l2_;
   }

@@ -115,7 +115,8 @@ t.test('a TAP device carries Ethernet frames: the kernel ARPs through it; GRO lo
   const gro = ev.find((e) => e.event === 'gro');
   t.same(gro?.inOrder, [3, 2], 'three segments of one flow behind one Ethernet header: one write');
   t.same(gro?.otherMac, [2, 0], 'another source MAC: not merged');
-  t.same(gro?.notIpv4, [2, 0], 'another EtherType: not merged');
+  t.same(gro?.typeMismatch, [2, 0], 'IPv4 packets behind an IPv6 EtherType: not merged');
+  t.same(gro?.ipv6, [3, 2], 'three IPv6 segments of one flow behind one Ethernet header: one write');
 });
 
 t.test('TUNs from a template share one read batch; each answers its own link; closing one leaves the others', async (t) => {
