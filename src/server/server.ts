@@ -198,7 +198,7 @@ export class VpnServer {
     const a = this.sock.address();
     const where = a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
     log.info(`listening on udp ${where}`, {
-      mode: cfg.plaintext ? 'plaintext' : 'dtls', tun: this.tun?.name ?? cfg.tunName, topology: cfg.topology, ...(this.tap ? { dev: 'tap' } : {}), pool: this.pool.cidr, server: this.pool.serverAddress,
+      mode: cfg.plaintext ? 'plaintext' : 'dtls', tun: this.tun?.name ?? cfg.tunName, ...(cfg.topology === 'p2p' ? { topology: 'p2p' } : {}), ...(this.tap ? { dev: 'tap' } : {}), pool: this.pool.cidr, server: this.pool.serverAddress,
       ...(this.v6 ? { pool6: this.v6.text, server6: this.v6.serverAddress } : { ipv6: 'off' }),
     });
   }
