@@ -87,7 +87,8 @@ export class LogLimiter {
 
   constructor(private readonly log: Logger, private readonly perWindow = 5, private readonly windowMs = 10_000) {}
 
-  warn(reason: string, now: number, msg: string, fields?: Record<string, unknown>): void {
+  /** `msg` may be a function: then the line is only made when it is written. */
+  warn(reason: string, now: number, msg: string | (() => string), fields?: Record<string, unknown>): void {
     let w = this.windows.get(reason);
     if (w !== undefined && now - w.start >= this.windowMs) {
       this.summary(reason, w);
@@ -99,7 +100,7 @@ export class LogLimiter {
     }
     if (w.written < this.perWindow) {
       w.written++;
-      this.log.warn(msg, fields);
+      this.log.warn(typeof msg === 'string' ? msg : msg(), fields);
     } else {
       w.suppressed++;
     }
