@@ -36,9 +36,14 @@ const MAX_HANDSHAKING = 2048;
 const HANDSHAKES_PER_TURN = 2;
 /** Handshake datagrams waiting per source at most; beyond that they are dropped (DTLS retransmits). */
 const QUEUE_PER_SOURCE = 16;
-/** Answers to unauthenticated senders: per source, and in all, per second. */
-const ANSWERS_PER_SOURCE = 20;
-const ANSWERS_IN_ALL = 20_000;
+/**
+ * Answers to unauthenticated senders: per source (a burst of twice that), and in all, per
+ * second. A client needs one answer per handshake (its HelloVerifyRequest), so a few a second
+ * serve a NAT full of them. Each answer costs a DTLSv1_listen and a send (under a spoofed
+ * flood, they were a third of the server's time at 20 a source): the rate bounds that cost.
+ */
+const ANSWERS_PER_SOURCE = 5;
+const ANSWERS_IN_ALL = 5_000;
 
 /** Sessions a record from an unknown address is tried on at most (nearest sequence number first). */
 const MOVE_CANDIDATES = 8;
@@ -81,7 +86,7 @@ export class Admission {
   private scheduled = false;
   /** Handshakes in progress per source (sessions not yet up); a source's entry goes with its last. */
   private readonly handshaking = new Map<number, number>();
-  private readonly answersPerSource = new HashedBuckets(ANSWERS_PER_SOURCE, ANSWERS_PER_SOURCE);
+  private readonly answersPerSource = new HashedBuckets(ANSWERS_PER_SOURCE, 2 * ANSWERS_PER_SOURCE);
   private readonly answersInAll = new TokenBucket(ANSWERS_IN_ALL);
   /** Log lines that senders can cause, limited per reason. */
   readonly logs = new LogLimiter(log);
@@ -173,8 +178,9 @@ export class Admission {
     // Our own cookie check first (native, one HMAC): only a ClientHello with a good cookie
     // reaches OpenSSL's parse; one without, or with a bad one (RFC 6347 4.2.1: treated as
     // none), can only earn a HelloVerifyRequest, which is made only if it will be sent.
+    // (Most of a flood carries no cookie: told apart here, without a call into native code.)
     const key = this.cookieKey(rx, i);
-    const cookie = this.dtls.checkCookie(buf, off, len, key);
+    const cookie = helloCookieLength(buf, off, len) === 0 ? CookieCheck.NONE : this.dtls.checkCookie(buf, off, len, key);
     if (cookie === CookieCheck.NOT_A_HELLO) { this.counters.inc('garbage'); return; } // (DTLSv1_listen drops it too)
     if (cookie !== CookieCheck.GOOD && !(this.answersPerSource.ready(src, now) && this.answersInAll.ready(now))) {
       this.counters.inc(cookie === CookieCheck.BAD ? 'bad_cookie' : 'not_answered');
@@ -340,4 +346,16 @@ export class Admission {
       return { reason: err.message, log: 'refused client: address pool exhausted' };
     }
   }
+}
+
+/**
+ * The cookie length of the DTLS ClientHello record at buf[off, off+len) (record header 13
+ * bytes, handshake header 12, client_version 2, random 32, session_id 1 + n, then the cookie's
+ * length byte), or -1 when it is not the start of a ClientHello. A first look only: the
+ * native checkCookie reads the record in full.
+ */
+export function helloCookieLength(buf: Buffer, off: number, len: number): number {
+  if (len < 61 || buf[off + 13] !== 1 || buf[off + 19] !== 0 || buf[off + 20] !== 0 || buf[off + 21] !== 0) return -1; // (type 1, fragment offset 0)
+  const at = 60 + buf[off + 59];
+  return at < len ? buf[off + at] : -1;
 }
