@@ -30,6 +30,8 @@ export interface DtlsContextOptions {
   ciphers?: string;
   /** First retransmission timeout of a handshake flight (doubles on each loss); default 1000. */
   retransmitMs?: number;
+  /** Server: the first cookie secret (tests); by default a random one. */
+  cookieSecret?: Buffer;
 }
 
 /** checkCookie(): a good cookie, none, one not ours (forged, stale, another sender's), or not a whole ClientHello. */
@@ -56,6 +58,7 @@ export class DtlsContext {
       keylog: this.keylogFile !== null,
       ciphers: opts.ciphers,
       retransmitMs: opts.retransmitMs,
+      ...(opts.cookieSecret ? { cookieSecret: opts.cookieSecret } : {}),
     });
     if (this.keylogFile) {
       log.warn('KEY LOG IS ON: session secrets are written to a file; anyone with it and a capture can read the traffic', { file: this.keylogFile });
