@@ -1,6 +1,6 @@
 // Floods from spoofed sources at line rate for the integration tests: trafgen (netsniff-ng)
 // on inet's cable to the server, with a configuration from src/tools/flood.ts. tcpreplay
-// from a pcap reached 32-52k frames/s on the busy 2-core test machine; trafgen 53-129k.
+// from a pcap reached 32-52k frames/s on the busy 2-core test machine; trafgen 53-296k.
 import fs from 'node:fs';
 import path from 'node:path';
 import { ADDR, Lab } from '../../src/lab/topology';
