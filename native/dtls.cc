@@ -15,6 +15,7 @@
 #include "handle.h"
 
 #include <openssl/bio.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -139,7 +140,7 @@ BIO* NewDgramBio() {
 // Per-SSL state reachable from OpenSSL callbacks (SSL app data)
 
 struct SslState {
-  std::string peerKey;   // "address:port", the input to the cookie HMAC
+  std::string peerKey;   // the peer's address and port (as listen() got them), the input to the cookie HMAC
   std::string alertIn;   // last alert the peer sent us
   std::string alertOut;  // last alert we sent
 };
@@ -254,6 +255,7 @@ class Context : public Wrapped<Context> {
     return DefineClass(env, "DtlsContext", {
       InstanceMethod<&Context::Listen>("listen"),
       InstanceMethod<&Context::RotateCookieSecret>("rotateCookieSecret"),
+      InstanceMethod<&Context::CheckCookie>("checkCookie"),
       InstanceMethod<&Context::Connect>("connect"),
       InstanceMethod<&Context::TakeKeylog>("takeKeylog"),
     });
@@ -297,6 +299,8 @@ class Context : public Wrapped<Context> {
         secret_.resize(32);
         RAND_bytes(secret_.data(), 32);
       }
+      mac_ = NewMac(secret_);
+      if (!mac_) { Throw(env, "cookie HMAC: " + TakeErrors()); return; }
       SSL_CTX_set_cookie_generate_cb(ctx_, GenCookie);
       SSL_CTX_set_cookie_verify_cb(ctx_, VerifyCookie);
       // No session resumption: every client proves itself with its certificate each time, so
@@ -365,6 +369,8 @@ class Context : public Wrapped<Context> {
   ~Context() override {
     if (listener_) { delete static_cast<SslState*>(SSL_get_app_data(listener_)); SSL_free(listener_); }
     if (ctx_) SSL_CTX_free(ctx_);
+    EVP_MAC_CTX_free(mac_);
+    EVP_MAC_CTX_free(previousMac_);
   }
 
   SSL_CTX* ctx() { return ctx_; }
@@ -430,41 +436,124 @@ class Context : public Wrapped<Context> {
     return true;
   }
 
-  // Stateless cookies: HMAC-SHA256(secret, peer address). A spoofed source never sees the
-  // cookie, so it never gets past DTLSv1_listen, and nothing is allocated for it.
-  // The secret rotates (rotateCookieSecret, called by the JS side every few minutes); a
-  // cookie made with the previous one is still accepted, so a handshake under way survives it.
-  static bool CookieFor(SSL* ssl, const std::vector<unsigned char>& secret, unsigned char* out, size_t* outLen) {
-    auto* st = static_cast<SslState*>(SSL_get_app_data(ssl));
-    if (!st || secret.empty()) return false;
-    return EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, secret.data(), secret.size(),
-                     reinterpret_cast<const unsigned char*>(st->peerKey.data()), st->peerKey.size(), out, 32, outLen) != nullptr;
+  // Stateless cookies: HMAC-SHA256(secret, peer key), the key being the peer's address and
+  // port as the caller gives them. A spoofed source never sees the cookie, so it never gets
+  // past DTLSv1_listen, and nothing is allocated for it. The secret rotates
+  // (rotateCookieSecret, called by the JS side every few minutes); a cookie made with the
+  // previous one is still accepted, so a handshake under way survives it.
+  //
+  // One keyed HMAC context per secret, made once: each cookie then costs an HMAC, not a
+  // lookup of the algorithm and a key schedule too (EVP_Q_mac does both on every call, which
+  // under a flood of ClientHellos was most of the cost of a cookie).
+  static EVP_MAC_CTX* NewMac(const std::vector<unsigned char>& key) {
+    if (key.empty()) return nullptr;
+    EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    if (!mac) return nullptr;
+    EVP_MAC_CTX* c = EVP_MAC_CTX_new(mac);
+    EVP_MAC_free(mac);  // (the context holds its own reference)
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()};
+    if (!c || EVP_MAC_init(c, key.data(), key.size(), params) != 1) { EVP_MAC_CTX_free(c); return nullptr; }
+    return c;
+  }
+  static constexpr size_t kCookieLen = 32;
+  // The cookie of `key` under one secret's context (init without a key: the same key again).
+  static bool Mac(EVP_MAC_CTX* c, const unsigned char* key, size_t keyLen, unsigned char* out) {
+    size_t n = 0;
+    return c && EVP_MAC_init(c, nullptr, 0, nullptr) == 1 && EVP_MAC_update(c, key, keyLen) == 1 &&
+           EVP_MAC_final(c, out, &n, kCookieLen) == 1 && n == kCookieLen;
+  }
+  // Whether `cookie` is the cookie of `key` under the current or the previous secret.
+  bool CookieGood(const unsigned char* key, size_t keyLen, const unsigned char* cookie, size_t len) {
+    if (len != kCookieLen) return false;
+    for (EVP_MAC_CTX* c : {mac_, previousMac_}) {
+      unsigned char want[kCookieLen];
+      if (Mac(c, key, keyLen, want) && CRYPTO_memcmp(want, cookie, kCookieLen) == 0) return true;
+    }
+    return false;
   }
   static Context* Of(SSL* ssl) { return static_cast<Context*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl))); }
+  static const std::string* KeyOf(SSL* ssl) {
+    auto* st = static_cast<SslState*>(SSL_get_app_data(ssl));
+    return st ? &st->peerKey : nullptr;
+  }
   static int GenCookie(SSL* ssl, unsigned char* cookie, unsigned int* len) {
-    size_t n = 0;
     Context* self = Of(ssl);
-    if (!self || !CookieFor(ssl, self->secret_, cookie, &n)) return 0;
-    *len = static_cast<unsigned int>(n);
+    const std::string* key = KeyOf(ssl);
+    if (!self || !key || !Mac(self->mac_, reinterpret_cast<const unsigned char*>(key->data()), key->size(), cookie)) return 0;
+    *len = kCookieLen;
     return 1;
   }
   static int VerifyCookie(SSL* ssl, const unsigned char* cookie, unsigned int len) {
     Context* self = Of(ssl);
-    if (!self) return 0;
-    for (const auto* secret : {&self->secret_, &self->previous_}) {
-      unsigned char want[32];
-      size_t n = 0;
-      if (CookieFor(ssl, *secret, want, &n) && n == len && CRYPTO_memcmp(want, cookie, n) == 0) return 1;
-    }
-    return 0;
+    const std::string* key = KeyOf(ssl);
+    return self && key && self->CookieGood(reinterpret_cast<const unsigned char*>(key->data()), key->size(), cookie, len);
   }
 
   // rotateCookieSecret(): a new random cookie secret; the current one becomes the previous.
   Napi::Value RotateCookieSecret(const Napi::CallbackInfo& info) {
+    if (!server_) return info.Env().Undefined();  // (a client makes no cookies)
     previous_ = secret_;
     secret_.assign(32, 0);
     RAND_bytes(secret_.data(), 32);
+    EVP_MAC_CTX* next = NewMac(secret_);
+    if (!next) { Throw(info.Env(), "cookie HMAC: " + TakeErrors()); return info.Env().Undefined(); }
+    EVP_MAC_CTX_free(previousMac_);
+    previousMac_ = mac_;
+    mac_ = next;
     return info.Env().Undefined();
+  }
+
+  // The peer key for the cookie: the bytes of a Uint8Array, or of a string.
+  static bool PeerKey(Args& a, Napi::Value v, std::string* out) {
+    if (v.IsString()) return a.String(v, "peerKey", out, false);
+    View<uint8_t> k;
+    if (!v.IsTypedArray()) return a.TypeFail("peerKey", "a string or a Uint8Array", v);
+    if (!a.Array(v, "peerKey", &k)) return false;
+    out->assign(reinterpret_cast<const char*>(k.data), k.len);
+    return true;
+  }
+
+  // checkCookie(buf, offset, length, peerKey) -> 1: a ClientHello with a good cookie (one of
+  // ours, for this peer key); 0: a ClientHello without a cookie; -1: with a cookie that is not
+  // ours (forged, stale, another sender's); -2: not a whole, unfragmented ClientHello record
+  // (which DTLSv1_listen would drop too). The datagram is buf[offset, offset + length).
+  // Reads only the fields up to the cookie and computes one HMAC per secret: what a flood of
+  // forged cookies costs, instead of OpenSSL parsing each ClientHello in DTLSv1_listen.
+  Napi::Value CheckCookie(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!server_) { Throw(env, "checkCookie() is for server contexts"); return env.Undefined(); }
+    Args a(info, "DtlsContext.checkCookie");
+    View<uint8_t> buf, key;
+    size_t off = 0, len = 0;
+    if (!a.Array(info[0], "buf", &buf) || !a.Int(info[1], "offset", 0, static_cast<double>(buf.len), &off) ||
+        !a.Int(info[2], "length", 0, static_cast<double>(buf.len - off), &len)) {
+      return env.Undefined();
+    }
+    if (!info[3].IsTypedArray()) { a.TypeFail("peerKey", "a Uint8Array", info[3]); return env.Undefined(); }
+    if (!a.Array(info[3], "peerKey", &key)) return env.Undefined();
+    const uint8_t* d = buf.data + off;
+    size_t cookieAt = 0, cookieLen = 0;
+    if (!HelloCookie(d, len, &cookieAt, &cookieLen)) return Napi::Number::New(env, -2);
+    if (cookieLen == 0) return Napi::Number::New(env, 0);
+    return Napi::Number::New(env, CookieGood(key.data, key.len, d + cookieAt, cookieLen) ? 1 : -1);
+  }
+
+  // Where the cookie of a DTLS ClientHello record is (RFC 6347 4.2.1; offsets: record header
+  // 13 bytes, handshake header 12, client_version 2, random 32, session_id 1 + n, cookie 1 + n).
+  // False when `d` is not one record holding one whole ClientHello (fragment offset 0, fragment
+  // length = message length), or ends before the cookie does.
+  static bool HelloCookie(const uint8_t* d, size_t len, size_t* at, size_t* cookieLen) {
+    auto u16 = [d](size_t i) { return (static_cast<size_t>(d[i]) << 8) | d[i + 1]; };
+    auto u24 = [d](size_t i) { return (static_cast<size_t>(d[i]) << 16) | (static_cast<size_t>(d[i + 1]) << 8) | d[i + 2]; };
+    if (len < 61 || d[0] != 22 || d[1] != 0xfe || d[13] != 1) return false;
+    size_t end = 13 + u16(11);  // the record's end
+    if (end > len || u24(19) != 0 || u24(22) != u24(14) || 25 + u24(22) > end) return false;
+    size_t sid = 60 + d[59];  // the cookie's length byte
+    if (d[59] > 32 || sid >= end || sid + 1 + d[sid] > end) return false;
+    *at = sid + 1;
+    *cookieLen = d[sid];
+    return true;
   }
 
   // Retransmission timer: start at retransmitMs (RFC 6347 says 1 s; a LAN or a test wants
@@ -481,14 +570,14 @@ class Context : public Wrapped<Context> {
     if (self && self->keylogLines_.size() < 10000) self->keylogLines_.emplace_back(line);
   }
 
-  // listen(datagram, peerKey) -> DtlsConnection | Buffer[] (send these back) | null (dropped)
+  // listen(datagram, peerKey: string | Uint8Array) -> DtlsConnection | Buffer[] (send these back) | null (dropped)
   Napi::Value Listen(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!server_) { Throw(env, "listen() is for server contexts"); return env.Undefined(); }
     Args a(info, "DtlsContext.listen");
     View<uint8_t> buf;
     std::string peerKey;
-    if (!a.Array(info[0], "datagram", &buf) || !a.String(info[1], "peerKey", &peerKey, false)) return env.Undefined();
+    if (!a.Array(info[0], "datagram", &buf) || !PeerKey(a, info[1], &peerKey)) return env.Undefined();
     if (!listener_) listener_ = NewSsl();
     auto* st = static_cast<SslState*>(SSL_get_app_data(listener_));
     st->peerKey = std::move(peerKey);
@@ -546,6 +635,8 @@ class Context : public Wrapped<Context> {
   unsigned int retransmitUs_ = 0;  // 0: OpenSSL's default timer
   std::vector<unsigned char> secret_;
   std::vector<unsigned char> previous_;
+  EVP_MAC_CTX* mac_ = nullptr;          // keyed with secret_
+  EVP_MAC_CTX* previousMac_ = nullptr;  // keyed with previous_ (none before the first rotation)
   static constexpr long kMaxCertList = 16 * 1024;
   std::vector<std::string> keylogLines_;
 };

@@ -104,7 +104,9 @@ export interface NativeDtlsContextOptions {
 }
 
 export interface NativeDtlsContext {
-  listen(datagram: Buffer, peerKey: string): NativeDtlsConnection | Buffer[] | null;
+  listen(datagram: Buffer, peerKey: string | Uint8Array): NativeDtlsConnection | Buffer[] | null;
+  /** 1: a ClientHello with a good cookie, 0: without one, -1: with one not ours, -2: not a whole ClientHello. */
+  checkCookie(buf: Uint8Array, offset: number, length: number, peerKey: Uint8Array): number;
   /** A new cookie secret; cookies of the previous one stay valid until the next rotation. */
   rotateCookieSecret(): void;
   connect(serverName: string): NativeDtlsConnection;

@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { DtlsContext, DtlsConnection } from '../src/dtls/dtls';
+import crypto from 'node:crypto';
+import { CookieCheck, DtlsContext, DtlsConnection } from '../src/dtls/dtls';
 import { PacketBatch } from '../src/batch';
 import { testPki } from './helpers/certs';
 import { handshake } from './helpers/dtls-link';
@@ -315,4 +316,45 @@ t.test('the cookie secret rotates: a cookie of the previous secret is still good
   const h3 = helloWithCookie();
   const r3 = sctx.listen(h3, '192.0.2.12:40000', false);
   t.ok(r3 && 'reply' in r3, 'and a cookie is bound to its address');
+});
+
+t.test('checkCookie: our own cookie check before OpenSSL agrees with listen(), cookie by cookie', async (t) => {
+  const p = await testPki();
+  const secret = Buffer.alloc(32, 7);
+  const sctx = server(p.ca, p.server, { cookieSecret: secret }), cctx = client(p.ca, p.client);
+  const out = new PacketBatch(16, 2048);
+  const key = Buffer.concat([Buffer.from('00000000000000000000ffffc000020b', 'hex'), Buffer.from([0x9c, 0x40])]); // 192.0.2.11:40000
+  const c = cctx.connect('server.minivpn.test');
+  c.handshake();
+  const first = c.takeOutput()![0];
+  t.equal(sctx.checkCookie(first, 0, first.length, key), CookieCheck.NONE, 'a ClientHello without a cookie: NONE');
+  const r = sctx.listen(first, key, false);
+  if (!r || !('reply' in r)) throw new Error('expected a HelloVerifyRequest');
+  c.openOne(r.reply[0], out);
+  const second = c.takeOutput()![0];
+  // The cookie is HMAC-SHA256(secret, key), as the native code makes it with a context keyed once.
+  const at = 13 + 12 + 2 + 32 + 1 + second[13 + 12 + 34];
+  const cookie = second.subarray(at + 1, at + 1 + second[at]);
+  t.same(cookie, crypto.createHmac('sha256', secret).update(key).digest(), 'the cookie is HMAC-SHA256(secret, peer key)');
+  // At an offset in a larger buffer, as the server reads it from its receive batch.
+  const batch = Buffer.concat([Buffer.alloc(100, 0xee), second, Buffer.alloc(50, 0xee)]);
+  t.equal(sctx.checkCookie(batch, 100, second.length, key), CookieCheck.GOOD, 'the cookie listen() made: GOOD');
+  t.equal(sctx.checkCookie(batch, 100, second.length, Buffer.concat([key.subarray(0, 17), Buffer.from([0x41])])), CookieCheck.BAD, 'from another port: BAD');
+  const forged = Buffer.from(second);
+  forged[at + 1] ^= 1;
+  t.equal(sctx.checkCookie(forged, 0, forged.length, key), CookieCheck.BAD, 'one bit changed: BAD');
+  t.equal(sctx.checkCookie(second, 0, at + 10, key), CookieCheck.NOT_A_HELLO, 'cut within the cookie: not a whole ClientHello');
+  t.equal(sctx.checkCookie(Buffer.alloc(1), 0, 1, key), CookieCheck.NOT_A_HELLO, 'one byte: not a ClientHello');
+  const fragment = Buffer.from(second);
+  fragment.writeUIntBE(fragment.readUIntBE(22, 3) - 1, 22, 3); // (fragment length below the message length)
+  t.equal(sctx.checkCookie(fragment, 0, fragment.length, key), CookieCheck.NOT_A_HELLO, 'a fragment: not a whole ClientHello');
+  sctx.rotateCookieSecret();
+  t.equal(sctx.checkCookie(second, 0, second.length, key), CookieCheck.GOOD, 'one rotation later: still GOOD (the previous secret)');
+  const r2 = sctx.listen(second, key, false);
+  t.ok(r2 && 'conn' in r2, 'and listen() agrees: a connection');
+  if (r2 && 'conn' in r2) r2.conn.destroy();
+  sctx.rotateCookieSecret();
+  t.equal(sctx.checkCookie(second, 0, second.length, key), CookieCheck.BAD, 'two rotations later: BAD (stale)');
+  const r3 = sctx.listen(second, key, false);
+  t.ok(r3 && 'reply' in r3, 'and listen() agrees: a new HelloVerifyRequest');
 });

@@ -1,5 +1,5 @@
 // Admission under attack (issue "Hardening", points 1-5): a real server in the lab, flooded by
-// src/tools/flood.ts (one address, many ports) and by tcpreplay (spoofed sources), and what
+// src/tools/flood.ts (one address, many ports) and by trafgen and tcpreplay (spoofed sources), and what
 // must still hold: new clients get in, established ones keep their traffic, memory and log
 // volume stay bounded, answers to unauthenticated senders never amplify.
 //
@@ -13,6 +13,7 @@ import { readStatus } from '../src/server/status';
 import type { ServerStatus } from '../src/server/server';
 import { attackerContext, clientHello, PcapKind, spoofedPcap } from '../src/tools/flood';
 import { vpnFixture, startServer, startClient, spawnClient, exited, VpnFixture } from './helpers/vpn';
+import { spoofConfig, trafgenFlood } from './helpers/trafgen';
 
 const FLOOD = path.resolve(__dirname, '..', 'src', 'tools', 'flood.js');
 const TO = `${ADDR.server}:1194`;
@@ -162,55 +163,45 @@ t.test('one address floods at its max rate: a new client is up within 1 s, estab
   });
 });
 
-// The spoofed flood in two parts. At top speed the server cannot read every datagram on a
-// shared 2-core machine (the socket's buffer overflows, and the kernel drops without looking):
-// there it must survive, keep the established session and let a new client in. At a rate it
-// reads (SPOOF_PPS) the bounds of the issue hold: a new client within 5 s, < 1 % ping loss.
-// (Measured on a busy 2-core machine: top speed 28-38k/s, of which the server read a fifth and
-// bob lost 42-46 % of his pings; at 20k/s still 32 %; at 5k/s none.)
-const SPOOF_PPS = Number(process.env.FLOOD_SPOOF_PPS ?? 5000);
+// Spoofed ClientHellos from random addresses, as fast as trafgen makes them, five without a
+// cookie to one with a forged one (32 random bytes: a stale cookie or another sender's is the
+// same to the server, an HMAC that does not match). The issue asks for >= 100k/s without and
+// >= 20k/s with cookies; one trafgen process on the shared 2-core machine reached 53-225k/s in
+// all, depending on the others' load (129k/s: 107k/s without a cookie, 21k/s forged; 225k/s:
+// 188k/s and 38k/s), the server read all or nearly all of it (0.8 % dropped at 225k/s) with
+// its 16 MiB socket buffer, and bob lost no ping
+// (with 4 MiB: 4-11 %; before the native cookie check and the lower answer rate, 27-46 % at
+// 30-77k/s). The figures are asserted at the rate reached, which the output states; below
+// 20k/s the flood is too weak to show anything and the test fails.
+const MIN_FLOOD_PPS = 20_000;
 
-t.test('spoofed ClientHellos (no cookie, forged cookies): a new client gets in, established pings go on', { timeout: 180_000 }, async (t) => {
+t.test('spoofed ClientHellos at line rate (no cookie, forged cookies): a new client is up within 5 s, established pings lose < 1 %', { timeout: 180_000 }, async (t) => {
   const f = await vpnFixture(['alice', 'bob']);
   t.teardown(f.cleanup);
   await withLab({ prefix: uniquePrefix('fl2'), clients: 2 }, async (lab) => {
     const server = await startServer(lab, f);
     const bob = await startClient(lab, f, 2, 'bob');
-    const file = await spoofPcap(lab, f, ['hellos', 'forged'], 20_000);
-
-    // Top speed, 6 s: a new client (DTLS retransmits its lost flights) gets in, the server lives.
+    const hello = clientHello(await attackerContext());
+    const file = await spoofConfig(lab, f.dir, ['hellos', 'hellos', 'hellos', 'hellos', 'hellos', 'forged'], { hello });
     const snmp = async () => /Udp: (\d+) \d+ \d+ \d+ (\d+)/.exec((await lab.exec('server', ['cat', '/proc/net/snmp'])).stdout.split('\n').filter((l) => l.startsWith('Udp:'))[1])!;
     const s0 = await snmp();
-    const ping0 = await startPing(lab, 'client2', 8 * 20);
-    const top = replay(lab, file, 6);
-    await until('the spoofed flood to arrive', () => status(f), (s) => s.unauthenticated.rxBytes > 1_000_000, 10_000);
-    const early = await timeToUp(lab, f, 1, 'alice');
-    const r0 = await top;
-    const s1 = await snmp();
-    const p0 = await ping0.done;
-    const read = Number(s1[1]) - Number(s0[1]), overflow = Number(s1[2]) - Number(s0[2]);
-    t.comment(`top speed: tcpreplay sent ${r0.packets} at ${r0.pps}/s; the server read ${read}, its socket buffer dropped ${overflow}; ` +
-      `alice up ${early.ms} ms after spawn (${early.connectMs} ms after connecting); bob's ping ${p0.received}/${p0.sent} (${p0.lossPct.toFixed(1)} % lost)`);
-    t.ok(early.connectMs < 30_000, `at ${r0.pps}/s (top speed here) a new client still gets in (${early.connectMs} ms after connecting)`);
-    early.proc.kill('SIGTERM');
-    await exited(early.proc, 10_000);
-    // (bob may have lost his session: the kernel drops datagrams the server has no time to read, his too.)
-    await until('bob connected after the top-speed flood', () => status(f), (s) => s.clients.some((c) => c.cn === 'bob'), 20_000);
-    t.pass('bob is connected after the top-speed flood');
-
-    // At SPOOF_PPS for 10 s: the issue's bounds.
-    const ping = await startPing(lab, 'client2', 12 * 20);
-    const paced = replay(lab, file, 10, SPOOF_PPS);
-    const rx0 = (await status(f)).unauthenticated.rxBytes;
-    await until('the paced flood to arrive', () => status(f), (s) => s.unauthenticated.rxBytes > rx0 + 1_000_000, 10_000);
+    const ping = await startPing(lab, 'client2', 12 * 20); // 12 s: the flood's 10 and some on either side
+    const flooding = trafgenFlood(lab, file, 10);
+    flooding.catch(() => undefined); // (awaited below)
+    await until('the spoofed flood to arrive', () => status(f), (s) => s.unauthenticated.rxBytes > 10_000_000, 10_000);
     const alice = await timeToUp(lab, f, 1, 'alice');
-    const r = await paced;
+    const r = await flooding;
+    const s1 = await snmp();
     const p = await ping.done;
     const st = await status(f);
-    t.comment(`paced: tcpreplay sent ${r.packets} at ${r.pps}/s; alice up ${alice.ms} ms after spawn (${alice.connectMs} ms after connecting); ` +
+    const read = Number(s1[1]) - Number(s0[1]), overflow = Number(s1[2]) - Number(s0[2]);
+    t.comment(`trafgen sent ${r.packets} in ${r.seconds} s (${r.pps}/s: ${Math.round((r.pps * 5) / 6)}/s without a cookie, ${Math.round(r.pps / 6)}/s forged); ` +
+      `the server read ${read}, its socket buffer dropped ${overflow}; alice up ${alice.ms} ms after spawn (${alice.connectMs} ms after connecting); ` +
       `bob's ping: ${p.received}/${p.sent} (${p.lossPct.toFixed(2)} % lost); unauthenticated ${JSON.stringify(st.unauthenticated)}; drops ${JSON.stringify(st.drops)}`);
+    t.ok(r.pps >= MIN_FLOOD_PPS, `the flood reached ${r.pps}/s (at least ${MIN_FLOOD_PPS}/s)`);
     t.ok(alice.ms < 5000, `at ${r.pps} spoofed ClientHellos/s a client is up within 5 s of its start (${alice.ms} ms)`);
     t.ok(p.lossPct < 1, `at ${r.pps}/s bob's established session loses < 1 % of its pings (${p.sent - p.received} of ${p.sent})`);
+    t.ok(st.drops.bad_cookie > 0, `forged cookies refused before OpenSSL (bad_cookie=${st.drops.bad_cookie})`);
     t.ok(st.unauthenticated.txBytes <= st.unauthenticated.rxBytes, 'answers to the spoofed sources: fewer bytes than came');
     alice.proc.kill('SIGTERM');
     bob.proc.kill('SIGTERM');

@@ -9,7 +9,7 @@ import { withLab, uniquePrefix, ADDR, Lab } from '../src/lab/topology';
 import { vpnFixture, startServer, startClient, exited, capture, STATUS_MAIN, VpnFixture } from './helpers/vpn';
 import { buildIpv4Udp, LINKTYPE_ETHERNET, writePcap } from '../src/lab/pcap';
 import { udpDatagrams } from '../src/tools/replay';
-import { spoofedPcap } from '../src/tools/flood';
+import { spoofConfig, trafgenFlood } from './helpers/trafgen';
 
 const REPLAY = path.resolve(__dirname, '..', 'src', 'tools', 'replay.js');
 const OLD = ADDR.client(1); // 192.0.2.11
@@ -383,9 +383,12 @@ t.test("a fresh record of alice's arriving from bob's endpoint moves nobody: bob
   });
 });
 
-/** Spoofed sources: parts of the documentation ranges no lab host uses; inet drops answers to them. */
-const SPOOFED = ['192.0.2.128/25', '203.0.113.128/25'];
 const TRIALS_PER_SEC = 1000;
+// The issue asks for a flood of >= 100k/s. One trafgen process on the shared 2-core machine
+// (with tcpreplay this test reported 32-52k/s) makes what it can beside the server, iperf3 and
+// the others' tests (measured: 90-296k/s, iperf3 at 0.40-0.76 of its rate without it); the
+// output states the rate reached and that ratio, and below 20k/s the test fails.
+const MIN_FLOOD_PPS = 20_000;
 
 /** iperf3 -J from client1 to the server's tunnel address for `sec` seconds: bits/s received. */
 async function iperf(lab: Lab, sec: number): Promise<number> {
@@ -416,29 +419,25 @@ t.test('a flood of record-shaped datagrams from spoofed sources during a transfe
     await exited(dump, 5000);
     const hdr = udpDatagrams(fs.readFileSync(pcap)).datagrams[0].payload;
     const epoch = hdr.readUInt16BE(3), seq = hdr.readUIntBE(5, 6);
-    const file = path.join(f.dir, 'records.pcap');
-    fs.writeFileSync(file, spoofedPcap({ to: { host: ADDR.server, port: 1194 }, sources: SPOOFED, count: 20_000, kinds: ['records'],
-      record: { epoch, seq: seq + 300_000, spread: 700_000 }, dstMac: await mac(lab, 'server', 'eth0'), srcMac: await mac(lab, 'inet', 'to-server') }));
-    for (const net of SPOOFED) await must(lab, 'inet', ['ip', 'route', 'replace', 'blackhole', net]);
+    // trafgen makes each record's number (N+300,001 .. N+1,000,000 or so) and source at random.
+    const file = await spoofConfig(lab, f.dir, ['records'], { record: { epoch, seq: seq + 300_000, spread: 700_000 } });
 
     const st0 = await status(lab, f);
     const t0 = Date.now();
-    const flood = lab.exec('inet', ['tcpreplay', '-q', '-i', 'to-server', '--topspeed', '--preload-pcap', '--loop', '100000', '--duration', '8', file],
-      { timeoutMs: 60_000 });
+    const flood = trafgenFlood(lab, file, 8);
+    flood.catch(() => undefined); // (awaited below)
     await statusUntil(lab, f, (s) => s.drops.move_budget > st0.drops.move_budget, 5000);
     const flooded = await iperf(lab, 5);
     const r = await flood;
     const st = await status(lab, f);
     const sec = (Date.now() - t0) / 1000;
-    const out = r.stdout + r.stderr;
-    const pps = Math.round(Number(/Rated:.*?([\d.]+) pps/.exec(out)?.[1] ?? NaN)), sent = Number(/Successful packets:\s+(\d+)/.exec(out)?.[1] ?? NaN);
-    t.equal(r.code, 0, `tcpreplay sent ${sent} spoofed records at ${pps}/s`);
     const trials = st.roaming.trials - st0.roaming.trials, budget = st.drops.move_budget - st0.drops.move_budget;
     const refused = st.drops.move_refused - st0.drops.move_refused;
-    t.comment(`flood: ${sent} at ${pps}/s over ${sec.toFixed(1)} s; trials ${trials}, move_refused ${refused}, move_budget ${budget}; ` +
-      `iperf3 ${(clean / 1e6).toFixed(0)} Mbit/s clean, ${(flooded / 1e6).toFixed(0)} Mbit/s flooded`);
+    t.comment(`flood: trafgen sent ${r.packets} spoofed records at ${r.pps}/s over ${r.seconds} s; trials ${trials}, move_refused ${refused}, move_budget ${budget}; ` +
+      `iperf3 ${(clean / 1e6).toFixed(0)} Mbit/s clean, ${(flooded / 1e6).toFixed(0)} Mbit/s flooded: ratio ${(flooded / clean).toFixed(2)}`);
+    t.ok(r.pps >= MIN_FLOOD_PPS, `the flood reached ${r.pps}/s (at least ${MIN_FLOOD_PPS}/s)`);
     t.ok(flooded > 0, `the transfer completed under the flood: ${(flooded / 1e6).toFixed(1)} Mbit/s, ` +
-      `${((100 * flooded) / clean).toFixed(0)} % of the ${(clean / 1e6).toFixed(1)} Mbit/s without it (flood ${pps} datagrams/s)`);
+      `${((100 * flooded) / clean).toFixed(0)} % of the ${(clean / 1e6).toFixed(1)} Mbit/s without it (flood ${r.pps} datagrams/s)`);
     t.ok(trials > 0, `the flood's records were tried (${trials} trials, ${refused} refused)`);
     t.ok(trials <= TRIALS_PER_SEC * (sec + 1), `trials ${trials} within the budget: ${TRIALS_PER_SEC}/s x ${sec.toFixed(1)} s + a burst of ${TRIALS_PER_SEC}`);
     t.ok(budget > 0, `datagrams over the budget counted: move_budget ${budget}`);

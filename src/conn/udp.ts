@@ -103,6 +103,13 @@ export interface UdpOptions {
    * off by default, so that what tcpdump shows in the labs is one datagram per packet.
    */
   gso?: boolean;
+  /**
+   * The socket's receive and send buffers (default 4 MiB; the kernel doubles it). A server
+   * takes more: on a busy machine it is off the CPU for tens of milliseconds at a time, and
+   * under a flood of 100k datagrams a second a 4 MiB buffer then overflows, dropping its
+   * clients' datagrams with the flood's.
+   */
+  bufferBytes?: number;
 }
 
 export class UdpSocket {
@@ -111,7 +118,7 @@ export class UdpSocket {
   private closed = false;
 
   private constructor(readonly family: 4 | 6, opts: UdpOptions) {
-    this.s = new addon.Udp(family, BUFFER_BYTES, opts.gso ?? false);
+    this.s = new addon.Udp(family, opts.bufferBytes ?? BUFFER_BYTES, opts.gso ?? false);
     this.h = this.s.handle();
   }
 

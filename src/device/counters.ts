@@ -19,6 +19,7 @@ export const DROP_REASONS = [
   'handshake_limit', // a handshake not started or a step dropped: too many in progress from its source, or in all
   'not_answered', // an unauthenticated sender not answered: the answer would be larger than what it sent, or over the rate
   'move_budget', // a record from an unknown address not tried: over the trial budget (--move-trials-per-sec)
+  'bad_cookie', // a ClientHello whose cookie is not ours (forged, stale, another sender's) and not answered: over the answer rate
   'bad_ethernet', // --dev tap: a DATA frame that is no usable Ethernet frame (short, a group or zero source MAC)
   'spoofed_mac', // --dev tap: a frame from a source MAC the client does not hold (over --mac-limit, or another client's)
   'broadcast_limit', // --dev tap: a broadcast/multicast frame over the client's rate (--broadcast-per-sec)

@@ -69,8 +69,12 @@ export class HashedBuckets {
  */
 export function sourceHash(addrs: Buffer, i: number): number {
   const o = 16 * i;
-  const v4 = addrs.readUInt32BE(o) === 0 && addrs.readUInt32BE(o + 4) === 0 && addrs.readUInt32BE(o + 8) === 0xffff;
-  if (v4) return addrs.readUInt32BE(o + 12);
+  // (Byte reads: this runs for every datagram of a flood, and readUInt32BE checks bounds.)
+  let zero = 0;
+  for (let k = 0; k < 10; k++) zero |= addrs[o + k];
+  if (zero === 0 && addrs[o + 10] === 0xff && addrs[o + 11] === 0xff) {
+    return ((addrs[o + 12] << 24) | (addrs[o + 13] << 16) | (addrs[o + 14] << 8) | addrs[o + 15]) >>> 0;
+  }
   // FNV-1a over the /64.
   let h = 0x811c9dc5;
   for (let k = 0; k < 8; k++) h = Math.imul(h ^ addrs[o + k], 0x01000193) >>> 0;
@@ -87,7 +91,8 @@ export class LogLimiter {
 
   constructor(private readonly log: Logger, private readonly perWindow = 5, private readonly windowMs = 10_000) {}
 
-  warn(reason: string, now: number, msg: string, fields?: Record<string, unknown>): void {
+  /** `msg` may be a function: then the line is only made when it is written. */
+  warn(reason: string, now: number, msg: string | (() => string), fields?: Record<string, unknown>): void {
     let w = this.windows.get(reason);
     if (w !== undefined && now - w.start >= this.windowMs) {
       this.summary(reason, w);
@@ -99,7 +104,7 @@ export class LogLimiter {
     }
     if (w.written < this.perWindow) {
       w.written++;
-      this.log.warn(msg, fields);
+      this.log.warn(typeof msg === 'string' ? msg : msg(), fields);
     } else {
       w.suppressed++;
     }

@@ -30,7 +30,12 @@ export interface DtlsContextOptions {
   ciphers?: string;
   /** First retransmission timeout of a handshake flight (doubles on each loss); default 1000. */
   retransmitMs?: number;
+  /** Server: the first cookie secret (tests); by default a random one. */
+  cookieSecret?: Buffer;
 }
+
+/** checkCookie(): a good cookie, none, one not ours (forged, stale, another sender's), or not a whole ClientHello. */
+export const enum CookieCheck { GOOD = 1, NONE = 0, BAD = -1, NOT_A_HELLO = -2 }
 
 export class DtlsContext {
   readonly role: 'server' | 'client';
@@ -53,6 +58,7 @@ export class DtlsContext {
       keylog: this.keylogFile !== null,
       ciphers: opts.ciphers,
       retransmitMs: opts.retransmitMs,
+      ...(opts.cookieSecret ? { cookieSecret: opts.cookieSecret } : {}),
     });
     if (this.keylogFile) {
       log.warn('KEY LOG IS ON: session secrets are written to a file; anyone with it and a capture can read the traffic', { file: this.keylogFile });
@@ -86,7 +92,7 @@ export class DtlsContext {
    * ClientHello without a valid cookie with a HelloVerifyRequest (returned as datagrams to
    * send) and keeps no state; a ClientHello with a valid cookie becomes a connection.
    */
-  listen(datagram: Buffer, peerKey: string, handshakeNow = true): { conn: DtlsConnection } | { reply: Buffer[] } | null {
+  listen(datagram: Buffer, peerKey: string | Uint8Array, handshakeNow = true): { conn: DtlsConnection } | { reply: Buffer[] } | null {
     const r = this.ctx.listen(datagram, peerKey);
     if (r === null) return null;
     if (Array.isArray(r)) return { reply: r };
@@ -95,6 +101,15 @@ export class DtlsContext {
     // handshake work passes false and calls handshake() when the step's turn comes.)
     if (handshakeNow) conn.handshake();
     return { conn };
+  }
+
+  /**
+   * Server side, before listen(): the cookie of the ClientHello at buf[offset, offset+length),
+   * checked against our own (an HMAC of `peerKey`, as listen() makes them), without OpenSSL
+   * parsing the ClientHello: a flood of forged cookies costs one HMAC each.
+   */
+  checkCookie(buf: Uint8Array, offset: number, length: number, peerKey: Uint8Array): CookieCheck {
+    return this.ctx.checkCookie(buf, offset, length, peerKey) as CookieCheck;
   }
 
   /** Server side: a new cookie secret (the previous one is still accepted until the next call). */

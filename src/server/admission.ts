@@ -15,8 +15,8 @@
 // The move rule (roaming) is here too: a record from an unknown address may be a known
 // client's that moved.
 import { PacketBatch } from '../batch';
-import { Peer, UdpSocket } from '../conn/udp';
-import { DtlsContext } from '../dtls/dtls';
+import { Peer, UdpBatch, UdpSocket } from '../conn/udp';
+import { CookieCheck, DtlsContext } from '../dtls/dtls';
 import { AuthorizedClients } from '../device/authz';
 import { Counters } from '../device/counters';
 import { Pool6ExhaustedError, PoolExhaustedError } from '../device/pool';
@@ -36,9 +36,14 @@ const MAX_HANDSHAKING = 2048;
 const HANDSHAKES_PER_TURN = 2;
 /** Handshake datagrams waiting per source at most; beyond that they are dropped (DTLS retransmits). */
 const QUEUE_PER_SOURCE = 16;
-/** Answers to unauthenticated senders: per source, and in all, per second. */
-const ANSWERS_PER_SOURCE = 20;
-const ANSWERS_IN_ALL = 20_000;
+/**
+ * Answers to unauthenticated senders: per source (a burst of twice that), and in all, per
+ * second. A client needs one answer per handshake (its HelloVerifyRequest), so a few a second
+ * serve a NAT full of them. Each answer costs a DTLSv1_listen and a send (under a spoofed
+ * flood, they were a third of the server's time at 20 a source): the rate bounds that cost.
+ */
+const ANSWERS_PER_SOURCE = 5;
+const ANSWERS_IN_ALL = 5_000;
 
 /** Sessions a record from an unknown address is tried on at most (nearest sequence number first). */
 const MOVE_CANDIDATES = 8;
@@ -84,7 +89,7 @@ export class Admission {
   private scheduled = false;
   /** Handshakes in progress per source (sessions not yet up); a source's entry goes with its last. */
   private readonly handshaking = new Map<number, number>();
-  private readonly answersPerSource = new HashedBuckets(ANSWERS_PER_SOURCE, ANSWERS_PER_SOURCE);
+  private readonly answersPerSource = new HashedBuckets(ANSWERS_PER_SOURCE, 2 * ANSWERS_PER_SOURCE);
   private readonly answersInAll = new TokenBucket(ANSWERS_IN_ALL);
   /** Log lines that senders can cause, limited per reason. */
   readonly logs = new LogLimiter(log);
@@ -98,6 +103,9 @@ export class Admission {
   readonly unauthenticated = { rxBytes: 0, txBytes: 0 };
   /** A queued datagram as packet 0 of a batch, which is what channels take. */
   private readonly oneIn = new PacketBatch(1, SLOT);
+  /** The cookie input of the datagram at hand (cookieKey). */
+  private readonly keyBuf = Buffer.alloc(18);
+  private readonly serverRequiresDtls = encodeClose('server requires DTLS');
 
   constructor(
     private readonly host: AdmissionHost,
@@ -163,40 +171,38 @@ export class Admission {
    * Datagram i of `rx`, from a sender without an open session: a new peer, or a session still
    * handshaking (`s`). The stateless part runs now; state-making steps wait in the queue.
    */
-  admit(rx: PacketBatch & { addrs: Buffer; peer(i: number): Peer }, i: number, s: Session | undefined, now: number): void {
-    const len = rx.lens[i];
+  admit(rx: UdpBatch, i: number, s: Session | undefined, now: number): void {
+    const buf = rx.buf, off = rx.offs[i], len = rx.lens[i];
     const src = sourceHash(rx.addrs, i);
     if (s !== undefined) { // a handshake in progress: its next step
       this.enqueue(src, { msg: Buffer.from(rx.packet(i)), session: s }, now);
       return;
     }
     this.unauthenticated.rxBytes += len;
-    const msg = rx.packet(i); // (a view: copied only if it is kept)
-    if (this.dtls === null) { this.newPlaintextPeer(Buffer.from(msg), rx.peer(i), src, now); return; }
-    if (looksLikeFrame(msg)) {
-      this.counters.inc('mismatch_plaintext');
-      const peer = rx.peer(i);
-      this.logs.warn('mode mismatch', now, `mode mismatch from ${peer.text}: a plaintext tunnel packet arrived, but this server requires DTLS (is the client running --insecure-plaintext?)`);
-      // Tell a plaintext client why.
-      if (frameType(msg) === FrameType.CONTROL) this.answer([encodeClose('server requires DTLS')], len, peer, src, now);
-      return;
-    }
-    if (!looksLikeDtls(msg) || msg[0] !== DTLS_HANDSHAKE) { this.counters.inc('garbage'); return; }
+    if (this.dtls === null) { this.newPlaintextPeer(Buffer.from(rx.packet(i)), rx.peer(i), src, now); return; }
+    // From here on nothing is allocated for a datagram that earns no answer: a flood from
+    // random sources must cost reads of its bytes, not objects.
+    if (looksLikeFrame(buf, off, len)) { this.plaintextAtDtls(rx, i, src, now); return; }
+    if (!looksLikeDtls(buf, off, len) || buf[off] !== DTLS_HANDSHAKE) { this.counters.inc('garbage'); return; }
     const busy = this.handshaking.get(src) ?? 0;
     if (busy >= this.perSource || this.sessions.size - this.sessions.router.size >= MAX_HANDSHAKING) {
       this.counters.inc('handshake_limit');
       return;
     }
-    // A ClientHello without a cookie can only earn a HelloVerifyRequest: when that answer would
-    // not be sent anyway (its source, or all, over the answer rate), it is not made either. A
-    // flood of them then costs a few byte reads each, not OpenSSL's parse and HMAC.
-    if (helloCookieLength(msg) === 0 && !(this.answersPerSource.ready(src, now) && this.answersInAll.ready(now))) {
-      this.counters.inc('not_answered');
+    // Our own cookie check first (native, one HMAC): only a ClientHello with a good cookie
+    // reaches OpenSSL's parse; one without, or with a bad one (RFC 6347 4.2.1: treated as
+    // none), can only earn a HelloVerifyRequest, which is made only if it will be sent.
+    // (Most of a flood carries no cookie: told apart here, without a call into native code.)
+    const key = this.cookieKey(rx, i);
+    const cookie = helloCookieLength(buf, off, len) === 0 ? CookieCheck.NONE : this.dtls.checkCookie(buf, off, len, key);
+    if (cookie === CookieCheck.NOT_A_HELLO) { this.counters.inc('garbage'); return; } // (DTLSv1_listen drops it too)
+    if (cookie !== CookieCheck.GOOD && !(this.answersPerSource.ready(src, now) && this.answersInAll.ready(now))) {
+      this.counters.inc(cookie === CookieCheck.BAD ? 'bad_cookie' : 'not_answered');
       return;
     }
-    const peer = rx.peer(i);
-    const r = this.dtls.listen(msg, peer.text, false);
+    const r = this.dtls.listen(rx.packet(i), key, false);
     if (r === null) { this.counters.inc('garbage'); return; }
+    const peer = rx.peer(i);
     if ('reply' in r) { this.answer(r.reply, len, peer, src, now); return; }
     // The cookie was good: the peer owns its address, and has state from here on: a session,
     // whose first step (the server's flight, with a signature) waits its turn.
@@ -205,6 +211,30 @@ export class Admission {
     this.handshaking.set(src, busy + 1);
     log.debug('handshake started', { remote: peer.text });
     this.enqueue(src, { msg: null, session }, now);
+  }
+
+  /**
+   * The input of datagram i's cookie: its sender's address (16 bytes) and port, in one buffer
+   * reused for every datagram. The same bytes go to listen(), which makes the cookies.
+   */
+  private cookieKey(rx: UdpBatch, i: number): Buffer {
+    const k = this.keyBuf, a = rx.addrs, o = 16 * i;
+    for (let j = 0; j < 16; j++) k[j] = a[o + j]; // (Buffer.copy costs more than this for 16 bytes)
+    const port = rx.ports[i];
+    k[16] = port >>> 8;
+    k[17] = port & 0xff;
+    return k;
+  }
+
+  /** A plaintext frame at a DTLS server: counted, logged (limited), a CONTROL frame told why. */
+  private plaintextAtDtls(rx: UdpBatch, i: number, src: number, now: number): void {
+    this.counters.inc('mismatch_plaintext');
+    const text = () => `mode mismatch from ${rx.peer(i).text}: a plaintext tunnel packet arrived, but this server requires DTLS (is the client running --insecure-plaintext?)`;
+    this.logs.warn('mode mismatch', now, text);
+    // Tell a plaintext client why (if the answer may go: no object made for one that may not).
+    if (frameType(rx.buf, rx.offs[i], rx.lens[i]) !== FrameType.CONTROL) return;
+    if (this.answersPerSource.ready(src, now) && this.answersInAll.ready(now)) this.answer([this.serverRequiresDtls], rx.lens[i], rx.peer(i), src, now);
+    else this.counters.inc('not_answered');
   }
 
   /** A session left the handshake (up, or ended): its source may start another. */
@@ -333,12 +363,13 @@ export class Admission {
 }
 
 /**
- * The cookie length of a DTLS ClientHello record (record header 13 bytes, handshake header 12,
- * client_version 2, random 32, session_id 1 + n, then the cookie's length byte), or -1 when the
- * datagram is not the start of a ClientHello.
+ * The cookie length of the DTLS ClientHello record at buf[off, off+len) (record header 13
+ * bytes, handshake header 12, client_version 2, random 32, session_id 1 + n, then the cookie's
+ * length byte), or -1 when it is not the start of a ClientHello. A first look only: the
+ * native checkCookie reads the record in full.
  */
-export function helloCookieLength(d: Buffer): number {
-  if (d.length < 60 || d[13] !== 1 || d[19] !== 0 || d[20] !== 0 || d[21] !== 0) return -1; // (type 1, fragment offset 0)
-  const at = 60 + d[59];
-  return at < d.length ? d[at] : -1;
+export function helloCookieLength(buf: Buffer, off: number, len: number): number {
+  if (len < 61 || buf[off + 13] !== 1 || buf[off + 19] !== 0 || buf[off + 20] !== 0 || buf[off + 21] !== 0) return -1; // (type 1, fragment offset 0)
+  const at = 60 + buf[off + 59];
+  return at < len ? buf[off + at] : -1;
 }
