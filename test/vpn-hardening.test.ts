@@ -172,10 +172,13 @@ t.test('one address floods at its max rate: a new client is up within 1 s, estab
 // its 16 MiB socket buffer, and bob lost no ping
 // (with 4 MiB: 4-11 %; before the native cookie check and the lower answer rate, 27-46 % at
 // 30-77k/s). The figures are asserted at the rate reached, which the output states; below
-// 20k/s the flood is too weak to show anything and the test fails.
+// 20k/s the flood is too weak to show anything and the test fails. It is paced at 130k/s
+// (108k/s without a cookie, 22k/s forged: the issue's rates), not top speed, so that a quiet
+// machine, where one trafgen makes 300k/s and more, tests the asked rate, not another one.
 const MIN_FLOOD_PPS = 20_000;
+const FLOOD_PPS = 130_000;
 
-t.test('spoofed ClientHellos at line rate (no cookie, forged cookies): a new client is up within 5 s, established pings lose < 1 %', { timeout: 180_000 }, async (t) => {
+t.test('spoofed ClientHellos at 130k/s (no cookie, forged cookies): a new client is up within 5 s, established pings lose < 1 %', { timeout: 180_000 }, async (t) => {
   const f = await vpnFixture(['alice', 'bob']);
   t.teardown(f.cleanup);
   await withLab({ prefix: uniquePrefix('fl2'), clients: 2 }, async (lab) => {
@@ -186,7 +189,7 @@ t.test('spoofed ClientHellos at line rate (no cookie, forged cookies): a new cli
     const snmp = async () => /Udp: (\d+) \d+ \d+ \d+ (\d+)/.exec((await lab.exec('server', ['cat', '/proc/net/snmp'])).stdout.split('\n').filter((l) => l.startsWith('Udp:'))[1])!;
     const s0 = await snmp();
     const ping = await startPing(lab, 'client2', 12 * 20); // 12 s: the flood's 10 and some on either side
-    const flooding = trafgenFlood(lab, file, 10);
+    const flooding = trafgenFlood(lab, file, 10, FLOOD_PPS);
     flooding.catch(() => undefined); // (awaited below)
     await until('the spoofed flood to arrive', () => status(f), (s) => s.unauthenticated.rxBytes > 10_000_000, 10_000);
     const alice = await timeToUp(lab, f, 1, 'alice');
