@@ -37,7 +37,7 @@ class Args {
   // A number in [lo, hi] (not NaN), or with `integer` an integer in it. (Runs several times
   // per datagram: the check inline, the message out of line. A double of 2^53 or more is
   // whole; below, the cast to int64_t and back says whether it is, without a call to floor.)
-  bool Number(Napi::Value v, const char* name, double lo, double hi, double* out, bool integer = false) {
+  [[gnu::always_inline]] bool Number(Napi::Value v, const char* name, double lo, double hi, double* out, bool integer = false) {
     double d = 0;
     if (napi_get_value_double(env_, v, &d) != napi_ok) return TypeFail(name, "a number", v);
     if (!(d >= lo && d <= hi) || (integer && std::fabs(d) < 9007199254740992.0 && static_cast<double>(static_cast<int64_t>(d)) != d)) {
@@ -47,7 +47,7 @@ class Args {
     return true;
   }
   template <class T>
-  bool Int(Napi::Value v, const char* name, double lo, double hi, T* out) {
+  [[gnu::always_inline]] bool Int(Napi::Value v, const char* name, double lo, double hi, T* out) {
     double d = 0;
     if (!Number(v, name, lo, hi, &d, true)) return false;
     *out = static_cast<T>(d);
