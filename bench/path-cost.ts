@@ -15,8 +15,17 @@
 // an older commit after `bash scripts/deps.sh test`) runs twice under callgrind: with N and
 // with 3N packets each way (`--packets N`) after the same warm-up. The difference of the two
 // totals over the 2N packets is the cost of one packet each way: start-up, key and record
-// making, handshake, JIT warm-up and whatever happens once after the measured packets cancel out. Inside a network namespace of its own (unshare -n: nothing to clean up, no name
-// to collide with); the server runs as in production (its TUN, its UDP socket, its init script).
+// making, handshake, JIT warm-up and whatever happens once after the measured packets cancel
+// out. Inside a network namespace of its own (unshare -n: nothing to clean up, no name to
+// collide with); the server runs as in production (its TUN, its UDP socket, its init script).
+//
+// What made earlier counts wrong: copying into the batches in the measured part (they are on
+// SharedArrayBuffers in newer builds, which V8 copies into with relaxed atomic moves, several
+// times memcpy's cost; the server's reader fills them in the kernel), so every record is
+// copied in before; V8 inlining the server's callbacks into an optimized driver (the driver is
+// kept unoptimized: in the server each callback is its own optimized root); V8's random hash
+// seed, whose making costs a varying count (fixed); code compiled, flushed or deoptimized inside
+// the window (a warm-up in both batch sizes, no flushing, a full collection before).
 //
 //   npm run bench:cost -- [--baseline DIR] [--packets N] [--warmup N] [--batch N[,N]] [--size BYTES] [--json FILE]
 import { execFileSync, spawnSync } from 'child_process';
@@ -95,6 +104,7 @@ function ipPacket(size: number, src: number[], dst: number[]): Buffer {
 }
 
 async function child(c: NonNullable<Options['child']>, o: Options): Promise<void> {
+  if (!c.pki) throw new Error('--child needs --child-pki DIR (the parent makes one)');
   const req = (m: string): Mod => require(path.join(c.build, 'dist', 'src', m));
   const { parseServerArgs } = req('config');
   const { VpnServer } = req('server/server');
@@ -188,10 +198,9 @@ async function child(c: NonNullable<Options['child']>, o: Options): Promise<void
     const down = ipPacket(o.size, SINK, clientAddr);
     // (In the last slots: a TUN read after a write of a small batch, latency.ts, fills the first ones.)
     const slot = (k: number): number => (tunRx.capacity - 1 - k) * tunRx.slotSize + 8;
-    for (let k = 0; k < c.batch; k++) down.copy(tunRx.buf, slot(k));
     const now = Math.floor(performance.now());
-    // One batch each way. (A function of its own, called once per batch, so that V8 optimizes
-    // it early and alike for every build: the driver's own share of each count stays small.)
+    // One batch each way. Never optimized (below): V8 would inline the server's callbacks into
+    // it, which is not how they run in the server, where each is its own optimized root.
     const batch = (next: number, b: number): void => {
       for (let k = 0; k < b; k++) {
         rx.offs[k] = recOff[next + k];
@@ -206,7 +215,9 @@ async function child(c: NonNullable<Options['child']>, o: Options): Promise<void
       tunRx.count = b;
       server.onTunBatch(tunRx, now);
     };
+    neverOptimize(batch);
     const run = (count: number, next: number, size = c.batch): number => {
+      for (let k = 0; k < size; k++) down.copy(tunRx.buf, slot(k)); // (again: a TUN read may have landed there)
       for (let done = 0; done < count; done += size) {
         const b = Math.min(size, count - done);
         batch(next, b);
@@ -221,7 +232,7 @@ async function child(c: NonNullable<Options['child']>, o: Options): Promise<void
     let next = run(o.warmup, run(o.warmup, 0, 1));
     // A full collection now, in every run: the heap is then the same when the measured part
     // starts, and a collection in it is one that part's own allocations caused. (Without, a
-    // collection the setup had made due falls in or out of the window by chance: +-5,000 a packet.)
+    // collection the setup had made due falls in or out of the window by chance.)
     const gc = (globalThis as { gc?: () => void }).gc;
     if (gc) { gc(); gc(); }
     if (process.env.MINIVPN_COST_TRACE) process.stderr.write('[cost] warm-up done\n'); // (with --trace-opt: what was still compiled after)
@@ -237,6 +248,15 @@ async function child(c: NonNullable<Options['child']>, o: Options): Promise<void
     fs.rmSync(dir, { recursive: true, force: true });
   }
   process.exit(0);
+}
+
+/** %NeverOptimizeFunction (the child runs with --allow-natives-syntax; without it, nothing). */
+function neverOptimize(f: (...args: never[]) => unknown): void {
+  try {
+    new Function('f', '%NeverOptimizeFunction(f)')(f);
+  } catch {
+    // (not under the parent's flags: the driver is then optimized too)
+  }
 }
 
 async function waitFor(cond: () => boolean, what: string): Promise<void> {
@@ -255,12 +275,20 @@ function withTimeout<T>(p: Promise<T>, what: string): Promise<T> {
 
 interface Run { instructions: number; result: Record<string, unknown> }
 
+/**
+ * Node's flags for a counted run: V8's compiler on the main thread (no background threads to
+ * interleave), gc() for the driver, a fixed hash seed (the random one costs a varying number of
+ * instructions to make), no flushing of code that V8 finds idle during a collection (a flush in
+ * the measured part brings a recompile into the count), and the driver kept unoptimized.
+ */
+const CHILD_FLAGS = ['--single-threaded', '--expose-gc', '--hash-seed=1', '--random-seed=1', '--no-flush-bytecode', '--no-flush-baseline-code', '--allow-natives-syntax'];
+
 /** One child under callgrind in a namespace of its own; its total instruction count. */
 function counted(build: string, packets: number, batch: number, pki: string, o: Options): Run {
   const out = path.join(os.tmpdir(), `minivpn-cost-${process.pid}-${Date.now()}.callgrind`);
   const args = [
     '-n', 'valgrind', '--tool=callgrind', `--callgrind-out-file=${out}`, '--quiet',
-    process.execPath, '--single-threaded', '--expose-gc', __filename, '--child', build, '--child-packets', String(packets), '--child-batch', String(batch),
+    process.execPath, ...CHILD_FLAGS, __filename, '--child', build, '--child-packets', String(packets), '--child-batch', String(batch),
     '--child-pki', pki,
     '--warmup', String(o.warmup), '--packets', String(o.packets), '--size', String(o.size),
   ];
