@@ -273,7 +273,18 @@ function withTimeout<T>(p: Promise<T>, what: string): Promise<T> {
 
 // ---- the parent: callgrind runs and the arithmetic ---------------------------------------
 
-interface Run { instructions: number; result: Record<string, unknown> }
+interface Run { instructions: number; compiling: number; result: Record<string, unknown> }
+
+/** Instructions spent in V8's optimizing compiler (callgrind_annotate, per function). */
+function compilingIn(file: string): number {
+  const r = spawnSync('callgrind_annotate', ['--inclusive=no', '--threshold=100', file], { encoding: 'utf8', maxBuffer: 256 << 20 });
+  let n = 0;
+  for (const line of (r.stdout ?? '').split('\n')) {
+    const m = /^\s*([\d,]+) .*v8::internal::compiler::/.exec(line);
+    if (m) n += Number(m[1].replace(/,/g, ''));
+  }
+  return n;
+}
 
 /**
  * Node's flags for a counted run: V8's compiler on the main thread (no background threads to
@@ -299,14 +310,14 @@ function counted(build: string, packets: number, batch: number, pki: string, o: 
     if (!line) throw new Error(`the run of ${build} printed no result: ${r.stdout.slice(-500)}`);
     const summary = /^summary:\s+(\d+)/m.exec(fs.readFileSync(out, 'utf8'));
     if (!summary) throw new Error(`no summary line in ${out}`);
-    return { instructions: Number(summary[1]), result: JSON.parse(line).result };
+    return { instructions: Number(summary[1]), compiling: compilingIn(out), result: JSON.parse(line).result };
   } finally {
     fs.rmSync(out, { force: true });
   }
 }
 
 /** Instructions per packet each way: (run with 3N packets - run with N) / 2N. */
-function perPacket(build: string, batch: number, pki: string, o: Options): number {
+function perPacket(build: string, batch: number, pki: string, o: Options): { perPacket: number; compiling: number } {
   const runs = [o.packets, 3 * o.packets].map((n) => {
     const r = counted(build, n, batch, pki, o);
     const res = r.result as { records: number; rxPackets: number; txPackets: number };
@@ -315,9 +326,12 @@ function perPacket(build: string, batch: number, pki: string, o: Options): numbe
     if (res.records !== want || res.rxPackets !== want || res.txPackets !== want) {
       throw new Error(`the run of ${build} with ${n} packets moved ${res.rxPackets} up and ${res.txPackets} down, not ${want}`);
     }
-    return r.instructions;
+    return r;
   });
-  return (runs[1] - runs[0]) / (2 * o.packets);
+  return {
+    perPacket: (runs[1].instructions - runs[0].instructions) / (2 * o.packets),
+    compiling: (runs[1].compiling - runs[0].compiling) / (2 * o.packets),
+  };
 }
 
 async function main(): Promise<void> {
@@ -337,12 +351,16 @@ async function main(): Promise<void> {
 
 async function measure(builds: string[], pki: string, o: Options): Promise<void> {
   console.log(`[cost] instructions per packet (one each way), server data path; ${o.packets} packets after 2 x ${o.warmup} of warm-up, ${o.size}-byte IP packets`);
-  const rows: Array<{ build: string; batch: number; perPacket: number }> = [];
+  const rows: Array<{ build: string; batch: number; perPacket: number; compiling: number }> = [];
   for (const batch of o.batches) {
     for (const build of builds) {
-      const n = perPacket(build, batch, pki, o);
-      rows.push({ build, batch, perPacket: n });
-      console.log(`[cost] batch ${batch}: ${build === THIS_BUILD ? 'this build' : build}: ${Math.round(n)} instructions per packet`);
+      const { perPacket: n, compiling } = perPacket(build, batch, pki, o);
+      rows.push({ build, batch, perPacket: n, compiling });
+      console.log(`[cost] batch ${batch}: ${build === THIS_BUILD ? 'this build' : build}: ${Math.round(n)} instructions per packet` +
+        ` (of them ${Math.round(compiling)} in V8's compiler)`);
+      // The compiler at work inside the window: code still being optimized (or again, after a
+      // deoptimization); the figure is then not the steady state's.
+      if (Math.abs(compiling) > 0.01 * n) console.log(`[cost] warning: more than 1 % of that is compiling; a longer --warmup may settle it`);
     }
     if (o.baseline) {
       const [a, b] = rows.slice(-2);
