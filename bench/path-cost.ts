@@ -103,15 +103,58 @@ function ipPacket(size: number, src: number[], dst: number[]): Buffer {
   return p;
 }
 
+/** The client: a DTLS connection of the build under test over a plain UDP socket, up to the server's config. */
+async function connectClient(req: (m: string) => Mod, pki: string): Promise<{ conn: Mod; sock: dgram.Socket; clientPort: number; address: string }> {
+  const { DtlsContext } = req('dtls/dtls');
+  const { PacketBatch } = req('batch');
+  const { decodeControl, encodeControlFrame } = req('wire/control');
+  const { FrameType } = req('wire/frame');
+  const ctx = DtlsContext.fromFiles({ role: 'client', caFile: `${pki}/ca.crt`, certFile: `${pki}/clients/bench.crt`, keyFile: `${pki}/clients/bench.key`, mtu: 1400 });
+  const conn = ctx.connect('server.minivpn.test');
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  const clientPort = sock.address().port;
+  const send = (d: Buffer): void => { sock.send(d, 11940, '127.0.0.1'); };
+  const inb = new PacketBatch(1, 2048);
+  const opened = new PacketBatch(64, 2048);
+  let configured: (address: string) => void;
+  const up = new Promise<string>((r) => (configured = r));
+  sock.on('message', (m: Buffer) => {
+    inb.clear();
+    inb.push(m);
+    opened.clear();
+    conn.openSlot(inb, 0, opened);
+    for (const d of conn.takeOutput() ?? []) send(d);
+    for (let k = 0; k < opened.count; k++) {
+      const f = opened.packet(k);
+      if (f[0] !== FrameType.CONTROL) continue;
+      const msg = decodeControl(f.subarray(1));
+      if (msg.type === 'config') configured(msg.address);
+    }
+  });
+  conn.handshake();
+  for (const d of conn.takeOutput() ?? []) send(d);
+  await waitFor(() => conn.state === 'open', 'the DTLS handshake');
+  const hello = new PacketBatch(1, 2048);
+  hello.push(encodeControlFrame({ type: 'hello', v: 1 }));
+  const sealedHello = new PacketBatch(1, 2048);
+  conn.seal(hello, 1, sealedHello);
+  send(sealedHello.packet(0));
+  const address = await withTimeout(up, 'the config');
+  return { conn, sock, clientPort, address };
+}
+
+/**
+ * One counted run: the server, its client, the records, then the measured loop. (Over 60
+ * lines: one straight script whose closures share the batches; split, it would hand them all on.)
+ */
 async function child(c: NonNullable<Options['child']>, o: Options): Promise<void> {
   if (!c.pki) throw new Error('--child needs --child-pki DIR (the parent makes one)');
   const req = (m: string): Mod => require(path.join(c.build, 'dist', 'src', m));
   const { parseServerArgs } = req('config');
   const { VpnServer } = req('server/server');
-  const { DtlsContext } = req('dtls/dtls');
   const { PacketBatch } = req('batch');
   const { UdpBatch } = req('conn/udp');
-  const { decodeControl, encodeControlFrame } = req('wire/control');
   const { FrameType } = req('wire/frame');
   req('log').setLevel('warn');
 
@@ -130,39 +173,7 @@ async function child(c: NonNullable<Options['child']>, o: Options): Promise<void
     await server.start();
     sh('ip', ['route', 'add', 'blackhole', `${SINK.join('.')}/32`]);
 
-    // The client: a DTLS connection of the same build over a plain UDP socket.
-    const ctx = DtlsContext.fromFiles({ role: 'client', caFile: `${pki}/ca.crt`, certFile: `${pki}/clients/bench.crt`, keyFile: `${pki}/clients/bench.key`, mtu: 1400 });
-    const conn = ctx.connect('server.minivpn.test');
-    const sock = dgram.createSocket('udp4');
-    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
-    const clientPort = sock.address().port;
-    const send = (d: Buffer): void => { sock.send(d, 11940, '127.0.0.1'); };
-    const inb = new PacketBatch(1, 2048);
-    const opened = new PacketBatch(64, 2048);
-    let configured: (address: string) => void;
-    const up = new Promise<string>((r) => (configured = r));
-    sock.on('message', (m: Buffer) => {
-      inb.clear();
-      inb.push(m);
-      opened.clear();
-      conn.openSlot(inb, 0, opened);
-      for (const d of conn.takeOutput() ?? []) send(d);
-      for (let k = 0; k < opened.count; k++) {
-        const f = opened.packet(k);
-        if (f[0] !== FrameType.CONTROL) continue;
-        const msg = decodeControl(f.subarray(1));
-        if (msg.type === 'config') configured(msg.address);
-      }
-    });
-    conn.handshake();
-    for (const d of conn.takeOutput() ?? []) send(d);
-    await waitFor(() => conn.state === 'open', 'the DTLS handshake');
-    const hello = new PacketBatch(1, 2048);
-    hello.push(encodeControlFrame({ type: 'hello', v: 1 }));
-    const sealedHello = new PacketBatch(1, 2048);
-    conn.seal(hello, 1, sealedHello);
-    send(sealedHello.packet(0));
-    const address = await withTimeout(up, 'the config');
+    const { conn, sock, clientPort, address } = await connectClient(req, pki);
     const clientAddr = address.split('.').map(Number);
 
     // Every record the run needs, sealed and put into the datagram batch before (the client's
