@@ -34,20 +34,21 @@ class Args {
  public:
   Args(const Napi::CallbackInfo& info, const char* fn) : env_(info.Env()), fn_(fn) {}
 
-  // A number in [lo, hi] (not NaN), or with `integer` an integer in it.
-  bool Number(Napi::Value v, const char* name, double lo, double hi, double* out, bool integer = false) {
-    double d;
+  // A number in [lo, hi] (not NaN), or with `integer` an integer in it. (Runs several times
+  // per datagram: the check inline, the message out of line. A double of 2^53 or more is
+  // whole; below, the cast to int64_t and back says whether it is, without a call to floor.)
+  [[gnu::always_inline]] bool Number(Napi::Value v, const char* name, double lo, double hi, double* out, bool integer = false) {
+    double d = 0;
     if (napi_get_value_double(env_, v, &d) != napi_ok) return TypeFail(name, "a number", v);
-    if (!(d >= lo && d <= hi) || (integer && std::floor(d) != d)) {
-      return RangeFail(std::string(name) + ": expected " + (integer ? "an integer" : "a number") + " from " + Text(lo) +
-                       " to " + Text(hi) + ", got " + Text(d));
+    if (!(d >= lo && d <= hi) || (integer && std::fabs(d) < 9007199254740992.0 && static_cast<double>(static_cast<int64_t>(d)) != d)) {
+      return NumberFail(name, lo, hi, d, integer);
     }
     *out = d;
     return true;
   }
   template <class T>
-  bool Int(Napi::Value v, const char* name, double lo, double hi, T* out) {
-    double d;
+  [[gnu::always_inline]] bool Int(Napi::Value v, const char* name, double lo, double hi, T* out) {
+    double d = 0;
     if (!Number(v, name, lo, hi, &d, true)) return false;
     *out = static_cast<T>(d);
     return true;
@@ -123,8 +124,12 @@ class Args {
     Napi::TypeError::New(env_, std::string(fn_) + ": " + what).ThrowAsJavaScriptException();
     return false;
   }
-  bool TypeFail(const char* name, const std::string& want, Napi::Value got) {
+  [[gnu::noinline]] bool TypeFail(const char* name, const std::string& want, Napi::Value got) {
     return TypeFail(std::string(name) + ": expected " + want + ", got " + Describe(got));
+  }
+  [[gnu::noinline]] bool NumberFail(const char* name, double lo, double hi, double d, bool integer) {
+    return RangeFail(std::string(name) + ": expected " + (integer ? "an integer" : "a number") + " from " + Text(lo) +
+                     " to " + Text(hi) + ", got " + Text(d));
   }
   bool RangeFail(const std::string& what) {
     Napi::RangeError::New(env_, std::string(fn_) + ": " + what).ThrowAsJavaScriptException();

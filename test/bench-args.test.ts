@@ -1,8 +1,9 @@
-// The benchmark CLIs' flags (bench/args.ts, shared by npm run bench and npm run bench:scale).
+// The benchmark CLIs' flags (bench/args.ts, shared by npm run bench, bench:scale, bench:roam and bench:cost).
 import t from 'tap';
 import { alternatingSummary, ipv6Line, parseArgs as vpnArgs, turnOrder } from '../bench/vpn';
 import { parseArgs as scaleArgs } from '../bench/scale';
 import { nextAddress, parseArgs as roamArgs } from '../bench/roam';
+import { parseArgs as costArgs } from '../bench/path-cost';
 import { wireguardMtu } from '../bench/wireguard';
 
 t.test('npm run bench: defaults and flags', async (t) => {
@@ -31,6 +32,17 @@ t.test('npm run bench:roam: defaults and flags, the addresses moved between', as
   t.equal(nextAddress('192.0.2.11'), '192.0.2.21');
   t.equal(nextAddress('192.0.2.21'), '192.0.2.31');
   t.equal(nextAddress('192.0.2.31'), '192.0.2.21');
+});
+
+t.test('npm run bench:cost: defaults and flags', async (t) => {
+  t.same(costArgs([]), { packets: 4000, warmup: 4000, batches: [64, 1], size: 1400 });
+  const o = costArgs(['--baseline', 'old', '--packets', '2000', '--warmup', '0', '--batch', '32', '--size', '100', '--json', 'c.json']);
+  t.match(o, { packets: 2000, warmup: 0, batches: [32], size: 100, json: 'c.json' });
+  t.ok(o.baseline?.endsWith('/old'), 'the baseline as an absolute path');
+  t.throws(() => costArgs(['--batch', '0,64']), /bad --batch: expected integers from 1 to 64/);
+  t.throws(() => costArgs(['--batch', 'x']), /bad --batch/);
+  t.throws(() => costArgs(['--size', '20']), /bad --size "20": expected an integer from 64 to 1400/);
+  t.throws(() => costArgs(['--child-packets', '5']), /unknown option "--child-packets"/, 'the child options only after --child');
 });
 
 t.test('npm run bench: the systems pinged in turn', async (t) => {

@@ -17,7 +17,7 @@
 import { BatchView, PacketBatch } from '../batch';
 import { Counters } from '../device/counters';
 import { ConfigMsg, decodeControl, Dev, devMismatch, encodeControl, HelloMsg } from '../wire/control';
-import { appRecordEpoch, closeReason, DTLS_RECORD_HEADER_LEN, encodeFrame, frameType, FrameType, recordSeq } from '../wire/frame';
+import { appRecordEpoch, closeReason, DTLS_RECORD_HEADER_LEN, encodeFrame, frameType, FrameType, recordSeq, u16 } from '../wire/frame';
 import { Channel, FrameRange } from './channel';
 
 /** Why a session ended. The shells turn these into their own words. */
@@ -180,15 +180,10 @@ export class SessionCore {
   }
 
   private unframe(frames: FrameRange, datagrams: PacketBatch, i: number, wasOpen: boolean, now: number): boolean {
-    const pk = this.packets;
-    const ch = this.channel;
-    let work = false;
-    if (!wasOpen) {
-      work = true;
-      this.takeChannelOutput();
-      if (this.channelEnded()) return true;
-      if ((ch.state as string) === 'open') this.onOpen(now); // (the receive may have finished the handshake)
-    }
+    // (The rare cases are methods of their own, which keeps this one small enough for V8 to
+    // inline into the loop that calls it: the handshake's last datagram, frames other than DATA.)
+    if (!wasOpen && this.opened(now)) return true;
+    let work = !wasOpen;
     if (frames.count === frames.first) {
       return this.channelEnded() || work || !this.out.empty;
     }
@@ -196,7 +191,8 @@ export class SessionCore {
     this.probe = 0;
     this.rxBytes += datagrams.lens[i];
     // (Only a server moves sessions: a client keeps no record numbers.)
-    if (this.role === 'server' && ch.kind === 'dtls') this.noteRecord(datagrams.buf, datagrams.offs[i], datagrams.lens[i]);
+    if (this.role === 'server' && this.channel.kind === 'dtls') this.noteRecord(datagrams.buf, datagrams.offs[i], datagrams.lens[i]);
+    const pk = this.packets;
     const buf = frames.buf;
     pk.buf = buf;
     for (let k = frames.first; k < frames.count; k++) {
@@ -209,14 +205,27 @@ export class SessionCore {
         continue;
       }
       work = true;
-      if (type === FrameType.CONTROL) this.onControl(buf.subarray(off + 1, off + len), now);
-      else if (type === FrameType.KEEPALIVE) this.sendFrame(encodeFrame(FrameType.KEEPALIVE_REPLY), now);
-      else if (type === FrameType.CLOSE) this.end('peer-closed', closeReason(buf.subarray(off + 1, off + len)) || 'no reason given');
-      else if (type !== FrameType.KEEPALIVE_REPLY) this.counters.inc('garbage');
-      if (this.closed) { pk.count = 0; return true; }
+      if (this.onFrame(type, buf, off, len, now)) { pk.count = 0; return true; }
     }
     this.rxPackets += pk.count;
     return this.channelEnded() || work;
+  }
+
+  /** The channel was not open before this datagram: its output, and maybe its end or its opening. True when it ended. */
+  private opened(now: number): boolean {
+    this.takeChannelOutput();
+    if (this.channelEnded()) return true;
+    if (this.channel.state === 'open') this.onOpen(now); // (the receive may have finished the handshake)
+    return false;
+  }
+
+  /** A frame other than DATA (control path); true when it ended the session. */
+  private onFrame(type: number, buf: Buffer, off: number, len: number, now: number): boolean {
+    if (type === FrameType.CONTROL) this.onControl(buf.subarray(off + 1, off + len), now);
+    else if (type === FrameType.KEEPALIVE) this.sendFrame(encodeFrame(FrameType.KEEPALIVE_REPLY), now);
+    else if (type === FrameType.CLOSE) this.end('peer-closed', closeReason(buf.subarray(off + 1, off + len)) || 'no reason given');
+    else if (type !== FrameType.KEEPALIVE_REPLY) this.counters.inc('garbage');
+    return this.closed;
   }
 
   /** Remembers where the peer's record numbers are, for the move rule's candidate choice. */
@@ -224,7 +233,7 @@ export class SessionCore {
     const epoch = appRecordEpoch(buf, off, len);
     // A datagram of one record only: of several, which one authenticated is unknown, and a
     // forged record in front of a genuine one would set the numbers (found by test/fuzz.test.ts).
-    if (epoch < 0 || DTLS_RECORD_HEADER_LEN + buf.readUInt16BE(off + 11) !== len) return;
+    if (epoch < 0 || DTLS_RECORD_HEADER_LEN + u16(buf, off + 11) !== len) return;
     const seq = recordSeq(buf, off);
     if (epoch !== this.rxEpoch) { this.rxEpoch = epoch; this.rxSeq = seq; } else if (seq > this.rxSeq) this.rxSeq = seq;
   }

@@ -96,12 +96,20 @@ export function ipv4Protocol(buf: Buffer, off = 0): number {
 
 /** IPv4 source address as an unsigned 32-bit number. */
 export function ipv4Src(buf: Buffer, off = 0): number {
-  return buf.readUInt32BE(off + 12);
+  return be32(buf, off + 12);
 }
 
 /** IPv4 destination address as an unsigned 32-bit number. */
 export function ipv4Dst(buf: Buffer, off = 0): number {
-  return buf.readUInt32BE(off + 16);
+  return be32(buf, off + 16);
+}
+
+/**
+ * Byte reads, not buf.readUInt32BE: these run for every packet, and Buffer's readers check
+ * their argument on each call behind a wrapper that inlines poorly. checkIp vouched for the bounds.
+ */
+function be32(buf: Buffer, off: number): number {
+  return ((buf[off] << 24) | (buf[off + 1] << 16) | (buf[off + 2] << 8) | buf[off + 3]) >>> 0;
 }
 
 /** IPv6 source address as its canonical text (slow path: allocates a string). */
