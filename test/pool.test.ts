@@ -274,7 +274,7 @@ t.test('Counters', async (t) => {
   t.same(Object.keys(snap).sort(), [...DROP_REASONS].sort(), 'every reason listed');
   t.same(
     [...DROP_REASONS].sort(),
-    ['bad_ethernet', 'bad_ip', 'broadcast_limit', 'client_to_client_off', 'garbage', 'handshake_limit', 'ipv6_link_local', 'mismatch_dtls', 'mismatch_plaintext', 'move_budget', 'move_refused', 'no_route', 'not_answered', 'not_ipv4', 'replayed_or_bad_record', 'spoofed_mac', 'spoofed_source', 'too_big', 'unauthorized'],
+    ['bad_cookie', 'bad_ethernet', 'bad_ip', 'broadcast_limit', 'client_to_client_off', 'garbage', 'handshake_limit', 'ipv6_link_local', 'mismatch_dtls', 'mismatch_plaintext', 'move_budget', 'move_refused', 'no_route', 'not_answered', 'not_ipv4', 'replayed_or_bad_record', 'spoofed_mac', 'spoofed_source', 'too_big', 'unauthorized'],
   );
   t.equal(snap.garbage, 2);
   snap.garbage = 100;
