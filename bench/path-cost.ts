@@ -46,7 +46,7 @@ type Topology = 'subnet' | 'p2p';
 
 interface Options {
   baseline?: string; topologies: Topology[]; packets: number; warmup: number; batches: number[]; size: number; json?: string;
-  /** Child mode: one run of one build, in the current process (under callgrind and unshare -n). */
+  /** Child mode: one run of one build, in the current process (under callgrind and unshare -n -m). */
   child?: { build: string; packets: number; batch: number; pki: string; topology: Topology };
 }
 
