@@ -11,12 +11,16 @@
 //   TUN -> UDP: `--batch` IP packets for the client put into the server's TUN read batch and
 //               handed to its TUN callback; the sealed datagrams go to the client's socket.
 //
+// `--topology p2p` (or `subnet,p2p`: both in one run, and their ratio) runs the server with a
+// TUN per session: the client's packets go to its link's TUN, and the TUN -> UDP batch goes to
+// that link's TUN callback (the one its device calls), measured once the link is up.
+//
 // Each build (this checkout, and with --baseline DIR another checkout, e.g. a git worktree of
 // an older commit after `bash scripts/deps.sh test`) runs twice under callgrind: with N and
 // with 3N packets each way (`--packets N`) after the same warm-up. The difference of the two
 // totals over the 2N packets is the cost of one packet each way: start-up, key and record
 // making, handshake, JIT warm-up and whatever happens once after the measured packets cancel
-// out. Inside a network namespace of its own (unshare -n: nothing to clean up, no name to
+// out. Inside a network namespace of its own (unshare -n -m: nothing to clean up, no name to
 // collide with); the server runs as in production (its TUN, its UDP socket, its init script).
 //
 // What made earlier counts wrong: copying into the batches in the measured part (they are on
@@ -27,7 +31,7 @@
 // seed, whose making costs a varying count (fixed); code compiled, flushed or deoptimized inside
 // the window (a warm-up in both batch sizes, no flushing, a full collection before).
 //
-//   npm run bench:cost -- [--baseline DIR] [--packets N] [--warmup N] [--batch N[,N]] [--size BYTES] [--json FILE]
+//   npm run bench:cost -- [--baseline DIR] [--topology subnet[,p2p]] [--packets N] [--warmup N] [--batch N[,N]] [--size BYTES] [--json FILE]
 import { execFileSync, spawnSync } from 'child_process';
 import * as dgram from 'dgram';
 import * as fs from 'fs';
@@ -38,21 +42,24 @@ import { eachFlag } from './args';
 
 const THIS_BUILD = path.resolve(__dirname, '..', '..');
 
+type Topology = 'subnet' | 'p2p';
+
 interface Options {
-  baseline?: string; packets: number; warmup: number; batches: number[]; size: number; json?: string;
-  /** Child mode: one run of one build, in the current process (under callgrind and unshare -n). */
-  child?: { build: string; packets: number; batch: number; pki: string };
+  baseline?: string; topologies: Topology[]; packets: number; warmup: number; batches: number[]; size: number; json?: string;
+  /** Child mode: one run of one build, in the current process (under callgrind and unshare -n -m). */
+  child?: { build: string; packets: number; batch: number; pki: string; topology: Topology };
 }
 
 function usage(): string {
-  return 'usage: npm run bench:cost -- [--baseline DIR (another checkout of minivpn, built: before and after in one run)] [--packets N (default 4000, each way)] [--warmup N (default 4000: that many in batches of one, then in batches of the measured size)] [--batch N[,N] (packets per callback, default 64,1)] [--size BYTES (IP packet size, default 1400)] [--json FILE]';
+  return 'usage: npm run bench:cost -- [--baseline DIR (another checkout of minivpn, built: before and after in one run)] [--topology subnet|p2p|subnet,p2p (default subnet; both: p2p / subnet per batch)] [--packets N (default 4000, each way)] [--warmup N (default 4000: that many in batches of one, then in batches of the measured size)] [--batch N[,N] (packets per callback, default 64,1)] [--size BYTES (IP packet size, default 1400)] [--json FILE]';
 }
 
 export function parseArgs(argv: string[]): Options {
-  const o: Options = { packets: 4000, warmup: 4000, batches: [64, 1], size: 1400 };
+  const o: Options = { topologies: ['subnet'], packets: 4000, warmup: 4000, batches: [64, 1], size: 1400 };
   let child: Options['child'] | undefined;
   eachFlag(argv, usage, (f) => {
     if (f.name === '--baseline') o.baseline = path.resolve(f.value());
+    else if (f.name === '--topology') o.topologies = topologies(f.value());
     else if (f.name === '--packets') o.packets = f.number(1, 1_000_000);
     else if (f.name === '--warmup') o.warmup = f.number(0, 1_000_000);
     else if (f.name === '--batch') {
@@ -60,7 +67,8 @@ export function parseArgs(argv: string[]): Options {
       if (o.batches.some((b) => !Number.isInteger(b) || b < 1 || b > 64)) throw new Error(`bad --batch: expected integers from 1 to 64\n${usage()}`);
     } else if (f.name === '--size') o.size = f.number(64, 1400);
     else if (f.name === '--json') o.json = f.value();
-    else if (f.name === '--child') child = { build: f.value(), packets: 0, batch: 0, pki: '' };
+    else if (f.name === '--child') child = { build: f.value(), packets: 0, batch: 0, pki: '', topology: 'subnet' };
+    else if (f.name === '--child-topology' && child) child.topology = topologies(f.value())[0];
     else if (f.name === '--child-packets' && child) child.packets = f.number(0, 3_000_000);
     else if (f.name === '--child-batch' && child) child.batch = f.number(1, 64);
     else if (f.name === '--child-pki' && child) child.pki = f.value();
@@ -69,6 +77,15 @@ export function parseArgs(argv: string[]): Options {
   });
   if (child) o.child = child;
   return o;
+}
+
+/** "subnet", "p2p" or both, comma-separated, each once. */
+function topologies(v: string): Topology[] {
+  const ts = v.split(',');
+  if (ts.length === 0 || ts.some((t) => t !== 'subnet' && t !== 'p2p') || new Set(ts).size !== ts.length) {
+    throw new Error(`bad --topology "${v}": expected subnet, p2p or subnet,p2p\n${usage()}`);
+  }
+  return ts as Topology[];
 }
 
 // ---- the child: one build's server, driven ---------------------------------------------
@@ -159,12 +176,16 @@ async function child(c: NonNullable<Options['child']>, o: Options): Promise<void
   req('log').setLevel('warn');
 
   sh('ip', ['link', 'set', 'lo', 'up']);
+  // This namespace's devices in /sys (link-up checks them there); the mount namespace is the
+  // child's own (unshare -m, private), so it goes with the process.
+  sh('mount', ['-t', 'sysfs', 'sysfs', '/sys']);
   sh('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'minivpn-cost-'));
   try {
     const pki = c.pki;
+    const p2p = c.topology === 'p2p';
     const cfg = parseServerArgs([
-      '--listen', '127.0.0.1:11940', '--pool', POOL, '--tun-name', 'mvcost0',
+      '--listen', '127.0.0.1:11940', '--pool', POOL, '--topology', c.topology, '--tun-name', p2p ? 'mvcost%d' : 'mvcost0',
       '--ca', `${pki}/ca.crt`, '--cert', `${pki}/server.crt`, '--key', `${pki}/server.key`,
       '--authorized-dir', `${pki}/authorized`, '--leases-file', `${dir}/leases.json`,
       '--status-socket', `${dir}/status.sock`, '--log-level', 'warn',
@@ -173,8 +194,10 @@ async function child(c: NonNullable<Options['child']>, o: Options): Promise<void
     await server.start();
     sh('ip', ['route', 'add', 'blackhole', `${SINK.join('.')}/32`]);
 
+    // (With p2p the server sends the config once the link's link-up run is done: it is up now.)
     const { conn, sock, clientPort, address } = await connectClient(req, pki);
     const clientAddr = address.split('.').map(Number);
+    const tunSide = tunCallback(server, p2p);
 
     // Every record the run needs, sealed and put into the datagram batch before (the client's
     // cost and the copying are then the same whatever N; a copy into a SharedArrayBuffer, which
@@ -205,7 +228,7 @@ async function child(c: NonNullable<Options['child']>, o: Options): Promise<void
     from[10] = from[11] = 0xff;
     Buffer.from([127, 0, 0, 1]).copy(from, 12);
     for (let k = 0; k < 64; k++) { from.copy(rx.addrs, 16 * k); rx.ports[k] = clientPort; }
-    const tunRx = server.tun.rx;
+    const tunRx = tunSide.rx;
     const down = ipPacket(o.size, SINK, clientAddr);
     // (In the last slots: a TUN read after a write of a small batch, latency.ts, fills the first ones.)
     const slot = (k: number): number => (tunRx.capacity - 1 - k) * tunRx.slotSize + 8;
@@ -224,7 +247,7 @@ async function child(c: NonNullable<Options['child']>, o: Options): Promise<void
         tunRx.lens[k] = down.length;
       }
       tunRx.count = b;
-      server.onTunBatch(tunRx, now);
+      tunSide.deliver(tunRx, now);
     };
     neverOptimize(batch);
     const run = (count: number, next: number, size = c.batch): number => {
@@ -259,6 +282,25 @@ async function child(c: NonNullable<Options['child']>, o: Options): Promise<void
     fs.rmSync(dir, { recursive: true, force: true });
   }
   process.exit(0);
+}
+
+/**
+ * Where the TUN -> UDP batch goes: the callback the TUN's reads call (the same function as in
+ * the server: the shared TUN's, or with p2p the session's link's; that link up).
+ */
+function tunCallback(server: Mod, p2p: boolean): { rx: Mod; deliver: (b: Mod, now: number) => boolean } {
+  const links = [...(server.links?.open ?? [])];
+  if (p2p && (links.length !== 1 || links[0].state !== 'up')) {
+    throw new Error(`p2p: expected one link up, found ${links.map((l: Mod) => `${l.name} ${l.state}`).join(', ') || 'none'}`);
+  }
+  const dev = p2p ? links[0].dev : server.tun;
+  const cb = dev.onBatch; // (Tun's private field: what its reads hand their batches to)
+  if (typeof cb !== 'function') {
+    // (builds whose Tun keeps it elsewhere: the server's callback itself)
+    if (!p2p && typeof server.onTunBatch === 'function') return { rx: dev.rx, deliver: (b, now) => server.onTunBatch(b, now) };
+    throw new Error(`${dev.name} has no read callback`);
+  }
+  return { rx: dev.rx, deliver: cb };
 }
 
 /** %NeverOptimizeFunction (the child runs with --allow-natives-syntax; without it, nothing). */
@@ -306,12 +348,12 @@ function compilingIn(file: string): number {
 const CHILD_FLAGS = ['--single-threaded', '--expose-gc', '--hash-seed=1', '--random-seed=1', '--no-flush-bytecode', '--no-flush-baseline-code', '--allow-natives-syntax'];
 
 /** One child under callgrind in a namespace of its own; its total instruction count. */
-function counted(build: string, packets: number, batch: number, pki: string, o: Options): Run {
+function counted(build: string, topology: Topology, packets: number, batch: number, pki: string, o: Options): Run {
   const out = path.join(os.tmpdir(), `minivpn-cost-${process.pid}-${Date.now()}.callgrind`);
   const args = [
-    '-n', 'valgrind', '--tool=callgrind', `--callgrind-out-file=${out}`, '--quiet',
+    '-n', '-m', 'valgrind', '--tool=callgrind', `--callgrind-out-file=${out}`, '--quiet',
     process.execPath, ...CHILD_FLAGS, __filename, '--child', build, '--child-packets', String(packets), '--child-batch', String(batch),
-    '--child-pki', pki,
+    '--child-pki', pki, '--child-topology', topology,
     '--warmup', String(o.warmup), '--packets', String(o.packets), '--size', String(o.size),
   ];
   const r = spawnSync('unshare', args, { encoding: 'utf8', maxBuffer: 16 << 20 });
@@ -328,14 +370,17 @@ function counted(build: string, packets: number, batch: number, pki: string, o: 
 }
 
 /** Instructions per packet each way: (run with 3N packets - run with N) / 2N. */
-function perPacket(build: string, batch: number, pki: string, o: Options): { perPacket: number; compiling: number } {
+function perPacket(build: string, topology: Topology, batch: number, pki: string, o: Options): { perPacket: number; compiling: number } {
   const runs = [o.packets, 3 * o.packets].map((n) => {
-    const r = counted(build, n, batch, pki, o);
+    const r = counted(build, topology, n, batch, pki, o);
     const res = r.result as { records: number; rxPackets: number; txPackets: number };
     // Every record opened and its packet passed on, every TUN packet sealed: else the count means nothing.
     const want = 2 * o.warmup + n;
-    if (res.records !== want || res.rxPackets !== want || res.txPackets !== want) {
-      throw new Error(`the run of ${build} with ${n} packets moved ${res.rxPackets} up and ${res.txPackets} down, not ${want}`);
+    // (p2p: the kernel's own few packets on the new link, IPv6 router solicitation and MLD, go
+    // to the client too, as link-local traffic does there; the shared TUN drops them.)
+    const kernels = topology === 'p2p' ? 8 : 0;
+    if (res.records !== want || res.rxPackets !== want || res.txPackets < want || res.txPackets > want + kernels) {
+      throw new Error(`the run of ${build} (${topology}) with ${n} packets moved ${res.rxPackets} up and ${res.txPackets} down, not ${want}`);
     }
     return r;
   });
@@ -362,20 +407,31 @@ async function main(): Promise<void> {
 
 async function measure(builds: string[], pki: string, o: Options): Promise<void> {
   console.log(`[cost] instructions per packet (one each way), server data path; ${o.packets} packets after 2 x ${o.warmup} of warm-up, ${o.size}-byte IP packets`);
-  const rows: Array<{ build: string; batch: number; perPacket: number; compiling: number }> = [];
+  type Row = { build: string; topology: Topology; batch: number; perPacket: number; compiling: number };
+  const rows: Row[] = [];
+  const name = (build: string): string => (build === THIS_BUILD ? 'this build' : build);
   for (const batch of o.batches) {
     for (const build of builds) {
-      const { perPacket: n, compiling } = perPacket(build, batch, pki, o);
-      rows.push({ build, batch, perPacket: n, compiling });
-      console.log(`[cost] batch ${batch}: ${build === THIS_BUILD ? 'this build' : build}: ${Math.round(n)} instructions per packet` +
-        ` (of them ${Math.round(compiling)} in V8's compiler)`);
-      // The compiler at work inside the window: code still being optimized (or again, after a
-      // deoptimization); the figure is then not the steady state's.
-      if (Math.abs(compiling) > 0.01 * n) console.log(`[cost] warning: more than 1 % of that is compiling; a longer --warmup may settle it`);
+      for (const topology of o.topologies) {
+        const { perPacket: n, compiling } = perPacket(build, topology, batch, pki, o);
+        rows.push({ build, topology, batch, perPacket: n, compiling });
+        console.log(`[cost] batch ${batch}: ${name(build)}, ${topology}: ${Math.round(n)} instructions per packet` +
+          ` (of them ${Math.round(compiling)} in V8's compiler)`);
+        // The compiler at work inside the window: code still being optimized (or again, after a
+        // deoptimization); the figure is then not the steady state's.
+        if (Math.abs(compiling) > 0.01 * n) console.log(`[cost] warning: more than 1 % of that is compiling; a longer --warmup may settle it`);
+      }
+      if (o.topologies.length === 2) {
+        const [sub, p2p] = (['subnet', 'p2p'] as const).map((t) => rows.find((r) => r.batch === batch && r.build === build && r.topology === t)!);
+        console.log(`[cost] batch ${batch}: ${name(build)}: p2p / subnet = ${(p2p.perPacket / sub.perPacket).toFixed(3)}`);
+      }
     }
     if (o.baseline) {
-      const [a, b] = rows.slice(-2);
-      console.log(`[cost] batch ${batch}: this build / baseline = ${(a.perPacket / b.perPacket).toFixed(3)}`);
+      const mine = rows.filter((r) => r.batch === batch && r.build === THIS_BUILD);
+      for (const a of mine) {
+        const b = rows.find((r) => r.batch === batch && r.build !== THIS_BUILD && r.topology === a.topology)!;
+        console.log(`[cost] batch ${batch}, ${a.topology}: this build / baseline = ${(a.perPacket / b.perPacket).toFixed(3)}`);
+      }
     }
   }
   if (o.json) fs.writeFileSync(o.json, JSON.stringify({ options: { ...o, child: undefined }, rows }, null, 2));

@@ -35,7 +35,12 @@ t.test('npm run bench:roam: defaults and flags, the addresses moved between', as
 });
 
 t.test('npm run bench:cost: defaults and flags', async (t) => {
-  t.same(costArgs([]), { packets: 4000, warmup: 4000, batches: [64, 1], size: 1400 });
+  t.same(costArgs([]), { topologies: ['subnet'], packets: 4000, warmup: 4000, batches: [64, 1], size: 1400 });
+  t.same(costArgs(['--topology', 'p2p']).topologies, ['p2p']);
+  t.same(costArgs(['--topology', 'subnet,p2p']).topologies, ['subnet', 'p2p'], 'both in one run');
+  t.throws(() => costArgs(['--topology', 'mesh']), /bad --topology "mesh": expected subnet, p2p or subnet,p2p/);
+  t.throws(() => costArgs(['--topology', 'p2p,p2p']), /bad --topology "p2p,p2p"/, 'each once');
+  t.throws(() => costArgs(['--child-topology', 'p2p']), /unknown option "--child-topology"/, 'a child option only after --child');
   const o = costArgs(['--baseline', 'old', '--packets', '2000', '--warmup', '0', '--batch', '32', '--size', '100', '--json', 'c.json']);
   t.match(o, { packets: 2000, warmup: 0, batches: [32], size: 100, json: 'c.json' });
   t.ok(o.baseline?.endsWith('/old'), 'the baseline as an absolute path');
